@@ -1,0 +1,85 @@
+"""One typed config for the terminal: a TOML file on disk, overridable at run time by `config.set`.
+
+Each concern has its own section model (one file each); this module composes them, loads TOML and
+turns validation errors into messages that name the offending key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from device.config.base import Section
+from device.config.mqtt import MqttConfig, OutboxConfig
+from device.config.privacy import PrivacyConfig
+from device.config.service import ServiceConfig
+from device.config.vision import VisionConfig
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `problems` lists one human-readable reason per offending key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Config(Section):
+    terminal_id: str = Field(
+        "demo-terminal",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Unique id of this terminal; names its MQTT namespace and client id.",
+    )
+    service: ServiceConfig = ServiceConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    vision: VisionConfig = VisionConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append(f"{key}: {msg}")
+    return out
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file not found: {path}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data)
+
+
+def merge(base: Config, overrides: dict[str, Any]) -> Config:
+    """A new validated config: `overrides` (nested dict) applied over `base`; `base` is never changed."""
+    merged = _deep_merge(base.model_dump(mode="json"), overrides)
+    return parse_config(merged)
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

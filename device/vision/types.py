@@ -1,0 +1,29 @@
+"""Frozen values passed between pipeline stages. Arrays are owned by the value that holds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face from the detector, in frame pixel coordinates.
+
+    box: (x0, y0, x1, y1). keypoints: (6, 2) in MediaPipe order: right eye, left eye, nose tip,
+    mouth centre, right ear tragion, left ear tragion ("right" is the subject's right).
+    """
+
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A captured frame. `image` is BGR uint8 (OpenCV order) and lives only in RAM."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray = field(repr=False)
