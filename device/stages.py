@@ -1,0 +1,41 @@
+"""The small interfaces between the service's parts. The service loop only talks to these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from device.events import FaceObservation
+from device.vision.types import Frame
+
+
+class FrameSource(Protocol):
+    """Camera or replay. Yields frames in order; raises SourceError (device.vision.sources) when it gives up."""
+
+    def frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class FacePipeline(Protocol):
+    """Frames in, finished observations out (at most one per track and pass)."""
+
+    def process(self, frame: Frame) -> list[FaceObservation]: ...
+
+    def flush(self) -> list[FaceObservation]:
+        """End of stream: finish every open track."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Per-stage latency (ms), fps, drops: reported in health."""
+        ...
+
+
+class Protector(Protocol):
+    """Turns an observation into the event body that may leave the terminal (thumbnail, sealing, signing)."""
+
+    def protect(self, observation: FaceObservation) -> dict[str, Any]: ...
+
+    def report(self) -> dict[str, Any]:
+        """What this terminal sends and keeps, for `privacy.report`."""
+        ...
