@@ -8,9 +8,7 @@ import logging
 import sys
 
 # Modules that each add one subcommand (or a group): keep one per line.
-COMMAND_MODULES = (
-    "device.cli_models",
-)
+COMMAND_MODULES = ("device.cli_models",)
 
 
 def build_parser() -> argparse.ArgumentParser:

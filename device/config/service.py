@@ -10,6 +10,8 @@ class ServiceConfig(Section):
         Path("var/state"),
         description="Writable directory for the outbox, keys and gallery (systemd StateDirectory on a terminal).",
     )
-    models_dir: Path | None = Field(None, description="Directory holding models/manifest.json; default: bundled.")
+    models_dir: Path | None = Field(
+        None, description="Directory holding models/manifest.json; default: bundled."
+    )
     health_interval_s: float = Field(10.0, gt=0.1, le=3600, description="Seconds between health messages.")
     num_threads: int = Field(1, ge=1, le=8, description="LiteRT threads per model.")
