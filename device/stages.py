@@ -14,6 +14,10 @@ class FrameSource(Protocol):
 
     def frames(self) -> Iterator[Frame]: ...
 
+    def release(self, frame: Frame) -> None:
+        """The service is done with this frame: its buffer is zeroed and returned to the ring."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -35,6 +39,10 @@ class Protector(Protocol):
     """Turns an observation into the event body that may leave the terminal (thumbnail, sealing, signing)."""
 
     def protect(self, observation: FaceObservation) -> dict[str, Any]: ...
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload with a `signature` over its canonical JSON added (origin and integrity)."""
+        ...
 
     def report(self) -> dict[str, Any]:
         """What this terminal sends and keeps, for `privacy.report`."""
