@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up faceonly on a fresh Debian / Raspberry Pi OS machine for the demo or for the tests:
+# system packages, a venv in .venv (with system site packages, so apt's picamera2 is seen on a Pi),
+# the project, and the bundled demo replay. Idempotent.
+#   bash scripts/setup.sh          # runtime + embedded demo broker
+#   bash scripts/setup.sh --test   # also the test tools and the brokers the tests start
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+
+apt_packages=(python3-venv python3-pip)
+((with_tests)) && apt_packages+=(mosquitto systemd shellcheck)
+if ! dpkg -s "${apt_packages[@]}" >/dev/null 2>&1; then
+  echo "== installing system packages: ${apt_packages[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+# mosquitto's packaged service is not needed: the tests start their own brokers on free ports.
+if ((with_tests)) && command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  "${sudo_cmd[@]}" systemctl disable --now mosquitto || true
+fi
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "== creating .venv"
+  "$python" -m venv --system-site-packages .venv
+fi
+extras=demo
+((with_tests)) && extras=demo,test
+echo "== installing faceonly[$extras]"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[$extras]"
+
+echo "== checking models"
+.venv/bin/faceonly models verify
+echo "== making the demo replay"
+.venv/bin/faceonly replay make-demo
+echo "== ready"
