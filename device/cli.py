@@ -8,7 +8,14 @@ import logging
 import sys
 
 # Modules that each add one subcommand (or a group): keep one per line.
-COMMAND_MODULES = ("device.cli_models",)
+COMMAND_MODULES = (
+    "device.cli_models",
+    "device.cli_replay",
+    "device.cli_record",
+    "device.cli_run",
+    "device.cli_ctl",
+    "device.cli_audit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

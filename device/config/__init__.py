@@ -40,13 +40,41 @@ class Config(Section):
     privacy: PrivacyConfig = PrivacyConfig()
 
 
+# Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).
+SECRET_KEYS = frozenset({"mqtt.password"})
+REDACTED = "**redacted**"
+
+
 def _problems(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and ".".join(str(p) for p in err["loc"]) not in SECRET_KEYS:
+                msg += f" (got {_short(err['input'])})"
         out.append(f"{key}: {msg}")
     return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict) else "a table"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def redact(config: Config) -> dict[str, Any]:
+    """The config as JSON-ready data with every secret replaced: safe to report, log or publish."""
+    data = config.model_dump(mode="json")
+    for dotted in SECRET_KEYS:
+        *path, leaf = dotted.split(".")
+        node = data
+        for part in path:
+            node = node.get(part, {})
+        if node.get(leaf) is not None:
+            node[leaf] = REDACTED
+    return data
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -71,15 +99,15 @@ def load_config(path: Path | None) -> Config:
 
 def merge(base: Config, overrides: dict[str, Any]) -> Config:
     """A new validated config: `overrides` (nested dict) applied over `base`; `base` is never changed."""
-    merged = _deep_merge(base.model_dump(mode="json"), overrides)
+    merged = deep_merge(base.model_dump(mode="json"), overrides)
     return parse_config(merged)
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out

@@ -1,16 +1,127 @@
-from pydantic import Field
+"""MQTT connection and durable outbox settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 
 from device.config.base import Section
+
+# systemd LoadCredential= puts secrets here; a password can be read from it without touching the config file.
+CREDENTIAL_NAME = "mqtt_password"
 
 
 class MqttConfig(Section):
     broker: str | None = Field(
-        None, description="mqtt://host:port or mqtts://host:port; none: embedded demo broker."
+        None,
+        title="Broker URL",
+        description="mqtt://host:port or mqtts://host:port; none: the embedded demo broker.",
     )
-    topic_prefix: str = Field("faceonly", description="Root of every topic; the API version follows it.")
+    topic_prefix: str = Field(
+        "faceonly",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Root of every topic; the API version follows it.",
+    )
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    username: str | None = Field(None, max_length=256, description="MQTT user name (default: none).")
+    password: str | None = Field(
+        None, max_length=1024, repr=False, description="MQTT password (secret; redacted when reported)."
+    )
+    password_file: Path | None = Field(
+        None,
+        description=f"File holding the password; default: $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME} if present.",
+    )
+    tls_ca: Path | None = Field(
+        None, description="CA certificate (PEM) that signed the broker's certificate."
+    )
+    tls_cert: Path | None = Field(None, description="This terminal's client certificate (PEM).")
+    tls_key: Path | None = Field(None, description="Key of the client certificate (PEM).")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        le=0xFFFFFFFE,
+        description="Broker keeps our session (subscriptions, queued commands) this long while offline.",
+    )
+    will_delay_s: int = Field(
+        5, ge=0, le=3600, description="Last Will delay (MQTT 5): short blips stay online."
+    )
+    event_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=10,
+        le=0xFFFFFFFE,
+        description="Face events expire (MQTT message expiry) after this.",
+    )
+    max_command_bytes: int = Field(
+        64 * 1024, ge=256, le=16 * 1024 * 1024, description="Larger command requests are refused."
+    )
+    inflight_window: int = Field(
+        50, ge=1, le=1000, description="Outbox events handed to the broker connection at once."
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Longest reconnect delay.")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("must be scheme://host[:port] only")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> MqttConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.broker or "mqtt://127.0.0.1").hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.broker or "mqtt://127.0.0.1")
+        return parts.port or (8883 if self.use_tls else 1883)
+
+    @property
+    def use_tls(self) -> bool:
+        return (self.broker or "").startswith("mqtts://")
+
+    def read_password(self) -> str | None:
+        """The password: inline, from password_file, or from the systemd credential. Read when connecting."""
+        if self.password is not None:
+            return self.password
+        path = self.password_file
+        if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+            path = candidate if candidate.is_file() else None
+        if path is None:
+            return None
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 class OutboxConfig(Section):
-    max_events: int = Field(10_000, ge=1, description="Most events kept while the broker is unreachable.")
+    max_events: int = Field(
+        10_000, ge=1, le=10_000_000, description="Most events kept while the broker is unreachable."
+    )
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Most bytes kept on disk.")
     max_age_s: float = Field(7 * 24 * 3600, gt=0, description="Queued events older than this expire.")

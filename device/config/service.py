@@ -15,3 +15,6 @@ class ServiceConfig(Section):
     )
     health_interval_s: float = Field(10.0, gt=0.1, le=3600, description="Seconds between health messages.")
     num_threads: int = Field(1, ge=1, le=8, description="LiteRT threads per model.")
+    stop_flush_s: float = Field(
+        3.0, ge=0, le=60, description="On SIGTERM, seconds spent publishing what the outbox holds."
+    )

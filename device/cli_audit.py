@@ -1,0 +1,202 @@
+"""`faceonly audit`: watch a terminal's whole MQTT namespace and prove what left it.
+
+Subscribes to `<prefix>/v1/dev/<id>/#` (retained messages included), decodes every image found in
+any message and judges the privacy rules (device/privacy/audit.py). Works against any broker the
+auditor can read: run it while the terminal runs, on a real deployment or in a test.
+
+Exit status: 0 every rule passed, 1 a rule failed, 2 bad arguments or no broker connection,
+3 inconclusive (no face event was seen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import queue
+import ssl
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+
+from device.config.privacy import decode_public_key
+from device.privacy.audit import AuditPolicy, audit_result, inspect_message, render_text
+from device.privacy.seal import fingerprint
+from device.transport.topics import API_VERSION
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="prove what a terminal publishes (privacy audit over MQTT)")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--id", dest="terminal_id", required=True, help="terminal id whose namespace to watch")
+    p.add_argument("--prefix", default="faceonly", help="topic prefix (default: faceonly)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--duration", type=float, default=None, help="watch this many seconds (default 60)")
+    stop.add_argument("--count", type=int, default=None, help="stop after this many face events")
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="with --count: give up after this many seconds"
+    )
+    p.add_argument("--policy-size", type=int, default=112, help="largest allowed image side in pixels")
+    p.add_argument("--require-sealed", action="store_true", help="biometric fields must be sealed")
+    p.add_argument(
+        "--backend-key",
+        default=None,
+        help="backend X25519 public key (base64 or file): implies --require-sealed",
+    )
+    p.add_argument(
+        "--backend-private-key",
+        default=None,
+        help="backend private key (base64 or file): also audit sealed images",
+    )
+    p.add_argument(
+        "--terminal-key", default=None, help="terminal Ed25519 public key (base64 or file): check signatures"
+    )
+    p.add_argument("--username", default=None)
+    p.add_argument("--password-file", type=Path, default=None)
+    p.add_argument("--tls-ca", type=Path, default=None)
+    p.add_argument("--tls-cert", type=Path, default=None)
+    p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument(
+        "--json", dest="json_out", type=Path, default=None, help="write the full audit as JSON here"
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the verdicts")
+    p.set_defaults(func=_audit)
+
+
+def read_key(value: str) -> bytes:
+    """A 32-byte key given as base64 text or as a file holding it."""
+    path = Path(value)
+    text = path.read_text(encoding="ascii") if path.is_file() else value
+    return decode_public_key(text)
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+class Watcher:
+    """A read-only MQTT 5 subscriber; paho's callbacks only enqueue."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.filter = f"{args.prefix}/{API_VERSION}/dev/{args.terminal_id}/#"
+        self.inbox: queue.Queue[Received] = queue.Queue()
+        self.subscribed = queue.Queue[str]()
+        parts = urlsplit(args.broker)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"--broker must be mqtt://host:port or mqtts://host:port, got {args.broker!r}")
+        self.host, self.port = parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"faceonly-audit-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if args.username is not None:
+            password = args.password_file.read_text().rstrip("\r\n") if args.password_file else None
+            client.username_pw_set(args.username, password)
+        if parts.scheme == "mqtts":
+            client.tls_set(
+                ca_certs=str(args.tls_ca) if args.tls_ca else None,
+                certfile=str(args.tls_cert) if args.tls_cert else None,
+                keyfile=str(args.tls_key) if args.tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.subscribed.put(f"connection refused: {reason_code}")
+            return
+        client.subscribe(self.filter, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        self.subscribed.put(f"subscription refused: {', '.join(failed)}" if failed else "")
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Received(message.topic, bytes(message.payload), bool(message.retain)))
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.client.connect(self.host, self.port, keepalive=30, clean_start=True)
+        self.client.loop_start()
+        try:
+            problem = self.subscribed.get(timeout=timeout)
+        except queue.Empty:
+            problem = f"no subscription acknowledgement from {self.host}:{self.port} within {timeout:g}s"
+        if problem:
+            self.stop()
+            raise ConnectionError(problem)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _policy(args: argparse.Namespace) -> AuditPolicy:
+    backend = read_key(args.backend_key) if args.backend_key else None
+    private = None
+    if args.backend_private_key:
+        path = Path(args.backend_private_key)
+        text = path.read_text(encoding="ascii").strip() if path.is_file() else args.backend_private_key
+        private = base64.b64decode(text, validate=True)
+    return AuditPolicy(
+        max_image_size=args.policy_size,
+        require_sealed=args.require_sealed or backend is not None,
+        backend_fingerprint=fingerprint(backend) if backend is not None else None,
+        terminal_public_key=read_key(args.terminal_key) if args.terminal_key else None,
+        backend_private_key=private,
+    )
+
+
+def _audit(args: argparse.Namespace) -> int:
+    try:
+        policy = _policy(args)
+        watcher = Watcher(args)
+        watcher.start()
+    except (OSError, ValueError, ConnectionError) as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    limit = args.timeout if args.count is not None else (args.duration if args.duration is not None else 60.0)
+    print(f"audit: watching {watcher.filter} for up to {limit:g}s", file=sys.stderr)
+    deadline = time.monotonic() + limit
+    findings = []
+    events = 0
+    try:
+        while time.monotonic() < deadline and (args.count is None or events < args.count):
+            try:
+                msg = watcher.inbox.get(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            finding = inspect_message(msg.topic, msg.payload, msg.retained, policy)
+            findings.append(finding)
+            events += finding.is_face_event and not finding.inbound
+            if not args.quiet:
+                print(
+                    f"{'<-' if finding.inbound else '->'} {msg.topic} {len(msg.payload)} bytes",
+                    file=sys.stderr,
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    result = audit_result(findings, policy)
+    text = render_text(result)
+    if args.quiet:
+        text = "\n".join(line for line in text.splitlines() if line.startswith(("[", "audit result")))
+    print(text)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return _EXIT[result["result"]]

@@ -1,0 +1,36 @@
+"""`faceonly replay make-demo [OUT]`: generate the demo replay (the astronaut photo walking up)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from device.vision.demo import DEFAULT_DEMO_DIR
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    replay = sub.add_parser("replay", help="replays for development and the demo")
+    replay_sub = replay.add_subparsers(dest="replay_command", required=True)
+    demo = replay_sub.add_parser(
+        "make-demo", help="write the demo replay (scikit-image's astronaut photo moved and zoomed)"
+    )
+    demo.add_argument(
+        "out", nargs="?", type=Path, default=DEFAULT_DEMO_DIR, help=f"folder (default {DEFAULT_DEMO_DIR})"
+    )
+    demo.add_argument("--fps", type=float, default=15.0, help="frame rate of the replay")
+    demo.set_defaults(func=_make_demo)
+
+
+def _make_demo(args: argparse.Namespace) -> int:
+    from device.vision.demo import make_demo
+
+    try:
+        out = make_demo(args.out, fps=args.fps)
+    except (FileExistsError, OSError) as exc:
+        print(f"make-demo failed: {exc}")
+        return 1
+    except ImportError:
+        print("make-demo needs scikit-image (pip install scikit-image) for the astronaut photo")
+        return 1
+    print(f"demo replay written to {out} (a photo: the challenge policy rejects it, by design)")
+    return 0

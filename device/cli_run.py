@@ -1,0 +1,182 @@
+"""`faceonly run`: start the terminal service in one line, against any broker (or the embedded demo one).
+
+Config precedence: the TOML file, then these flags, then remote changes accepted earlier
+(`config.set` / `config/desired`, stored in the state dir). Exit status: 0 clean stop, 1 fatal
+(models fail verification, source cannot open), 2 invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from device.config import Config, ConfigError, load_config, merge, redact
+
+if TYPE_CHECKING:
+    from device.modelstore import ModelStore
+    from device.stages import FacePipeline, FrameSource, Protector
+
+log = logging.getLogger(__name__)
+
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+_LONG_TEXT = 200  # longer strings (thumbnail, sealed or encoded embedding) are elided in printed events
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the terminal service")
+    run.add_argument("--config", type=Path, default=None, help="TOML config file")
+    run.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port")
+    run.add_argument("--id", dest="terminal_id", default=None, help="terminal id (MQTT namespace, client id)")
+    run.add_argument("--source", default=None, help="picamera2 | v4l2:N | replay:PATH")
+    run.add_argument("--state-dir", type=Path, default=None, help="outbox, keys and applied config")
+    run.add_argument("--no-mqtt", action="store_true", help="print one JSON line per event, no broker")
+    run.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
+    run.set_defaults(func=_run)
+
+
+def base_config(args: argparse.Namespace) -> Config:
+    """File config with the command-line flags applied (raises ConfigError naming the key)."""
+    cfg = load_config(args.config)
+    flags: dict[str, Any] = {}
+    if args.broker is not None:
+        flags["mqtt"] = {"broker": args.broker}
+    if args.terminal_id is not None:
+        flags["terminal_id"] = args.terminal_id
+    if args.source is not None:
+        flags["vision"] = {"source": args.source}
+    if args.state_dir is not None:
+        flags["service"] = {"state_dir": str(args.state_dir)}
+    return merge(cfg, flags) if flags else cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        cfg = base_config(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.validate_config:
+        print(json.dumps(redact(cfg), indent=2))
+        print("config OK", file=sys.stderr)
+        return 0
+    from device.privacy.hardening import disable_core_dumps
+
+    disable_core_dumps()
+    if args.no_mqtt:
+        return _run_offline(cfg)
+    embedded = None
+    if cfg.mqtt.broker is None:
+        from device.demo_broker import EmbeddedBroker
+
+        embedded = EmbeddedBroker(cfg.mqtt.topic_prefix)
+        url = embedded.start()
+        cfg = merge(cfg, {"mqtt": {"broker": url, "protocol": "3.1.1"}})
+        print(
+            f"no broker configured: embedded demo broker at {url}; showing what a backend receives",
+            file=sys.stderr,
+        )
+    try:
+        status = _run_service(cfg, lambda: base_config(args) if embedded is None else cfg)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if status == "restart":
+        log.warning("restarting: exec %s", " ".join(sys.orig_argv))
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    return status
+
+
+def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protector]:
+    from device.modelstore import ModelError, ModelStore
+    from device.privacy.protector import build_protector
+    from device.vision.pipeline import build_pipeline
+    from device.vision.sources import open_source
+
+    store = ModelStore(cfg.service.models_dir)
+    failed = [r for r in store.verify() if not r.ok]
+    if failed:
+        raise ModelError("; ".join(r.problem for r in failed))
+    Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    protector = build_protector(cfg, Path(cfg.service.state_dir))
+    pipeline = build_pipeline(cfg, store)
+    source = open_source(cfg.vision.source, cfg.vision)
+    return store, source, pipeline, protector
+
+
+def _run_service(cfg: Config, reload_base: Callable[[], Config]) -> int | str:
+    from device.lifecycle import Lifecycle
+    from device.modelstore import ModelError
+    from device.runtime_config import RuntimeConfig
+    from device.service import Service
+    from device.vision.sources import SourceError
+
+    lifecycle = Lifecycle()
+    lifecycle.install_signal_handlers()
+    Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime = RuntimeConfig(cfg)
+    try:
+        store, source, pipeline, protector = _stages(runtime.current)
+    except (ModelError, SourceError, OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FATAL
+    service = Service(runtime, store, source, pipeline, protector, lifecycle, reload_base)
+    status = service.run()
+    return "restart" if service.restart_requested else status
+
+
+def _run_offline(cfg: Config) -> int:
+    """Events as JSON lines on stdout (long strings elided): for trying a camera or a replay."""
+    from device.lifecycle import Lifecycle
+    from device.modelstore import ModelError
+    from device.transport.envelope import envelope
+    from device.vision.sources import SourceError
+
+    lifecycle = Lifecycle()
+    lifecycle.install_signal_handlers()
+    try:
+        _, source, pipeline, protector = _stages(cfg)
+    except (ModelError, SourceError, OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FATAL
+
+    def emit(observations: list) -> None:
+        for obs in observations:
+            payload = protector.sign(
+                envelope("event.face", cfg.terminal_id, protector.protect(obs), ttl_s=cfg.mqtt.event_expiry_s)
+            )
+            print(json.dumps(_elide(payload)), flush=True)
+
+    lifecycle.ready()
+    try:
+        for frame in source.frames():
+            try:
+                observations = pipeline.process(frame)
+            finally:
+                source.release(frame)
+            emit(observations)
+            lifecycle.frame_processed()
+            if lifecycle.stop_requested:
+                break
+        emit(pipeline.flush())
+    finally:
+        lifecycle.stopping()
+        source.close()
+    return 0
+
+
+def _elide(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _elide(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_elide(v) for v in value]
+    if isinstance(value, str) and len(value) > _LONG_TEXT:
+        return f"<{len(value)} characters>"
+    return value

@@ -1,0 +1,95 @@
+"""The terminal's own command handlers, bound to the state the service loop owns.
+
+Each handler takes the request's `args` (validated by a small pydantic model, unknown keys refused)
+and returns a JSON-ready result, or raises CommandError. They run on the service loop, never in a
+paho callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from device.config import ConfigError
+from device.modelstore import ModelError, ModelStore
+from device.runtime_config import RuntimeConfig
+from device.stages import Protector
+from device.transport.commands import FAILED, INVALID_CONFIG, CommandError, CommandPlane, parse_args
+from device.transport.outbox import Outbox
+
+
+class _NoArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _ConfigSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    config: dict[str, Any] = Field(description="Nested keys to change, as in the TOML file.")
+    version: int | None = Field(None, ge=0, description="Caller's version of this config.")
+
+
+class _Restart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: str = Field("requested", max_length=200)
+
+
+def register_all(
+    plane: CommandPlane,
+    *,
+    status: Callable[[], dict[str, Any]],
+    runtime: RuntimeConfig,
+    on_config_applied: Callable[[dict[str, Any]], None],
+    store: ModelStore,
+    outbox: Outbox,
+    protector: Protector,
+    request_restart: Callable[[str], None],
+) -> None:
+    def no_args(fn: Callable[[], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def handler(args: dict[str, Any]) -> dict[str, Any]:
+            parse_args(_NoArgs, args)
+            return fn()
+
+        return handler
+
+    def config_set(args: dict[str, Any]) -> dict[str, Any]:
+        req = parse_args(_ConfigSet, args)
+        try:
+            result = runtime.apply(req.config, req.version)
+        except ConfigError as exc:
+            raise CommandError(
+                INVALID_CONFIG, "config refused; the running config is unchanged", exc.problems
+            ) from None
+        on_config_applied(result)
+        return result
+
+    def models_info() -> dict[str, Any]:
+        return {"models": {name: e.info for name, e in store.entries.items()}, "root": str(store.root)}
+
+    def models_verify() -> dict[str, Any]:
+        try:
+            results = store.verify()
+        except ModelError as exc:
+            raise CommandError(FAILED, str(exc)) from None
+        return {
+            "ok": all(r.ok for r in results),
+            "models": [{"name": r.name, "file": r.file, "ok": r.ok, "problem": r.problem} for r in results],
+        }
+
+    def restart(args: dict[str, Any]) -> dict[str, Any]:
+        req = parse_args(_Restart, args)
+        request_restart(req.reason)
+        return {"restarting": True}
+
+    def outbox_purge() -> dict[str, Any]:
+        return {"purged": outbox.purge()}
+
+    plane.register("status", no_args(status))
+    plane.register("config.get", no_args(runtime.report))
+    plane.register("config.set", config_set)
+    plane.register("models.info", no_args(models_info))
+    plane.register("models.verify", no_args(models_verify))
+    plane.register("restart", restart)
+    plane.register("outbox.purge", no_args(outbox_purge))
+    plane.register("privacy.report", no_args(protector.report))

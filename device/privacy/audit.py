@@ -1,0 +1,391 @@
+"""The privacy audit's checks: pure functions over the messages a terminal published.
+
+Given every message seen on a terminal's namespace, find every image anywhere in it (base64 or
+data: URLs inside JSON, or raw bytes), decode it, and judge each rule:
+
+- image_size:       no image is larger than the policy size (longest side, pixels);
+- face_only:        every image is exactly black outside the ellipse inscribed in it;
+- image_metadata:   no image carries metadata (JPEG APP1..APP15/COM, PNG text/EXIF chunks);
+- biometric_sealed: (when sealing is required) no embedding or thumbnail travels in the clear and
+                    every face event's biometric part is sealed (to the expected backend key);
+- signatures:       (when the terminal's public key is given) every face event is validly signed;
+- events_observed:  at least one face event was seen (otherwise the audit proves nothing).
+
+Messages on command-request and desired-config topics come from the backend, not the terminal:
+they are listed but not judged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from device.privacy import seal as sealing
+from device.privacy.signing import SignatureError, verify_payload
+from device.privacy.thumbnail import metadata_markers, outside_ellipse
+
+AUDIT_SCHEMA = 1
+MIN_BASE64_CHARS = 64  # shorter strings cannot hold a decodable image worth reporting
+_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+_PNG_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"iCCP", b"tIME"}
+BIOMETRIC_KEYS = ("embedding", "thumbnail")
+
+
+@dataclass(frozen=True)
+class AuditPolicy:
+    max_image_size: int = 112
+    require_sealed: bool = False
+    backend_fingerprint: str | None = None  # sealed blobs must name this recipient
+    terminal_public_key: bytes | None = None  # check face-event signatures
+    backend_private_key: bytes | None = None  # open sealed blobs and audit the images inside
+
+
+@dataclass(frozen=True)
+class ImageFinding:
+    where: str  # JSON path (or "payload"), "+sealed" when found inside an opened sealed blob
+    format: str
+    bytes: int
+    width: int
+    height: int
+    metadata: tuple[str, ...]
+    outside_ellipse_nonzero: int  # pixels outside the inscribed ellipse that are not exactly black
+    decodable: bool = True
+
+
+@dataclass(frozen=True)
+class MessageFinding:
+    topic: str
+    size: int
+    retained: bool
+    inbound: bool  # sent to the terminal (command request, desired config), not by it
+    kind: str | None  # payload "type" when it is JSON with one
+    images: tuple[ImageFinding, ...] = ()
+    clear_biometric: tuple[str, ...] = ()  # JSON paths of embedding/thumbnail fields in the clear
+    sealed_recipients: tuple[str, ...] = ()
+    signature: str = "unchecked"  # valid | invalid: ... | absent | unchecked
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_face_event(self) -> bool:
+        return self.kind == "event.face" or self.topic.endswith("/event/face")
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    rule: str
+    passed: bool | None  # None: not applicable under this policy
+    detail: str
+
+
+def is_inbound(topic: str) -> bool:
+    return "/cmd/req/" in topic or topic.endswith("/config/desired")
+
+
+def _png_metadata(data: bytes) -> list[str]:
+    found, pos = [], 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind in _PNG_METADATA_CHUNKS:
+            found.append(kind.decode("latin-1"))
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return found
+
+
+def _not_black(pixels: np.ndarray) -> np.ndarray:
+    """Per pixel: any colour channel non-zero (an alpha channel may only be fully on or off)."""
+    if pixels.ndim == 1:
+        return pixels != 0
+    colour = pixels[:, :3].any(axis=1)
+    if pixels.shape[1] == 4:
+        alpha = pixels[:, 3]
+        colour |= (alpha != 0) & (alpha != np.iinfo(pixels.dtype).max)
+    return colour
+
+
+def inspect_image(data: bytes, where: str, fmt: str) -> ImageFinding:
+    """Decode an image (OpenCV) and measure what the rules need."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim < 2 or image.size == 0:
+        return ImageFinding(where, fmt, len(data), 0, 0, (), 0, decodable=False)
+    h, w = image.shape[:2]
+    try:
+        metadata = metadata_markers(data) if fmt == "jpeg" else _png_metadata(data)
+    except ValueError as exc:
+        metadata = [f"unparseable header: {exc}"]
+    leaked = int(np.count_nonzero(_not_black(image[outside_ellipse(h, w)])))
+    return ImageFinding(where, fmt, len(data), w, h, tuple(metadata), leaked)
+
+
+def find_images(data: bytes, where: str) -> list[ImageFinding]:
+    """Every decodable image starting anywhere in `data` (an embedded image counts as much as a whole one)."""
+    found = []
+    for magic, fmt in _SIGNATURES.items():
+        start = data.find(magic)
+        while start != -1:
+            finding = inspect_image(data[start:], where if start == 0 else f"{where}@{start}", fmt)
+            # A stray signature inside random bytes (ciphertext) that does not decode is no image.
+            if finding.decodable or start == 0:
+                found.append(finding)
+            start = data.find(magic, start + 1)
+    return found
+
+
+def _decode_base64(text: str) -> bytes | None:
+    body = _DATA_URL.sub("", text, count=1)
+    if len(body) < MIN_BASE64_CHARS or not _BASE64.match(body):
+        return None
+    try:
+        return base64.b64decode(
+            body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4), validate=True
+        )
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _walk(node: Any, path: str):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def images_in_json(document: Any, prefix: str = "") -> list[ImageFinding]:
+    found = []
+    for path, value in _walk(document, prefix):
+        if isinstance(value, str):
+            raw = _decode_base64(value)
+            if raw is not None:
+                found += find_images(raw, path)
+    return found
+
+
+def clear_biometric_paths(document: Any) -> list[str]:
+    return [
+        path
+        for path, value in _walk(document, "")
+        if isinstance(value, str) and path.rsplit(".", 1)[-1] in BIOMETRIC_KEYS
+    ]
+
+
+def _sealed_blobs(document: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(document, dict):
+        if document.get("alg") == sealing.ALG and "ciphertext" in document:
+            return [(path, document)]
+        for key, value in document.items():
+            out += _sealed_blobs(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(document, list):
+        for i, value in enumerate(document):
+            out += _sealed_blobs(value, f"{path}[{i}]")
+    return out
+
+
+def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPolicy) -> MessageFinding:
+    inbound = is_inbound(topic)
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return MessageFinding(
+            topic,
+            len(payload),
+            retained,
+            inbound,
+            None,
+            tuple(find_images(payload, "payload")),
+            notes=("not JSON",),
+        )
+    kind = document.get("type") if isinstance(document, dict) else None
+    images = images_in_json(document)
+    notes: list[str] = []
+    blobs = _sealed_blobs(document)
+    if policy.backend_private_key is not None:
+        for path, blob in blobs:
+            try:
+                content = sealing.open_sealed(policy.backend_private_key, blob)
+            except sealing.SealError as exc:
+                notes.append(f"{path}: cannot open: {exc}")
+                continue
+            images += images_in_json(content, f"{path}+sealed")
+    signature = "unchecked"
+    if policy.terminal_public_key is not None and isinstance(document, dict) and not inbound:
+        signature = "absent"
+        if "signature" in document:
+            try:
+                verify_payload(document, policy.terminal_public_key)
+                signature = "valid"
+            except SignatureError as exc:
+                signature = f"invalid: {exc}"
+    return MessageFinding(
+        topic,
+        len(payload),
+        retained,
+        inbound,
+        kind if isinstance(kind, str) else None,
+        tuple(images),
+        tuple(clear_biometric_paths(document)),
+        tuple(str(blob.get("recipient")) for _, blob in blobs),
+        signature,
+        tuple(notes),
+    )
+
+
+def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdict]:
+    outbound = [f for f in findings if not f.inbound]
+    images = [(f.topic, img) for f in outbound for img in f.images]
+    events = [f for f in outbound if f.is_face_event]
+
+    def listing(items: list[str]) -> str:
+        return "; ".join(items[:5]) + (f"; and {len(items) - 5} more" if len(items) > 5 else "")
+
+    verdicts = []
+    big = [
+        f"{t} {i.where}: {i.width}x{i.height}"
+        for t, i in images
+        if max(i.width, i.height) > policy.max_image_size
+    ]
+    verdicts.append(
+        RuleVerdict(
+            "image_size",
+            not big,
+            f"{len(images)} image(s), none larger than {policy.max_image_size}px"
+            if not big
+            else f"larger than {policy.max_image_size}px: {listing(big)}",
+        )
+    )
+    leaks = [
+        f"{t} {i.where}: "
+        + (
+            "not decodable, cannot be checked"
+            if not i.decodable
+            else f"{i.outside_ellipse_nonzero} pixels outside the face ellipse are not black"
+        )
+        for t, i in images
+        if not i.decodable or i.outside_ellipse_nonzero
+    ]
+    verdicts.append(
+        RuleVerdict(
+            "face_only",
+            not leaks,
+            "every image is exactly black outside its face ellipse" if not leaks else listing(leaks),
+        )
+    )
+    tagged = [f"{t} {i.where}: {', '.join(i.metadata)}" for t, i in images if i.metadata]
+    verdicts.append(
+        RuleVerdict(
+            "image_metadata", not tagged, "no image carries metadata" if not tagged else listing(tagged)
+        )
+    )
+    if policy.require_sealed:
+        problems = [f"{f.topic}: {p} in the clear" for f in outbound for p in f.clear_biometric]
+        problems += [
+            f"{f.topic}: image {i.where} in the clear"
+            for f in outbound
+            for i in f.images
+            if "+sealed" not in i.where
+        ]
+        problems += [
+            f"{f.topic}: face event without a sealed blob" for f in events if not f.sealed_recipients
+        ]
+        if policy.backend_fingerprint is not None:
+            problems += [
+                f"{f.topic}: sealed to {r}, expected {policy.backend_fingerprint}"
+                for f in outbound
+                for r in f.sealed_recipients
+                if r != policy.backend_fingerprint
+            ]
+        verdicts.append(
+            RuleVerdict(
+                "biometric_sealed",
+                not problems,
+                f"all {len(events)} face event(s) sealed, nothing biometric in the clear"
+                if not problems
+                else listing(problems),
+            )
+        )
+    else:
+        verdicts.append(
+            RuleVerdict("biometric_sealed", None, "not required (no --backend-key / --require-sealed)")
+        )
+    if policy.terminal_public_key is not None:
+        bad = [f"{f.topic}: {f.signature}" for f in events if f.signature != "valid"]
+        verdicts.append(
+            RuleVerdict(
+                "signatures",
+                not bad,
+                f"all {len(events)} face event(s) validly signed" if not bad else listing(bad),
+            )
+        )
+    else:
+        verdicts.append(RuleVerdict("signatures", None, "not checked (no --terminal-key)"))
+    verdicts.append(
+        RuleVerdict(
+            "events_observed",
+            bool(events),
+            f"{len(events)} face event(s) among {len(outbound)} outbound message(s)"
+            if events
+            else f"no face event among {len(outbound)} outbound message(s): nothing to judge",
+        )
+    )
+    return verdicts
+
+
+def audit_result(findings: list[MessageFinding], policy: AuditPolicy) -> dict[str, Any]:
+    """The whole audit as JSON-ready data: policy, every message, every verdict, the overall result."""
+    verdicts = judge(findings, policy)
+    failed = [v.rule for v in verdicts if v.passed is False]
+    if not failed:
+        overall = "pass"
+    elif failed == ["events_observed"]:
+        overall = "inconclusive"
+    else:
+        overall = "fail"
+    return {
+        "schema": AUDIT_SCHEMA,
+        "result": overall,
+        "policy": {
+            "max_image_size": policy.max_image_size,
+            "require_sealed": policy.require_sealed,
+            "backend_fingerprint": policy.backend_fingerprint,
+            "terminal_key_given": policy.terminal_public_key is not None,
+            "sealed_blobs_opened": policy.backend_private_key is not None,
+        },
+        "verdicts": [asdict(v) for v in verdicts],
+        "messages": [{**asdict(f), "face_event": f.is_face_event} for f in findings],
+    }
+
+
+def render_text(result: dict[str, Any]) -> str:
+    lines = []
+    for m in result["messages"]:
+        direction = "<-" if m["inbound"] else "->"
+        extra = f" type={m['kind']}" if m["kind"] else ""
+        lines.append(
+            f"{direction} {m['topic']} {m['size']} bytes{extra}{' (retained)' if m['retained'] else ''}"
+        )
+        for img in m["images"]:
+            lines.append(
+                f"     image {img['where']}: {img['format']} {img['width']}x{img['height']}, {img['bytes']} bytes, "
+                f"non-black outside ellipse: {img['outside_ellipse_nonzero']}, metadata: {list(img['metadata']) or 'none'}"
+            )
+    lines.append("")
+    for v in result["verdicts"]:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[v["passed"]]
+        lines.append(f"[{mark}] {v['rule']}: {v['detail']}")
+    lines.append(f"audit result: {result['result'].upper()}")
+    return "\n".join(lines)

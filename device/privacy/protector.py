@@ -1,0 +1,125 @@
+"""The privacy stage: turns a FaceObservation into the only body that may leave the terminal.
+
+`protect` splits it into `observation` (metadata: never an image) and `biometric` (embedding and
+thumbnail, in the clear or sealed to the backend), `sign` adds the terminal's Ed25519 signature,
+`report` says what this terminal sends and keeps (privacy.report).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.config import Config
+from device.events import FaceObservation
+from device.privacy import seal as sealing
+from device.privacy.report import build_report
+from device.privacy.signing import Signer, load_signer
+from device.privacy.template import TemplateTransform, load_transform
+from device.privacy.thumbnail import ThumbnailError, ThumbnailPolicy, make_thumbnail
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_ENCODING = "float32-le-base64"
+
+
+def encode_embedding(embedding: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(embedding, "<f4").reshape(-1).tobytes()).decode()
+
+
+def decode_embedding(text: str) -> np.ndarray:
+    """The float32 vector from a payload's `embedding` field (base64 of little-endian float32)."""
+    return np.frombuffer(base64.b64decode(text, validate=True), "<f4").astype(np.float32)
+
+
+def observation_fields(obs: FaceObservation) -> dict[str, Any]:
+    """The metadata half of an event: what happened, never what it looked like."""
+    return {
+        "track_id": int(obs.track_id),
+        "decision": obs.decision,
+        "first_seen": float(obs.first_seen),
+        "last_seen": float(obs.last_seen),
+        "best_frame_time": float(obs.best_frame_time),
+        "box": [round(float(v), 2) for v in obs.box],
+        "quality": {k: float(v) for k, v in obs.quality.items()},
+        "liveness": {k: float(v) for k, v in obs.liveness.items()},
+        "reasons": [str(r) for r in obs.reasons],
+    }
+
+
+@dataclass(frozen=True)
+class PayloadProtector:
+    signer: Signer
+    thumbnails: ThumbnailPolicy | None  # None: thumbnail policy "off"
+    backend_key: bytes | None  # None: sealing off
+    template: TemplateTransform | None  # None: template transform off
+    summary: dict[str, Any]  # privacy.report, fixed at start
+
+    def biometric_fields(self, obs: FaceObservation) -> dict[str, Any]:
+        content: dict[str, Any] = {}
+        notes: list[str] = []
+        if obs.embedding is not None:
+            vector = np.asarray(obs.embedding, np.float32).reshape(-1)
+            if self.template is not None:
+                vector = self.template.apply(vector)
+            content["embedding"] = encode_embedding(vector)
+            content["embedding_dim"] = int(vector.size)
+            content["embedding_encoding"] = EMBEDDING_ENCODING
+        if self.thumbnails is not None and obs.face_crop is not None and obs.crop_face_box is not None:
+            try:
+                thumb = make_thumbnail(obs.face_crop, obs.crop_face_box, self.thumbnails)
+            except ThumbnailError as exc:
+                # The event still goes out (it must not be lost), only without an image.
+                log.warning("thumbnail withheld: %s", exc)
+                thumb = None
+                notes.append(f"thumbnail withheld: {exc}")
+            if thumb is not None:
+                content["thumbnail"] = base64.b64encode(thumb.jpeg).decode()
+                content["thumbnail_format"] = "jpeg"
+                content["thumbnail_size"] = [thumb.width, thumb.height]
+        out: dict[str, Any] = {"template_key_id": self.template.key_id if self.template is not None else None}
+        if notes:
+            out["notes"] = notes
+        if self.backend_key is not None:
+            out["sealed"] = sealing.seal(self.backend_key, content)
+        else:
+            out.update(content)
+        return out
+
+    def protect(self, observation: FaceObservation) -> dict[str, Any]:
+        return {
+            "observation": observation_fields(observation),
+            "biometric": self.biometric_fields(observation),
+        }
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.signer.sign(payload)
+
+    def report(self) -> dict[str, Any]:
+        return self.summary
+
+
+def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
+    """The configured protector; creates the signing (and template) key on first start.
+
+    Raises KeyFileError for a damaged key file and ValueError for an unreadable backend key.
+    """
+    privacy = config.privacy
+    state_dir = Path(state_dir)
+    signer, _ = load_signer(privacy.signing_key_file or state_dir / "signing.key")
+    template = None
+    if privacy.template_transform:
+        template, _ = load_transform(privacy.template_key_file or state_dir / "template.key")
+    thumbnails = None
+    if privacy.thumbnail == "face":
+        thumbnails = ThumbnailPolicy(
+            privacy.effective_thumbnail_size, privacy.thumbnail_margin, privacy.thumbnail_quality
+        )
+    backend_key = privacy.read_backend_public_key() if privacy.seal else None
+    summary = build_report(config, signer, backend_key, template)
+    return PayloadProtector(signer, thumbnails, backend_key, template, summary)

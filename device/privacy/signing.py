@@ -1,0 +1,83 @@
+"""Signed payloads: each terminal's own Ed25519 key, a signature over canonical JSON, and its check.
+
+Canonical form: the payload without its `signature` field, serialised with sorted keys, compact
+separators (",", ":"), UTF-8 without ASCII escaping, and no NaN/Infinity. Any JSON consumer that
+re-serialises that way (Python: `canonical_json`) reproduces the signed bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from device.privacy.keyfile import load_or_create_secret
+
+ALG = "Ed25519"
+SIGNATURE_FIELD = "signature"
+SEED_BYTES = 32
+
+
+class SignatureError(ValueError):
+    """A payload's signature is missing, malformed, from another key, or does not match its content."""
+
+
+def canonical_json(payload: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in payload.items() if k != SIGNATURE_FIELD}
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def key_id(public_key: bytes) -> str:
+    """Short, stable name of a public key: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: SigningKey
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.key.verify_key)
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_key)
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A copy of `payload` with `signature: {alg, key_id, value}` over its canonical JSON."""
+        value = self.key.sign(canonical_json(payload)).signature
+        out = {k: v for k, v in payload.items() if k != SIGNATURE_FIELD}
+        out[SIGNATURE_FIELD] = {"alg": ALG, "key_id": self.key_id, "value": base64.b64encode(value).decode()}
+        return out
+
+
+def load_signer(path: Path) -> tuple[Signer, bool]:
+    """(signer, created): the terminal's key from `path`, generated there (0600) on first start."""
+    seed, created = load_or_create_secret(path, SEED_BYTES)
+    return Signer(SigningKey(seed)), created
+
+
+def verify_payload(payload: dict[str, Any], public_key: bytes | str) -> None:
+    """Returns if `payload` was signed by `public_key` (raw 32 bytes or base64) and is unaltered; else SignatureError."""
+    raw = base64.b64decode(public_key) if isinstance(public_key, str) else bytes(public_key)
+    sig = payload.get(SIGNATURE_FIELD)
+    if not isinstance(sig, dict):
+        raise SignatureError("payload has no signature")
+    if sig.get("alg") != ALG:
+        raise SignatureError(f"unsupported signature alg {sig.get('alg')!r}")
+    if sig.get("key_id") != key_id(raw):
+        raise SignatureError(f"signed by key {sig.get('key_id')!r}, expected {key_id(raw)!r}")
+    try:
+        value = base64.b64decode(sig.get("value", ""), validate=True)
+        VerifyKey(raw).verify(canonical_json(payload), value)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise SignatureError(f"signature does not match the payload: {exc}") from None

@@ -1,0 +1,304 @@
+"""The terminal service: frames in, protected face events out, commands answered, one loop.
+
+The loop owns every piece of mutable state (config, outbox, pipeline, protector). paho's thread
+only puts values on `inbox`; the loop drains it between frames (or waits on it once the source has
+ended). Order per face: protect -> envelope -> sign -> outbox (fsynced) -> publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import device
+from device.config import Config, ConfigError
+from device.control import register_all
+from device.health import cpu_temperature_c
+from device.lifecycle import Lifecycle
+from device.modelstore import ModelStore
+from device.runtime_config import RuntimeConfig
+from device.stages import FacePipeline, FrameSource, Protector
+from device.transport.commands import CommandPlane
+from device.transport.courier import Courier
+from device.transport.desired import parse_desired
+from device.transport.envelope import Meta, encode, envelope
+from device.transport.link import Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
+from device.transport.outbox import Outbox
+from device.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE = 10_000
+REPLY_TTL_S = 300
+
+
+class Service:
+    def __init__(
+        self,
+        runtime: RuntimeConfig,
+        store: ModelStore,
+        source: FrameSource,
+        pipeline: FacePipeline,
+        protector: Protector,
+        lifecycle: Lifecycle,
+        reload_base: Callable[[], Config],
+    ) -> None:
+        cfg = runtime.current
+        self.reload_base = reload_base
+        self.runtime = runtime
+        self.store = store
+        self.source = source
+        self.pipeline = pipeline
+        self.protector = protector
+        self.lifecycle = lifecycle
+        self.tid = cfg.terminal_id
+        self.topics = Topics(cfg.mqtt.topic_prefix, cfg.terminal_id)
+        self.started = time.time()
+        self.inbox: queue.Queue[LinkEvent] = queue.Queue(INBOX_SIZE)
+        self.outbox = Outbox(Path(cfg.service.state_dir) / "outbox", cfg.outbox)
+        self.link = Link(
+            cfg.mqtt, cfg.terminal_id, self.topics, self.inbox, will_payload=self._status("offline", "lost")
+        )
+        self.courier = Courier(self.outbox, self.link, cfg.mqtt.inflight_window)
+        self.plane = CommandPlane(self.topics.cmd_res, cfg.mqtt.max_command_bytes)
+        register_all(
+            self.plane,
+            status=self.status,
+            runtime=runtime,
+            on_config_applied=self._config_applied,
+            store=store,
+            outbox=self.outbox,
+            protector=protector,
+            request_restart=self._request_restart,
+        )
+        self.restart_requested = False
+        self.frames_done = 0
+        self.events = {"accepted": 0, "rejected": 0}
+        self.last_connect_error: str | None = None
+        self._next_health = 0.0
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop)."""
+        self.link.start(self._status("online"))
+        self._publish_reported()
+        frames = self.source.frames()
+        streaming, ready = True, False
+        while not (self.lifecycle.stop_requested or self.restart_requested):
+            if self.lifecycle.take_reload():
+                self._reload()
+            frame = next(frames, None) if streaming else None
+            if frame is not None:
+                try:
+                    observations = self.pipeline.process(frame)
+                finally:
+                    self.source.release(frame)
+                self._emit(observations)
+                self.frames_done += 1
+                self.lifecycle.frame_processed()
+                if not ready:
+                    self.lifecycle.ready()
+                    ready = True
+                self._service_io(0.0)
+            else:
+                if streaming:
+                    streaming = False
+                    self._emit(self.pipeline.flush())
+                    log.info("source finished after %d frames; serving commands", self.frames_done)
+                    if not ready:
+                        self.lifecycle.ready("source ended; serving commands")
+                        ready = True
+                self._service_io(0.2)
+        return self._shutdown()
+
+    def _service_io(self, wait_s: float) -> None:
+        try:
+            event = self.inbox.get(timeout=wait_s) if wait_s > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            event = None
+        while event is not None:
+            self._on_link(event)
+            try:
+                event = self.inbox.get_nowait()
+            except queue.Empty:
+                event = None
+        self.courier.pump()
+        now = time.monotonic()
+        if now >= self._next_health:
+            self._next_health = now + self.runtime.current.service.health_interval_s
+            self._publish_health()
+
+    def _on_link(self, event: LinkEvent) -> None:
+        self.courier.handle(event)
+        if isinstance(event, Inbound):
+            self._on_inbound(event)
+        elif isinstance(event, Connected):
+            self.last_connect_error = None
+            log.info(
+                "connected to %s (session present: %s)",
+                self.runtime.current.mqtt.broker,
+                event.session_present,
+            )
+        elif isinstance(event, ConnectFailed):
+            if event.reason != self.last_connect_error:
+                log.log(
+                    logging.ERROR if event.auth else logging.WARNING,
+                    "broker connection failed: %s",
+                    event.reason,
+                )
+            self.last_connect_error = event.reason
+        elif isinstance(event, Disconnected):
+            log.warning("disconnected from broker: %s", event.reason)
+
+    def _on_inbound(self, msg: Inbound) -> None:
+        if msg.topic == self.topics.config_desired:
+            self._on_desired(msg.payload)
+            return
+        name = self.topics.command_name(msg.topic)
+        if name is None:
+            return
+        reply = self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation)
+        payload = envelope(
+            "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
+        )
+        self.link.publish(reply.topic, encode(payload), qos=1, meta=Meta.of(payload, reply.correlation))
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def _emit(self, observations: list[Any]) -> None:
+        for obs in observations:
+            body = self.protector.protect(obs)
+            payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
+            payload = self.protector.sign(payload)
+            if self.courier.queue(self.topics.event_face, payload):
+                self.events[obs.decision] = self.events.get(obs.decision, 0) + 1
+                log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
+
+    # ---- status, health, config -------------------------------------------------------------
+
+    def _status(self, state: str, reason: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "state": state,
+            "software": device.__version__,
+            "started_at": round(self.started, 3),
+            "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
+        }
+        if reason is not None:
+            body["reason"] = reason
+        return encode(envelope("status", self.tid, body))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "online",
+            "software": device.__version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "connected": self.link.connected,
+            "frames": self.frames_done,
+            "events": dict(self.events),
+            "outbox": self.outbox.stats(),
+            "config_version": self.runtime.version,
+            "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
+        }
+
+    def health(self) -> dict[str, Any]:
+        stats = self.pipeline.stats()
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "fps": stats.get("fps"),
+            "frames": self.frames_done,
+            "pipeline": stats,
+            "events": dict(self.events),
+            "outbox": self.courier.stats(),
+            "commands": dict(self.plane.counts),
+            "inbox_dropped": self.link.inbox_dropped,
+            "cpu_temp_c": cpu_temperature_c(),
+            "connected": self.link.connected,
+        }
+
+    def _publish_health(self) -> None:
+        if not self.link.connected:
+            return
+        payload = envelope(
+            "health", self.tid, self.health(), ttl_s=self.runtime.current.service.health_interval_s * 3
+        )
+        self.link.publish(self.topics.health, encode(payload), qos=0, meta=Meta.of(payload))
+
+    def _publish_reported(self, extra: dict[str, Any] | None = None) -> None:
+        body = {**self.runtime.report(), "applied": True, "problems": [], **(extra or {})}
+        payload = envelope("config.reported", self.tid, body)
+        self.link.publish(
+            self.topics.config_reported, encode(payload), qos=1, retain=True, meta=Meta.of(payload)
+        )
+
+    def _on_desired(self, raw: bytes) -> None:
+        desired = parse_desired(raw)
+        if desired.empty:
+            return
+        if desired.problems:
+            self._publish_reported(
+                {"applied": False, "problems": list(desired.problems), "desired_version": desired.version}
+            )
+            return
+        if desired.version is not None and desired.version == self.runtime.version:
+            return  # the retained desired config we already run (re-delivered on every subscribe)
+        try:
+            result = self.runtime.apply(desired.config, desired.version)
+        except ConfigError as exc:
+            problems = exc.problems
+            self._publish_reported(
+                {"applied": False, "problems": problems, "desired_version": desired.version}
+            )
+            return
+        self._config_applied(result)
+
+    def _config_applied(self, result: dict[str, Any]) -> None:
+        cfg = self.runtime.current
+        self.outbox.config = cfg.outbox
+        self._next_health = 0.0
+        self._publish_reported({"restart_required": result["restart_required"]})
+
+    def _reload(self) -> None:
+        self.lifecycle.reloading()
+        try:
+            restart = self.runtime.rebase(self.reload_base())
+        except (ConfigError, OSError) as exc:
+            log.error("SIGHUP: config not reloaded, the running one stays: %s", exc)
+        else:
+            self._config_applied({"restart_required": restart})
+            if restart:
+                log.warning("SIGHUP: these changes apply after a restart: %s", ", ".join(restart))
+        self.lifecycle.ready("config reloaded")
+
+    def _request_restart(self, reason: str) -> None:
+        log.warning("restart requested: %s", reason)
+        self.restart_requested = True
+
+    # ---- stop -------------------------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        self.lifecycle.stopping()
+        self.source.close()
+        # The frame in flight is already finished; give the outbox a few seconds to drain.
+        deadline = time.monotonic() + self.runtime.current.service.stop_flush_s
+        while (
+            time.monotonic() < deadline
+            and (len(self.outbox) or self.courier.inflight)
+            and self.link.connected
+        ):
+            self._service_io(0.1)
+        self._service_io(0.0)  # replies to commands that arrived meanwhile
+        self.outbox.save()
+        delivered = self.link.stop(
+            self._status("offline", "restart" if self.restart_requested else "stopped"), 2.0
+        )
+        log.info(
+            "stopped; offline status %s; %d events left in the outbox",
+            "sent" if delivered else "not sent",
+            len(self.outbox),
+        )
+        return 0

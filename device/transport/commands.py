@@ -1,0 +1,254 @@
+"""The command plane: parse a request, run its handler, build exactly one reply.
+
+A request arrives on `.../cmd/req/<name>`. Its reply address is the MQTT 5 ResponseTopic (with
+CorrelationData) or, for MQTT 3.1.1, `reply_to` / `correlation_id` in the JSON payload; without
+one the reply goes to `.../cmd/res`. Anything wrong with a request (bad JSON, wrong types, unknown
+command, too large, expired) produces an error reply and changes nothing.
+
+Handlers are plain functions `args dict -> result dict` registered by name; they raise
+CommandError(code, message) to refuse. Other parts of the terminal register theirs (enroll,
+gallery.*, subject.purge); until they do, those names answer `not_available`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from device.transport.topics import COMMAND_NAME_PATTERN, valid_publish_topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Error codes (the `code` of an error reply). Documented in device/api/schemas/command-reply.json.
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_COMMAND = "unknown_command"
+TOO_LARGE = "too_large"
+EXPIRED = "expired"
+NOT_AVAILABLE = "not_available"
+INVALID_CONFIG = "invalid_config"
+FAILED = "failed"
+INTERNAL = "internal_error"
+
+# Reserved for other parts of the terminal; answered with NOT_AVAILABLE until registered.
+RESERVED = ("enroll", "subject.purge")
+RESERVED_PREFIXES = ("gallery.",)
+
+_REQUEST_KEYS = {"schema", "id", "type", "sent_at", "expires_at", "reply_to", "correlation_id", "args"}
+_MAX_ID = 128
+_MAX_CORRELATION = 1024
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Request:
+    name: str
+    args: dict[str, Any]
+    request_id: str | None
+    reply_to: str | None
+    correlation: bytes | None  # echoed as MQTT 5 CorrelationData and as `correlation_id` text
+
+
+@dataclass(frozen=True)
+class Reply:
+    topic: str
+    body: dict[str, Any]  # goes into an envelope of type command.reply
+    correlation: bytes | None
+    correlation_id: str | None
+
+
+def correlation_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.hex()
+
+
+class CommandPlane:
+    def __init__(
+        self, default_reply_topic: str, max_bytes: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.default_reply_topic = default_reply_topic
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.handlers: dict[str, Handler] = {}
+        self.counts = {"ok": 0, "error": 0}
+
+    def register(self, name: str, handler: Handler) -> None:
+        if not re.match(COMMAND_NAME_PATTERN, name):
+            raise ValueError(f"bad command name {name!r}")
+        self.handlers[name] = handler
+
+    def handle(
+        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> Reply:
+        """Exactly one reply for one request, whatever it contains."""
+        reply_to = response_topic if valid_publish_topic(response_topic) else None
+        request_id: str | None = None
+        try:
+            req = self._parse(name, payload, reply_to, correlation)
+            reply_to, correlation, request_id = req.reply_to, req.correlation, req.request_id
+            handler = self._handler(req.name)
+            result = handler(req.args)
+            if not isinstance(result, dict):
+                raise CommandError(INTERNAL, f"handler for {req.name} returned {type(result).__name__}")
+            body: dict[str, Any] = {
+                "command": name_or_none(name),
+                "request_id": request_id,
+                "ok": True,
+                "result": result,
+            }
+            self.counts["ok"] += 1
+        except CommandError as exc:
+            err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.details is not None:
+                err["details"] = exc.details
+            if isinstance(exc, _ParsedError):
+                reply_to = exc.reply_to or reply_to
+                correlation = exc.correlation if exc.correlation is not None else correlation
+                request_id = exc.request_id
+            body = {"command": name_or_none(name), "request_id": request_id, "ok": False, "error": err}
+            self.counts["error"] += 1
+        except Exception as exc:  # a handler bug must still produce its one reply
+            log.exception("command %s failed", name_or_none(name))
+            body = {
+                "command": name_or_none(name),
+                "request_id": request_id,
+                "ok": False,
+                "error": {"code": INTERNAL, "message": f"{type(exc).__name__} while running the command"},
+            }
+            self.counts["error"] += 1
+        return Reply(reply_to or self.default_reply_topic, body, correlation, correlation_text(correlation))
+
+    def _handler(self, name: str) -> Handler:
+        handler = self.handlers.get(name)
+        if handler is not None:
+            return handler
+        if name in RESERVED or name.startswith(RESERVED_PREFIXES):
+            raise CommandError(NOT_AVAILABLE, f"{name} is not available on this terminal yet")
+        raise CommandError(UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(self.handlers)}")
+
+    def _parse(self, name: str, payload: bytes, reply_to: str | None, correlation: bytes | None) -> Request:
+        # The reply address is recovered as early as possible so even a bad request gets its reply.
+        def fail(code: str, message: str, details: Any = None, rid: str | None = None) -> _ParsedError:
+            return _ParsedError(code, message, details, reply_to, correlation, rid)
+
+        if len(payload) > self.max_bytes:
+            raise fail(TOO_LARGE, f"request is {len(payload)} bytes; the limit is {self.max_bytes}")
+        if not re.match(COMMAND_NAME_PATTERN, name) or len(name) > 64:
+            raise fail(UNKNOWN_COMMAND, "command name is not a valid command name")
+        if payload.strip() == b"":
+            data: Any = {}
+        else:
+            try:
+                data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise fail(BAD_JSON, f"request is not JSON text: {str(exc)[:120]}") from None
+        if not isinstance(data, dict):
+            raise fail(BAD_REQUEST, f"request must be a JSON object, got {type(data).__name__}")
+        # 3.1.1 has no properties: the reply address travels in the payload (v5 properties take precedence).
+        if reply_to is None and valid_publish_topic(data.get("reply_to")):
+            reply_to = data["reply_to"]
+        if correlation is None and isinstance(data.get("correlation_id"), str):
+            correlation = data["correlation_id"].encode("utf-8")[:_MAX_CORRELATION]
+        rid = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= _MAX_ID else None
+        problems = _check_fields(data)
+        if problems:
+            raise fail(BAD_REQUEST, "; ".join(problems), problems, rid)
+        expires_at = data.get("expires_at")
+        if expires_at is not None and expires_at <= self.clock():
+            raise fail(EXPIRED, f"request expired at {expires_at}", None, rid)
+        return Request(name, data.get("args") or {}, rid, reply_to, correlation)
+
+
+class _ParsedError(CommandError):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: Any,
+        reply_to: str | None,
+        correlation: bytes | None,
+        request_id: str | None,
+    ) -> None:
+        super().__init__(code, message, details)
+        self.reply_to = reply_to
+        self.correlation = correlation
+        self.request_id = request_id
+
+
+def name_or_none(name: str) -> str | None:
+    return name if re.match(COMMAND_NAME_PATTERN, name) and len(name) <= 64 else None
+
+
+def _reject_constant(token: str) -> float:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(data: dict[str, Any]) -> list[str]:
+    problems = [f"{key}: unknown field" for key in data if key not in _REQUEST_KEYS]
+    checks = {
+        "schema": lambda v: v == 1,
+        "id": lambda v: isinstance(v, str) and 0 < len(v) <= _MAX_ID,
+        "type": lambda v: v == "command.request",
+        "sent_at": _number,
+        "expires_at": _number,
+        "reply_to": valid_publish_topic,
+        "correlation_id": lambda v: (
+            isinstance(v, str) and len(v.encode("utf-8", "replace")) <= _MAX_CORRELATION
+        ),
+        "args": lambda v: isinstance(v, dict),
+    }
+    expect = {
+        "schema": "must be 1",
+        "id": f"must be a string of 1..{_MAX_ID} characters",
+        "type": "must be 'command.request'",
+        "sent_at": "must be a number (unix seconds)",
+        "expires_at": "must be a number (unix seconds)",
+        "reply_to": "must be a topic without wildcards",
+        "correlation_id": f"must be a string of at most {_MAX_CORRELATION} bytes",
+        "args": "must be an object",
+    }
+    for key, ok in checks.items():
+        if key not in data:
+            continue
+        nullable = key in ("expires_at", "correlation_id")
+        if (data[key] is None and not nullable) or (data[key] is not None and not ok(data[key])):
+            problems.append(f"{key}: {expect[key]}")
+    return problems
+
+
+def parse_args(model: type, args: dict[str, Any]) -> Any:
+    """Validate a command's args with a pydantic model; wrong types become a bad_request error."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        problems = [
+            f"args.{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown argument" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        ]
+        raise CommandError(BAD_REQUEST, "; ".join(problems), problems) from None

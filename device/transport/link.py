@@ -1,0 +1,243 @@
+"""The broker connection (paho-mqtt 2.x, CallbackAPIVersion.VERSION2), MQTT 5 or 3.1.1.
+
+paho runs its network loop in its own thread; every callback here only turns what happened into a
+frozen value on `inbox` (the service loop owns all state). The exceptions, as paho recommends, are
+the non-blocking subscribe and birth publish in on_connect, so a reconnect restores them at once.
+
+Persistent session: clean_start off and a session expiry, so command requests sent while the
+terminal is offline are queued by the broker. paho keeps its own unacknowledged QoS 1 messages in
+memory only and resends them (DUP) after a reconnect; across a process restart the outbox resends.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from device.config.mqtt import MqttConfig
+from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
+from device.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
+_AUTH_FAILURES = {"Bad user name or password", "Not authorized", "Client identifier not valid", "Banned"}
+
+
+@dataclass(frozen=True)
+class Connected:
+    session_present: bool
+
+
+@dataclass(frozen=True)
+class ConnectFailed:
+    reason: str
+    auth: bool  # credentials/permissions (report, keep retrying slowly) vs temporary (retry)
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Acked:
+    mid: int
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    response_topic: str | None  # MQTT 5 ResponseTopic
+    correlation: bytes | None  # MQTT 5 CorrelationData
+    retain: bool
+
+
+LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound
+
+
+class Link:
+    def __init__(
+        self,
+        config: MqttConfig,
+        client_id: str,
+        topics: Topics,
+        inbox: queue.Queue[LinkEvent],
+        *,
+        will_payload: bytes,
+    ) -> None:
+        self.config = config
+        self.topics = topics
+        self.inbox = inbox
+        self.v5 = config.protocol == "5"
+        self._birth: bytes | None = None
+        self._connected = threading.Event()
+        self.inbox_dropped = 0
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            clean_session=None if self.v5 else False,
+        )
+        # A bug in a callback must not kill paho's network thread: log it and carry on.
+        client.suppress_exceptions = True
+        client.enable_logger(log)
+        client.max_inflight_messages_set(config.inflight_window + 20)
+        client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+        if config.username is not None:
+            client.username_pw_set(config.username, config.read_password())
+        if config.use_tls:
+            client.tls_set(
+                ca_certs=str(config.tls_ca) if config.tls_ca else None,
+                certfile=str(config.tls_cert) if config.tls_cert else None,
+                keyfile=str(config.tls_key) if config.tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        will_props = None
+        if self.v5:
+            will_props = Properties(PacketTypes.WILLMESSAGE)
+            will_props.WillDelayInterval = config.will_delay_s
+            will_props.ContentType = CONTENT_TYPE
+        client.will_set(topics.status, will_payload, qos=1, retain=True, properties=will_props)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self.client = client
+
+    # ---- called by the service loop ---------------------------------------------------------
+
+    def start(self, birth_payload: bytes) -> None:
+        """Connect in the background (retrying forever); `birth_payload` is the retained online status."""
+        self._birth = birth_payload
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.config.session_expiry_s
+            # Ask the broker not to flood us: requests beyond this wait at the broker.
+            props.ReceiveMaximum = 100
+        self.client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def set_birth(self, payload: bytes) -> None:
+        """Replace the retained online status (and publish it now if connected)."""
+        self._birth = payload
+        if self.connected:
+            self.publish(self.topics.status, payload, qos=1, retain=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool = False,
+        meta: Meta | None = None,
+    ) -> int:
+        """Hand a message to paho; returns its mid (paho queues QoS>0 messages while disconnected)."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=self._props(meta))
+        return info.mid
+
+    def stop(self, offline_payload: bytes, timeout: float) -> bool:
+        """Publish the explicit offline status, wait for it up to `timeout`, disconnect. True if delivered."""
+        delivered = False
+        if self.connected:
+            info = self.client.publish(self.topics.status, offline_payload, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+                delivered = info.is_published()
+            except (RuntimeError, ValueError):
+                delivered = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        return delivered
+
+    # ---- paho callbacks (network thread): enqueue only --------------------------------------
+
+    def _put(self, event: LinkEvent) -> None:
+        try:
+            self.inbox.put_nowait(event)
+        except queue.Full:
+            self.inbox_dropped += 1
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._put(ConnectFailed(str(reason_code), str(reason_code) in _AUTH_FAILURES))
+            return
+        self._connected.set()
+        client.subscribe(
+            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1)]
+            if not self.v5
+            else [
+                (self.topics.cmd_req_filter, mqtt.SubscribeOptions(qos=1)),
+                (self.topics.config_desired, mqtt.SubscribeOptions(qos=1)),
+            ]
+        )
+        if self._birth is not None:
+            client.publish(self.topics.status, self._birth, qos=1, retain=True, properties=self._props(None))
+        self._put(Connected(bool(flags.session_present)))
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._put(ConnectFailed("broker unreachable or TLS handshake failed", False))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        self._put(Disconnected(str(reason_code)))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        failed = isinstance(reason_code, ReasonCode) and reason_code.is_failure
+        self._put(Acked(mid, not failed, str(reason_code)))
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            log.warning("dropped a message whose topic is not UTF-8")
+            return
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        self._put(Inbound(topic, bytes(message.payload), response_topic, correlation, message.retain))
+
+    # ---- properties -------------------------------------------------------------------------
+
+    def _props(self, meta: Meta | None) -> Properties | None:
+        if not self.v5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = CONTENT_TYPE
+        if meta is not None:
+            props.UserProperty = [
+                ("type", meta.kind),
+                ("id", meta.payload_id),
+                ("schema", str(SCHEMA_VERSION)),
+            ]
+            remaining = meta.remaining_s()
+            if remaining is not None:
+                props.MessageExpiryInterval = max(1, remaining)
+            if meta.correlation is not None:
+                props.CorrelationData = meta.correlation
+        return props

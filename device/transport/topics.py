@@ -1,0 +1,64 @@
+"""The topic tree: `<prefix>/v1/dev/<terminal id>/...`, one namespace per terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+API_VERSION = "v1"
+COMMAND_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+    terminal_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{API_VERSION}/dev/{self.terminal_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def health(self) -> str:
+        return f"{self.base}/health"
+
+    @property
+    def event_face(self) -> str:
+        return f"{self.base}/event/face"
+
+    @property
+    def cmd_req_filter(self) -> str:
+        return f"{self.base}/cmd/req/+"
+
+    def cmd_req(self, name: str) -> str:
+        return f"{self.base}/cmd/req/{name}"
+
+    @property
+    def cmd_res(self) -> str:
+        return f"{self.base}/cmd/res"
+
+    @property
+    def config_desired(self) -> str:
+        return f"{self.base}/config/desired"
+
+    @property
+    def config_reported(self) -> str:
+        return f"{self.base}/config/reported"
+
+    def command_name(self, topic: str) -> str | None:
+        """The command a request topic names, or None if `topic` is not a request topic of ours."""
+        head = f"{self.base}/cmd/req/"
+        return topic[len(head) :] if topic.startswith(head) else None
+
+
+def valid_publish_topic(topic: object) -> bool:
+    """A topic we may publish to: non-empty UTF-8 text without wildcards or NUL, within MQTT's limit."""
+    if not isinstance(topic, str) or not topic or "\x00" in topic or "+" in topic or "#" in topic:
+        return False
+    try:
+        return len(topic.encode("utf-8")) <= 65535
+    except UnicodeEncodeError:
+        return False

@@ -1,0 +1,251 @@
+"""Live cameras: a USB/V4L2 camera through OpenCV, and the Raspberry Pi camera through picamera2.
+
+A camera that is unplugged, busy or returns a corrupt frame is reported (log + counters) and reopened with
+exponential backoff; the service keeps running. Only `give_up_after_s` > 0 makes the source raise. Frames
+are copied into the frame ring at once, so the driver's buffer goes back to the camera immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from device.config.vision import CameraConfig
+from device.vision.framering import FrameRing, RingFull
+from device.vision.sources import SourceError
+from device.vision.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(Exception):
+    """A camera failed in a way worth reporting; `temporary` errors are retried."""
+
+    def __init__(self, message: str, temporary: bool = True) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+@dataclass(frozen=True)
+class DetectFrame(Frame):
+    """A frame with a second, smaller image for detection (picamera2's lores stream), same field of view."""
+
+    detect_image: np.ndarray | None = None
+
+
+class Backoff:
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s, self.max_s = initial_s, max_s
+        self.next_s = initial_s
+
+    def wait(self) -> float:
+        delay = self.next_s
+        self.next_s = min(self.max_s, self.next_s * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.next_s = self.initial_s
+
+
+class RetryingCamera:
+    """Shared open/read/retry loop; subclasses implement `_open`, `_read_into_ring`, `_close_device`."""
+
+    name = "camera"
+
+    def __init__(
+        self, config: CameraConfig, ring_size: int, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.config = config
+        self._ring = FrameRing(ring_size)
+        self._sleep = sleep
+        self._backoff = Backoff(config.retry_initial_s, config.retry_max_s)
+        self._open_device = False
+        self._closed = False
+        self.counters = {"frames": 0, "errors": 0, "reopens": 0, "dropped": 0}
+        self.last_error = ""
+        self._failing_since: float | None = None
+        self._index = 0
+
+    # subclass hooks
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _read(self) -> Frame:
+        raise NotImplementedError
+
+    def _close_device(self) -> None:
+        raise NotImplementedError
+
+    def frames(self) -> Iterator[Frame]:
+        while not self._closed:
+            try:
+                if not self._open_device:
+                    self._open()
+                    self._open_device = True
+                    log.info("%s opened", self.name)
+                frame = self._read()
+            except RingFull:
+                self.counters["dropped"] += 1
+                continue
+            except CameraError as exc:
+                self._failed(exc)
+                if not exc.temporary:
+                    raise SourceError(f"{self.name}: {exc}") from None
+                if self._gave_up():
+                    raise SourceError(f"{self.name}: giving up after repeated failures: {exc}") from None
+                self._sleep(self._backoff.wait())
+                continue
+            self._backoff.reset()
+            self._failing_since = None
+            self.counters["frames"] += 1
+            yield frame
+
+    def _failed(self, exc: CameraError) -> None:
+        self.counters["errors"] += 1
+        self.last_error = str(exc)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        log.warning("%s: %s (retrying in %.1f s)", self.name, exc, self._backoff.next_s)
+        if self._open_device:
+            self._safe_close()
+            self.counters["reopens"] += 1
+
+    def _gave_up(self) -> bool:
+        limit = self.config.give_up_after_s
+        return (
+            bool(limit) and self._failing_since is not None and time.monotonic() - self._failing_since > limit
+        )
+
+    def _safe_close(self) -> None:
+        try:
+            self._close_device()
+        except Exception as exc:  # a dying driver may fail on close too; the reopen path must continue
+            log.warning("%s: close failed: %s", self.name, exc.__class__.__name__)
+        self._open_device = False
+
+    def _store(self, image: np.ndarray, detect_image: np.ndarray | None = None) -> Frame:
+        buf = self._ring.acquire(image.shape)
+        np.copyto(buf, image)
+        index = self._index
+        self._index += 1
+        if detect_image is None:
+            return Frame(index=index, timestamp=time.time(), image=buf)
+        return DetectFrame(index=index, timestamp=time.time(), image=buf, detect_image=detect_image)
+
+    def release(self, frame: Frame) -> None:
+        self._ring.release(frame.image)
+        if isinstance(frame, DetectFrame) and frame.detect_image is not None:
+            frame.detect_image.fill(0)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._open_device:
+            self._safe_close()
+        self._ring.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"source": self.name, **self.counters, "last_error": self.last_error}
+
+
+class V4l2Camera(RetryingCamera):
+    def __init__(self, device: int, config: CameraConfig, ring_size: int, **kw: Any) -> None:
+        super().__init__(config, ring_size, **kw)
+        self.device = device
+        self.name = f"v4l2:{device}"
+        self._cap: Any = None
+
+    def _open(self) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"cannot open /dev/video{self.device} (unplugged, busy or no permission)")
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.config.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.config.height)
+        cap.set(cv2.CAP_PROP_FPS, self.config.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of stale ones
+        self._cap = cap
+
+    def _read(self) -> Frame:
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            raise CameraError("no frame from the camera (unplugged or stalled)")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise CameraError("corrupt frame (unexpected shape or type)")
+        try:
+            return self._store(image)
+        finally:
+            image.fill(0)
+
+    def _close_device(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class Picamera2Camera(RetryingCamera):
+    """Raspberry Pi camera. picamera2's "RGB888" arrays are B,G,R in memory: OpenCV's order, no swap."""
+
+    name = "picamera2"
+
+    def __init__(self, config: CameraConfig, ring_size: int, picamera2_module: Any, **kw: Any) -> None:
+        super().__init__(config, ring_size, **kw)
+        self._module = picamera2_module
+        self._cam: Any = None
+
+    def _open(self) -> None:
+        try:
+            cam = self._module.Picamera2()
+        except (RuntimeError, IndexError, OSError) as exc:
+            raise CameraError(f"cannot open the Pi camera (not connected or busy): {exc}") from None
+        main = {"size": (self.config.width, self.config.height), "format": "RGB888"}
+        lores = None
+        if self.config.lores_width:
+            # YUV420 is the lores format every Pi model supports; only its Y plane is used for detection.
+            lores = {"size": (self.config.lores_width, self.config.lores_height), "format": "YUV420"}
+        try:
+            video = cam.create_video_configuration(
+                main=main, lores=lores, controls={"FrameRate": self.config.fps}, buffer_count=4
+            )
+            cam.configure(video)
+            cam.start()
+        except Exception as exc:
+            cam.close()
+            raise CameraError(f"cannot start the Pi camera: {exc.__class__.__name__}: {exc}") from None
+        self._cam = cam
+
+    def _read(self) -> Frame:
+        import cv2
+
+        try:
+            with self._cam.captured_request() as request:
+                image = request.make_array("main")
+                lores = request.make_array("lores") if self.config.lores_width else None
+        except Exception as exc:
+            raise CameraError(f"capture failed: {exc.__class__.__name__}") from None
+        if image.ndim != 3 or image.shape[2] < 3:
+            raise CameraError("corrupt frame (unexpected shape)")
+        detect = None
+        if lores is not None:
+            h = self.config.lores_height
+            detect = cv2.cvtColor(
+                np.ascontiguousarray(lores[:h, : self.config.lores_width]), cv2.COLOR_GRAY2BGR
+            )
+        try:
+            return self._store(np.ascontiguousarray(image[..., :3]), detect)
+        finally:
+            image.fill(0)
+
+    def _close_device(self) -> None:
+        if self._cam is not None:
+            try:
+                self._cam.stop()
+            finally:
+                self._cam.close()
+                self._cam = None

@@ -1,0 +1,75 @@
+"""Blinks from the iris model's eye contour, tolerant to head motion.
+
+A blink is a dip of the eye opening below `dip` x the last ~0.5 s baseline that comes back above
+`reopen` x baseline within `max_closed_s`, seen only on frontal, steady frames: head pitch and turns change
+the eye aspect ratio too, which is why a plain threshold on a running median raised false alarms.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.config.vision import LivenessConfig
+
+MIN_BASELINE_FRAMES = 3
+
+
+@dataclass(frozen=True)
+class Blink:
+    start_t: float
+    end_t: float
+    start_index: int
+    end_index: int
+    depth: float  # lowest opening / baseline
+
+
+class BlinkDetector:
+    """Feed one value per frame with `update`; it returns a Blink when one completes."""
+
+    def __init__(self, config: LivenessConfig) -> None:
+        self.config = config
+        self._window: deque[tuple[float, float]] = deque()
+        self._dip: tuple[float, int, float, float] | None = None  # start t, start index, baseline, lowest
+
+    def reset(self) -> None:
+        self._window.clear()
+        self._dip = None
+
+    def baseline(self) -> float | None:
+        if len(self._window) < MIN_BASELINE_FRAMES:
+            return None
+        return float(np.median([v for _, v in self._window]))
+
+    def update(self, t: float, index: int, openness: float, steady: bool) -> Blink | None:
+        c = self.config
+        if not steady or not np.isfinite(openness):
+            # Pose and motion change the contour as much as a blink: drop any dip in progress.
+            self._dip = None
+            return None
+        while self._window and t - self._window[0][0] > c.blink_baseline_s:
+            self._window.popleft()
+        if self._dip is not None:
+            start_t, start_index, base, lowest = self._dip
+            lowest = min(lowest, openness)
+            if openness >= c.blink_reopen * base:
+                self._dip = None
+                self._window.append((t, openness))
+                if t - start_t <= c.blink_max_closed_s:
+                    return Blink(start_t, t, start_index, index, lowest / base)
+                return None
+            if t - start_t > c.blink_max_closed_s:
+                # Closed too long (or a slow look down): not a blink, start a fresh baseline.
+                self._dip = None
+                self._window.clear()
+                return None
+            self._dip = (start_t, start_index, base, lowest)
+            return None
+        base = self.baseline()
+        if base is not None and openness < c.blink_dip * base:
+            self._dip = (t, index, base, openness)
+            return None
+        self._window.append((t, openness))
+        return None

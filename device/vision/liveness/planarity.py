@@ -1,0 +1,77 @@
+"""Is the head 3D? A flat photo moves as one plane: one homography maps its rigid landmarks between any two
+frames. A real head turning shows parallax (nose against cheeks) that a homography cannot explain.
+
+The residual is the RMS reprojection error of a least-squares homography fitted on rigid face-mesh points
+(no lips, eyelids or jaw), divided by the inter-ocular distance. Only frame pairs with enough yaw between
+them count: a static real face looks flat too.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Face-mesh points that do not move with expression: forehead, temples, nose bridge and tip, eye corners,
+# cheekbones.
+RIGID = (
+    10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94,
+    33, 133, 362, 263, 130, 359,
+    234, 454, 93, 323, 127, 356, 116, 345, 50, 280, 123, 352, 117, 346,
+    21, 251, 54, 284, 103, 332, 67, 297, 109, 338,
+)
+RIGHT_EYE_MESH = (33, 133)
+LEFT_EYE_MESH = (362, 263)
+NOSE_TIP = 1
+NOSE_DEPTH = 0.48  # nose tip in front of the eyes, in inter-ocular distances (see quality.keypoint_pose)
+
+
+def inter_ocular(mesh_xy: np.ndarray) -> float:
+    right = mesh_xy[list(RIGHT_EYE_MESH)].mean(axis=0)
+    left = mesh_xy[list(LEFT_EYE_MESH)].mean(axis=0)
+    return float(np.linalg.norm(left - right))
+
+
+def mesh_yaw(mesh_xy: np.ndarray) -> float:
+    """Degrees; positive = face turned towards the image's right (the subject's left), as quality.keypoint_pose."""
+    right = mesh_xy[list(RIGHT_EYE_MESH)].mean(axis=0)
+    left = mesh_xy[list(LEFT_EYE_MESH)].mean(axis=0)
+    axis = left - right
+    iod = max(float(np.linalg.norm(axis)), 1e-6)
+    along = float(np.dot(mesh_xy[NOSE_TIP] - (left + right) / 2, axis / iod))
+    return float(np.degrees(np.arctan(along / (NOSE_DEPTH * iod))))
+
+
+def homography_residual(points_a: np.ndarray, points_b: np.ndarray, iod: float) -> float:
+    """RMS error of the best homography a -> b over the rigid points, in inter-ocular distances."""
+    a = np.asarray(points_a, np.float64)[list(RIGID)]
+    b = np.asarray(points_b, np.float64)[list(RIGID)]
+    matrix, _ = cv2.findHomography(a, b, 0)
+    if matrix is None:
+        return float("inf")
+    projected = cv2.perspectiveTransform(a[None], matrix)[0]
+    rms = float(np.sqrt(np.mean(np.sum((projected - b) ** 2, axis=1))))
+    return rms / max(iod, 1e-6)
+
+
+def planarity_pairs(
+    yaws: list[float], max_pairs: int, min_deg: float
+) -> list[tuple[int, int]]:
+    """Frame pairs (i, j), i < j, at least `min_deg` apart in yaw; the widest first, spread over the sequence."""
+    pairs = [(i, j) for i in range(len(yaws)) for j in range(i + 1, len(yaws)) if abs(yaws[j] - yaws[i]) >= min_deg]
+    pairs.sort(key=lambda p: -abs(yaws[p[1]] - yaws[p[0]]))
+    if len(pairs) <= max_pairs:
+        return pairs
+    step = len(pairs) / max_pairs
+    return [pairs[int(k * step)] for k in range(max_pairs)]
+
+
+def planarity_score(meshes: list[np.ndarray], yaws: list[float], min_deg: float, max_pairs: int = 24) -> tuple[float, int]:
+    """(median residual over usable pairs, number of pairs); (nan, 0) when the head never rotated enough."""
+    pairs = planarity_pairs(yaws, max_pairs, min_deg)
+    if not pairs:
+        return float("nan"), 0
+    residuals = []
+    for i, j in pairs:
+        iod = (inter_ocular(meshes[i]) + inter_ocular(meshes[j])) / 2
+        residuals.append(homography_residual(meshes[i], meshes[j], iod))
+    return float(np.median(residuals)), len(pairs)

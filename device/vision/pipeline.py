@@ -1,0 +1,306 @@
+"""Frames in, one FaceObservation per track and pass out: detect -> track -> quality -> liveness -> embed.
+
+Per track the pipeline keeps only small copies: the aligned embedder crop and the face crop (box + margin)
+of its best good frame, never the frame. A track is decided once: "accepted" as soon as liveness passes
+(embedded from its best frame), "rejected" when liveness fails, the decision takes too long, or the track
+ends without qualifying (with the most frequent reasons). Tracks shorter than a few frames (detector
+flicker) end silently and are counted.
+
+With the challenge policy but no prompt channel there is nobody to ask: the pipeline then runs passive
+liveness, says so once in the log and in stats(), and every observation carries that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from device.config import Config
+from device.config.vision import VisionConfig
+from device.events import FaceObservation
+from device.vision.detect import FaceDetector
+from device.vision.embed import Embedder
+from device.vision.landmarks import FaceMeshModel, IrisModel
+from device.vision.liveness.cues import replay_cues
+from device.vision.liveness.planarity import inter_ocular, mesh_yaw
+from device.vision.liveness.prompts import PromptSink
+from device.vision.liveness.session import LiveFrame, LivenessSession
+from device.vision.quality import QualityGate, QualityResult, face_patch
+from device.vision.tracker import Tracker
+from device.vision.types import Detection, Frame
+
+log = logging.getLogger(__name__)
+
+NO_CHANNEL = "no prompt channel: running WITHOUT a challenge (passive liveness only)"
+STAGES = ("detect", "track", "quality", "landmarks", "liveness", "embed")
+
+
+@dataclass
+class _Best:
+    score: float
+    t: float
+    box: tuple[float, float, float, float]
+    quality: dict[str, float]
+    aligned: np.ndarray
+    face_crop: np.ndarray
+    crop_box: tuple[float, float, float, float]
+
+
+@dataclass
+class _Track:
+    session: LivenessSession
+    first_seen: float
+    last_seen: float
+    frames: int = 0
+    good_frames: int = 0
+    rejections: Counter = field(default_factory=Counter)
+    best: _Best | None = None
+    last_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    last_quality: dict[str, float] = field(default_factory=dict)
+    prev_nose: np.ndarray | None = None
+    done: bool = False
+
+
+def cut_face_crop(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A copy of the face box + margin (clipped to the frame) and the face box inside that copy."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    xa, ya = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
+    xb, yb = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
+    crop = image[ya:yb, xa:xb].copy()
+    return crop, (x0 - xa, y0 - ya, x1 - xa, y1 - ya)
+
+
+class VisionPipeline:
+    def __init__(
+        self,
+        config: VisionConfig,
+        detector: FaceDetector,
+        embedder: Embedder,
+        mesh: FaceMeshModel | None,
+        iris: IrisModel | None,
+        prompt_sink: PromptSink | None = None,
+    ) -> None:
+        self.config = config
+        self._detector, self._embedder, self._mesh, self._iris = detector, embedder, mesh, iris
+        self._tracker = Tracker(config.tracker)
+        self._quality = QualityGate(config.quality)
+        self._tracks: dict[int, _Track] = {}
+        self._latency = {s: 0.0 for s in STAGES}
+        self._counts = Counter()
+        self._started: float | None = None
+        self.set_prompt_sink(prompt_sink)
+
+    def set_prompt_sink(self, sink: PromptSink | None) -> None:
+        """Attach (or detach) the prompt channel; applies to tracks that start afterwards."""
+        self._sink = sink
+        policy = self.config.liveness.policy
+        self.policy = "passive" if policy == "challenge" and sink is None else policy
+        self.liveness_note = NO_CHANNEL if policy == "challenge" and sink is None else f"policy {policy}"
+        if self.policy != policy:
+            log.warning(NO_CHANNEL)
+
+    # ---- stages ----------------------------------------------------------------------------------------
+    def _timed(self, stage: str, t0: float) -> float:
+        now = time.perf_counter()
+        ms = (now - t0) * 1000.0
+        self._latency[stage] = ms if self._latency[stage] == 0 else 0.9 * self._latency[stage] + 0.1 * ms
+        return now
+
+    def _detect(self, frame: Frame) -> list[Detection]:
+        small = getattr(frame, "detect_image", None)
+        if small is None:
+            return self._detector.detect(frame.image)
+        # picamera2 lores stream: same field of view, smaller; map boxes back to the main stream.
+        sx = frame.image.shape[1] / small.shape[1]
+        sy = frame.image.shape[0] / small.shape[0]
+        scale = np.array([sx, sy], np.float32)
+        return [
+            Detection(box=d.box * np.tile(scale, 2), keypoints=d.keypoints * scale, score=d.score)
+            for d in self._detector.detect(small)
+        ]
+
+    def process(self, frame: Frame) -> list[FaceObservation]:
+        if self._started is None:
+            self._started = time.perf_counter()
+        self._counts["frames"] += 1
+        t0 = time.perf_counter()
+        detections = self._detect(frame)
+        t0 = self._timed("detect", t0)
+        update = self._tracker.update(detections, frame.timestamp)
+        t0 = self._timed("track", t0)
+        out = [obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, "left before a decision"))]
+        for tid, det in update.matched:
+            obs = self._process_face(frame, tid, det)
+            if obs is not None:
+                out.append(obs)
+        return out
+
+    def _process_face(self, frame: Frame, tid: int, det: Detection) -> FaceObservation | None:
+        t = frame.timestamp
+        tr = self._tracks.get(tid)
+        if tr is None:
+            tr = _Track(LivenessSession(tid, self.config.liveness, self.policy, self._sink), t, t)
+            self._tracks[tid] = tr
+        tr.last_seen, tr.frames = t, tr.frames + 1
+        tr.last_box = tuple(float(v) for v in det.box)
+        if tr.done:
+            return None
+        t0 = time.perf_counter()
+        q = self._quality.assess(frame.image, det)
+        tr.last_quality = q.metrics
+        if q.ok:
+            tr.good_frames += 1
+            self._keep_if_best(tr, frame, det, q)
+        else:
+            tr.rejections.update(r.split(" (")[0] for r in q.reasons)
+        t0 = self._timed("quality", t0)
+        live = self._live_frame(frame, det, q, tr)
+        t0 = self._timed("landmarks", t0)
+        result = tr.session.update(live)
+        self._timed("liveness", t0)
+        if result.status == "passed" and tr.best is not None:
+            return self._finish(tid, "accepted")
+        if result.status == "failed":
+            return self._finish(tid, "rejected")
+        if t - tr.first_seen > self.config.max_decision_s:
+            tr.session.give_up(f"no decision within {self.config.max_decision_s:g} s", t)
+            return self._finish(tid, "rejected")
+        return None
+
+    def _keep_if_best(self, tr: _Track, frame: Frame, det: Detection, q: QualityResult) -> None:
+        if tr.best is not None and q.score <= tr.best.score:
+            return
+        crop, crop_box = cut_face_crop(frame.image, det.box, self.config.crop_margin)
+        tr.best = _Best(
+            score=q.score,
+            t=frame.timestamp,
+            box=tuple(float(v) for v in det.box),
+            quality=q.metrics,
+            aligned=self._embedder.crop(frame.image, det),
+            face_crop=crop,
+            crop_box=tuple(float(v) for v in crop_box),
+        )
+
+    def _live_frame(self, frame: Frame, det: Detection, q: QualityResult, tr: _Track) -> LiveFrame:
+        risk = None
+        if q.ok and self.policy != "off":
+            patch = face_patch(frame.image, det.box, shrink=0.1)
+            if patch is not None:
+                risk = replay_cues(frame.image, det.box, patch, self.config.liveness.sharpness_ref).risk
+        yaw = q.metrics["yaw"]
+        session = tr.session
+        if self.policy != "challenge" or session.status != "pending" or self._mesh is None:
+            return LiveFrame(frame.timestamp, frame.index, yaw, risk=risk, good=q.ok)
+        mesh = self._mesh.run(frame.image, det)
+        xy = mesh.xy
+        iod = inter_ocular(xy)
+        yaw = mesh_yaw(xy)
+        nose = xy[1].copy()
+        motion = 0.0 if tr.prev_nose is None else float(np.linalg.norm(nose - tr.prev_nose)) / max(iod, 1e-6)
+        tr.prev_nose = nose
+        steady = abs(yaw) <= self.config.liveness.steady_max_yaw_deg and motion <= self.config.liveness.steady_max_motion
+        openness = None
+        if self._iris is not None and steady:
+            right, left = self._iris.run(frame.image, mesh)
+            openness = (right.aspect_ratio + left.aspect_ratio) / 2
+        return LiveFrame(frame.timestamp, frame.index, yaw, xy.copy(), openness, steady, risk, q.ok)
+
+    # ---- decisions -------------------------------------------------------------------------------------
+    def _end(self, tid: int, t: float, reason: str) -> FaceObservation | None:
+        tr = self._tracks.get(tid)
+        if tr is None:
+            return None
+        if tr.done:
+            del self._tracks[tid]
+            return None
+        if tr.frames < self.config.tracker.min_frames_for_event:
+            del self._tracks[tid]
+            self._counts["short_tracks"] += 1
+            return None
+        if tr.good_frames == 0:
+            common = ", ".join(r for r, _ in tr.rejections.most_common(2))
+            reason = f"never good enough: {common}" if common else reason
+        tr.session.give_up(reason, t)
+        obs = self._finish(tid, "rejected")
+        del self._tracks[tid]
+        return obs
+
+    def _finish(self, tid: int, decision: str) -> FaceObservation:
+        tr = self._tracks[tid]
+        tr.done = True
+        live = tr.session.result()
+        reasons = list(live.reasons)
+        if self.policy != self.config.liveness.policy:
+            reasons.append(NO_CHANNEL)
+        embedding = None
+        best = tr.best
+        if decision == "accepted" and best is not None:
+            t0 = time.perf_counter()
+            embedding = self._embedder.embed_crop(best.aligned)
+            self._timed("embed", t0)
+        self._counts[decision] += 1
+        return FaceObservation(
+            track_id=tid,
+            decision=decision,  # type: ignore[arg-type]
+            first_seen=tr.first_seen,
+            last_seen=tr.last_seen,
+            best_frame_time=best.t if best else tr.last_seen,
+            box=best.box if best else tr.last_box,
+            quality=dict(best.quality if best else tr.last_quality),
+            liveness=live.scores,
+            reasons=tuple(reasons),
+            embedding=embedding,
+            face_crop=best.face_crop if best and decision == "accepted" else None,
+            crop_face_box=best.crop_box if best and decision == "accepted" else None,
+        )
+
+    def flush(self) -> list[FaceObservation]:
+        t = max((tr.last_seen for tr in self._tracks.values()), default=0.0)
+        ended = self._tracker.finish()
+        out = [obs for tid in ended if (obs := self._end(tid, t, "left before a decision"))]
+        self._tracks.clear()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self._started if self._started else 0.0
+        frames = self._counts["frames"]
+        return {
+            "schema": 1,
+            "frames": frames,
+            "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
+            "latency_ms": {s: round(v, 2) for s, v in self._latency.items()},
+            "active_tracks": self._tracker.active,
+            "accepted": self._counts["accepted"],
+            "rejected": self._counts["rejected"],
+            "drops": {"short_tracks": self._counts["short_tracks"]},
+            "liveness": self.liveness_note,
+        }
+
+
+def build_pipeline(
+    config: Config | VisionConfig, model_store: Any, prompt_sink: PromptSink | None = None, num_threads: int = 1
+) -> VisionPipeline:
+    """The vision pipeline with every model loaded through `model_store` (sha256-checked).
+
+    `config` is the whole Config (its `vision` section and `service.num_threads` are used) or a VisionConfig.
+    """
+    if isinstance(config, VisionConfig):
+        vision = config
+    else:
+        vision, num_threads = config.vision, config.service.num_threads
+    detector = FaceDetector(
+        model_store, vision.detector, vision.detector_min_score, vision.nms_iou, num_threads=num_threads
+    )
+    embedder = Embedder(model_store, num_threads=num_threads)
+    mesh = iris = None
+    if vision.liveness.policy == "challenge":
+        mesh = FaceMeshModel(model_store, num_threads=num_threads)
+        iris = IrisModel(model_store, num_threads=num_threads)
+    return VisionPipeline(vision, detector, embedder, mesh, iris, prompt_sink)

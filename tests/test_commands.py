@@ -1,0 +1,192 @@
+"""Command plane: every request gets exactly one reply; bad requests get a clear error and change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device.config import Config
+from device.runtime_config import RuntimeConfig
+from device.transport.commands import (
+    BAD_JSON,
+    BAD_REQUEST,
+    EXPIRED,
+    INVALID_CONFIG,
+    NOT_AVAILABLE,
+    TOO_LARGE,
+    UNKNOWN_COMMAND,
+    CommandError,
+    CommandPlane,
+)
+
+DEFAULT = "faceonly/v1/dev/t1/cmd/res"
+
+
+@pytest.fixture
+def plane() -> CommandPlane:
+    p = CommandPlane(DEFAULT, max_bytes=1024, clock=lambda: 1000.0)
+    p.register("status", lambda args: {"state": "online"})
+    p.register("echo", lambda args: {"args": args})
+
+    def refuse(args):
+        raise CommandError("failed", "nope")
+
+    p.register("refuse", refuse)
+    p.register("crash", lambda args: 1 / 0)
+    return p
+
+
+def _err(reply) -> str:
+    assert reply.body["ok"] is False
+    return reply.body["error"]["code"]
+
+
+def test_ok_reply_with_v5_address(plane: CommandPlane) -> None:
+    r = plane.handle("status", b'{"id": "r1"}', "backend/res", b"\x01\x02")
+    assert r.topic == "backend/res" and r.correlation == b"\x01\x02"
+    assert r.body == {"command": "status", "request_id": "r1", "ok": True, "result": {"state": "online"}}
+
+
+def test_311_address_in_payload(plane: CommandPlane) -> None:
+    r = plane.handle(
+        "echo", json.dumps({"reply_to": "b/r", "correlation_id": "c9", "args": {"x": 1}}).encode(), None, None
+    )
+    assert (r.topic, r.correlation_id, r.body["result"]) == ("b/r", "c9", {"args": {"x": 1}})
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "code"),
+    [
+        ("status", b"{not json", BAD_JSON),
+        ("status", b"\xff\xfe", BAD_JSON),
+        ("status", b"NaN", BAD_JSON),
+        ("status", b"[1,2]", BAD_REQUEST),
+        ("status", b'{"args": 3}', BAD_REQUEST),
+        ("status", b'{"expires_at": "soon"}', BAD_REQUEST),
+        ("status", b'{"surprise": 1}', BAD_REQUEST),
+        ("status", b'{"expires_at": 999}', EXPIRED),
+        ("status", b"x" * 2000, TOO_LARGE),
+        ("nope", b"{}", UNKNOWN_COMMAND),
+        ("../../x", b"{}", UNKNOWN_COMMAND),
+        ("enroll", b"{}", NOT_AVAILABLE),
+        ("gallery.add", b"{}", NOT_AVAILABLE),
+        ("subject.purge", b"{}", NOT_AVAILABLE),
+        ("refuse", b"{}", "failed"),
+        ("crash", b"{}", "internal_error"),
+    ],
+)
+def test_error_replies(plane: CommandPlane, name: str, payload: bytes, code: str) -> None:
+    r = plane.handle(name, payload, "backend/res", b"c")
+    assert _err(r) == code and r.topic == "backend/res" and r.correlation == b"c"
+    assert r.body["error"]["message"]
+
+
+def test_bad_reply_topic_falls_back_to_default(plane: CommandPlane) -> None:
+    assert plane.handle("status", b"{}", "a/+/b", None).topic == DEFAULT
+    assert plane.handle("status", b'{"reply_to": "#"}', None, None).topic == DEFAULT
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(max_size=20),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=10) | st.integers(),
+            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    response_topic=st.none() | st.text(max_size=20),
+    correlation=st.none() | st.binary(max_size=20),
+)
+def test_any_request_gets_one_well_formed_reply(name, payload, response_topic, correlation) -> None:
+    p = CommandPlane(DEFAULT, max_bytes=1024)
+    p.register("status", lambda args: {"ok": 1})
+    r = p.handle(name, payload, response_topic, correlation)
+    assert isinstance(r.topic, str) and r.topic
+    assert set(r.body) >= {"command", "request_id", "ok"}
+    assert ("result" in r.body) == r.body["ok"]
+    if not r.body["ok"]:
+        assert r.body["error"]["code"] and r.body["error"]["message"]
+    json.dumps(r.body)
+
+
+def test_config_set_refuses_invalid_and_locked_keys_running_config_stays(tmp_path: Path) -> None:
+    from device.config import ConfigError
+
+    rt = RuntimeConfig(Config(service={"state_dir": str(tmp_path)}))
+    before = rt.current
+    for bad in (
+        {"outbox": {"max_events": -1}},
+        {"mqtt": {"broker": "mqtt://evil:1"}},
+        {"terminal_id": "x"},
+        {"nope": 1},
+    ):
+        with pytest.raises(ConfigError) as exc:
+            rt.apply(bad)
+        assert exc.value.problems
+        assert rt.current is before
+    assert not (tmp_path / "config-overrides.json").exists()
+    result = rt.apply({"service": {"health_interval_s": 2.5}, "privacy": {"thumbnail": "off"}}, version=7)
+    assert result["restart_required"] == ["privacy.thumbnail"]
+    again = RuntimeConfig(Config(service={"state_dir": str(tmp_path)}))  # persisted across restarts
+    assert again.current.service.health_interval_s == 2.5 and again.version == 7
+
+
+def _tiny_models(root: Path) -> Path:
+    """A one-file model store (the shipped models may not be built in this checkout)."""
+    import hashlib
+
+    root.mkdir()
+    blob = b"not a model, a data file"
+    (root / "stats.npz").write_bytes(blob)
+    entry = {
+        "file": "stats.npz",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size_bytes": len(blob),
+        "kind": "data",
+    }
+    (root / "manifest.json").write_text(json.dumps({"format": 1, "models": {"stats": entry}}))
+    return root
+
+
+def test_invalid_config_code_used_by_handler(tmp_path: Path) -> None:
+    from device.config.mqtt import OutboxConfig
+    from device.control import register_all
+    from device.modelstore import ModelStore
+    from device.privacy.protector import build_protector
+    from device.transport.outbox import Outbox
+
+    plane = CommandPlane(DEFAULT, 4096)
+    cfg = Config(service={"state_dir": str(tmp_path)})
+    rt = RuntimeConfig(cfg)
+    register_all(
+        plane,
+        status=dict,
+        runtime=rt,
+        on_config_applied=lambda r: None,
+        store=ModelStore(_tiny_models(tmp_path / "models")),
+        outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
+        protector=build_protector(cfg, tmp_path),
+        request_restart=lambda r: None,
+    )
+    r = plane.handle(
+        "config.set", json.dumps({"args": {"config": {"outbox": {"max_events": 0}}}}).encode(), None, None
+    )
+    assert _err(r) == INVALID_CONFIG and "outbox.max_events" in r.body["error"]["details"][0]
+    r = plane.handle("config.set", json.dumps({"args": {"config": 5}}).encode(), None, None)
+    assert _err(r) == BAD_REQUEST
+    r = plane.handle("config.get", b'{"args": {"x": 1}}', None, None)
+    assert _err(r) == BAD_REQUEST
+    r = plane.handle("models.verify", b"{}", None, None)
+    assert r.body["result"]["ok"] is True
+    (tmp_path / "models" / "stats.npz").write_bytes(b"tampered")
+    r = plane.handle("models.verify", b"{}", None, None)
+    assert r.body["ok"] and r.body["result"]["ok"] is False
+    r = plane.handle("privacy.report", b"{}", None, None)
+    assert r.body["ok"] and r.body["result"]

@@ -1,0 +1,114 @@
+"""The durable outbox: order, PUBACK-only removal, bounds with counted expiry, torn records, purge."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device.config.mqtt import OutboxConfig
+from device.transport.outbox import Outbox
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _put(box: Outbox, i: int, size: int = 50, expires_at: float | None = None):
+    payload = json.dumps({"id": f"e{i}", "pad": "x" * size}).encode()
+    return box.put(f"e{i}", "faceonly/v1/dev/t/event/face", "event.face", payload, expires_at)
+
+
+def test_survives_reopen_in_order_and_leaves_only_on_ack(tmp_path: Path) -> None:
+    box = Outbox(tmp_path, OutboxConfig())
+    for i in range(5):
+        _put(box, i)
+    assert box.ack("e1") and not box.ack("e1")
+    again = Outbox(tmp_path, OutboxConfig())  # a restarted process
+    assert [r.id for r in again.oldest(10)] == ["e0", "e2", "e3", "e4"]
+    assert json.loads(again.oldest(1)[0].payload)["id"] == "e0"
+    _put(again, 9)
+    assert [r.id for r in again.oldest(10)][-1] == "e9"  # sequence continues after the restart
+
+
+def test_count_bound_expires_oldest_and_counts(tmp_path: Path) -> None:
+    box = Outbox(tmp_path, OutboxConfig(max_events=3))
+    for i in range(10):
+        _put(box, i)
+    assert [r.id for r in box.oldest(10)] == ["e7", "e8", "e9"]
+    assert box.stats()["expired_count"] == 7
+    assert Outbox(tmp_path, OutboxConfig(max_events=3)).stats()["expired"] == 7  # counters persist
+
+
+def test_bytes_and_age_bounds(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(tmp_path, OutboxConfig(max_bytes=2048, max_age_s=60), clock=clock)
+    for i in range(20):
+        _put(box, i, size=200)
+        assert box.bytes <= 2048
+    assert box.stats()["expired_bytes"] > 0
+    left = len(box)
+    clock.t += 61
+    assert box.expire() == left
+    assert len(box) == 0 and box.stats()["expired_age"] == left
+
+
+def test_payload_expiry_shorter_than_age(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(tmp_path, OutboxConfig(max_age_s=3600), clock=clock)
+    _put(box, 1, expires_at=clock.t + 10)
+    _put(box, 2)
+    clock.t += 11
+    assert [r.id for r in box.oldest(10)] == ["e2"]
+    assert box.stats()["expired_age"] == 1
+
+
+def test_torn_records_are_reported_and_never_loaded(tmp_path: Path) -> None:
+    box = Outbox(tmp_path, OutboxConfig())
+    recs = [_put(box, i) for i in range(3)]
+    victim = tmp_path / f"{recs[1].seq:012d}.evt"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # a torn write
+    (tmp_path / ".000000000009.evt.abc.tmp").write_bytes(b"half")  # interrupted before rename
+    again = Outbox(tmp_path, OutboxConfig())
+    assert [r.id for r in again.oldest(10)] == ["e0", "e2"]
+    assert again.stats()["torn"] == 2
+    assert not victim.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_purge(tmp_path: Path) -> None:
+    box = Outbox(tmp_path, OutboxConfig())
+    for i in range(4):
+        _put(box, i)
+    assert box.purge() == 4
+    assert len(box) == 0 and not list(tmp_path.glob("*.evt"))
+    assert box.stats()["purged"] == 4
+    assert os.stat(tmp_path).st_mode & 0o077 == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "ack", "reopen"]), st.integers(0, 30)), max_size=40))
+def test_bounds_hold_under_any_sequence(tmp_path_factory, ops) -> None:
+    d = tmp_path_factory.mktemp("ob")
+    cfg = OutboxConfig(max_events=5, max_bytes=4096)
+    box = Outbox(d, cfg)
+    n = acked = 0
+    for op, k in ops:
+        if op == "put":
+            _put(box, n, size=k * 20)
+            n += 1
+        elif op == "ack":
+            acked += box.ack(f"e{k}")
+        else:
+            box = Outbox(d, cfg)
+        assert len(box) <= 5 and box.bytes <= 4096
+        assert box.bytes == sum(p.stat().st_size for p in d.glob("*.evt"))
+    # Every event is accounted for: still queued, acknowledged, or counted as expired.
+    assert box.stats()["depth"] + acked + box.stats()["expired"] == n
