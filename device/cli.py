@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "device.cli_models",
     "device.cli_replay",
     "device.cli_record",
+    "device.cli_evaluate",
     "device.cli_run",
     "device.cli_ctl",
     "device.cli_audit",

@@ -143,11 +143,11 @@ class Lifecycle:
         self._last_pet = self._clock()
 
     def frame_processed(self) -> None:
-        """A frame went through the pipeline. Pets the watchdog at most once per interval."""
-        if self._interval is None:
+        """A frame went through the pipeline. Pets the watchdog at most once per interval, from READY=1 on."""
+        if self._interval is None or self._last_pet is None:
             return
         now = self._clock()
-        if self._last_pet is None or now - self._last_pet >= self._interval:
+        if now - self._last_pet >= self._interval:
             self._notifier.send("WATCHDOG=1")
             self._last_pet = now
 

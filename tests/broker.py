@@ -91,6 +91,7 @@ class Broker:
             "connection_messages true",
             "max_queued_messages 100000",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",
         ]
         if os.geteuid() == 0:
             lines.append("user root")

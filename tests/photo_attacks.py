@@ -25,20 +25,29 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def plane_homography(
-    photo_wh: tuple[int, int], height_px: float, centre: tuple[float, float], yaw: float, pitch: float, roll: float
+    photo_wh: tuple[int, int],
+    height_px: float,
+    centre: tuple[float, float],
+    yaw: float,
+    pitch: float,
+    roll: float,
 ) -> np.ndarray:
     """Homography photo -> canvas for the photo's plane turned by yaw/pitch/roll (radians) in front of a camera."""
     w, h = photo_wh
     focal = 700.0
     depth = focal * h / height_px  # so that the untilted photo appears `height_px` tall
-    corners = np.array([[-w / 2, -h / 2, 0], [w / 2, -h / 2, 0], [w / 2, h / 2, 0], [-w / 2, h / 2, 0]], np.float64)
+    corners = np.array(
+        [[-w / 2, -h / 2, 0], [w / 2, -h / 2, 0], [w / 2, h / 2, 0], [-w / 2, h / 2, 0]], np.float64
+    )
     world = corners @ _rotation(yaw, pitch, roll).T + np.array([0, 0, depth])
     image = focal * world[:, :2] / world[:, 2:3] + np.array(centre)
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     return cv2.getPerspectiveTransform(src, image.astype(np.float32))
 
 
-def photo_attack_frames(still_bgr: np.ndarray, seed: int, n: int = 90, fps: float = 15.0) -> Iterator[np.ndarray]:
+def photo_attack_frames(
+    still_bgr: np.ndarray, seed: int, n: int = 90, fps: float = 15.0
+) -> Iterator[np.ndarray]:
     """Frames of `still_bgr` being waved at the camera; the tilt swings up to +-40 deg like a faked head turn."""
     rng = np.random.default_rng(seed)
     h, w = still_bgr.shape[:2]
@@ -49,10 +58,15 @@ def photo_attack_frames(still_bgr: np.ndarray, seed: int, n: int = 90, fps: floa
         yaw = math.radians(40) * math.sin(1.3 * t + phase[0])
         pitch = math.radians(15) * math.sin(0.9 * t + phase[1])
         roll = math.radians(12) * math.sin(0.7 * t + phase[2])
-        centre = (SIZE[0] / 2 + 60 * math.sin(0.5 * t + phase[3]), SIZE[1] / 2 + 30 * math.sin(0.8 * t + phase[4]))
+        centre = (
+            SIZE[0] / 2 + 60 * math.sin(0.5 * t + phase[3]),
+            SIZE[1] / 2 + 30 * math.sin(0.8 * t + phase[4]),
+        )
         height = 330 + 70 * math.sin(0.6 * t + phase[5])
         matrix = plane_homography((w, h), height, centre, yaw, pitch, roll)
-        frame = cv2.warpPerspective(still_bgr, matrix, SIZE, dst=background.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+        frame = cv2.warpPerspective(
+            still_bgr, matrix, SIZE, dst=background.copy(), borderMode=cv2.BORDER_TRANSPARENT
+        )
         sigma = rng.uniform(0, 1.5)
         if sigma > 0.3:
             frame = cv2.GaussianBlur(frame, (0, 0), sigma)

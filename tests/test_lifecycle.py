@@ -108,6 +108,17 @@ def test_watchdog_pets_at_most_every_half_period(receiver: Receiver) -> None:
     assert receiver.pending() == [{"WATCHDOG": "1"}, {"WATCHDOG": "1"}]
 
 
+def test_no_pets_before_ready(receiver: Receiver) -> None:
+    clock = Clock()
+    life = Lifecycle({"NOTIFY_SOCKET": receiver.env_value, "WATCHDOG_USEC": "1000000"}, clock=clock)
+    for _ in range(30):  # frames during start-up, before the service declared itself ready
+        clock.now += 0.1
+        life.frame_processed()
+    assert receiver.pending() == []
+    life.ready()
+    assert receiver.recv()["READY"] == "1"
+
+
 def test_no_frames_no_pets(receiver: Receiver) -> None:
     clock = Clock()
     life = Lifecycle({"NOTIFY_SOCKET": receiver.env_value, "WATCHDOG_USEC": "1000000"}, clock=clock)

@@ -11,9 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nacl.public import PrivateKey
 
 from device.config import ConfigError, merge, parse_config
+from device.config.privacy import decode_public_key
 from device.events import FaceObservation
 from device.privacy.keyfile import load_secret
 from device.privacy.protector import build_protector, decode_embedding
@@ -167,3 +170,18 @@ def test_core_dumps_disabled_in_a_child():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "(0,", "0)", "0"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(max_size=80) | st.binary(min_size=0, max_size=40).map(lambda b: base64.b64encode(b).decode())
+)
+def test_backend_key_parser_accepts_32_bytes_only(text):
+    try:
+        key = decode_public_key(text)
+    except ValueError:
+        return
+    assert len(key) == 32
+    assert key == base64.b64decode(
+        text.strip().replace("-", "+").replace("_", "/") + "=" * (-len(text.strip()) % 4)
+    )

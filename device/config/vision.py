@@ -146,7 +146,7 @@ class LivenessConfig(Section):
         description="High-frequency energy share of a live face on this camera (cue calibration).",
     )
     passive_min_frames: int = Field(
-        5, ge=1, le=200, description="passive/off: good frames needed before deciding."
+        10, ge=1, le=200, description="passive/off: good frames needed before deciding."
     )
 
     @model_validator(mode="after")
@@ -171,7 +171,11 @@ class VisionConfig(Section):
         "short_range", description="BlazeFace variant: short range (< 2 m, turnstiles) or full range."
     )
     detector_min_score: float | None = Field(
-        None, gt=0, lt=1, description="Detection score threshold; None = the variant's shipped default."
+        0.6,
+        gt=0,
+        lt=1,
+        description="Detection score threshold (0.6: no false face on ../shared/data/negatives, LFW still found); "
+        "None = the detector variant's own default.",
     )
     nms_iou: float = Field(0.3, gt=0, lt=1, description="Weighted-NMS IoU threshold.")
     crop_margin: float = Field(

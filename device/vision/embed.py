@@ -2,7 +2,8 @@
 
 The model takes BGR 0..255; the caffe-mean subtraction is folded into the model as its first op, so the
 int8 model's int8 input is simply pixel - 128. Its 1024-d descriptor is centred by the mean descriptor of
-development faces (`embedder_stats`, shipped next to the model) and L2-normalised; `similarity` is then a
+development faces (`embedder_stats`, shipped next to the model) and L2-normalised (with flip test-time
+augmentation when the stats say so: the build keeps it only if cross-validation shows it helps); `similarity` is then a
 dot product (cosine), in -1..1, higher = more alike.
 """
 
@@ -29,6 +30,11 @@ def normalise(descriptors: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
+def combine_flip(descriptor: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation: the sum of the two L2-normalised descriptors (before centring)."""
+    return normalise(descriptor, None) + normalise(flipped, None)
+
+
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine of two embeddings from `Embedder.embed` (already centred and L2-normalised)."""
     a = np.asarray(a, np.float32).reshape(-1)
@@ -53,8 +59,9 @@ class Embedder:
             stats = store.array(STATS_NAME)
         self.mean = np.asarray(stats["mean"], np.float32) if "mean" in stats else None
         if crop is None:
-            crop = CropSpec(correct_roll=bool(stats.get("correct_roll", np.array(True))))
+            crop = CropSpec(correct_roll=bool(stats.get("correct_roll", np.array(False))))
         self.crop_spec = crop
+        self.flip = bool(stats.get("flip", np.array(False)))
         size = self._runner.input_shape[1]
         if size != crop.size:
             raise ValueError(f"embedder input is {size}x{size}, crop spec says {crop.size}")
@@ -71,7 +78,10 @@ class Embedder:
         return self._runner.run(crop_bgr.astype(np.float32)[None])[0].reshape(-1)
 
     def embed_crop(self, crop_bgr: np.ndarray) -> np.ndarray:
-        return normalise(self.descriptor(crop_bgr), self.mean)
+        descriptor = self.descriptor(crop_bgr)
+        if self.flip:
+            descriptor = combine_flip(descriptor, self.descriptor(np.ascontiguousarray(crop_bgr[:, ::-1])))
+        return normalise(descriptor, self.mean)
 
     def embed(self, frame_bgr: np.ndarray, detection: Detection) -> np.ndarray:
         return self.embed_crop(self.crop(frame_bgr, detection))

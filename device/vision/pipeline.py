@@ -135,7 +135,9 @@ class VisionPipeline:
         t0 = self._timed("detect", t0)
         update = self._tracker.update(detections, frame.timestamp)
         t0 = self._timed("track", t0)
-        out = [obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, "left before a decision"))]
+        out = [
+            obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, "left before a decision"))
+        ]
         for tid, det in update.matched:
             obs = self._process_face(frame, tid, det)
             if obs is not None:
@@ -205,7 +207,10 @@ class VisionPipeline:
         nose = xy[1].copy()
         motion = 0.0 if tr.prev_nose is None else float(np.linalg.norm(nose - tr.prev_nose)) / max(iod, 1e-6)
         tr.prev_nose = nose
-        steady = abs(yaw) <= self.config.liveness.steady_max_yaw_deg and motion <= self.config.liveness.steady_max_motion
+        steady = (
+            abs(yaw) <= self.config.liveness.steady_max_yaw_deg
+            and motion <= self.config.liveness.steady_max_motion
+        )
         openness = None
         if self._iris is not None and steady:
             right, left = self._iris.run(frame.image, mesh)
@@ -285,7 +290,10 @@ class VisionPipeline:
 
 
 def build_pipeline(
-    config: Config | VisionConfig, model_store: Any, prompt_sink: PromptSink | None = None, num_threads: int = 1
+    config: Config | VisionConfig,
+    model_store: Any,
+    prompt_sink: PromptSink | None = None,
+    num_threads: int = 1,
 ) -> VisionPipeline:
     """The vision pipeline with every model loaded through `model_store` (sha256-checked).
 

@@ -20,11 +20,12 @@ def _structure_problem(data: bytes) -> str | None:
     if not data:
         return "the file is empty"
     if data.startswith(b"\xff\xd8"):
-        if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-            return "the JPEG is truncated (no end-of-image marker)"
-    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
-        if b"IEND" not in data[-64:]:
-            return "the PNG is truncated (no IEND chunk)"
+        # The end-of-image marker must follow the last scan (an EXIF thumbnail has its own, earlier one).
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+            return "the JPEG is truncated (no end-of-image marker after its last scan)"
+    elif data.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in data[-64:]:
+        return "the PNG is truncated (no IEND chunk)"
     return None
 
 

@@ -17,13 +17,13 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import flatbuffers  # noqa: E402
-import numpy as np  # noqa: E402
-from ai_edge_quantizer import quantizer, recipe_manager  # noqa: E402
-from ai_edge_quantizer.algorithm_manager import AlgorithmName  # noqa: E402
-from ai_edge_quantizer.qtyping import TFLOperationName  # noqa: E402
-from ai_edge_quantizer.utils import tfl_interpreter_utils  # noqa: E402
-from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
+import flatbuffers
+import numpy as np
+from ai_edge_quantizer import quantizer, recipe_manager
+from ai_edge_quantizer.algorithm_manager import AlgorithmName
+from ai_edge_quantizer.qtyping import TFLOperationName
+from ai_edge_quantizer.utils import tfl_interpreter_utils
+from tensorflow.lite.python import schema_py_generated as schema
 
 
 def fix_schema(content: bytes) -> tuple[bytes, int]:

@@ -22,10 +22,10 @@ import sys
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tfjs_graph_converter import api  # noqa: E402
-from tfjs_graph_converter.common import CompatMode  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from tfjs_graph_converter import api
+from tfjs_graph_converter.common import CompatMode
 
 
 def _const(nodes: dict, name: str) -> np.ndarray | None:
@@ -52,16 +52,16 @@ def fuse_relu6(graph_def) -> int:
     for node in list(graph_def.node):
         if node.op != "Maximum" or len(node.input) != 2:
             continue
-        mins = [i for i in node.input if nodes.get(i.split(":")[0], None) is not None
+        mins = [i for i in node.input if nodes.get(i.split(":")[0]) is not None
                 and nodes[i.split(":")[0]].op == "Minimum"]
         if len(mins) != 1:
             continue
-        zero = _const(nodes, [i for i in node.input if i != mins[0]][0])
+        zero = _const(nodes, next(i for i in node.input if i != mins[0]))
         mnode = nodes[mins[0].split(":")[0]]
         relus = [i for i in mnode.input if nodes[i.split(":")[0]].op == "Relu"]
         if zero is None or np.any(zero != 0) or len(relus) != 1:
             continue
-        six = _const(nodes, [i for i in mnode.input if i != relus[0]][0])
+        six = _const(nodes, next(i for i in mnode.input if i != relus[0]))
         rnode = nodes[relus[0].split(":")[0]]
         if six is None or np.any(six != 6):
             continue

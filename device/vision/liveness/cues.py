@@ -25,8 +25,11 @@ class CueScores:
     risk: float  # 0..1
 
     def as_dict(self) -> dict[str, float]:
-        return {"replay_softness": round(self.softness, 3), "replay_edges": round(self.edges, 3),
-                "replay_risk": round(self.risk, 3)}
+        return {
+            "replay_softness": round(self.softness, 3),
+            "replay_edges": round(self.edges, 3),
+            "replay_risk": round(self.risk, 3),
+        }
 
 
 def high_frequency_share(grey_face: np.ndarray) -> float:
@@ -44,7 +47,12 @@ def bezel_edge_length(frame_bgr: np.ndarray, box: np.ndarray) -> float:
     fw, fh = x1 - x0, y1 - y0
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half = CONTEXT * max(fw, fh) / 2
-    xa, ya, xb, yb = max(0, int(cx - half)), max(0, int(cy - half)), min(w, int(cx + half)), min(h, int(cy + half))
+    xa, ya, xb, yb = (
+        max(0, int(cx - half)),
+        max(0, int(cy - half)),
+        min(w, int(cx + half)),
+        min(h, int(cy + half)),
+    )
     if xb - xa < 16 or yb - ya < 16:
         return 0.0
     region = cv2.cvtColor(frame_bgr[ya:yb, xa:xb], cv2.COLOR_BGR2GRAY)
@@ -67,7 +75,9 @@ def bezel_edge_length(frame_bgr: np.ndarray, box: np.ndarray) -> float:
     return longest / max(fh * scale, 1e-6)
 
 
-def replay_cues(frame_bgr: np.ndarray, box: np.ndarray, grey_face: np.ndarray, sharpness_ref: float) -> CueScores:
+def replay_cues(
+    frame_bgr: np.ndarray, box: np.ndarray, grey_face: np.ndarray, sharpness_ref: float
+) -> CueScores:
     share = high_frequency_share(grey_face)
     softness = float(np.clip(1.0 - share / sharpness_ref, 0.0, 1.0))
     edges = float(np.clip((bezel_edge_length(frame_bgr, box) - MIN_LINE) / MIN_LINE + 0.5, 0.0, 1.0))

@@ -14,10 +14,49 @@ import numpy as np
 # Face-mesh points that do not move with expression: forehead, temples, nose bridge and tip, eye corners,
 # cheekbones.
 RIGID = (
-    10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94,
-    33, 133, 362, 263, 130, 359,
-    234, 454, 93, 323, 127, 356, 116, 345, 50, 280, 123, 352, 117, 346,
-    21, 251, 54, 284, 103, 332, 67, 297, 109, 338,
+    10,
+    151,
+    9,
+    8,
+    168,
+    6,
+    197,
+    195,
+    5,
+    4,
+    1,
+    19,
+    94,
+    33,
+    133,
+    362,
+    263,
+    130,
+    359,
+    234,
+    454,
+    93,
+    323,
+    127,
+    356,
+    116,
+    345,
+    50,
+    280,
+    123,
+    352,
+    117,
+    346,
+    21,
+    251,
+    54,
+    284,
+    103,
+    332,
+    67,
+    297,
+    109,
+    338,
 )
 RIGHT_EYE_MESH = (33, 133)
 LEFT_EYE_MESH = (362, 263)
@@ -53,11 +92,11 @@ def homography_residual(points_a: np.ndarray, points_b: np.ndarray, iod: float) 
     return rms / max(iod, 1e-6)
 
 
-def planarity_pairs(
-    yaws: list[float], max_pairs: int, min_deg: float
-) -> list[tuple[int, int]]:
+def planarity_pairs(yaws: list[float], max_pairs: int, min_deg: float) -> list[tuple[int, int]]:
     """Frame pairs (i, j), i < j, at least `min_deg` apart in yaw; the widest first, spread over the sequence."""
-    pairs = [(i, j) for i in range(len(yaws)) for j in range(i + 1, len(yaws)) if abs(yaws[j] - yaws[i]) >= min_deg]
+    pairs = [
+        (i, j) for i in range(len(yaws)) for j in range(i + 1, len(yaws)) if abs(yaws[j] - yaws[i]) >= min_deg
+    ]
     pairs.sort(key=lambda p: -abs(yaws[p[1]] - yaws[p[0]]))
     if len(pairs) <= max_pairs:
         return pairs
@@ -65,7 +104,9 @@ def planarity_pairs(
     return [pairs[int(k * step)] for k in range(max_pairs)]
 
 
-def planarity_score(meshes: list[np.ndarray], yaws: list[float], min_deg: float, max_pairs: int = 24) -> tuple[float, int]:
+def planarity_score(
+    meshes: list[np.ndarray], yaws: list[float], min_deg: float, max_pairs: int = 24
+) -> tuple[float, int]:
     """(median residual over usable pairs, number of pairs); (nan, 0) when the head never rotated enough."""
     pairs = planarity_pairs(yaws, max_pairs, min_deg)
     if not pairs:

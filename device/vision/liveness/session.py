@@ -63,9 +63,7 @@ def _rng(seed: int | None, track_id: int) -> random.Random:
 
 
 class LivenessSession:
-    def __init__(
-        self, track_id: int, config: LivenessConfig, policy: str, sink: PromptSink | None
-    ) -> None:
+    def __init__(self, track_id: int, config: LivenessConfig, policy: str, sink: PromptSink | None) -> None:
         self.track_id = track_id
         self.config = config
         self.policy = policy
@@ -107,7 +105,11 @@ class LivenessSession:
             self._finish("passed", "liveness off: no check was made")
             return
         risk = self._risk()
-        if risk is not None and risk >= self.config.replay_risk_threshold and self.config.replay_risk_action == "reject":
+        if (
+            risk is not None
+            and risk >= self.config.replay_risk_threshold
+            and self.config.replay_risk_action == "reject"
+        ):
             self._finish("failed", f"replay risk {risk:.2f} >= {self.config.replay_risk_threshold:.2f}")
             return
         self._finish("passed", "passive: no challenge was run, a photo or replay can pass")
@@ -132,10 +134,9 @@ class LivenessSession:
                 self.scores["blink_depth"] = round(blink.depth, 3)
                 self._step_passed(f)
                 return
-        elif f.mesh_xy is not None:
-            if self._turn_check(cur, f):
-                self._step_passed(f)
-                return
+        elif f.mesh_xy is not None and self._turn_check(cur, f):
+            self._step_passed(f)
+            return
         if f.t - cur.started > limit:
             self._finish("failed", self._timeout_reason(cur, limit), f.t)
 

