@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.config.service import ServiceConfig
+from device.modelstore import models_dir_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "faceonly.service"
@@ -124,7 +125,7 @@ print("RAN", " ".join(ran))
 def test_models_run_without_writable_executable_memory() -> None:
     """MemoryDenyWriteExecute=true holds only if LiteRT/XNNPACK never map W+X: run every shipped model
     under the kernel's own W^X switch (PR_SET_MDWE, what systemd uses where the kernel has it)."""
-    if not (ROOT / "models" / "manifest.json").is_file():
+    if not (models_dir_from_env() / "manifest.json").is_file():
         pytest.skip("models/manifest.json is not built yet")
     result = subprocess.run(
         [sys.executable, "-c", MDWE_PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT
