@@ -43,7 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def base_config(args: argparse.Namespace) -> Config:
     """File config with the command-line flags applied (raises ConfigError naming the key)."""
-    cfg = load_config(args.config)
     flags: dict[str, Any] = {}
     if args.broker is not None:
         flags["mqtt"] = {"broker": args.broker}
@@ -53,7 +52,7 @@ def base_config(args: argparse.Namespace) -> Config:
         flags["vision"] = {"source": args.source}
     if args.state_dir is not None:
         flags["service"] = {"state_dir": str(args.state_dir)}
-    return merge(cfg, flags) if flags else cfg
+    return load_config(args.config, flags)
 
 
 def _run(args: argparse.Namespace) -> int:

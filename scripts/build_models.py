@@ -177,7 +177,10 @@ def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
             agree = mp.iris_agreement(frames, found, floats["face_landmark"], src, qpath)
             ok = agree["ear_abs_diff_mean"] <= 0.01 and agree["ear_abs_diff_max"] <= 0.05
         agree["latency_ms_1thread"] = latency_ms(qpath)
+        agree["size_ratio_to_float"] = round(qpath.stat().st_size / src.stat().st_size, 3)
         ok = ok and agree["latency_ms_1thread"] <= 1.25 * float_latency
+        if agree["size_ratio_to_float"] > 0.9:
+            ok, agree["note"] = False, "the recipe quantized (almost) nothing: same model as float"
         tried[recipe] = {"accepted": ok, **agree}
         log(f"  {name} {recipe}: {'OK' if ok else 'rejected'} {agree}")
         if ok and chosen[2] is None:

@@ -241,3 +241,19 @@ def test_cli_reports_unreachable_broker(capsys):
         == 2
     )
     assert "audit:" in capsys.readouterr().err
+
+
+def test_settings_named_like_biometrics_are_not_data():
+    doc = {
+        "type": "config.reported",
+        "config": {"privacy": {"thumbnail": "face", "template_transform": True}},
+    }
+    assert (
+        inspect_message(
+            "faceonly/v1/dev/t1/config/reported", json.dumps(doc).encode(), False, AuditPolicy()
+        ).clear_biometric
+        == ()
+    )
+    vector = {"type": "event.face", "enroll": {"template": [0.1] * 128}}
+    finding = inspect_message(TOPIC, json.dumps(vector).encode(), False, AuditPolicy())
+    assert finding.clear_biometric == ("enroll.template",)

@@ -30,6 +30,7 @@ from nacl.public import PrivateKey
 
 from device.privacy.audit import AuditPolicy, images_in_json, inspect_message
 from device.privacy.seal import SealError, open_sealed
+from device.privacy.signing import load_signer
 from tests.broker import Broker
 
 TERMINAL = "seed-01"
@@ -161,6 +162,7 @@ def run_terminal(tmp_path: Path, broker: Broker, replay: Path, privacy: dict, au
     workdir, state = tmp_path / "work", tmp_path / "state"
     for d in (workdir, workdir / "home", workdir / "tmp"):
         d.mkdir(parents=True)
+    state.mkdir(exist_ok=True)
     lines = [f'terminal_id = "{TERMINAL}"', "[service]", f'state_dir = "{state}"', "health_interval_s = 1.0"]
     lines += [
         "[mqtt]",
@@ -257,6 +259,8 @@ def run_terminal(tmp_path: Path, broker: Broker, replay: Path, privacy: dict, au
 
 def allowed_write(path: str, run: Run) -> bool:
     """Only the outbox, the applied-config file and key files (with their atomic-write temp files)."""
+    if path == os.devnull:  # a sink, not a file (opened by a library for its child processes)
+        return True
     p = Path(path).resolve()
     state = run.state_dir.resolve()
     if not p.is_relative_to(state):
@@ -303,8 +307,12 @@ def event_payloads(run: Run) -> list[dict]:
 
 
 def test_seed_scenario_only_the_face_leaves(tmp_path, broker, seed_replay, frame_chunks):
-    run = run_terminal(tmp_path, broker, seed_replay[0], {"thumbnail": "face"}, [])
+    # The terminal's key, made as on its first start, so the audit can check every event's signature.
+    signer, _ = load_signer(tmp_path / "state" / "signing.key")
+    key = base64.b64encode(signer.public_key).decode()
+    run = run_terminal(tmp_path, broker, seed_replay[0], {"thumbnail": "face"}, ["--terminal-key", key])
     assert run.audit_rc == 0, run.audit_out
+    assert "[PASS] signatures" in run.audit_out
     assert run.audit["result"] == "pass" and "audit result: PASS" in run.audit_out
     events = event_payloads(run)
     assert events and all("thumbnail" in e["biometric"] for e in events)

@@ -11,6 +11,7 @@ import json
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -80,12 +81,12 @@ class Backend:
 
 
 class Terminal:
-    def __init__(self, tmp: Path, broker: Broker, replay: Path, *extra: str) -> None:
+    def __init__(self, tmp: Path, broker: Broker, replay: Path, *extra: str, conf_extra: str = "") -> None:
         self.log = tmp / f"service-{uuid.uuid4().hex[:6]}.log"
         conf = tmp / "faceonly.toml"
         conf.write_text(
             '[vision]\nreplay_pace = "fast"\n[service]\nhealth_interval_s = 0.5\nstop_flush_s = 3\n'
-            "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n"
+            "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n" + conf_extra
         )
         cmd = [sys.executable, "-m", "device", "run", "--config", str(conf), "--broker", broker.url]
         cmd += ["--id", TID, "--source", f"replay:{replay}", "--state-dir", str(tmp / "state"), *extra]
@@ -194,6 +195,31 @@ def test_no_event_lost_across_broker_and_service_kills(tmp_path: Path) -> None:
     assert backend.payloads("/status")[-1]["state"] == "offline"
 
 
+def test_outbox_bounded_during_long_outage_and_reports_expiry(tmp_path: Path) -> None:
+    _models_ready()
+    replay = make_replay(tmp_path / "replay", 50)
+    broker = Broker(tmp_path / "mq")
+    backend = Backend(broker)
+    broker.kill()  # a long outage: the whole replay runs with no broker
+    outbox_dir = tmp_path / "state" / "outbox"
+    t = Terminal(tmp_path, broker, replay, conf_extra="[outbox]\nmax_events = 15\n")
+    try:
+        depths = []
+        assert t.wait_for(
+            lambda: depths.append(len(list(outbox_dir.glob("*.evt")))) or "source finished" in t.text(), 60
+        )
+        assert max(depths) <= 15 and len(t.queued()) == 50
+        broker.start()
+        assert t.wait_for(lambda: any(h["outbox"]["depth"] == 0 for h in backend.payloads("/health")), 30)
+        health = [h for h in backend.payloads("/health") if h["outbox"]["depth"] == 0][-1]
+        assert health["outbox"]["expired_count"] == 35 and health["outbox"]["expired"] == 35
+        assert backend.event_ids() == set(t.queued()[-15:])  # the oldest expired first
+        assert t.stop() == 0
+    finally:
+        backend.close()
+        broker.kill()
+
+
 # ---- the command plane under fuzzing ---------------------------------------------------------
 
 
@@ -204,6 +230,7 @@ class Requester:
         self.all: list[dict] = []
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzzer", protocol=mqtt.MQTTv5)
         c.on_message = self._on_message
+        c.on_socket_open = lambda cl, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.connect(broker.host, broker.port)
         # Everything the terminal publishes (not the hostile requests themselves).
         c.subscribe(
@@ -286,7 +313,7 @@ def _acceptable(name: str, payload: bytes) -> bool:
         return False
     if not isinstance(data, dict) or set(data) - {"args", "id", "expires_at", "reply_to"}:
         return False
-    if data.get("args", {}) != {} or "args" in data and data["args"] is None:
+    if data.get("args", {}) != {} or ("args" in data and data["args"] is None):
         return False
     exp = data.get("expires_at")
     if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= time.time()):

@@ -37,7 +37,8 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 _PNG_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"iCCP", b"tIME"}
-BIOMETRIC_KEYS = ("embedding", "thumbnail")
+BIOMETRIC_KEYS = ("embedding", "template", "thumbnail")
+MIN_VECTOR_LEN = 16  # a list of numbers at least this long under a biometric key is an embedding
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,29 @@ def images_in_json(document: Any, prefix: str = "") -> list[ImageFinding]:
     return found
 
 
-def clear_biometric_paths(document: Any) -> list[str]:
-    return [
-        path
-        for path, value in _walk(document, "")
-        if isinstance(value, str) and path.rsplit(".", 1)[-1] in BIOMETRIC_KEYS
-    ]
+def _carries_data(value: Any) -> bool:
+    """A base64 blob or a long list of numbers: data, as opposed to a setting such as thumbnail = "face"."""
+    if isinstance(value, str):
+        return _decode_base64(value) is not None
+    if isinstance(value, list):
+        return len(value) >= MIN_VECTOR_LEN and all(isinstance(v, int | float) for v in value)
+    return False
+
+
+def clear_biometric_paths(document: Any, path: str = "") -> list[str]:
+    """JSON paths of embedding/template/thumbnail fields that carry readable data."""
+    found = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            child = f"{path}.{key}" if path else str(key)
+            if key in BIOMETRIC_KEYS and _carries_data(value):
+                found.append(child)
+            else:
+                found += clear_biometric_paths(value, child)
+    elif isinstance(document, list):
+        for i, value in enumerate(document):
+            found += clear_biometric_paths(value, f"{path}[{i}]")
+    return found
 
 
 def _sealed_blobs(document: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -11,8 +11,10 @@ memory only and resends them (DUP) after a reconnect; across a process restart t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -67,6 +69,12 @@ class Inbound:
 LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound
 
 
+def _no_delay(client, userdata, sock) -> None:
+    # Small request/reply packets: without this, Nagle + delayed ACK add ~40 ms per hop.
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Link:
     def __init__(
         self,
@@ -116,6 +124,7 @@ class Link:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_socket_open = _no_delay
         self.client = client
 
     # ---- called by the service loop ---------------------------------------------------------

@@ -80,7 +80,10 @@ def write_licences(models_dir: Path, entries: dict) -> None:
     ]
     for entry in entries.values():
         src = entry.get("source", {})
-        pkg = f"{src.get('registry', '')} {src.get('package', '')}=={src.get('version', '')} `{src.get('path', '')}`"
+        if "registry" in src:
+            pkg = f"{src['registry']} {src['package']}=={src['version']} `{src['path']}`"
+        else:
+            pkg = f"fitted by {src.get('fitted_by', 'the build')}: {src.get('data', '')}"
         lines.append(f"| {entry['file']} | {pkg} | {entry.get('licence', 'not stated upstream')} |")
     lines += [
         "",

@@ -1,0 +1,82 @@
+"""Config: errors name the key, secrets are redacted, password from a file/credential, --validate-config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.config import ConfigError, load_config, parse_config, redact
+from device.config.mqtt import MqttConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"mqtt": {"broker": "http://h:1"}}, "mqtt.broker"),
+        ({"mqtt": {"broker": "mqtt://h:99999"}}, "mqtt.broker"),
+        ({"mqtt": {"keepalive_s": "x"}}, "mqtt.keepalive_s"),
+        ({"mqtt": {"tls_cert": "/c"}}, "mqtt"),
+        ({"outbox": {"max_events": 0}}, "outbox.max_events"),
+        ({"terminal_id": "a/b"}, "terminal_id"),
+        ({"mqtt": {"surprise": 1}}, "mqtt.surprise"),
+    ],
+)
+def test_errors_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert any(p.startswith(f"{key}:") for p in exc.value.problems), exc.value.problems
+
+
+def test_secret_never_in_reports_or_errors() -> None:
+    cfg = parse_config({"mqtt": {"password": "hunter2", "username": "t1"}})
+    assert "hunter2" not in json.dumps(redact(cfg))
+    assert cfg.mqtt.read_password() == "hunter2"
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"mqtt": {"password": "hunter2" * 200}})
+    assert "hunter2" not in str(exc.value)
+
+
+def test_password_file_and_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    assert MqttConfig(password_file=tmp_path / "pw").read_password() == "s3cret"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "mqtt_password").write_text("fromcred")
+    assert MqttConfig().read_password() == "fromcred"
+
+
+def test_toml_loading(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('terminal_id = "gate-7"\n[mqtt]\nbroker = "mqtts://b.example:8883"\n')
+    cfg = load_config(path)
+    assert (cfg.terminal_id, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.use_tls) == (
+        "gate-7",
+        "b.example",
+        8883,
+        True,
+    )
+    path.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_validate_config_cli(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[mqtt]\npassword = "pw"\n')
+    run = [sys.executable, "-m", "device", "run", "--validate-config", "--config"]
+    ok = subprocess.run([*run, str(good), "--id", "t9"], cwd=ROOT, capture_output=True, text=True)
+    assert (
+        ok.returncode == 0
+        and json.loads(ok.stdout)["terminal_id"] == "t9"
+        and "pw" not in ok.stdout.replace("password", "")
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[outbox]\nmax_events = -3\n")
+    res = subprocess.run([*run, str(bad), "--broker", "ftp://x"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "outbox.max_events" in res.stderr and "mqtt.broker" in res.stderr
