@@ -133,9 +133,11 @@ def _run_service(cfg: Config, reload_base: Callable[[], Config]) -> int | str:
 
 def _run_offline(cfg: Config) -> int:
     """Events as JSON lines on stdout (long strings elided): for trying a camera or a replay."""
+    from device.capture import Capture
     from device.lifecycle import Lifecycle
     from device.modelstore import ModelError
     from device.transport.envelope import envelope
+    from device.vision.liveness.prompts import ConsolePromptSink
     from device.vision.sources import SourceError
 
     lifecycle = Lifecycle()
@@ -153,22 +155,30 @@ def _run_offline(cfg: Config) -> int:
             )
             print(json.dumps(_elide(payload)), flush=True)
 
-    lifecycle.ready()
+    # stderr is the prompt channel here, so the challenge really runs (stdout carries only events).
+    pipeline.set_prompt_sink(ConsolePromptSink(sys.stderr))
+    capture = Capture(source)
+    capture.start()
+    ready = False
     try:
-        for frame in source.frames():
+        while not (lifecycle.stop_requested or capture.ended):
+            frame = capture.get(0.2)
+            if frame is None:
+                continue
             try:
                 observations = pipeline.process(frame)
             finally:
                 source.release(frame)
             emit(observations)
             lifecycle.frame_processed()
-            if lifecycle.stop_requested:
-                break
+            if not ready:
+                lifecycle.ready()
+                ready = True
         emit(pipeline.flush())
     finally:
         lifecycle.stopping()
-        source.close()
-    return 0
+        capture.stop()
+    return EXIT_FATAL if capture.error else 0
 
 
 def _elide(value: Any) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import device
+from device.capture import Capture
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
@@ -29,11 +30,27 @@ from device.transport.envelope import Meta, encode, envelope
 from device.transport.link import Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
 from device.transport.topics import Topics
+from device.vision.liveness.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
 REPLY_TTL_S = 300
+PROMPT_TTL_S = 30
+FRAME_WAIT_S = 0.05  # how long the loop waits for a frame before serving commands and health
+IDLE_WAIT_S = 0.2
+
+
+class PromptPublisher:
+    """PromptSink: the challenge's prompts go to the terminal's prompt topic, for its screen or speaker."""
+
+    def __init__(self, link: Link, topic: str, terminal_id: str) -> None:
+        self.link, self.topic, self.tid = link, topic, terminal_id
+
+    def publish(self, prompt: Prompt) -> None:
+        body = {k: v for k, v in prompt.to_dict().items() if k != "schema"}  # the envelope carries it
+        payload = envelope("prompt", self.tid, body, ttl_s=PROMPT_TTL_S)
+        self.link.publish(self.topic, encode(payload), qos=0, meta=Meta.of(payload))
 
 
 class Service:
@@ -75,7 +92,10 @@ class Service:
             protector=protector,
             request_restart=self._request_restart,
         )
+        self.capture = Capture(source)
+        pipeline.set_prompt_sink(PromptPublisher(self.link, self.topics.prompt, self.tid))
         self.restart_requested = False
+        self.source_finished = False
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
         self.last_connect_error: str | None = None
@@ -87,12 +107,12 @@ class Service:
         """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop)."""
         self.link.start(self._status("online"))
         self._publish_reported()
-        frames = self.source.frames()
-        streaming, ready = True, False
+        self.capture.start()
+        ready = False
         while not (self.lifecycle.stop_requested or self.restart_requested):
             if self.lifecycle.take_reload():
                 self._reload()
-            frame = next(frames, None) if streaming else None
+            frame = self.capture.get(FRAME_WAIT_S)
             if frame is not None:
                 try:
                     observations = self.pipeline.process(frame)
@@ -105,15 +125,13 @@ class Service:
                     self.lifecycle.ready()
                     ready = True
                 self._service_io(0.0)
-            else:
-                if streaming:
-                    streaming = False
-                    self._emit(self.pipeline.flush())
-                    log.info("source finished after %d frames; serving commands", self.frames_done)
-                    if not ready:
-                        self.lifecycle.ready("source ended; serving commands")
-                        ready = True
-                self._service_io(0.2)
+                continue
+            if self.capture.ended and not self.source_finished:
+                self.source_finished = True
+                self._emit(self.pipeline.flush())
+                log.info("source finished after %d frames; serving commands", self.frames_done)
+                self.lifecycle.status("source ended; serving commands")
+            self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
         return self._shutdown()
 
     def _service_io(self, wait_s: float) -> None:
@@ -211,6 +229,7 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "fps": stats.get("fps"),
             "frames": self.frames_done,
+            "source": {**self.source.stats(), "ended": self.capture.ended, "error": self.capture.error},
             "pipeline": stats,
             "events": dict(self.events),
             "outbox": self.courier.stats(),
@@ -282,7 +301,7 @@ class Service:
 
     def _shutdown(self) -> int:
         self.lifecycle.stopping()
-        self.source.close()
+        self.capture.stop()
         # The frame in flight is already finished; give the outbox a few seconds to drain.
         deadline = time.monotonic() + self.runtime.current.service.stop_flush_s
         while (

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from device.events import FaceObservation
+from device.vision.liveness.prompts import PromptSink
 from device.vision.types import Frame
 
 
@@ -16,6 +17,10 @@ class FrameSource(Protocol):
 
     def release(self, frame: Frame) -> None:
         """The service is done with this frame: its buffer is zeroed and returned to the ring."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Frames read, dropped, errors: reported in health."""
         ...
 
     def close(self) -> None: ...
@@ -32,6 +37,10 @@ class FacePipeline(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Per-stage latency (ms), fps, drops: reported in health."""
+        ...
+
+    def set_prompt_sink(self, sink: PromptSink | None) -> None:
+        """Where the liveness challenge's prompts go; without one there is no challenge."""
         ...
 
 

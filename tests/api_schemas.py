@@ -14,6 +14,7 @@ BY_TYPE = {
     "status": "status.json",
     "health": "health.json",
     "event.face": "event-face.json",
+    "prompt": "prompt.json",
     "command.reply": "command-reply.json",
     "config.reported": "config-reported.json",
 }

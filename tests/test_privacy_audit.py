@@ -20,7 +20,7 @@ from device.cli import main as cli_main
 from device.config import parse_config
 from device.events import FaceObservation
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message
-from device.privacy.protector import build_protector
+from device.privacy.protector import UNSAFE_TEST_ENV, build_protector
 from device.privacy.seal import fingerprint
 from device.transport.envelope import encode, envelope
 from tests.broker import Broker
@@ -50,6 +50,12 @@ def observation(frame) -> FaceObservation:
         face_crop=frame[0:240, 140:320].copy(),
         crop_face_box=(30.0, 20.0, 150.0, 180.0),
     )
+
+
+@pytest.fixture(autouse=True)
+def unsafe_test_settings(monkeypatch):
+    # Some payloads here are made with the test-only oversized thumbnail on purpose.
+    monkeypatch.setenv(UNSAFE_TEST_ENV, "1")
 
 
 def event_bytes(tmp_path, observation, **privacy) -> tuple[bytes, object]:

@@ -28,7 +28,9 @@ import pytest
 import skimage.data
 from nacl.public import PrivateKey
 
-from device.privacy.audit import AuditPolicy, images_in_json, inspect_message
+from device.privacy.audit import AuditPolicy, inspect_message
+from device.privacy.imagescan import images_in_json
+from device.privacy.protector import UNSAFE_TEST_ENV
 from device.privacy.seal import SealError, open_sealed
 from device.privacy.signing import load_signer
 from tests.broker import Broker
@@ -158,7 +160,14 @@ class Run:
     workdir: Path
 
 
-def run_terminal(tmp_path: Path, broker: Broker, replay: Path, privacy: dict, audit_args: list[str]) -> Run:
+def run_terminal(
+    tmp_path: Path,
+    broker: Broker,
+    replay: Path,
+    privacy: dict,
+    audit_args: list[str],
+    extra_env: dict | None = None,
+) -> Run:
     workdir, state = tmp_path / "work", tmp_path / "state"
     for d in (workdir, workdir / "home", workdir / "tmp"):
         d.mkdir(parents=True)
@@ -375,7 +384,8 @@ def _decrypted_embedding_is_the_terminals(run: Run, backend: PrivateKey, replay:
 
 
 def test_audit_fails_an_oversized_test_thumbnail_and_says_why(tmp_path, broker, seed_replay):
-    run = run_terminal(tmp_path, broker, seed_replay[0], {"unsafe_test_thumbnail_size": 400}, [])
+    privacy = {"unsafe_test_thumbnail_size": 400}
+    run = run_terminal(tmp_path, broker, seed_replay[0], privacy, [], {UNSAFE_TEST_ENV: "1"})
     assert run.audit_rc == 1
     assert "[FAIL] image_size: larger than 112px" in run.audit_out and "biometric.thumbnail" in run.audit_out
     assert run.audit["result"] == "fail"

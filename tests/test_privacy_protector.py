@@ -19,7 +19,7 @@ from device.config import ConfigError, merge, parse_config
 from device.config.privacy import decode_public_key
 from device.events import FaceObservation
 from device.privacy.keyfile import load_secret
-from device.privacy.protector import build_protector, decode_embedding
+from device.privacy.protector import UNSAFE_TEST_ENV, build_protector, decode_embedding
 from device.privacy.seal import fingerprint, open_sealed
 from device.privacy.signing import verify_payload
 from device.privacy.template import TemplateTransform
@@ -136,7 +136,14 @@ def test_report_says_what_is_kept(tmp_path):
     json.dumps(report)
 
 
-def test_unsafe_test_size_is_used_and_flagged(tmp_path, observation):
+def test_unsafe_test_size_is_refused_without_the_test_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(UNSAFE_TEST_ENV, raising=False)
+    with pytest.raises(ValueError, match="TEST-ONLY"):
+        build_protector(config(tmp_path, unsafe_test_thumbnail_size=400), tmp_path)
+
+
+def test_unsafe_test_size_is_used_and_flagged(tmp_path, observation, monkeypatch):
+    monkeypatch.setenv(UNSAFE_TEST_ENV, "1")
     protector = build_protector(config(tmp_path, unsafe_test_thumbnail_size=400), tmp_path)
     size = protector.protect(observation)["biometric"]["thumbnail_size"]
     assert max(size) > 112

@@ -434,11 +434,6 @@ def test_a_torn_outbox_record_is_reported_and_never_loaded(
         listener.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a source that never yields (camera retrying, replay sleeping) keeps the loop from seeing "
-    "SIGTERM; systemd then SIGKILLs after TimeoutStopSec (reported to the lead)",
-)
 def test_no_ready_without_frames_and_sigterm_still_stops(
     notify: NotifyReceiver, broker: Broker, start_service: Callable[..., Running]
 ) -> None:

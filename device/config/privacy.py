@@ -59,7 +59,8 @@ class PrivacyConfig(Section):
         le=4096,
         title="TEST ONLY: oversized thumbnail",
         description="TEST ONLY, never on a real terminal: overrides thumbnail_size without its cap so that "
-        "`faceonly audit` can be shown failing. privacy.report flags it as unsafe.",
+        "`faceonly audit` can be shown failing. Refused at start unless FACEONLY_UNSAFE_TEST_SETTINGS=1 is "
+        "in the environment; privacy.report flags it as unsafe.",
     )
     seal: bool = Field(
         False,

@@ -17,26 +17,15 @@ they are listed but not judged.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import cv2
-import numpy as np
-
 from device.privacy import seal as sealing
+from device.privacy.imagescan import ImageFinding, decode_base64, find_images, images_in_json
 from device.privacy.signing import SignatureError, verify_payload
-from device.privacy.thumbnail import metadata_markers, outside_ellipse
 
 AUDIT_SCHEMA = 1
-MIN_BASE64_CHARS = 64  # shorter strings cannot hold a decodable image worth reporting
-_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
-_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
-_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
-_PNG_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"iCCP", b"tIME"}
 BIOMETRIC_KEYS = ("embedding", "template", "thumbnail")
 MIN_VECTOR_LEN = 16  # a list of numbers at least this long under a biometric key is an embedding
 
@@ -48,18 +37,6 @@ class AuditPolicy:
     backend_fingerprint: str | None = None  # sealed blobs must name this recipient
     terminal_public_key: bytes | None = None  # check face-event signatures
     backend_private_key: bytes | None = None  # open sealed blobs and audit the images inside
-
-
-@dataclass(frozen=True)
-class ImageFinding:
-    where: str  # JSON path (or "payload"), "+sealed" when found inside an opened sealed blob
-    format: str
-    bytes: int
-    width: int
-    height: int
-    metadata: tuple[str, ...]
-    outside_ellipse_nonzero: int  # pixels outside the inscribed ellipse that are not exactly black
-    decodable: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,95 +68,10 @@ def is_inbound(topic: str) -> bool:
     return "/cmd/req/" in topic or topic.endswith("/config/desired")
 
 
-def _png_metadata(data: bytes) -> list[str]:
-    found, pos = [], 8
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        if kind in _PNG_METADATA_CHUNKS:
-            found.append(kind.decode("latin-1"))
-        if kind == b"IEND":
-            break
-        pos += 12 + length
-    return found
-
-
-def _not_black(pixels: np.ndarray) -> np.ndarray:
-    """Per pixel: any colour channel non-zero (an alpha channel may only be fully on or off)."""
-    if pixels.ndim == 1:
-        return pixels != 0
-    colour = pixels[:, :3].any(axis=1)
-    if pixels.shape[1] == 4:
-        alpha = pixels[:, 3]
-        colour |= (alpha != 0) & (alpha != np.iinfo(pixels.dtype).max)
-    return colour
-
-
-def inspect_image(data: bytes, where: str, fmt: str) -> ImageFinding:
-    """Decode an image (OpenCV) and measure what the rules need."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.ndim < 2 or image.size == 0:
-        return ImageFinding(where, fmt, len(data), 0, 0, (), 0, decodable=False)
-    h, w = image.shape[:2]
-    try:
-        metadata = metadata_markers(data) if fmt == "jpeg" else _png_metadata(data)
-    except ValueError as exc:
-        metadata = [f"unparseable header: {exc}"]
-    leaked = int(np.count_nonzero(_not_black(image[outside_ellipse(h, w)])))
-    return ImageFinding(where, fmt, len(data), w, h, tuple(metadata), leaked)
-
-
-def find_images(data: bytes, where: str) -> list[ImageFinding]:
-    """Every decodable image starting anywhere in `data` (an embedded image counts as much as a whole one)."""
-    found = []
-    for magic, fmt in _SIGNATURES.items():
-        start = data.find(magic)
-        while start != -1:
-            finding = inspect_image(data[start:], where if start == 0 else f"{where}@{start}", fmt)
-            # A stray signature inside random bytes (ciphertext) that does not decode is no image.
-            if finding.decodable or start == 0:
-                found.append(finding)
-            start = data.find(magic, start + 1)
-    return found
-
-
-def _decode_base64(text: str) -> bytes | None:
-    body = _DATA_URL.sub("", text, count=1)
-    if len(body) < MIN_BASE64_CHARS or not _BASE64.match(body):
-        return None
-    try:
-        return base64.b64decode(
-            body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4), validate=True
-        )
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _walk(node: Any, path: str):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _walk(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{path}[{i}]")
-    else:
-        yield path, node
-
-
-def images_in_json(document: Any, prefix: str = "") -> list[ImageFinding]:
-    found = []
-    for path, value in _walk(document, prefix):
-        if isinstance(value, str):
-            raw = _decode_base64(value)
-            if raw is not None:
-                found += find_images(raw, path)
-    return found
-
-
 def _carries_data(value: Any) -> bool:
     """A base64 blob or a long list of numbers: data, as opposed to a setting such as thumbnail = "face"."""
     if isinstance(value, str):
-        return _decode_base64(value) is not None
+        return decode_base64(value) is not None
     if isinstance(value, list):
         return len(value) >= MIN_VECTOR_LEN and all(isinstance(v, int | float) for v in value)
     return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from device.privacy.thumbnail import ThumbnailError, ThumbnailPolicy, make_thumb
 log = logging.getLogger(__name__)
 
 EMBEDDING_ENCODING = "float32-le-base64"
+UNSAFE_TEST_ENV = "FACEONLY_UNSAFE_TEST_SETTINGS"
 
 
 def encode_embedding(embedding: np.ndarray) -> str:
@@ -107,9 +109,16 @@ class PayloadProtector:
 def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
     """The configured protector; creates the signing (and template) key on first start.
 
-    Raises KeyFileError for a damaged key file and ValueError for an unreadable backend key.
+    Raises KeyFileError for a damaged key file, ValueError for an unreadable backend key or for the
+    test-only oversized thumbnail without FACEONLY_UNSAFE_TEST_SETTINGS=1 in the environment.
     """
     privacy = config.privacy
+    if privacy.unsafe_test_thumbnail_size is not None and os.environ.get(UNSAFE_TEST_ENV) != "1":
+        # Config can also arrive remotely (config.set): a test-only setting must not be switchable that way.
+        raise ValueError(
+            f"privacy.unsafe_test_thumbnail_size is a TEST-ONLY setting; it is refused unless the process "
+            f"environment has {UNSAFE_TEST_ENV}=1"
+        )
     state_dir = Path(state_dir)
     signer, _ = load_signer(privacy.signing_key_file or state_dir / "signing.key")
     template = None

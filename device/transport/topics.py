@@ -30,6 +30,10 @@ class Topics:
         return f"{self.base}/event/face"
 
     @property
+    def prompt(self) -> str:
+        return f"{self.base}/prompt"
+
+    @property
     def cmd_req_filter(self) -> str:
         return f"{self.base}/cmd/req/+"
 
