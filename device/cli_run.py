@@ -106,6 +106,8 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
     Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     protector = build_protector(cfg, Path(cfg.service.state_dir))
     pipeline = build_pipeline(cfg, store)
+    if protector.template is not None:
+        protector.template.prepare(pipeline.embedding_dim)
     source = open_source(cfg.vision.source, cfg.vision)
     return store, source, pipeline, protector
 

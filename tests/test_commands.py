@@ -125,6 +125,8 @@ def test_config_set_refuses_invalid_and_locked_keys_running_config_stays(tmp_pat
         {"outbox": {"max_events": -1}},
         {"mqtt": {"broker": "mqtt://evil:1"}},
         {"terminal_id": "x"},
+        {"privacy": {"seal": False}},  # a broker publisher must not be able to weaken privacy
+        {"service": {"models_dir": "/tmp/other-models"}},
         {"nope": 1},
     ):
         with pytest.raises(ConfigError) as exc:
@@ -132,8 +134,10 @@ def test_config_set_refuses_invalid_and_locked_keys_running_config_stays(tmp_pat
         assert exc.value.problems
         assert rt.current is before
     assert not (tmp_path / "config-overrides.json").exists()
-    result = rt.apply({"service": {"health_interval_s": 2.5}, "privacy": {"thumbnail": "off"}}, version=7)
-    assert result["restart_required"] == ["privacy.thumbnail"]
+    result = rt.apply(
+        {"service": {"health_interval_s": 2.5}, "vision": {"detector": "full_range"}}, version=7
+    )
+    assert result["restart_required"] == ["vision.detector"]
     again = RuntimeConfig(Config(service={"state_dir": str(tmp_path)}))  # persisted across restarts
     assert again.current.service.health_interval_s == 2.5 and again.version == 7
 

@@ -14,8 +14,14 @@ import pytest
 from device.modelstore import ModelError, ModelStore
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-REQUIRED = ("detector_short_range", "detector_full_range", "face_landmark", "iris_landmark", "embedder",
-            "embedder_stats")
+REQUIRED = (
+    "detector_short_range",
+    "detector_full_range",
+    "face_landmark",
+    "iris_landmark",
+    "embedder",
+    "embedder_stats",
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +90,11 @@ def test_tampered_model_is_refused_naming_the_file(tmp_path, name):
         store.read_verified(name)
     bad = [r for r in store.verify() if not r.ok]
     assert [r.name for r in bad] == [name]
-    proc = subprocess.run([sys.executable, "-m", "device", "models", "verify", "--models-dir", str(copy)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "models", "verify", "--models-dir", str(copy)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert entry.file in proc.stdout
 
@@ -101,8 +110,11 @@ def test_truncated_model_is_refused(tmp_path):
 
 
 def test_models_verify_cli_passes_on_shipped_models():
-    proc = subprocess.run([sys.executable, "-m", "device", "models", "verify", "--models-dir", str(MODELS)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "models", "verify", "--models-dir", str(MODELS)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("OK ") >= len(REQUIRED)
 

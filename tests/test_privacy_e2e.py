@@ -156,6 +156,7 @@ class Run:
     messages: list[tuple[str, bytes]]
     written: list[str]
     service_log: str
+    core_limit: str  # the running service's "Max core file size" line from /proc/<pid>/limits
     state_dir: Path
     workdir: Path
 
@@ -225,6 +226,8 @@ def run_terminal(
     env = dict(
         os.environ, PYTHONDONTWRITEBYTECODE="1", HOME=str(workdir / "home"), TMPDIR=str(workdir / "tmp")
     )
+    env.pop(UNSAFE_TEST_ENV, None)
+    env.update(extra_env or {})
     # Outside the watched directories: these are the test's files, not the service's.
     out_log, err_log = tmp_path / "service.out", tmp_path / "service.err"
     with out_log.open("w") as out_fh, err_log.open("w") as err_fh:
@@ -236,8 +239,13 @@ def run_terminal(
             stderr=err_fh,
         )
     try:
+        while audit.poll() is None and service.poll() is None:
+            time.sleep(0.2)
+        if audit.poll() is None:  # the service ended before the audit saw an event: fail fast
+            audit.kill()
         audit_out, audit_err = audit.communicate(timeout=300)
         time.sleep(1.0)  # let the raw subscriber see what followed the event
+        limits = Path(f"/proc/{service.pid}/limits").read_text() if service.poll() is None else ""
     finally:
         service.send_signal(signal.SIGTERM)
         try:
@@ -261,6 +269,7 @@ def run_terminal(
         list(messages),
         json.loads(hooked[-1].removeprefix("AUDITHOOK ")),
         service_err,
+        next((line for line in limits.splitlines() if line.startswith("Max core file size")), ""),
         state,
         workdir,
     )
@@ -322,6 +331,7 @@ def test_seed_scenario_only_the_face_leaves(tmp_path, broker, seed_replay, frame
     run = run_terminal(tmp_path, broker, seed_replay[0], {"thumbnail": "face"}, ["--terminal-key", key])
     assert run.audit_rc == 0, run.audit_out
     assert "[PASS] signatures" in run.audit_out
+    assert run.core_limit.split()[4:6] == ["0", "0"], run.core_limit  # core dumps off in the service
     assert run.audit["result"] == "pass" and "audit result: PASS" in run.audit_out
     events = event_payloads(run)
     assert events and all("thumbnail" in e["biometric"] for e in events)

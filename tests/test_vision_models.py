@@ -70,7 +70,10 @@ def test_face_mesh_on_astronaut(store, detector, astronaut):
     assert mesh.points.shape == (468, 3)
     assert mesh.presence > 0.8
     centre = mesh.xy.mean(axis=0)
-    assert ASTRONAUT_FACE[0] < centre[0] < ASTRONAUT_FACE[2] and ASTRONAUT_FACE[1] < centre[1] < ASTRONAUT_FACE[3]
+    assert (
+        ASTRONAUT_FACE[0] < centre[0] < ASTRONAUT_FACE[2]
+        and ASTRONAUT_FACE[1] < centre[1] < ASTRONAUT_FACE[3]
+    )
     # mesh eye corners agree with the detector's eye keypoints
     right_eye = mesh.xy[[33, 133]].mean(axis=0)
     assert np.linalg.norm(right_eye - face.keypoints[0]) < 0.15 * (face.box[2] - face.box[0])

@@ -24,8 +24,8 @@ OBSERVATION_FIELDS = (
     "liveness",
     "reasons",
 )
-# Manifest details worth an auditor's eye; the rest of an entry is build detail.
-MODEL_DETAILS = ("source", "version", "licence", "license", "quantization")
+# Manifest details worth an auditor's eye (where from, which version, how quantized); the rest is build detail.
+SOURCE_DETAILS = ("registry", "package", "version")
 
 
 def _models(models_dir: Path | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -35,8 +35,14 @@ def _models(models_dir: Path | None) -> tuple[list[dict[str, Any]], str | None]:
         return [], str(exc)
     models = []
     for entry in store.entries.values():
-        item = {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
-        item.update({k: entry.info[k] for k in MODEL_DETAILS if k in entry.info})
+        item: dict[str, Any] = {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
+        source, quant = entry.info.get("source"), entry.info.get("quantization")
+        if source is not None:
+            item["source"] = (
+                {k: source[k] for k in SOURCE_DETAILS if k in source} if isinstance(source, dict) else source
+            )
+        if quant is not None:
+            item["quantization"] = quant.get("kind") if isinstance(quant, dict) else quant
         models.append(item)
     return models, None
 

@@ -67,6 +67,10 @@ class TemplateTransform:
         self.key_id = template_key_id(self._key)
         self._matrices: dict[int, np.ndarray] = {}
 
+    def prepare(self, dim: int) -> None:
+        """Build the matrix for `dim` now (a QR of dim x dim takes ~1 s on a Pi), not at the first face."""
+        self._matrix(dim)
+
     def _matrix(self, dim: int) -> np.ndarray:
         if dim not in self._matrices:
             self._matrices[dim] = orthogonal_matrix(self._key, dim)

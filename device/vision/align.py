@@ -40,7 +40,9 @@ def crop_transform(detection: Detection, spec: CropSpec = CropSpec()) -> np.ndar
     return square_roi_transform((cx, cy), side, angle, spec.size)
 
 
-def square_roi_transform(centre: tuple[float, float], side: float, angle_deg: float, out_size: int) -> np.ndarray:
+def square_roi_transform(
+    centre: tuple[float, float], side: float, angle_deg: float, out_size: int
+) -> np.ndarray:
     """2x3 affine: the square of `side` frame pixels centred on `centre`, turned by `angle_deg` (the angle
     of its x axis in image coordinates, y down), onto an out_size x out_size image (upright)."""
     cx, cy = float(centre[0]), float(centre[1])

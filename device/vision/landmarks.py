@@ -81,7 +81,9 @@ def _angle_deg(p0: np.ndarray, p1: np.ndarray) -> float:
 
 
 def _crop_rgb01(frame_bgr: np.ndarray, matrix: np.ndarray, size: int, mirror: bool = False) -> np.ndarray:
-    crop = cv2.warpAffine(frame_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    crop = cv2.warpAffine(
+        frame_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
     if mirror:
         crop = crop[:, ::-1]
     return (crop[..., ::-1].astype(np.float32) / 255.0)[None]

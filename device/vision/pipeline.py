@@ -266,6 +266,10 @@ class VisionPipeline:
             crop_face_box=best.crop_box if best and decision == "accepted" else None,
         )
 
+    @property
+    def embedding_dim(self) -> int:
+        return self._embedder.dim
+
     def flush(self) -> list[FaceObservation]:
         t = max((tr.last_seen for tr in self._tracks.values()), default=0.0)
         ended = self._tracker.finish()

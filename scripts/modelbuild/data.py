@@ -42,8 +42,15 @@ def read_bgr(path: Path) -> np.ndarray:
     return image
 
 
-CALIB_DIRS = ("verification/compreface", "verification/deepface", "verification/face_recognition",
-              "verification/facenet_pytorch", "verification/insightface", "verification/recognito", "detection")
+CALIB_DIRS = (
+    "verification/compreface",
+    "verification/deepface",
+    "verification/face_recognition",
+    "verification/facenet_pytorch",
+    "verification/insightface",
+    "verification/recognito",
+    "detection",
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
@@ -57,8 +64,11 @@ def calibration_frames() -> tuple[list[np.ndarray], str]:
             p for d in CALIB_DIRS for p in (SHARED_DATA / d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
         )
         with (SHARED_DATA / "antispoof" / "labels_derived.csv").open(newline="") as fh:
-            paths += sorted(SHARED_DATA / r["file"] for r in csv.DictReader(fh)
-                            if r["label"] == "real" and r["media"] == "image")
+            paths += sorted(
+                SHARED_DATA / r["file"]
+                for r in csv.DictReader(fh)
+                if r["label"] == "real" and r["media"] == "image"
+            )
         frames = []
         for p in paths:
             image = cv2.imread(str(p), cv2.IMREAD_COLOR)  # honours EXIF orientation
@@ -73,7 +83,11 @@ def calibration_frames() -> tuple[list[np.ndarray], str]:
 
     faces = lfw_subset()[:100]
     frames = [cv2.cvtColor((f * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR) for f in faces]
-    frames = [cv2.copyMakeBorder(cv2.resize(i, (100, 100), interpolation=cv2.INTER_CUBIC), 50, 50, 50, 50,
-                                 cv2.BORDER_REPLICATE) for i in frames]
+    frames = [
+        cv2.copyMakeBorder(
+            cv2.resize(i, (100, 100), interpolation=cv2.INTER_CUBIC), 50, 50, 50, 50, cv2.BORDER_REPLICATE
+        )
+        for i in frames
+    ]
     frames.append(np.ascontiguousarray(astronaut()[..., ::-1]))
     return frames, "scikit-image lfw_subset (100 faces, 25x25 grayscale, upscaled) + astronaut"

@@ -49,7 +49,10 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def lfw_descriptors(
-    pairs: list[Pair], detect: Callable, crop_fns: dict[str, Callable], describe: dict[str, Callable],
+    pairs: list[Pair],
+    detect: Callable,
+    crop_fns: dict[str, Callable],
+    describe: dict[str, Callable],
     progress: Callable[[str], None] = print,
 ) -> tuple[dict[tuple[str, str], dict[str, np.ndarray]], list[str]]:
     """Descriptors per (crop variant, model) for every image of the pairs; images with no face are listed."""

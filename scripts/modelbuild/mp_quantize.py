@@ -62,7 +62,8 @@ def make_recipe(kind: str, float_regex: str | None):
         raise SystemExit(f"unknown recipe {kind}")
     if float_regex:
         rm.add_quantization_config(
-            regex=float_regex, operation_name=TFLOperationName.ALL_SUPPORTED,
+            regex=float_regex,
+            operation_name=TFLOperationName.ALL_SUPPORTED,
             algorithm_key=AlgorithmName.NO_QUANTIZE,
         )
     return rm.get_quantization_recipe()
@@ -78,7 +79,10 @@ def main() -> int:
     args = ap.parse_args()
     with open(args.model, "rb") as fh:
         content, fixed = fix_schema(fh.read())
-    print(f"  [aeq] {os.path.basename(args.model)}: fixed {fixed} operator codes; recipe {args.recipe}", flush=True)
+    print(
+        f"  [aeq] {os.path.basename(args.model)}: fixed {fixed} operator codes; recipe {args.recipe}",
+        flush=True,
+    )
     qt = quantizer.Quantizer(bytearray(content), make_recipe(args.recipe, args.float_regex))
     calibration = None
     if qt.need_calibration:

@@ -52,8 +52,11 @@ def fuse_relu6(graph_def) -> int:
     for node in list(graph_def.node):
         if node.op != "Maximum" or len(node.input) != 2:
             continue
-        mins = [i for i in node.input if nodes.get(i.split(":")[0]) is not None
-                and nodes[i.split(":")[0]].op == "Minimum"]
+        mins = [
+            i
+            for i in node.input
+            if nodes.get(i.split(":")[0]) is not None and nodes[i.split(":")[0]].op == "Minimum"
+        ]
         if len(mins) != 1:
             continue
         zero = _const(nodes, next(i for i in node.input if i != mins[0]))
@@ -111,6 +114,7 @@ def convert(concrete, pruned, calib: np.ndarray | None) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], pruned)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if calib is not None:
+
         def representative():
             for crop in calib:
                 yield [crop[None].astype(np.float32)]
@@ -133,7 +137,9 @@ def main() -> int:
     ap.add_argument("--no-relu6", action="store_true")
     ap.add_argument("--float-out", required=True)
     ap.add_argument("--int8-out", default=None)
-    ap.add_argument("--calib", default=None, help=".npy (N,H,W,3) uint8 calibration crops, model colour order")
+    ap.add_argument(
+        "--calib", default=None, help=".npy (N,H,W,3) uint8 calibration crops, model colour order"
+    )
     ap.add_argument("--report", default=None, help="write a JSON report here")
     args = ap.parse_args()
     mean = [float(v) for v in args.mean_bgr.split(",")] if args.mean_bgr else None

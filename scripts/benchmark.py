@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Speed and memory of the terminal, as numbers: per-model latency, the pipeline over a replay, peak RSS.
+
+    .venv/bin/python scripts/benchmark.py [--replay PATH] [--threads 1] [--repeat 50]
+
+Benchmarks print numbers; no test asserts on time (timing tests flake on shared machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.config import Config
+from device.inference import TfliteRunner
+from device.modelstore import ModelStore
+from device.vision.pipeline import build_pipeline
+from device.vision.sources import open_source
+
+
+def model_latencies(store: ModelStore, threads: int, repeat: int) -> None:
+    print(f"| model | file | ms per call, {threads} thread(s): median | p90 |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for name, entry in store.entries.items():
+        if entry.kind != "tflite":
+            continue
+        runner = TfliteRunner(store.interpreter(name, threads))
+        inputs = [rng.uniform(0, 1, d["shape"]).astype(np.float32) for d in runner.inputs]
+        runner.run(*inputs)  # warm-up: XNNPACK packs weights on the first call
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            runner.run(*inputs)
+            times.append((time.perf_counter() - start) * 1e3)
+        p90 = float(np.percentile(times, 90))
+        print(f"| {name} | {entry.file} | {statistics.median(times):.2f} | {p90:.2f} |")
+
+
+def pipeline_run(store: ModelStore, replay: str, threads: int) -> None:
+    cfg = Config.model_validate({"service": {"num_threads": threads}, "vision": {"replay_pace": "fast"}})
+    pipeline = build_pipeline(cfg, store)
+    source = open_source(replay, cfg.vision)
+    frames = events = 0
+    start = time.perf_counter()
+    for frame in source.frames():
+        try:
+            events += len(pipeline.process(frame))
+        finally:
+            source.release(frame)
+        frames += 1
+    events += len(pipeline.flush())
+    elapsed = time.perf_counter() - start
+    source.close()
+    stats = pipeline.stats()
+    print(
+        f"\npipeline over {replay}: {frames} frames, {events} events, {elapsed:.2f} s, {frames / elapsed:.1f} fps"
+    )
+    print("per-stage latency (ms, exponential moving average):")
+    for stage, ms in stats["latency_ms"].items():
+        print(f"  {stage:12s} {ms:7.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--replay", default="replay:demo", help="frame source spec (default: the demo replay)"
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--models-dir", type=Path, default=None)
+    args = parser.parse_args()
+    store = ModelStore(args.models_dir)
+    model_latencies(store, args.threads, args.repeat)
+    pipeline_run(store, args.replay, args.threads)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS: {peak_mb:.0f} MB (python {sys.version.split()[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
