@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import sys
 import threading
@@ -43,6 +44,9 @@ class EmbeddedBroker:
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
+        # amqtt and its state machine log every transition at INFO: the demo shows the backend view instead.
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         self._thread.start()
 
         async def boot() -> None:
@@ -89,7 +93,10 @@ def describe(topic: str, payload: bytes) -> str:
         bio = data.get("biometric", {})
         parts = [f"decision={obs.get('decision')}", f"track={obs.get('track_id')}"]
         parts += [f"{k}=<{len(v)} chars>" for k, v in bio.items() if isinstance(v, str)]
-        return f"[backend] event.face id={data.get('id')} " + " ".join(parts)
+        reasons = "; ".join(str(r) for r in obs.get("reasons") or [])
+        return f"[backend] event.face id={data.get('id')} " + " ".join(parts) + f" reasons: {reasons}"
+    if kind == "prompt":
+        return f"[backend] prompt track={data.get('track_id')} {data.get('state')}: {data.get('text')!r}"
     if kind == "health":
         return f"[backend] health fps={data.get('fps')} outbox={data.get('outbox', {}).get('depth')}"
     if kind == "status":

@@ -129,7 +129,10 @@ class Service:
             if self.capture.ended and not self.source_finished:
                 self.source_finished = True
                 self._emit(self.pipeline.flush())
-                log.info("source finished after %d frames; serving commands", self.frames_done)
+                log.info(
+                    "source finished after %d frames; still serving commands (SIGTERM or Ctrl-C stops)",
+                    self.frames_done,
+                )
                 self.lifecycle.status("source ended; serving commands")
             self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
         return self._shutdown()

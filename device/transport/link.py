@@ -180,6 +180,8 @@ class Link:
                 delivered = info.is_published()
             except (RuntimeError, ValueError):
                 delivered = False
+        # paho's network loop reports its own orderly shutdown as an ERROR ("Client is not connected").
+        self.client.disable_logger()
         self.client.disconnect()
         self.client.loop_stop()
         return delivered

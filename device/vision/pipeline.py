@@ -103,8 +103,6 @@ class VisionPipeline:
         policy = self.config.liveness.policy
         self.policy = "passive" if policy == "challenge" and sink is None else policy
         self.liveness_note = NO_CHANNEL if policy == "challenge" and sink is None else f"policy {policy}"
-        if self.policy != policy:
-            log.warning(NO_CHANNEL)
 
     # ---- stages ----------------------------------------------------------------------------------------
     def _timed(self, stage: str, t0: float) -> float:
@@ -129,6 +127,8 @@ class VisionPipeline:
     def process(self, frame: Frame) -> list[FaceObservation]:
         if self._started is None:
             self._started = time.perf_counter()
+            if self.policy != self.config.liveness.policy:
+                log.warning(NO_CHANNEL)  # said once, when it starts to matter (the sink may come late)
         self._counts["frames"] += 1
         t0 = time.perf_counter()
         detections = self._detect(frame)
