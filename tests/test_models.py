@@ -126,3 +126,24 @@ def test_float_embedding_crop_values_are_finite(store):
     rng = np.random.default_rng(1)
     v = emb.embed_crop(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
     assert np.all(np.isfinite(v)) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["detector_short_range", "detector_full_range"])
+def test_detector_manifest_records_the_quantization_decision(store, name):
+    q = store.entry(name).info["quantization"]
+    shipped, reference = q["candidates"][q["kind"]], q["candidates"]["float32"]
+    assert {"static_int8", "dynamic_int8", "float16"} <= set(q["candidates"])
+    assert shipped["accepted"]
+    assert shipped["best_box_iou_mean"] >= 0.95 and shipped["best_box_iou_min"] >= 0.5
+    assert shipped["detection_rate"] == shipped["detection_rate_float32"]
+    assert shipped["lfw_detection_rate"] == reference["lfw_detection_rate"]
+    assert shipped["negatives_false_faces"] <= reference["negatives_false_faces"]
+    assert shipped["size_bytes"] == store.entry(name).size_bytes
+
+
+def test_embedder_stats_are_not_fitted_on_lfw(store):
+    info = store.entry("embedder").info
+    assert "No LFW image is used" in info["scoring"]["stats_fitted_on"]
+    lfw = info["accuracy"].get("lfw_view2_folds_1_5")
+    if lfw is not None:  # built with ../shared/data: measured with exactly the shipped stats
+        assert {"lfw_accuracy", "lfw_tar_at_far_0.01", "lfw_tar_at_far_0.001"} <= set(lfw)

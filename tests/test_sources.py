@@ -97,10 +97,18 @@ def test_robustness_files_give_clear_errors(shared_data, name):
     assert any(w in str(err.value) for w in ("truncated", "corrupt", "empty"))
 
 
+def _opencv_has_reader(path) -> bool:
+    import cv2
+
+    return cv2.haveImageReader(str(path))
+
+
 @pytest.mark.parametrize(
     "name", ["compreface_einstein.gif", "compreface_einstein.webp", "compreface_einstein.jpeg"]
 )
 def test_valid_stills_replay_as_one_frame(shared_data, name):
+    if not _opencv_has_reader(shared_data / "robustness" / name):
+        pytest.skip("this OpenCV has no GIF decoder (added in 4.11; a Pi with apt's numpy 1.x gets 4.10)")
     frames = _drain(open_source(f"replay:{shared_data / 'robustness' / name}", VisionConfig()))
     assert len(frames) == 1
 

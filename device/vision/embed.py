@@ -2,9 +2,10 @@
 
 The model takes BGR 0..255; the caffe-mean subtraction is folded into the model as its first op, so the
 int8 model's int8 input is simply pixel - 128. Its 1024-d descriptor is centred by the mean descriptor of
-development faces (`embedder_stats`, shipped next to the model) and L2-normalised (with flip test-time
-augmentation when the stats say so: the build keeps it only if cross-validation shows it helps); `similarity` is then a
-dot product (cosine), in -1..1, higher = more alike.
+non-LFW development faces (`embedder_stats`, shipped next to the model) and L2-normalised (with flip test-time
+augmentation and roll correction when the stats say so: the build turns them on only if they help on a
+development verification set, never on LFW); `similarity` is then a dot product (cosine), in -1..1, higher =
+more alike.
 """
 
 from __future__ import annotations

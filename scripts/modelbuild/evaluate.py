@@ -10,7 +10,7 @@ import numpy as np
 
 from device.vision.embed import normalise
 
-from .data import LFW_DIR, Pair, read_bgr
+from .data import LFW_DIR, LFW_PAIRS, Pair, read_bgr
 
 
 def interpreter(path: Path, threads: int = 1):
@@ -74,57 +74,57 @@ def lfw_descriptors(
     return out, missed
 
 
-def lfw_cross_validate(pairs: list[Pair], desc: dict[str, np.ndarray], subtract_mean: bool) -> dict:
-    """Folds 1-5: fit the mean descriptor and the threshold on the other folds, test on the held-out one.
+def _round(result: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in result.items()}
 
-    A pair with an image without a detected face counts as an error (score -inf).
+
+def lfw_fixed_stats(pairs: list[Pair], desc: dict[str, np.ndarray], mean: np.ndarray | None) -> dict:
+    """Folds 1-5 with a fixed (development-fitted) mean: `faceonly evaluate`'s threshold and TAR protocol.
+
+    Each fold's threshold is chosen on the other folds; TAR@FAR is pooled over every pair score. A pair with an
+    image without a detected face counts as an error (score -inf).
     """
-    folds = sorted({p.fold for p in pairs})
+    from device.vision.evaluation import best_threshold, tar_at_far
+
+    scores = np.array(
+        [
+            float(np.dot(*normalise(np.stack([desc[p.img1], desc[p.img2]]), mean)))
+            if p.img1 in desc and p.img2 in desc
+            else -np.inf
+            for p in pairs
+        ]
+    )
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
     accs = []
-    all_scores, all_same = [], []
-    for fold in folds:
-        dev = [p for p in pairs if p.fold != fold]
-        test = [p for p in pairs if p.fold == fold]
-        mean = None
-        if subtract_mean:
-            dev_images = sorted({p.img1 for p in dev} | {p.img2 for p in dev})
-            mean = np.mean([desc[i] for i in dev_images if i in desc], axis=0)
-        dev_s, dev_y = _scores(dev, desc, mean)
-        test_s, test_y = _scores(test, desc, mean)
-        thr = _best_threshold(dev_s, dev_y)
-        accs.append(float(np.mean((test_s >= thr) == test_y)))
-        all_scores.append(test_s)
-        all_same.append(test_y)
-    scores, same = np.concatenate(all_scores), np.concatenate(all_same)
+    for fold in sorted(set(folds.tolist())):
+        thr = best_threshold(scores[folds != fold], same[folds != fold])
+        accs.append(float(np.mean((scores[folds == fold] >= thr) == same[folds == fold])))
     return {
         "accuracy_mean": round(float(np.mean(accs)), 4),
         "accuracy_per_fold": [round(a, 4) for a in accs],
-        "tar_at_far_1e-2": round(_tar_at_far(scores, same, 1e-2), 4),
-        "tar_at_far_1e-3": round(_tar_at_far(scores, same, 1e-3), 4),
+        "tar_at_far_1e-2": round(tar_at_far(scores[same], scores[~same], 1e-2), 4),
+        "tar_at_far_1e-3": round(tar_at_far(scores[same], scores[~same], 1e-3), 4),
     }
 
 
-def _scores(pairs: list[Pair], desc: dict[str, np.ndarray], mean) -> tuple[np.ndarray, np.ndarray]:
-    s = []
-    for p in pairs:
-        if p.img1 in desc and p.img2 in desc:
-            a, b = normalise(np.stack([desc[p.img1], desc[p.img2]]), mean)
-            s.append(float(a @ b))
-        else:
-            s.append(-np.inf)
-    return np.array(s), np.array([p.same for p in pairs])
+def shipped_verification(
+    detector_paths: dict[str, Path], embedder_path: Path, mean: np.ndarray, config: dict, log
+) -> dict:
+    """LFW folds 1-5 exactly as `faceonly evaluate --lfw` measures it, on the files about to be shipped."""
+    from device.config.vision import VisionConfig
+    from device.vision.detect import FaceDetector
+    from device.vision.embed import Embedder
+    from device.vision.evaluation import read_pairs, verification
 
-
-def _best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
-    finite = np.sort(scores[np.isfinite(scores)])
-    candidates = (finite[:-1] + finite[1:]) / 2
-    accs = [np.mean((scores >= t) == same) for t in candidates]
-    return float(candidates[int(np.argmax(accs))])
-
-
-def _tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
-    """Pooled over the held-out folds' scores (each from statistics fitted without that fold)."""
-    neg = np.sort(scores[~same])[::-1]
-    allowed = int(np.floor(far * len(neg)))
-    thr = neg[allowed] if allowed < len(neg) else -np.inf
-    return float(np.mean(scores[same] > thr))
+    vision = VisionConfig()
+    det = FaceDetector(
+        None,
+        vision.detector,
+        vision.detector_min_score,
+        vision.nms_iou,
+        interpreter=interpreter(detector_paths[vision.detector]),
+    )
+    stats = {"mean": mean, "correct_roll": np.array(config["correct_roll"]), "flip": np.array(config["flip"])}
+    emb = Embedder(None, interpreter=interpreter(embedder_path), stats=stats)
+    return _round(verification(read_pairs(LFW_PAIRS), det, emb, log))

