@@ -364,3 +364,36 @@ def test_after_fuzzing_still_alive_and_one_reply_each(running) -> None:
     assert term.proc.poll() is None
     bad = [(p.get("type"), e) for p in req.all if p for e in errors(p)]
     assert not bad, bad[:5]
+
+
+def test_restart_and_outbox_purge_commands_act(tmp_path: Path) -> None:
+    """The two commands that act: `restart` re-executes the service (it comes back online with the
+    same state), `outbox.purge` erases what waits in the outbox (events queued while the broker is
+    unreachable for this terminal)."""
+    _models_ready()
+    replay = make_replay(tmp_path / "replay", 3)
+    broker = Broker(tmp_path / "mq")
+    term = Terminal(tmp_path, broker, replay)
+    req = Requester(broker)
+    try:
+        assert term.wait_for(lambda: "source finished" in term.text(), 60)
+        reply = req.send(f"{BASE}/cmd/req/restart", b'{"args": {}}', b"restart-1")
+        assert reply["ok"], reply
+        assert term.wait_for(lambda: "restarting: exec" in term.text(), 15)
+        assert term.wait_for(lambda: term.text().count("source finished") >= 2, 60)
+        reply = req.send(f"{BASE}/cmd/req/status", b"{}", b"status-after-restart")
+        assert reply["ok"] and reply["result"]["state"] == "online"
+        assert reply["result"]["uptime_s"] < 60
+        # One appearance per run: the first run's events were delivered, the second run adds its own.
+        assert len(term.queued()) == 6
+        reply = req.send(f"{BASE}/cmd/req/outbox.purge", b'{"args": {}}', b"purge-1")
+        assert reply["ok"], reply
+        assert reply["result"]["purged"] >= 0
+        reply = req.send(f"{BASE}/cmd/req/status", b"{}", b"status-after-purge")
+        assert reply["result"]["outbox"]["depth"] == 0
+        assert term.stop() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.kill()
+        req.client.loop_stop()
+        broker.kill()
