@@ -15,7 +15,7 @@ from device.privacy.signing import SignatureError, canonical_json, load_signer, 
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**53), 2**53)
+    | st.integers(-(2**53) + 1, 2**53 - 1)  # JSON's interoperable integer range (RFC 8785)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -77,6 +77,18 @@ def test_sign_and_verify_and_tampering(tmp_path):
         verify_payload(signed, other.public_key)
     with pytest.raises(SignatureError, match="no signature"):
         verify_payload(payload, signer.public_key)
+
+
+def test_values_outside_json_interop_are_refused_clearly(tmp_path):
+    signer, _ = load_signer(tmp_path / "k")
+    for bad in ({"n": 2**53}, {"x": float("nan")}):
+        with pytest.raises(ValueError, match="cannot be canonicalised"):
+            signer.sign(bad)
+
+
+def test_canonical_form_is_rfc8785():
+    # ECMAScript number formatting: what a JavaScript or Go JCS library produces for the same payload.
+    assert canonical_json({"b": 1.0, "a": [1e-07, 0.1], "signature": {}}) == b'{"a":[1e-7,0.1],"b":1}'
 
 
 @settings(max_examples=80, deadline=None)

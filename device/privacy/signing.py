@@ -1,19 +1,20 @@
 """Signed payloads: each terminal's own Ed25519 key, a signature over canonical JSON, and its check.
 
-Canonical form: the payload without its `signature` field, serialised with sorted keys, compact
-separators (",", ":"), UTF-8 without ASCII escaping, and no NaN/Infinity. Any JSON consumer that
-re-serialises that way (Python: `canonical_json`) reproduces the signed bytes.
+Canonical form: the payload without its `signature` field in the JSON Canonicalization Scheme
+(RFC 8785: sorted keys, no whitespace, ECMAScript number formatting), so a consumer in any language
+with a JCS library reproduces the signed bytes exactly, floats included (`1.0` is `1`, `1e-07` is
+`1e-7` there, which plain `json.dumps` would not give).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -30,9 +31,10 @@ class SignatureError(ValueError):
 
 def canonical_json(payload: dict[str, Any]) -> bytes:
     body = {k: v for k, v in payload.items() if k != SIGNATURE_FIELD}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    try:
+        return rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError as exc:  # NaN/Infinity, integers beyond 2**53, non-str keys
+        raise ValueError(f"payload cannot be canonicalised for signing: {exc}") from None
 
 
 def key_id(public_key: bytes) -> str:
