@@ -200,7 +200,9 @@ def test_outbox_bounded_during_long_outage_and_reports_expiry(tmp_path: Path) ->
     replay = make_replay(tmp_path / "replay", 50)
     broker = Broker(tmp_path / "mq")
     backend = Backend(broker)
-    broker.kill()  # a long outage: the whole replay runs with no broker
+    # A long outage: the whole replay runs with no broker. A clean stop, so the backend's persistent
+    # session (made just above) is surely on disk: a SIGKILL this early could predate mosquitto's autosave.
+    broker.stop()
     outbox_dir = tmp_path / "state" / "outbox"
     t = Terminal(tmp_path, broker, replay, conf_extra="[outbox]\nmax_events = 15\n")
     try:
