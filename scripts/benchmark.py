@@ -43,9 +43,20 @@ def model_latencies(store: ModelStore, threads: int, repeat: int) -> None:
         print(f"| {name} | {entry.file} | {statistics.median(times):.2f} | {p90:.2f} |")
 
 
+class CountingPromptSink:
+    """Times the challenge path (face mesh + iris every frame) as on a terminal with a screen."""
+
+    def __init__(self) -> None:
+        self.prompts = 0
+
+    def publish(self, prompt: object) -> None:
+        self.prompts += 1
+
+
 def pipeline_run(store: ModelStore, replay: str, threads: int) -> None:
     cfg = Config.model_validate({"service": {"num_threads": threads}, "vision": {"replay_pace": "fast"}})
-    pipeline = build_pipeline(cfg, store)
+    sink = CountingPromptSink()
+    pipeline = build_pipeline(cfg, store, prompt_sink=sink)
     source = open_source(replay, cfg.vision)
     frames = events = 0
     start = time.perf_counter()
@@ -60,7 +71,8 @@ def pipeline_run(store: ModelStore, replay: str, threads: int) -> None:
     source.close()
     stats = pipeline.stats()
     print(
-        f"\npipeline over {replay}: {frames} frames, {events} events, {elapsed:.2f} s, {frames / elapsed:.1f} fps"
+        f"\npipeline over {replay} (challenge policy): {frames} frames, {events} events, "
+        f"{sink.prompts} prompts, {elapsed:.2f} s, {frames / elapsed:.1f} fps"
     )
     print("per-stage latency (ms, exponential moving average):")
     for stage, ms in stats["latency_ms"].items():
