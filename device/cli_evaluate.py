@@ -1,6 +1,8 @@
 """`faceonly evaluate`: the vision numbers on any data in the supported formats, as a Markdown table (+ JSON).
 
---lfw PAIRS                 LFW pairs.txt or CSV fold,img1,img2,same: 10-fold accuracy, TAR at FAR 1e-2/1e-3
+--lfw PAIRS                 LFW pairs.txt or CSV fold,img1,img2,same: accuracy (thresholds on the other folds),
+                            TAR at FAR 1e-2/1e-3, AUC, and per-comparison thresholds for FAR 1e-2..1e-5
+                            (set on every cross-identity pair of the images)
 --detection-xml FILE        imglab boxes: recall and false faces
 --negatives DIR             images without faces: false faces
 --blink VIDEO --blink-events CSV      blinks matched within +-3 frames
@@ -57,10 +59,13 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
     detector = FaceDetector(store, shipped.detector, shipped.detector_min_score, shipped.nms_iou)
     results: dict[str, dict[str, float]] = {}
     if args.lfw:
-        from device.vision.embed import Embedder
+        from device.vision import lfw
+        from device.vision.embed import Embedder, FaceEncoder
+        from device.vision.landmarks import FaceMeshModel
 
-        results["verification"] = ev.verification(
-            ev.read_pairs(args.lfw), detector, Embedder(store), progress
+        encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
+        results["verification"], results["thresholds"] = lfw.verification(
+            lfw.read_pairs(args.lfw), detector, encoder, progress
         )
     if args.detection_xml:
         results["detection"] = ev.detection(args.detection_xml, detector, progress)
@@ -82,7 +87,7 @@ def markdown(results: dict[str, dict[str, float]]) -> str:
     lines = ["| set | measure | value |", "|---|---|---|"]
     for group, values in results.items():
         for name, value in values.items():
-            shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4g}"
+            shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.5g}"
             lines.append(f"| {group} | {name} | {shown} |")
     return "\n".join(lines)
 

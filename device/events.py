@@ -13,6 +13,15 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """Which model made something: its manifest name, file and sha256 (embeddings of two models never compare)."""
+
+    name: str
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class FaceObservation:
     track_id: int
     decision: Literal["accepted", "rejected"]
@@ -26,3 +35,9 @@ class FaceObservation:
     embedding: np.ndarray | None = field(default=None, repr=False)  # float32, L2-normalised
     face_crop: np.ndarray | None = field(default=None, repr=False)  # BGR uint8 copy, face box + margin
     crop_face_box: tuple[float, float, float, float] | None = None  # the face box inside face_crop
+    # (n, 2) the face's own outline inside face_crop (mesh oval or keypoint ellipse): the thumbnail's shape
+    crop_face_outline: np.ndarray | None = field(default=None, repr=False)
+    embedding_model: ModelRef | None = None  # the embedder that made `embedding`
+    alignment: str | None = (
+        None  # which landmarks aligned the embedder's chip (mesh_5point, keypoints_3point)
+    )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Speed and memory of the terminal, as numbers: per-model latency, the pipeline over a replay, peak RSS.
+"""Speed and memory of the terminal, as numbers: per-model latency, the per-face embedding cost, the
+pipeline over a replay, peak RSS.
 
     .venv/bin/python scripts/benchmark.py [--replay PATH] [--threads 1] [--repeat 50]
 
@@ -20,6 +21,9 @@ import numpy as np
 from device.config import Config
 from device.inference import TfliteRunner
 from device.modelstore import ModelStore
+from device.vision.detect import FaceDetector
+from device.vision.embed import Embedder, FaceEncoder
+from device.vision.landmarks import FaceMeshModel
 from device.vision.pipeline import build_pipeline
 from device.vision.sources import open_source
 
@@ -41,6 +45,37 @@ def model_latencies(store: ModelStore, threads: int, repeat: int) -> None:
             times.append((time.perf_counter() - start) * 1e3)
         p90 = float(np.percentile(times, 90))
         print(f"| {name} | {entry.file} | {statistics.median(times):.2f} | {p90:.2f} |")
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def face_embedding_cost(store: ModelStore, threads: int, repeat: int) -> None:
+    """What embedding one face costs on top of detection: face mesh, aligned chip, 2 invokes (chip + mirror)."""
+    from skimage.data import astronaut
+
+    frame = np.ascontiguousarray(astronaut()[..., ::-1])
+    face = FaceDetector(store, "short_range", num_threads=threads).detect(frame)[0]
+    mesh_model = FaceMeshModel(store, num_threads=threads)
+    encoder = FaceEncoder(Embedder(store, num_threads=threads), mesh_model)
+    mesh = mesh_model.run(frame, face)
+    chip = encoder.chip(frame, face, mesh).image
+    parts = {
+        "face mesh": _median_ms(lambda: mesh_model.run(frame, face), repeat),
+        "aligned chip": _median_ms(lambda: encoder.chip(frame, face, mesh), repeat),
+        "2 embedder invokes + flip average": _median_ms(lambda: encoder.embedder.embed_chip(chip), repeat),
+        "all of it (FaceEncoder.encode)": _median_ms(lambda: encoder.encode(frame, face), repeat),
+    }
+    print(f"\nper-face embedding cost, {threads} thread(s), scikit-image astronaut (512x512), median ms:")
+    for part, ms in parts.items():
+        print(f"  {part:36s} {ms:6.2f}")
 
 
 class CountingPromptSink:
@@ -92,6 +127,7 @@ def main() -> int:
     args = parser.parse_args()
     store = ModelStore(args.models_dir)
     model_latencies(store, args.threads, args.repeat)
+    face_embedding_cost(store, args.threads, args.repeat)
     pipeline_run(store, args.replay, args.threads)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS: {peak_mb:.0f} MB (python {sys.version.split()[0]})")

@@ -5,7 +5,8 @@
 
 Run it with the project's venv python (it uses `device` for the runtime pre/post-processing it validates).
 TensorFlow and ai-edge-quantizer run only inside a separate converter venv the script creates under the cache
-dir; they never become runtime dependencies. Real faces for calibration and evaluation come from
+dir, and node runs @vladmandic/face-api itself as the embedder's reference (npm packages in the cache); none
+of them becomes a runtime dependency. Real faces for calibration and evaluation come from
 ../shared/data when present (scikit-image's samples otherwise; LFW numbers then are skipped). Takes minutes.
 """
 
@@ -24,9 +25,10 @@ from modelbuild import detectors as dets
 from modelbuild import embedder as emb
 from modelbuild import manifest as mf
 from modelbuild import mediapipe as mp
-from modelbuild.data import calibration_frames, extra_development_frames, have_shared_data
+from modelbuild.data import SHARED_DATA, calibration_frames, have_shared_data
 from modelbuild.evaluate import latency_ms
-from modelbuild.fetch import converter_python, extract, run_in_converter
+from modelbuild.fetch import FACE_API, converter_python, extract, fetch, run_in_converter
+from modelbuild.not_shipped import not_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.monotonic()
@@ -65,7 +67,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     log("1/7 fetching pinned sources")
-    mp_dir, human_dir = extract(cache, log)
+    mp_dir = extract(cache, log)
+    face_api_tgz = fetch(FACE_API, cache, log)
     log("2/7 converter venv")
     py = converter_python(cache, log)
 
@@ -93,72 +96,37 @@ def main() -> int:
         "detector_full_range": mp.detector_inputs(frames, "full_range"),
         "face_landmark": mp.mesh_inputs(frames, found, mesh),
         "iris_landmark": mp.iris_inputs(frames, found, mesh, iris),
-        "embedder": emb.crops(frames, found),
     }
     import numpy as np
 
     for name, arr in calib.items():
         np.save(work / f"calib_{name}.npy", arr)
     log(f"  {len(frames)} frames, {len(found)} faces: {calib_desc}")
-    extra, extra_desc = extra_development_frames()
-    extra_found = mp.faces(extra, det)
-    dev_faces = [(frames[i], d) for i, d in found] + [(extra[i], d) for i, d in extra_found]
-    dev_desc = f"the {len(found)} calibration faces ({calib_desc})" + (
-        f" + {len(extra_found)} faces in {extra_desc}" if extra_found else ""
-    )
-    log(f"  + {len(extra_found)} more development faces (embedder statistics): {extra_desc}")
 
-    log("4/7 faceres TFJS -> TFLite (float + int8 with folded BGR mean)")
-    run_in_converter(
-        py,
-        "tf_convert.py",
-        [
-            "--model",
-            str(human_dir / "faceres.json"),
-            "--input",
-            "input_1",
-            "--output",
-            "global_pooling/Mean",
-            "--size",
-            "224",
-            "--mean-bgr",
-            ",".join(map(str, emb.CAFFE_MEAN_BGR)),
-            "--float-out",
-            str(work / "faceres_float.tflite"),
-            "--int8-out",
-            str(work / "faceres_int8.tflite"),
-            "--calib",
-            str(work / "calib_embedder.npy"),
-        ],
-        log,
-    )
-
-    log("5/7 quantizing the MediaPipe models and checking them against float")
-    entries, not_shipped = {}, {}
-    blink = emb.blink_frames()
+    log("4/7 quantizing the MediaPipe models and checking them against float")
+    entries = {}
+    blink = blink_frames()
     sets = dets.detector_sets(frames, calib_desc)
     for name in ("detector_short_range", "detector_full_range"):
         entries[name] = detector_entry(py, name, floats[name], work, calib_desc, sets)
     for name in ("face_landmark", "iris_landmark"):
         entries[name] = mp_entry(py, name, floats, work, frames, found, calib_desc, blink)
 
-    log("6/7 embedder: agreement, LFW folds 1-5, scoring statistics")
-    entries.update(
-        emb.build_entries(
-            work,
-            out,
-            {
-                "short_range": Path(entries["detector_short_range"]["_path"]),
-                "full_range": Path(entries["detector_full_range"]["_path"]),
-            },
-            dev_faces,
-            dev_desc,
-            calib_desc,
-            len(calib["embedder"]),
-            log,
-        )
+    log("5/7 embedder: dlib ResNet from @vladmandic/face-api -> float + int8 TFLite, JS parity, agreement")
+    shipped_mesh = Path(entries["face_landmark"]["_path"])
+    calib_chips = emb.chips(frames, found, FaceMeshModel(None, interpreter=interpreter(shipped_mesh)))
+    log("6/7 embedder: LFW folds 1-5 through the terminal's path, thresholds")
+    entries["embedder"] = emb.build_entry(
+        py,
+        face_api_tgz,
+        cache,
+        work,
+        calib_chips,
+        calib_desc,
+        Path(entries["detector_short_range"]["_path"]),
+        shipped_mesh,
+        log,
     )
-    not_shipped.update(emb.not_shipped())
 
     log("7/7 writing models/, manifest, licences")
     for entry in entries.values():
@@ -184,7 +152,7 @@ def main() -> int:
         "shared_data": have_shared_data(),
         "total_bytes": total,
     }
-    mf.write(out, entries, not_shipped, build)
+    mf.write(out, entries, not_shipped(), build)
     mf.write_licences(out, entries)
     for name, e in entries.items():
         log(
@@ -198,6 +166,15 @@ def mf_pins():
     from modelbuild.fetch import CONVERTER_PINS
 
     return CONVERTER_PINS
+
+
+def blink_frames() -> dict[str, np.ndarray]:
+    import cv2
+
+    folder = SHARED_DATA / "blink_stills"
+    if not folder.is_dir():
+        return {}
+    return {p.name: cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(folder.iterdir())}
 
 
 MP_META = {

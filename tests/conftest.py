@@ -1,8 +1,11 @@
-"""Shared fixtures. Real data lives in ../shared/data (never copied here); tests that need it skip cleanly."""
+"""Shared fixtures. Real data lives in ../shared/data (never copied here); tests that need it skip cleanly
+on a developer's machine and FAIL in CI (CI=true), where a skipped measurement would look like a pass."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -13,5 +16,12 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is absent")
+        missing_data("../shared/data is absent")
     return SHARED_DATA
+
+
+def missing_data(reason: str) -> NoReturn:
+    """Skip outside CI; fail in CI, where the data and models must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)

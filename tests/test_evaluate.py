@@ -3,21 +3,13 @@ import json
 import pytest
 
 from device.cli import main
-from device.vision.evaluation import read_pairs, tar_at_far
+from device.vision.lfw import read_pairs
 from tests.vision_helpers import model_store
 
-# Measured with the shipped models on LFW View 2 folds 1-5 (faceonly evaluate --lfw), less a margin
-# for float differences across machines: a drop below these is a regression.
-LFW_ACCURACY_FLOOR = 0.975
-LFW_TAR_1E3_FLOOR = 0.87
-
-
-def test_tar_at_far():
-    import numpy as np
-
-    impostor = np.linspace(0, 0.5, 1000)
-    genuine = np.array([0.2, 0.6, 0.7, 0.9])
-    assert tar_at_far(genuine, impostor, 1e-3) == 0.75
+# The recognition issue's acceptance on LFW View 2 folds 1-5 (strict protocol). Measured with the shipped
+# models: 99.07% and TAR 97.7% at FAR 1e-3 (the embedder's manifest entry).
+LFW_ACCURACY_FLOOR = 0.99
+LFW_TAR_1E3_FLOOR = 0.96
 
 
 def test_official_pairs_txt_format(tmp_path):
@@ -62,24 +54,27 @@ def lfw_results(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("lfw") / "lfw.json"
     pairs = shared_data / "verification/lfw/pairs_view2_local.csv"
     assert main(["evaluate", "--lfw", str(pairs), "--json", str(out)]) == 0
-    return json.loads(out.read_text())["results"]["verification"]
+    return json.loads(out.read_text())["results"]
 
 
 @pytest.mark.slow
-def test_lfw_end_to_end_holds_the_measured_level(lfw_results):
-    """Regression floor at the level measured with the shipped models (see the manifest's embedder entry)."""
-    v = lfw_results
-    assert v["lfw_detection_rate"] >= 0.995
+def test_lfw_end_to_end_meets_the_floor(lfw_results):
+    """The terminal's own path: detect, mesh, 5-point chip, int8 embed with flip, cosine."""
+    v = lfw_results["verification"]
+    assert v["lfw_detection_failures"] == 0
+    assert v["lfw_aligned_by_mesh"] >= 0.99
     assert v["lfw_accuracy"] >= LFW_ACCURACY_FLOOR
     assert v["lfw_tar_at_far_0.001"] >= LFW_TAR_1E3_FLOOR
+    assert v["lfw_auc"] >= 0.998
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue acceptance (accuracy >= 98.0% and TAR >= 90% at FAR 1e-3) is not reached by the shipped "
-    "faceres embedder with mean statistics fitted off LFW; see the embedder's manifest entry",
-)
-def test_lfw_end_to_end_issue_acceptance(lfw_results):
-    assert lfw_results["lfw_accuracy"] >= 0.98
-    assert lfw_results["lfw_tar_at_far_0.001"] >= 0.90
+def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
+    """`evaluate --lfw` reproduces the per-comparison thresholds the build shipped (same data, same code)."""
+    from device.modelstore import ModelStore
+
+    shipped = ModelStore().entry("embedder").info["thresholds"]["per_comparison"]
+    measured = lfw_results["thresholds"]
+    assert measured["impostor_pairs"] > 7e6  # every cross-identity pair of the 3,811 images
+    for key in ("far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5"):
+        assert measured[key] == pytest.approx(shipped[key], abs=2e-4), key

@@ -91,9 +91,10 @@ def _lfw_embeddings(shared_data):
     try:
         store = ModelStore()
         from device.vision.detect import FaceDetector
-        from device.vision.embed import Embedder
+        from device.vision.embed import Embedder, FaceEncoder
+        from device.vision.landmarks import FaceMeshModel
 
-        detector, embedder = FaceDetector(store), Embedder(store)
+        detector, encoder = FaceDetector(store), FaceEncoder(Embedder(store), FaceMeshModel(store))
     except (ModelError, ImportError) as exc:
         pytest.skip(f"embedder not available: {exc}")
     import cv2
@@ -105,7 +106,7 @@ def _lfw_embeddings(shared_data):
     for rel in sorted({r["img1"] for r in pairs} | {r["img2"] for r in pairs}):
         frame = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
         faces = detector.detect(frame)
-        embeddings[rel] = embedder.embed(frame, faces[0]) if faces else None
+        embeddings[rel] = encoder.encode(frame, faces[0]).embedding if faces else None
     return pairs, embeddings
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from device.modelstore import ModelError, ModelStore
+from tests.conftest import missing_data
 
 
 def model_store() -> ModelStore:
     try:
         return ModelStore()
     except ModelError as exc:
-        pytest.skip(f"models not built: {exc}")
+        missing_data(f"models not built: {exc}")

@@ -35,7 +35,7 @@ class PrivacyConfig(Section):
     thumbnail: Literal["off", "face"] = Field(
         "face",
         title="Thumbnail policy",
-        description="face: send a face-only thumbnail (face box + margin, black outside the face ellipse); "
+        description="face: send a face-only thumbnail (face box + margin, black outside an ellipse fitted to the face); "
         "off: send no image at all.",
     )
     thumbnail_size: int = Field(

@@ -51,6 +51,7 @@ def observation_fields(obs: FaceObservation) -> dict[str, Any]:
         "quality": {k: float(v) for k, v in obs.quality.items()},
         "liveness": {k: float(v) for k, v in obs.liveness.items()},
         "reasons": [str(r) for r in obs.reasons],
+        "alignment": obs.alignment,
     }
 
 
@@ -74,7 +75,9 @@ class PayloadProtector:
             content["embedding_encoding"] = EMBEDDING_ENCODING
         if self.thumbnails is not None and obs.face_crop is not None and obs.crop_face_box is not None:
             try:
-                thumb = make_thumbnail(obs.face_crop, obs.crop_face_box, self.thumbnails)
+                thumb = make_thumbnail(
+                    obs.face_crop, obs.crop_face_box, self.thumbnails, obs.crop_face_outline
+                )
             except ThumbnailError as exc:
                 # The event still goes out (it must not be lost), only without an image.
                 log.warning("thumbnail withheld: %s", exc)
@@ -85,6 +88,10 @@ class PayloadProtector:
                 content["thumbnail_format"] = "jpeg"
                 content["thumbnail_size"] = [thumb.width, thumb.height]
         out: dict[str, Any] = {"template_key_id": self.template.key_id if self.template is not None else None}
+        if obs.embedding is not None and obs.embedding_model is not None:
+            # In the clear even when sealed: a backend must never compare embeddings of two models.
+            model = obs.embedding_model
+            out["embedder"] = {"name": model.name, "file": model.file, "sha256": model.sha256}
         if notes:
             out["notes"] = notes
         if self.backend_key is not None:

@@ -144,7 +144,8 @@ def report_text(report: dict[str, Any]) -> str:
     else:
         lines.append(
             f"The only image it sends is a JPEG thumbnail of the face, at most {thumb['max_size_px']}x"
-            f"{thumb['max_size_px']} pixels, black outside the face ellipse, without metadata."
+            f"{thumb['max_size_px']} pixels, black outside an ellipse fitted to the face (other faces blacked "
+            "out), without metadata."
         )
     if thumb["unsafe_test_override"]:
         lines.append(

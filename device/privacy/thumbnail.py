@@ -1,8 +1,10 @@
 """The only image that may leave the terminal: a small, face-only JPEG thumbnail.
 
 Cut from the face box plus a small margin (zero-padded where the crop ends, so the face stays
-centred), shrunk to fit the policy size (never enlarged), and blacked out outside the ellipse
-inscribed in the thumbnail. Masking works on whole 8x8 blocks, the JPEG's own block grid (4:4:4, no
+centred), shrunk to fit the policy size (never enlarged), and blacked out outside the face: outside an
+ellipse fitted to the face's own outline (the face mesh's oval, or the keypoint ellipse), and in any
+case outside the ellipse inscribed in the thumbnail (what `faceonly audit` checks from outside). The
+vision stage has already blacked out every other detected face's box. Masking works on whole 8x8 blocks, the JPEG's own block grid (4:4:4, no
 chroma subsampling): a block is kept only if it lies entirely inside the ellipse, so every block
 touching the outside is uniformly black and decodes to exact zeros (no compression ringing leaks
 into it). Every thumbnail is decoded once more and checked before it is handed out.
@@ -35,6 +37,34 @@ class ThumbnailPolicy:
 
 
 @dataclass(frozen=True)
+class Ellipse:
+    """centre (cx, cy), full axis lengths (width along `angle_deg`, height across), in pixel-edge units."""
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    angle_deg: float
+
+    @classmethod
+    def fit(cls, points: np.ndarray) -> Ellipse:
+        pts = np.asarray(points, np.float32).reshape(-1, 2)
+        if len(pts) < 5 or not np.all(np.isfinite(pts)):
+            raise ThumbnailError("no usable face outline to fit the thumbnail's ellipse to")
+        (cx, cy), (w, h), angle = cv2.fitEllipse(pts)
+        if not (w > 1 and h > 1):
+            raise ThumbnailError("degenerate face outline")
+        return cls(float(cx), float(cy), float(w), float(h), float(angle))
+
+    def contains(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        a = np.radians(self.angle_deg)
+        dx, dy = xs - self.cx, ys - self.cy
+        u = dx * np.cos(a) + dy * np.sin(a)
+        v = -dx * np.sin(a) + dy * np.cos(a)
+        return (u / (self.width / 2)) ** 2 + (v / (self.height / 2)) ** 2 <= 1.0
+
+
+@dataclass(frozen=True)
 class Thumbnail:
     jpeg: bytes
     width: int
@@ -48,17 +78,18 @@ def outside_ellipse(height: int, width: int) -> np.ndarray:
     return ys[:, None] ** 2 + xs[None, :] ** 2 > 1.0
 
 
-def kept_blocks(height: int, width: int) -> np.ndarray:
-    """True for pixels in 8x8 blocks that lie wholly inside the inscribed ellipse (what the thumbnail keeps)."""
+def kept_blocks(height: int, width: int, face: Ellipse | None = None) -> np.ndarray:
+    """True for pixels in 8x8 blocks that lie wholly inside the inscribed ellipse and, when given, inside
+    the face's own ellipse (what the thumbnail keeps)."""
     keep = np.zeros((height, width), bool)
     for y0 in range(0, height, BLOCK):
         y1 = min(y0 + BLOCK, height)
         for x0 in range(0, width, BLOCK):
             x1 = min(x0 + BLOCK, width)
-            # The ellipse is convex: a block is inside if its four corners are.
-            corners_y = (np.array([y0, y0, y1, y1]) - height / 2) / (height / 2)
-            corners_x = (np.array([x0, x1, x0, x1]) - width / 2) / (width / 2)
-            if np.all(corners_y**2 + corners_x**2 <= 1.0):
+            # Both ellipses are convex, so is their intersection: a block is inside if its four corners are.
+            xs, ys = np.array([x0, x1, x0, x1], float), np.array([y0, y0, y1, y1], float)
+            inscribed = ((ys - height / 2) / (height / 2)) ** 2 + ((xs - width / 2) / (width / 2)) ** 2 <= 1.0
+            if np.all(inscribed) and (face is None or np.all(face.contains(xs, ys))):
                 keep[y0:y1, x0:x1] = True
     return keep
 
@@ -85,19 +116,14 @@ def cut_padded(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return out
 
 
-def fit(image: np.ndarray, max_size: int) -> np.ndarray:
+def fit(image: np.ndarray, max_size: int) -> tuple[np.ndarray, float, float]:
+    """The image shrunk to fit max_size (never enlarged), and its x and y scale."""
     h, w = image.shape[:2]
     scale = max_size / max(h, w)
     if scale >= 1.0:
-        return image
+        return image, 1.0, 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def mask_face(image: np.ndarray) -> np.ndarray:
-    out = image.copy()
-    out[~kept_blocks(*image.shape[:2])] = 0
-    return out
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), size[0] / w, size[1] / h
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -135,18 +161,36 @@ def metadata_markers(data: bytes) -> list[str]:
 
 
 def make_thumbnail(
-    crop: np.ndarray, face_box: tuple[float, float, float, float], policy: ThumbnailPolicy
+    crop: np.ndarray,
+    face_box: tuple[float, float, float, float],
+    policy: ThumbnailPolicy,
+    outline: np.ndarray | None = None,
 ) -> Thumbnail:
-    """The face-only JPEG for a BGR uint8 crop and the face box inside it."""
-    region = cut_padded(crop, expanded_box(face_box, policy.margin))
+    """The face-only JPEG for a BGR uint8 crop, the face box inside it and the face's outline (pixel
+    centres in crop coordinates; without one, only the inscribed ellipse is kept)."""
+    box = expanded_box(face_box, policy.margin)
+    region = cut_padded(crop, box)
     if region.size == 0:
         raise ThumbnailError("empty face box")
-    masked = mask_face(fit(region, policy.max_size))
+    small, sx, sy = fit(region, policy.max_size)
+    face = None
+    if outline is not None:
+        # pixel centre c in the crop -> edge coordinate (c + 0.5 - box origin) * scale in the thumbnail
+        points = (np.asarray(outline, np.float64).reshape(-1, 2) + 0.5 - np.array(box[:2])) * (sx, sy)
+        face = Ellipse.fit(points)
+    h, w = small.shape[:2]
+    keep = kept_blocks(h, w, face)
+    masked = small.copy()
+    masked[~keep] = 0
     jpeg = encode_jpeg(masked, policy.quality)
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
-    h, w = masked.shape[:2]
-    if decoded is None or decoded.shape[:2] != (h, w) or decoded[outside_ellipse(h, w)].any():
-        raise ThumbnailError("encoded thumbnail is not exactly black outside the face ellipse")
+    if (
+        decoded is None
+        or decoded.shape[:2] != (h, w)
+        or decoded[~keep].any()
+        or decoded[outside_ellipse(h, w)].any()
+    ):
+        raise ThumbnailError("encoded thumbnail is not exactly black outside the face")
     if metadata_markers(jpeg):
         raise ThumbnailError(f"encoded thumbnail carries metadata: {metadata_markers(jpeg)}")
     return Thumbnail(jpeg, w, h)

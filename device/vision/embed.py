@@ -1,88 +1,114 @@
-"""Face embedding with HSE FaceRes (Human's `faceres`), fed the way it was trained.
+"""Face embedding with dlib's ResNet face descriptor (128-d), rebuilt from @vladmandic/face-api's weights.
 
-The model takes BGR 0..255; the caffe-mean subtraction is folded into the model as its first op, so the
-int8 model's int8 input is simply pixel - 128. Its 1024-d descriptor is centred by the mean descriptor of
-non-LFW development faces (`embedder_stats`, shipped next to the model) and L2-normalised (with flip test-time
-augmentation and roll correction when the stats say so: the build turns them on only if they help on a
-development verification set, never on LFW); `similarity` is then a dot product (cosine), in -1..1, higher =
-more alike.
+The model takes a 150x150 BGR chip of 0..255 pixels (device.vision.align; the input normalisation is
+folded into its first convolution), and its int8 input is exactly pixel - 128. An embedding is the sum
+of the L2-normalised descriptors of the chip and of its mirror image, normalised again (flip averaging);
+`similarity` is then a dot product (cosine), in -1..1, higher = more alike. No mean descriptor is
+subtracted: for this model it costs about a point on LFW (../shared/MODELS.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from device.events import ModelRef
 from device.inference import TfliteRunner
-from device.vision.align import CropSpec, crop_face
+from device.vision.align import CHIP_SIZE, AlignedChip, align_face
+from device.vision.landmarks import FaceMesh, FaceMeshModel, trusted_xy
 from device.vision.types import Detection
 
 MODEL_NAME = "embedder"
-STATS_NAME = "embedder_stats"
 
 
-def normalise(descriptors: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """Centre (when a mean is given) and L2-normalise rows; float32."""
-    x = np.asarray(descriptors, np.float32)
-    if mean is not None:
-        x = x - np.asarray(mean, np.float32)
+def l2_normalise(rows: np.ndarray) -> np.ndarray:
+    x = np.asarray(rows, np.float32)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-def combine_flip(descriptor: np.ndarray, flipped: np.ndarray) -> np.ndarray:
-    """Flip test-time augmentation: the sum of the two L2-normalised descriptors (before centring)."""
-    return normalise(descriptor, None) + normalise(flipped, None)
+def flip_average(descriptor: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """normalise(normalise(d) + normalise(d_mirror)): the embedding of one chip."""
+    return l2_normalise(l2_normalise(descriptor) + l2_normalise(mirrored))
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two embeddings from `Embedder.embed` (already centred and L2-normalised)."""
+    """Cosine of two embeddings."""
     a = np.asarray(a, np.float32).reshape(-1)
     b = np.asarray(b, np.float32).reshape(-1)
     return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
 class Embedder:
-    """`embed(frame_bgr, detection)` -> float32 (1024,) L2-normalised embedding."""
+    """`embed_chip(chip_bgr)` -> float32 (128,) L2-normalised, flip-averaged embedding."""
 
     def __init__(
-        self,
-        store: Any,
-        num_threads: int = 1,
-        crop: CropSpec | None = None,
-        interpreter: Any = None,
-        stats: dict[str, np.ndarray] | None = None,
+        self, store: Any, num_threads: int = 1, interpreter: Any = None, model: ModelRef | None = None
     ) -> None:
-        interp = interpreter if interpreter is not None else store.interpreter(MODEL_NAME, num_threads)
-        self._runner = TfliteRunner(interp)
-        if stats is None:
-            stats = store.array(STATS_NAME)
-        self.mean = np.asarray(stats["mean"], np.float32) if "mean" in stats else None
-        if crop is None:
-            crop = CropSpec(correct_roll=bool(stats.get("correct_roll", np.array(False))))
-        self.crop_spec = crop
-        self.flip = bool(stats.get("flip", np.array(False)))
-        size = self._runner.input_shape[1]
-        if size != crop.size:
-            raise ValueError(f"embedder input is {size}x{size}, crop spec says {crop.size}")
+        thresholds: dict[str, float] = {}
+        if interpreter is None:
+            interpreter = store.interpreter(MODEL_NAME, num_threads)
+            entry = store.entry(MODEL_NAME)
+            model = ModelRef(MODEL_NAME, entry.file, entry.sha256)
+            thresholds = dict(entry.info.get("thresholds", {}).get("per_comparison", {}))
+        self.model = model
+        # Per-comparison cosine thresholds by false-accept target ("far_1e-3": ...), calibrated by the build.
+        self.thresholds = thresholds
+        self._runner = TfliteRunner(interpreter)
+        size = self._runner.input_shape[1:3]
+        if size != (CHIP_SIZE, CHIP_SIZE):
+            raise ValueError(f"embedder input is {size}, the aligned chip is {CHIP_SIZE}x{CHIP_SIZE}")
+        detail = self._runner.inputs[0]
+        # int8 with scale 1 and zero point -128 is pixel - 128, which is the uint8 byte with its top bit
+        # flipped: no float round trip per pixel.
+        self._flip_top_bit = np.dtype(detail["dtype"]) == np.int8 and tuple(detail["quantization"]) == (
+            1.0,
+            -128,
+        )
 
     @property
     def dim(self) -> int:
         return int(self._runner.outputs[0]["shape"][-1])
 
-    def crop(self, frame_bgr: np.ndarray, detection: Detection) -> np.ndarray:
-        return crop_face(frame_bgr, detection, self.crop_spec)
+    def descriptor(self, chip_bgr: np.ndarray) -> np.ndarray:
+        """The model's raw descriptor of a BGR uint8 chip."""
+        x = np.ascontiguousarray(chip_bgr, np.uint8)[None]
+        x = (x ^ np.uint8(0x80)).view(np.int8) if self._flip_top_bit else x.astype(np.float32)
+        return self._runner.run(x)[0].reshape(-1)
 
-    def descriptor(self, crop_bgr: np.ndarray) -> np.ndarray:
-        """The model's raw descriptor for a BGR uint8 crop (no centring, no normalisation)."""
-        return self._runner.run(crop_bgr.astype(np.float32)[None])[0].reshape(-1)
+    def embed_chip(self, chip_bgr: np.ndarray) -> np.ndarray:
+        mirrored = np.ascontiguousarray(chip_bgr[:, ::-1])
+        return flip_average(self.descriptor(chip_bgr), self.descriptor(mirrored))
 
-    def embed_crop(self, crop_bgr: np.ndarray) -> np.ndarray:
-        descriptor = self.descriptor(crop_bgr)
-        if self.flip:
-            descriptor = combine_flip(descriptor, self.descriptor(np.ascontiguousarray(crop_bgr[:, ::-1])))
-        return normalise(descriptor, self.mean)
 
-    def embed(self, frame_bgr: np.ndarray, detection: Detection) -> np.ndarray:
-        return self.embed_crop(self.crop(frame_bgr, detection))
+def aligned_chip(frame_bgr: np.ndarray, detection: Detection, mesh: FaceMesh | None) -> AlignedChip:
+    """The chip aligned on this frame's mesh when it found a face, else on the detector keypoints."""
+    return align_face(frame_bgr, detection, trusted_xy(mesh))
+
+
+@dataclass(frozen=True)
+class Encoding:
+    embedding: np.ndarray
+    alignment: str
+
+
+class FaceEncoder:
+    """The terminal's own path from a detected face to its embedding: mesh, 5-point chip, flip-averaged embed.
+
+    Used by the pipeline, `faceonly evaluate` and template building alike, so that they cannot drift apart.
+    """
+
+    def __init__(self, embedder: Embedder, mesh_model: FaceMeshModel | None) -> None:
+        self.embedder, self.mesh_model = embedder, mesh_model
+
+    def chip(self, frame_bgr: np.ndarray, detection: Detection, mesh: FaceMesh | None = None) -> AlignedChip:
+        """The aligned chip; runs the mesh unless the caller already has this frame's mesh."""
+        if mesh is None and self.mesh_model is not None:
+            mesh = self.mesh_model.run(frame_bgr, detection)
+        return aligned_chip(frame_bgr, detection, mesh)
+
+    def encode(self, frame_bgr: np.ndarray, detection: Detection) -> Encoding:
+        chip = self.chip(frame_bgr, detection)
+        return Encoding(self.embedder.embed_chip(chip.image), chip.alignment)

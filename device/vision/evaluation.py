@@ -1,4 +1,4 @@
-"""Measurements behind `faceonly evaluate`: verification (LFW protocol), detection, blinks and replay cues.
+"""Measurements behind `faceonly evaluate`: detection, blinks and replay cues (verification: device.vision.lfw).
 
 Pure functions over file lists and models; the CLI (device/cli_evaluate.py) only parses arguments and prints.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,119 +18,8 @@ from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.planarity import inter_ocular, mesh_yaw
 from device.vision.quality import face_patch
 from device.vision.stills import load_image
-from device.vision.types import Detection
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Pair:
-    fold: int
-    img1: Path
-    img2: Path
-    same: bool
-
-
-def read_pairs(path: Path) -> list[Pair]:
-    """CSV (fold,img1,img2,same; paths relative to the CSV) or the official LFW pairs.txt (names + numbers)."""
-    text = path.read_text(encoding="utf-8")
-    root = path.parent
-    if text.lstrip().startswith("fold"):
-        rows = list(csv.DictReader(text.splitlines()))
-        return [
-            Pair(
-                int(r["fold"]), root / r["img1"], root / r["img2"], r["same"].strip() in ("1", "true", "True")
-            )
-            for r in rows
-        ]
-    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
-    folds, per_fold = (int(lines[0][0]), int(lines[0][1])) if len(lines[0]) == 2 else (1, len(lines))
-    images = root / "lfw-deepfunneled" if (root / "lfw-deepfunneled").is_dir() else root / "lfw"
-
-    def img(name: str, num: str) -> Path:
-        return images / name / f"{name}_{int(num):04d}.jpg"
-
-    pairs = []
-    body = lines[1:] if len(lines[0]) == 2 else lines
-    for i, parts in enumerate(body):
-        fold = i // (2 * per_fold) + 1 if folds > 1 else 1
-        if len(parts) == 3:
-            pairs.append(Pair(fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
-        elif len(parts) == 4:
-            pairs.append(Pair(fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
-        else:
-            raise ValueError(f"{path}: line {i + 2} is neither a same nor a different pair")
-    return pairs
-
-
-def central_face(faces: list[Detection], shape: tuple[int, ...]) -> Detection | None:
-    """The face nearest the image centre (LFW images are centred on their subject)."""
-    if not faces:
-        return None
-    h, w = shape[:2]
-    centre = np.array([w / 2, h / 2])
-
-    def dist(d: Detection) -> float:
-        return float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - centre))
-
-    return min(faces, key=dist)
-
-
-def verification(pairs: list[Pair], detector, embedder, progress: Progress) -> dict[str, float]:
-    images = sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
-    emb: dict[Path, np.ndarray] = {}
-    missed = 0
-    for i, path in enumerate(images):
-        if i % 500 == 0:
-            progress(f"lfw: {i}/{len(images)} images")
-        image = load_image(path)
-        face = central_face(detector.detect(image), image.shape)
-        if face is None:
-            missed += 1
-            h, w = image.shape[:2]
-            # No face found: the standard fallback, the central crop (LFW is centred on the face).
-            s = min(h, w) * 0.35
-            cx, cy = w / 2, h / 2
-            face = Detection(
-                np.array([cx - s, cy - s, cx + s, cy + s], np.float32),
-                np.array([[cx - s / 2, cy - s / 3], [cx + s / 2, cy - s / 3]] + [[cx, cy]] * 4, np.float32),
-                0.0,
-            )
-        emb[path] = embedder.embed(image, face)
-    scores = np.array([float(np.dot(emb[p.img1], emb[p.img2])) for p in pairs])
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
-    accs = []
-    for fold in sorted(set(folds.tolist())):
-        train, test = folds != fold, folds == fold
-        if not train.any():
-            train = test
-        thr = best_threshold(scores[train], same[train])
-        accs.append(float(np.mean((scores[test] >= thr) == same[test])))
-    out = {
-        "lfw_images": float(len(images)),
-        "lfw_detection_rate": 1.0 - missed / len(images),
-        "lfw_pairs": float(len(pairs)),
-        "lfw_accuracy": float(np.mean(accs)),
-        "lfw_accuracy_std": float(np.std(accs)),
-    }
-    for far in (1e-2, 1e-3):
-        out[f"lfw_tar_at_far_{far:g}"] = tar_at_far(scores[same], scores[~same], far)
-    return out
-
-
-def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
-    candidates = np.unique(scores)
-    accs = [np.mean((scores >= c) == same) for c in candidates]
-    return float(candidates[int(np.argmax(accs))])
-
-
-def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
-    """Share of genuine pairs accepted at the lowest threshold whose impostor acceptance is <= far."""
-    imp = np.sort(impostor)[::-1]
-    allowed = int(np.floor(far * len(imp)))
-    thr = imp[allowed] if allowed < len(imp) else -np.inf
-    return float(np.mean(genuine > thr))
 
 
 def read_imglab(path: Path) -> list[tuple[Path, list[np.ndarray]]]:

@@ -43,6 +43,10 @@ RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (362, 263)
 
 
+# Below this face-presence score the mesh is not trusted for alignment or the face outline.
+MIN_MESH_PRESENCE = 0.5
+
+
 @dataclass(frozen=True)
 class FaceMesh:
     """points: (468, 3) x, y in frame pixels, z relative depth in the same pixel scale. presence: 0..1."""
@@ -53,6 +57,11 @@ class FaceMesh:
     @property
     def xy(self) -> np.ndarray:
         return self.points[:, :2]
+
+
+def trusted_xy(mesh: FaceMesh | None) -> np.ndarray | None:
+    """The mesh's points when it found a face, else None (callers fall back to the detector keypoints)."""
+    return mesh.xy if mesh is not None and mesh.presence >= MIN_MESH_PRESENCE else None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Frames in, one FaceObservation per track and pass out: detect -> track -> quality -> liveness -> embed.
 
-Per track the pipeline keeps only small copies: the aligned embedder crop and the face crop (box + margin)
-of its best good frame, never the frame. A track is decided once: "accepted" as soon as liveness passes
-(embedded from its best frame), "rejected" when liveness fails, the decision takes too long, or the track
-ends without qualifying (with the most frequent reasons). Tracks shorter than a few frames (detector
-flicker) end silently and are counted.
+Per track the pipeline keeps only small copies: the aligned embedder chip and the face crop (box + margin)
+of its best good frame, never the frame. The face mesh runs on every new best frame whatever the liveness
+policy (the chip is aligned on it) and on every frame of a pending challenge; one run serves both. A track
+is decided once: "accepted" as soon as liveness passes (embedded from its best frame), "rejected" when
+liveness fails, the decision takes too long, or the track ends without qualifying (with the most frequent
+reasons). Tracks shorter than a few frames (detector flicker) end silently and are counted.
 
 With the challenge policy but no prompt channel there is nobody to ask: the pipeline then runs passive
 liveness, says so once in the log and in stats(), and every observation carries that reason.
@@ -23,9 +24,11 @@ import numpy as np
 from device.config import Config
 from device.config.vision import VisionConfig
 from device.events import FaceObservation
+from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
-from device.vision.embed import Embedder
-from device.vision.landmarks import FaceMeshModel, IrisModel
+from device.vision.embed import Embedder, FaceEncoder
+from device.vision.facecrop import FaceCrop, cut_face_crop
+from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
 from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.planarity import inter_ocular, mesh_yaw
 from device.vision.liveness.prompts import PromptSink
@@ -37,7 +40,7 @@ from device.vision.types import Detection, Frame
 log = logging.getLogger(__name__)
 
 NO_CHANNEL = "no prompt channel: running WITHOUT a challenge (passive liveness only)"
-STAGES = ("detect", "track", "quality", "landmarks", "liveness", "embed")
+STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
 
 
 @dataclass
@@ -46,9 +49,8 @@ class _Best:
     t: float
     box: tuple[float, float, float, float]
     quality: dict[str, float]
-    aligned: np.ndarray
-    face_crop: np.ndarray
-    crop_box: tuple[float, float, float, float]
+    chip: AlignedChip
+    face_crop: FaceCrop
 
 
 @dataclass
@@ -66,29 +68,18 @@ class _Track:
     done: bool = False
 
 
-def cut_face_crop(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A copy of the face box + margin (clipped to the frame) and the face box inside that copy."""
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = (float(v) for v in box)
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    xa, ya = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
-    xb, yb = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
-    crop = image[ya:yb, xa:xb].copy()
-    return crop, (x0 - xa, y0 - ya, x1 - xa, y1 - ya)
-
-
 class VisionPipeline:
     def __init__(
         self,
         config: VisionConfig,
         detector: FaceDetector,
-        embedder: Embedder,
-        mesh: FaceMeshModel | None,
+        encoder: FaceEncoder,
         iris: IrisModel | None,
         prompt_sink: PromptSink | None = None,
     ) -> None:
         self.config = config
-        self._detector, self._embedder, self._mesh, self._iris = detector, embedder, mesh, iris
+        self._detector, self._encoder, self._iris = detector, encoder, iris
+        self._mesh = encoder.mesh_model
         self._tracker = Tracker(config.tracker)
         self._quality = QualityGate(config.quality)
         self._tracks: dict[int, _Track] = {}
@@ -139,12 +130,15 @@ class VisionPipeline:
             obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, "left before a decision"))
         ]
         for tid, det in update.matched:
-            obs = self._process_face(frame, tid, det)
+            others = [d.box for d in detections if d is not det]
+            obs = self._process_face(frame, tid, det, others)
             if obs is not None:
                 out.append(obs)
         return out
 
-    def _process_face(self, frame: Frame, tid: int, det: Detection) -> FaceObservation | None:
+    def _process_face(
+        self, frame: Frame, tid: int, det: Detection, others: list[np.ndarray]
+    ) -> FaceObservation | None:
         t = frame.timestamp
         tr = self._tracks.get(tid)
         if tr is None:
@@ -157,14 +151,21 @@ class VisionPipeline:
         t0 = time.perf_counter()
         q = self._quality.assess(frame.image, det)
         tr.last_quality = q.metrics
+        new_best = q.ok and (tr.best is None or q.score > tr.best.score)
         if q.ok:
             tr.good_frames += 1
-            self._keep_if_best(tr, frame, det, q)
         else:
             tr.rejections.update(r.split(" (")[0] for r in q.reasons)
         t0 = self._timed("quality", t0)
-        live = self._live_frame(frame, det, q, tr)
+        challenge = self.policy == "challenge" and tr.session.status == "pending"
+        mesh = None
+        if self._mesh is not None and (new_best or challenge):
+            mesh = self._mesh.run(frame.image, det)
+        live = self._live_frame(frame, det, q, tr, mesh if challenge else None)
         t0 = self._timed("landmarks", t0)
+        if new_best:
+            self._keep_best(tr, frame, det, q, mesh, others)
+            t0 = self._timed("align", t0)
         result = tr.session.update(live)
         self._timed("liveness", t0)
         if result.status == "passed" and tr.best is not None:
@@ -176,31 +177,37 @@ class VisionPipeline:
             return self._finish(tid, "rejected")
         return None
 
-    def _keep_if_best(self, tr: _Track, frame: Frame, det: Detection, q: QualityResult) -> None:
-        if tr.best is not None and q.score <= tr.best.score:
-            return
-        crop, crop_box = cut_face_crop(frame.image, det.box, self.config.crop_margin)
+    def _keep_best(
+        self,
+        tr: _Track,
+        frame: Frame,
+        det: Detection,
+        q: QualityResult,
+        mesh: FaceMesh | None,
+        others: list[np.ndarray],
+    ) -> None:
+        face_crop = cut_face_crop(frame.image, det, trusted_xy(mesh), others, self.config.crop_margin)
         tr.best = _Best(
             score=q.score,
             t=frame.timestamp,
             box=tuple(float(v) for v in det.box),
             quality=q.metrics,
-            aligned=self._embedder.crop(frame.image, det),
-            face_crop=crop,
-            crop_box=tuple(float(v) for v in crop_box),
+            chip=self._encoder.chip(frame.image, det, mesh),
+            face_crop=face_crop,
         )
 
-    def _live_frame(self, frame: Frame, det: Detection, q: QualityResult, tr: _Track) -> LiveFrame:
+    def _live_frame(
+        self, frame: Frame, det: Detection, q: QualityResult, tr: _Track, mesh: FaceMesh | None
+    ) -> LiveFrame:
+        """What liveness needs of this frame; `mesh` is given only while a challenge is pending."""
         risk = None
         if q.ok and self.policy != "off":
             patch = face_patch(frame.image, det.box, shrink=0.1)
             if patch is not None:
                 risk = replay_cues(frame.image, det.box, patch, self.config.liveness.sharpness_ref).risk
         yaw = q.metrics["yaw"]
-        session = tr.session
-        if self.policy != "challenge" or session.status != "pending" or self._mesh is None:
+        if mesh is None:
             return LiveFrame(frame.timestamp, frame.index, yaw, risk=risk, good=q.ok)
-        mesh = self._mesh.run(frame.image, det)
         xy = mesh.xy
         iod = inter_ocular(xy)
         yaw = mesh_yaw(xy)
@@ -246,9 +253,10 @@ class VisionPipeline:
             reasons.append(NO_CHANNEL)
         embedding = None
         best = tr.best
-        if decision == "accepted" and best is not None:
+        accepted = decision == "accepted" and best is not None
+        if accepted:
             t0 = time.perf_counter()
-            embedding = self._embedder.embed_crop(best.aligned)
+            embedding = self._encoder.embedder.embed_chip(best.chip.image)
             self._timed("embed", t0)
         self._counts[decision] += 1
         return FaceObservation(
@@ -262,13 +270,16 @@ class VisionPipeline:
             liveness=live.scores,
             reasons=tuple(reasons),
             embedding=embedding,
-            face_crop=best.face_crop if best and decision == "accepted" else None,
-            crop_face_box=best.crop_box if best and decision == "accepted" else None,
+            face_crop=best.face_crop.image if accepted and best else None,
+            crop_face_box=best.face_crop.face_box if accepted and best else None,
+            crop_face_outline=best.face_crop.outline if accepted and best else None,
+            embedding_model=self._encoder.embedder.model if accepted else None,
+            alignment=best.chip.alignment if accepted and best else None,
         )
 
     @property
     def embedding_dim(self) -> int:
-        return self._embedder.dim
+        return self._encoder.embedder.dim
 
     def flush(self) -> list[FaceObservation]:
         t = max((tr.last_seen for tr in self._tracks.values()), default=0.0)
@@ -310,9 +321,9 @@ def build_pipeline(
     detector = FaceDetector(
         model_store, vision.detector, vision.detector_min_score, vision.nms_iou, num_threads=num_threads
     )
-    embedder = Embedder(model_store, num_threads=num_threads)
-    mesh = iris = None
-    if vision.liveness.policy == "challenge":
-        mesh = FaceMeshModel(model_store, num_threads=num_threads)
-        iris = IrisModel(model_store, num_threads=num_threads)
-    return VisionPipeline(vision, detector, embedder, mesh, iris, prompt_sink)
+    # The mesh aligns the embedder's chip under every policy; the iris model serves only the blink challenge.
+    encoder = FaceEncoder(
+        Embedder(model_store, num_threads=num_threads), FaceMeshModel(model_store, num_threads=num_threads)
+    )
+    iris = IrisModel(model_store, num_threads=num_threads) if vision.liveness.policy == "challenge" else None
+    return VisionPipeline(vision, detector, encoder, iris, prompt_sink)

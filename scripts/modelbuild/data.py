@@ -6,7 +6,6 @@ Nothing is copied into the project; images are read in place.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,21 +17,8 @@ LFW_DIR = SHARED_DATA / "verification" / "lfw"
 LFW_PAIRS = LFW_DIR / "pairs_view2_local.csv"
 
 
-@dataclass(frozen=True)
-class Pair:
-    fold: int
-    img1: str
-    img2: str
-    same: bool
-
-
 def have_shared_data() -> bool:
     return LFW_PAIRS.is_file()
-
-
-def lfw_pairs() -> list[Pair]:
-    with LFW_PAIRS.open(newline="") as fh:
-        return [Pair(int(r["fold"]), r["img1"], r["img2"], r["same"] == "1") for r in csv.DictReader(fh)]
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -91,47 +77,3 @@ def calibration_frames() -> tuple[list[np.ndarray], str]:
     ]
     frames.append(np.ascontiguousarray(astronaut()[..., ::-1]))
     return frames, "scikit-image lfw_subset (100 faces, 25x25 grayscale, upscaled) + astronaut"
-
-
-VIDEO_SAMPLES = 10  # frames per development video: more would weight one person's face too heavily
-VIDEO_STEP = 25
-
-
-def extra_development_frames() -> tuple[list[np.ndarray], str]:
-    """Non-LFW faces beyond the calibration photos: the blink stills and frames sampled from the videos.
-
-    Used (with the calibration faces) to fit the embedder's mean descriptor; empty without ../shared/data.
-    """
-    if not have_shared_data():
-        return [], ""
-    frames = [
-        read_bgr(p)
-        for p in sorted((SHARED_DATA / "blink_stills").iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    videos = sorted(p for p in (SHARED_DATA / "video").rglob("*") if p.suffix.lower() in {".mp4", ".webm"})
-    for path in videos:
-        cap = cv2.VideoCapture(str(path))
-        index = 0
-        taken = 0
-        while taken < VIDEO_SAMPLES:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % VIDEO_STEP == 0:
-                frames.append(frame)
-                taken += 1
-            index += 1
-        cap.release()
-    desc = (
-        f"../shared/data blink_stills/ and up to {VIDEO_SAMPLES} frames (every {VIDEO_STEP}th) of each of "
-        f"video/ ({len(videos)} videos)"
-    )
-    return frames, desc
-
-
-def deepface_identities() -> list[tuple[Path, str]]:
-    """(image, identity) of ../shared/data/verification/deepface: the non-LFW development verification set."""
-    folder = SHARED_DATA / "verification" / "deepface"
-    with (folder / "identities_derived.csv").open(newline="") as fh:
-        return [(folder / r["file"], r["identity_id"]) for r in csv.DictReader(fh)]

