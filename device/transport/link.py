@@ -1,7 +1,10 @@
 """The broker connection (paho-mqtt 2.x, CallbackAPIVersion.VERSION2), MQTT 5 or 3.1.1.
 
 paho runs its network loop in its own thread; every callback here only turns what happened into a
-frozen value on `inbox` (the service loop owns all state). The exceptions, as paho recommends, are
+frozen value on `inbox` (the service loop owns all state). Command requests get their own bounded
+queue (count and bytes), so a flood of them can neither crowd out acknowledgements nor grow memory:
+beyond capacity only the reply address is kept (bounded too) for a `busy` reply, and past that the
+request is counted and dropped. The exceptions, as paho recommends, are
 the non-blocking subscribe and birth publish in on_connect, so a reconnect restores them at once.
 
 Persistent session: clean_start off and a session expiry, so command requests sent while the
@@ -66,7 +69,21 @@ class Inbound:
     retain: bool
 
 
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound
+@dataclass(frozen=True)
+class Overflow:
+    """A command request that found the command queue full: only what a `busy` reply needs."""
+
+    topic: str
+    response_topic: str | None
+    correlation: bytes | None
+
+
+@dataclass(frozen=True)
+class CommandsWaiting:
+    """Wakes the loop: the command queue has requests (at most one of these is on `inbox` at a time)."""
+
+
+LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
 
 
 def _no_delay(client, userdata, sock) -> None:
@@ -84,6 +101,8 @@ class Link:
         inbox: queue.Queue[LinkEvent],
         *,
         will_payload: bytes,
+        command_capacity: int = 256,
+        command_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.config = config
         self.topics = topics
@@ -92,6 +111,14 @@ class Link:
         self._birth: bytes | None = None
         self._connected = threading.Event()
         self.inbox_dropped = 0
+        self.commands: queue.Queue[Inbound] = queue.Queue(command_capacity)
+        self.overflow: queue.Queue[Overflow] = queue.Queue(command_capacity)
+        self.command_bytes = command_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
+        self.commands_dropped = 0
+        self._request_prefix = topics.cmd_req("")
+        self._wake_sent = threading.Event()
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -156,6 +183,27 @@ class Link:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def commands_pending(self) -> bool:
+        return not (self.commands.empty() and self.overflow.empty())
+
+    def woken(self) -> None:
+        """The loop took the CommandsWaiting marker: the next request sends a new one."""
+        self._wake_sent.clear()
+
+    def take_command(self) -> Inbound | Overflow | None:
+        """The next command request, else the next one that found the queue full, else None."""
+        try:
+            msg = self.commands.get_nowait()
+        except queue.Empty:
+            try:
+                return self.overflow.get_nowait()
+            except queue.Empty:
+                return None
+        with self._bytes_lock:
+            self._queued_bytes -= len(msg.payload)
+        return msg
 
     def publish(
         self,
@@ -231,7 +279,34 @@ class Link:
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        self._put(Inbound(topic, bytes(message.payload), response_topic, correlation, message.retain))
+        msg = Inbound(topic, bytes(message.payload), response_topic, correlation, message.retain)
+        if topic.startswith(self._request_prefix):
+            self._put_command(msg)
+        else:
+            self._put(msg)
+
+    def _put_command(self, msg: Inbound) -> None:
+        with self._bytes_lock:
+            # An empty queue takes any one request, so an oversized one still gets its too_large reply.
+            fits = self._queued_bytes == 0 or self._queued_bytes + len(msg.payload) <= self.command_bytes
+            if fits:
+                self._queued_bytes += len(msg.payload)
+        try:
+            if not fits:
+                raise queue.Full
+            self.commands.put_nowait(msg)
+        except queue.Full:
+            if fits:
+                with self._bytes_lock:
+                    self._queued_bytes -= len(msg.payload)
+            try:
+                self.overflow.put_nowait(Overflow(msg.topic, msg.response_topic, msg.correlation))
+            except queue.Full:
+                self.commands_dropped += 1
+                return
+        if not self._wake_sent.is_set():
+            self._wake_sent.set()
+            self._put(CommandsWaiting())
 
     # ---- properties -------------------------------------------------------------------------
 
