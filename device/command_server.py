@@ -4,7 +4,8 @@ The loop calls `serve()` between frames; each call answers at most `budget` requ
 of requests delays commands but never stops frames or events. Requests that found the command
 queue full get a `busy` reply when they named an acceptable reply topic, and are counted otherwise.
 Replies handed to the broker connection and not yet acknowledged are bounded (`reply_queue`):
-beyond it a reply is dropped and counted instead of growing paho's in-memory queue.
+while it is full no request is taken from the command queue, so paho's in-memory queue cannot grow
+and the requests wait (bounded) where they can still be answered busy or counted.
 """
 
 from __future__ import annotations
@@ -54,11 +55,15 @@ class CommandServer:
         self.tid = terminal_id
         self.reply_queue = reply_queue
         self._unacked: dict[int, float] = {}  # mid -> when handed to paho
-        self.counts = {"busy": 0, "unanswerable": 0, "replies_dropped": 0}
+        self.counts = {"busy": 0, "unanswerable": 0}
 
     def serve(self, budget: int = SERVE_BUDGET) -> None:
         self.link.woken()  # requests arriving from now on wake the loop again
         for _ in range(budget):
+            if not self._room():
+                # Backpressure: requests wait in the (bounded) command queue until the broker has
+                # acknowledged earlier replies; beyond that queue they are answered busy or counted.
+                return
             msg = self.link.take_command()
             if msg is None:
                 return
@@ -92,13 +97,15 @@ class CommandServer:
         }
         self._publish(Reply(topic, body, msg.correlation, correlation_text(msg.correlation)))
 
+    def _room(self) -> bool:
+        if len(self._unacked) < self.reply_queue:
+            return True
+        now = time.monotonic()  # an acknowledgement that never comes must not block replies for good
+        self._unacked = {m: t for m, t in self._unacked.items() if now - t < REPLY_TTL_S}
+        return len(self._unacked) < self.reply_queue
+
     def _publish(self, reply: Reply) -> None:
         now = time.monotonic()
-        if len(self._unacked) >= self.reply_queue:
-            self._unacked = {m: t for m, t in self._unacked.items() if now - t < REPLY_TTL_S}
-            if len(self._unacked) >= self.reply_queue:
-                self.counts["replies_dropped"] += 1
-                return
         payload = envelope(
             "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
         )

@@ -70,6 +70,7 @@ class Broker:
         port: int | None = None,
         persistence: bool = True,
         start: bool = True,
+        max_queued_messages: int = 100000,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ class Broker:
             f"log_dest file {self.log}",
             "log_type all",
             "connection_messages true",
-            "max_queued_messages 100000",
+            f"max_queued_messages {max_queued_messages}",
             "max_inflight_messages 100",
             "set_tcp_nodelay true",
         ]

@@ -45,7 +45,7 @@ class ControlConfig(Section):
         "default <prefix>/v1/backend/#. Never $-topics, never a bare wildcard.",
     )
     inbox_size: int = Field(
-        256, ge=8, le=10_000, description="Command requests waiting for the loop; beyond it: busy."
+        64, ge=8, le=10_000, description="Command requests waiting for the loop; beyond it: busy."
     )
     inbox_bytes: int = Field(
         4 * 1024 * 1024,
@@ -54,11 +54,11 @@ class ControlConfig(Section):
         description="Bytes of command requests waiting for the loop; beyond it: busy.",
     )
     reply_queue: int = Field(
-        512,
+        256,
         ge=8,
         le=10_000,
-        description="Replies handed to the broker connection and not yet acknowledged; beyond it, "
-        "replies are dropped and counted.",
+        description="Replies handed to the broker connection and not yet acknowledged; while it is full, "
+        "requests wait in the command queue.",
     )
 
     @field_validator("reply_namespaces")

@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config.mqtt import MqttConfig
+from device.transport.buffered_client import BufferedClient
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.topics import Topics
 
@@ -86,10 +87,17 @@ class CommandsWaiting:
 LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
 
 
-def _no_delay(client, userdata, sock) -> None:
-    # Small request/reply packets: without this, Nagle + delayed ACK add ~40 ms per hop.
+# What the kernel may hold for us unread. Inbound traffic is small (acknowledgements, commands), and
+# a fixed buffer stops autotuning from growing it to megabytes during a request flood: the backlog
+# then waits at the broker, whose queue limits (max_queued_messages) drop it, not in our socket.
+RECEIVE_BUFFER = 32 * 1024
+
+
+def _tune_socket(client, userdata, sock) -> None:
     with contextlib.suppress(OSError, AttributeError):
+        # Small request/reply packets: without this, Nagle + delayed ACK add ~40 ms per hop.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 class Link:
@@ -101,7 +109,7 @@ class Link:
         inbox: queue.Queue[LinkEvent],
         *,
         will_payload: bytes,
-        command_capacity: int = 256,
+        command_capacity: int = 64,
         command_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.config = config
@@ -119,7 +127,7 @@ class Link:
         self.commands_dropped = 0
         self._request_prefix = topics.cmd_req("")
         self._wake_sent = threading.Event()
-        client = mqtt.Client(
+        client = BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
@@ -151,7 +159,7 @@ class Link:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.on_socket_open = _no_delay
+        client.on_socket_open = _tune_socket
         self.client = client
 
     # ---- called by the service loop ---------------------------------------------------------
