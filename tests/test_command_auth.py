@@ -291,3 +291,18 @@ def test_keys_generate_writes_the_documented_files(tmp_path: Path) -> None:
     again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
     assert base64.b64decode(out.read_text()) == seed  # not replaced
+
+
+def test_ctl_refuses_an_unreadable_sign_key_before_connecting(tmp_path: Path) -> None:
+    ctl = [sys.executable, "-m", "device", "ctl", "--broker", "mqtt://127.0.0.1:1", "--id", "t1"]
+    bad = tmp_path / "bad.key"
+    bad.write_text("not base64!")
+    for key_file in (bad, tmp_path / "missing.key"):
+        res = subprocess.run(
+            [*ctl, "--sign-key", str(key_file), "cmd", "restart"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 2 and f"command key {key_file}" in res.stderr, res.stderr

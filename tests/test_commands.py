@@ -233,3 +233,33 @@ def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) ->
     r = plane.handle("privacy.report", b"{}", None, None)
     assert r.body["ok"] and r.body["result"]
     assert r.body["result"]["control"]["signed_commands"] is True
+
+
+def test_unsigned_lab_setting_is_loud_in_privacy_report(tmp_path: Path) -> None:
+    from device.config.mqtt import OutboxConfig
+    from device.control import register_all
+    from device.modelstore import ModelStore
+    from device.privacy.protector import build_protector
+    from device.transport.outbox import Outbox
+
+    auth = Authenticator(
+        "t1", None, ReplayCache(tmp_path / "n.json"), window_s=300, clock_skew_s=30, allow_unsigned=True
+    )
+    plane = CommandPlane(DEFAULT, 4096, auth=auth)
+    cfg = Config(service={"state_dir": str(tmp_path)})
+    calls: list[str] = []
+    register_all(
+        plane,
+        status=dict,
+        runtime=RuntimeConfig(cfg),
+        on_config_applied=lambda r: None,
+        store=ModelStore(_tiny_models(tmp_path / "models")),
+        outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
+        protector=build_protector(cfg, tmp_path),
+        request_restart=calls.append,
+        control=plane.describe_auth,
+    )
+    report = plane.handle("privacy.report", b"{}", None, None).body["result"]
+    assert report["text"].startswith("WARNING: UNSAFE LAB SETTING")
+    assert report["control"]["unsigned_allowed"] is True
+    assert plane.handle("restart", b"{}", None, None).body["ok"] and calls == ["requested"]
