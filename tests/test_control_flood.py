@@ -1,19 +1,15 @@
 """100,000 command requests in one burst: memory stays bounded, events keep flowing, no request
-acts, and the terminal answers commands again once it has read the flood.
-
-Measured here (2 shared cores): RSS +3 MB, events queued during the flood, but the next command
-is answered 8-22 s after the broker accepted the flood (load-dependent), not the 2 s issue 11 asks. The requests
-the broker has already accepted (in its queue and socket buffers) sit ahead of the operator's in
-the one TCP stream, and paho parses ~7-10k messages/s here (MQTT 5 properties dominate), so the
-time is the backlog over that rate; the terminal's own queues are not the bottleneck (64 deep).
-RECOVERY_BOUND_S holds that number in place so a regression shows; RECOVERY_TARGET_S is printed.
+acts, and the next command is answered within 2 s of the end of the flood.
 
 The flood is raw MQTT 3.1.1 PUBLISH packets (QoS 0: no flow control applies) written to one socket,
 so the test spends its time in the terminal, not in building packets. It ends with a PINGREQ: the
 PINGRESP says the broker has taken every request. The broker runs with mosquitto's default queue
-limit per client (max_queued_messages 1000): what the terminal cannot read yet, the broker drops,
-and the terminal's own socket buffer is fixed (link.RECEIVE_BUFFER), so no backlog hides there.
-Observers subscribe narrowly (events, health, their own reply topic), as a real backend would.
+limit per client (max_queued_messages 1000). Observers subscribe narrowly (events, health, their
+own reply topic), as a real backend would.
+
+What makes the 2 s: requests beyond both command queues are dropped from the framed byte stream
+before paho parses them (device/transport/buffered_client.py); without that, paho's ~100 us per
+message put the next answer 8-22 s after the flood here.
 """
 
 from __future__ import annotations
@@ -39,8 +35,7 @@ from tests.test_transport_service import BASE, Requester, Terminal, _models_read
 
 FLOOD = 100_000
 RSS_BOUND_MB = 50
-RECOVERY_TARGET_S = 2.0  # issue 11's target: not met yet, see the module docstring
-RECOVERY_BOUND_S = 60.0  # the issue measured 102 s before this work
+RECOVERY_S = 2.0
 
 
 def _varint(n: int) -> bytes:
@@ -212,8 +207,7 @@ def test_a_100k_request_flood_is_survived(tmp_path: Path) -> None:
         health = watcher.health[-1]
         print(f"commands: {health['commands']}")
         assert growth < RSS_BOUND_MB, f"RSS grew {growth:.1f} MB"
-        print(f"recovery {recovery:.2f} s (target {RECOVERY_TARGET_S} s)")
-        assert recovery < RECOVERY_BOUND_S, f"next command answered {recovery:.2f} s after the flood"
+        assert recovery < RECOVERY_S, f"next command answered {recovery:.2f} s after the flood"
         assert events_during > 0, "no event was queued while the flood lasted"
         counted = health["commands"]
         # The bounds engaged and were counted (what the terminal did not get, the broker's queue limit

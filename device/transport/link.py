@@ -4,7 +4,7 @@ paho runs its network loop in its own thread; every callback here only turns wha
 frozen value on `inbox` (the service loop owns all state). Command requests get their own bounded
 queue (count and bytes), so a flood of them can neither crowd out acknowledgements nor grow memory:
 beyond capacity only the reply address is kept (bounded too) for a `busy` reply, and past that the
-request is counted and dropped. The exceptions, as paho recommends, are
+request is counted and dropped (a QoS 0 one before paho even parses it: BufferedClient's `shed`). The exceptions, as paho recommends, are
 the non-blocking subscribe and birth publish in on_connect, so a reconnect restores them at once.
 
 Persistent session: clean_start off and a session expiry, so command requests sent while the
@@ -87,9 +87,8 @@ class CommandsWaiting:
 LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
 
 
-# What the kernel may hold for us unread. Inbound traffic is small (acknowledgements, commands), and
-# a fixed buffer stops autotuning from growing it to megabytes during a request flood: the backlog
-# then waits at the broker, whose queue limits (max_queued_messages) drop it, not in our socket.
+# What the kernel may hold for us unread. Inbound traffic is small (acknowledgements, commands); a
+# fixed buffer stops autotuning from growing it to megabytes (tcp_rmem allows 32 MB) during a flood.
 RECEIVE_BUFFER = 32 * 1024
 
 
@@ -126,9 +125,11 @@ class Link:
         self._bytes_lock = threading.Lock()
         self.commands_dropped = 0
         self._request_prefix = topics.cmd_req("")
+        self._request_prefix_bytes = self._request_prefix.encode("utf-8")
         self._wake_sent = threading.Event()
         client = BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
+            shed=self._shed,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
             clean_session=None if self.v5 else False,
@@ -292,6 +293,13 @@ class Link:
             self._put_command(msg)
         else:
             self._put(msg)
+
+    def _shed(self, topic: bytes) -> bool:
+        """A QoS 0 request that would only be counted and dropped: dropped before paho parses it."""
+        if topic.startswith(self._request_prefix_bytes) and self.commands.full() and self.overflow.full():
+            self.commands_dropped += 1
+            return True
+        return False
 
     def _put_command(self, msg: Inbound) -> None:
         with self._bytes_lock:
