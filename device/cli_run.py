@@ -123,12 +123,16 @@ def _run_service(cfg: Config, reload_base: Callable[[], Config]) -> int | str:
     lifecycle.install_signal_handlers()
     Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     runtime = RuntimeConfig(cfg)
+    errors = (ModelError, SourceError, OSError, ValueError)
     try:
-        store, source, pipeline, protector = _stages(runtime.current)
-    except (ModelError, SourceError, OSError, ValueError) as exc:
+        store, source, pipeline, protector = runtime.start(_stages, errors)
+        command_key = runtime.current.control.read_public_key()
+    except errors as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FATAL
-    service = Service(runtime, store, source, pipeline, protector, lifecycle, reload_base)
+    service = Service(
+        runtime, store, source, pipeline, protector, lifecycle, reload_base, command_key=command_key
+    )
     status = service.run()
     return "restart" if service.restart_requested else status
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import device
 from device.capture import Capture
+from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
@@ -23,11 +24,11 @@ from device.lifecycle import Lifecycle
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
-from device.transport.commands import CommandPlane
+from device.transport.commands import CommandError
 from device.transport.courier import Courier
-from device.transport.desired import parse_desired
+from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
+from device.transport.link import Acked, Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
 from device.transport.topics import Topics
 from device.vision.liveness.prompts import Prompt
@@ -35,7 +36,6 @@ from device.vision.liveness.prompts import Prompt
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
-REPLY_TTL_S = 300
 PROMPT_TTL_S = 30
 FRAME_WAIT_S = 0.05  # how long the loop waits for a frame before serving commands and health
 IDLE_WAIT_S = 0.2
@@ -63,6 +63,7 @@ class Service:
         protector: Protector,
         lifecycle: Lifecycle,
         reload_base: Callable[[], Config],
+        command_key: bytes | None = None,
     ) -> None:
         cfg = runtime.current
         self.reload_base = reload_base
@@ -77,11 +78,18 @@ class Service:
         self.started = time.time()
         self.inbox: queue.Queue[LinkEvent] = queue.Queue(INBOX_SIZE)
         self.outbox = Outbox(Path(cfg.service.state_dir) / "outbox", cfg.outbox)
+        self.plane = build_plane(cfg, self.topics, command_key)
         self.link = Link(
-            cfg.mqtt, cfg.terminal_id, self.topics, self.inbox, will_payload=self._status("offline", "lost")
+            cfg.mqtt,
+            cfg.terminal_id,
+            self.topics,
+            self.inbox,
+            will_payload=self._status("offline", "lost"),
+            command_capacity=cfg.control.inbox_size,
+            command_bytes=cfg.control.inbox_bytes,
         )
         self.courier = Courier(self.outbox, self.link, cfg.mqtt.inflight_window)
-        self.plane = CommandPlane(self.topics.cmd_res, cfg.mqtt.max_command_bytes)
+        self.commands = CommandServer(self.plane, self.link, self.tid, cfg.control.reply_queue)
         register_all(
             self.plane,
             status=self.status,
@@ -91,6 +99,7 @@ class Service:
             outbox=self.outbox,
             protector=protector,
             request_restart=self._request_restart,
+            control=self.plane.describe_auth,
         )
         self.capture = Capture(source)
         pipeline.set_prompt_sink(PromptPublisher(self.link, self.topics.prompt, self.tid))
@@ -138,6 +147,8 @@ class Service:
         return self._shutdown()
 
     def _service_io(self, wait_s: float) -> None:
+        if self.link.commands_pending:
+            wait_s = 0.0
         try:
             event = self.inbox.get(timeout=wait_s) if wait_s > 0 else self.inbox.get_nowait()
         except queue.Empty:
@@ -148,6 +159,7 @@ class Service:
                 event = self.inbox.get_nowait()
             except queue.Empty:
                 event = None
+        self.commands.serve()
         self.courier.pump()
         now = time.monotonic()
         if now >= self._next_health:
@@ -156,9 +168,12 @@ class Service:
 
     def _on_link(self, event: LinkEvent) -> None:
         self.courier.handle(event)
-        if isinstance(event, Inbound):
+        if isinstance(event, Acked):
+            self.commands.acked(event.mid)
+        elif isinstance(event, Inbound):
             self._on_inbound(event)
         elif isinstance(event, Connected):
+            self.commands.reconnected()
             self.last_connect_error = None
             log.info(
                 "connected to %s (session present: %s)",
@@ -177,17 +192,9 @@ class Service:
             log.warning("disconnected from broker: %s", event.reason)
 
     def _on_inbound(self, msg: Inbound) -> None:
+        # Command requests have their own queue (served by self.commands); only config/desired is here.
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
-            return
-        name = self.topics.command_name(msg.topic)
-        if name is None:
-            return
-        reply = self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation)
-        payload = envelope(
-            "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
-        )
-        self.link.publish(reply.topic, encode(payload), qos=1, meta=Meta.of(payload, reply.correlation))
 
     # ---- events -----------------------------------------------------------------------------
 
@@ -211,7 +218,18 @@ class Service:
         }
         if reason is not None:
             body["reason"] = reason
+        body.update(self._control_alarms())
         return encode(envelope("status", self.tid, body))
+
+    def _control_alarms(self) -> dict[str, Any]:
+        """What status and health must say loudly: unsafe control settings, a remote config set aside."""
+        out: dict[str, Any] = {}
+        warning = self.plane.describe_auth().get("warning")
+        if warning:
+            out["control_warning"] = warning
+        if self.runtime.problem:
+            out["config_problem"] = self.runtime.problem
+        return out
 
     def status(self) -> dict[str, Any]:
         return {
@@ -224,6 +242,8 @@ class Service:
             "outbox": self.outbox.stats(),
             "config_version": self.runtime.version,
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
+            "control": self.plane.describe_auth(),
+            **self._control_alarms(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -236,10 +256,11 @@ class Service:
             "pipeline": stats,
             "events": dict(self.events),
             "outbox": self.courier.stats(),
-            "commands": dict(self.plane.counts),
+            "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
+            **self._control_alarms(),
         }
 
     def _publish_health(self) -> None:
@@ -269,9 +290,15 @@ class Service:
         if desired.version is not None and desired.version == self.runtime.version:
             return  # the retained desired config we already run (re-delivered on every subscribe)
         try:
+            self.plane.authorize(DESIRED_COMMAND, desired.signed_request())
             result = self.runtime.apply(desired.config, desired.version)
-        except ConfigError as exc:
-            problems = exc.problems
+        except (ConfigError, CommandError, OSError) as exc:
+            if isinstance(exc, ConfigError):
+                problems = exc.problems
+            elif isinstance(exc, CommandError):
+                problems = [f"{exc.code}: {exc.message}"]
+            else:
+                problems = [f"cannot store the config: {exc}"]
             self._publish_reported(
                 {"applied": False, "problems": problems, "desired_version": desired.version}
             )

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from device.config.base import Section
+from device.config.control import ControlConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
 from device.config.privacy import PrivacyConfig
 from device.config.service import ServiceConfig
@@ -38,6 +39,7 @@ class Config(Section):
     outbox: OutboxConfig = OutboxConfig()
     vision: VisionConfig = VisionConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    control: ControlConfig = ControlConfig()
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).
