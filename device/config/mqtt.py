@@ -125,3 +125,14 @@ class OutboxConfig(Section):
     )
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Most bytes kept on disk.")
     max_age_s: float = Field(7 * 24 * 3600, gt=0, description="Queued events older than this expire.")
+    reserve_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description="Free space the outbox leaves on the state filesystem; the oldest events expire first.",
+    )
+    max_held_events: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Events held in memory while the state filesystem cannot store them (full, read-only).",
+    )
