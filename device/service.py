@@ -100,7 +100,7 @@ class Service:
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
         self.last_connect_error: str | None = None
-        self.taken_over = 0  # disconnects because another client took our session (duplicate terminal id)
+        self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
         self._next_health = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------

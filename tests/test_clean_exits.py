@@ -198,3 +198,52 @@ def test_a_foreign_birth_on_our_status_topic_is_a_duplicate_and_our_leftovers_ar
     assert foreign_birth(status("online", 120.0, 121.0), mine)  # a twin started after us
     assert foreign_birth(status("online", 50.0, 130.0), mine)  # an older twin that reconnected
     assert Disconnected(TAKEN_OVER).taken_over and not Disconnected("Unspecified error").taken_over
+
+
+class _BrokenPipeline:
+    """The real pipeline's interface with a bug: the first frame raises."""
+
+    def process(self, frame):
+        raise RuntimeError("a bug in a stage")
+
+    def flush(self):
+        return []
+
+    def stats(self):
+        return {}
+
+    def set_prompt_sink(self, sink) -> None:
+        pass
+
+
+def test_service_run_shuts_down_even_when_the_loop_raises(tmp_path: Path) -> None:
+    from device.config import load_config
+    from device.lifecycle import Lifecycle
+    from device.modelstore import ModelStore
+    from device.privacy.protector import build_protector
+    from device.runtime_config import RuntimeConfig
+    from device.service import Service
+    from device.vision.sources import open_source
+
+    replay = make_replay(tmp_path / "replay", visits=1)
+    with Broker(tmp_path / "mq") as broker:
+        cfg = load_config(
+            None,
+            {
+                "terminal_id": TERMINAL,
+                "service": {"state_dir": str(tmp_path / "state")},
+                "mqtt": {"broker": broker.url},
+                "vision": {"source": f"replay:{replay}"},
+            },
+        )
+        source = open_source(cfg.vision.source, cfg.vision)
+        protector = build_protector(cfg, tmp_path / "state")
+        service = Service(
+            RuntimeConfig(cfg), ModelStore(), source, _BrokenPipeline(), protector, Lifecycle({}), lambda: cfg
+        )
+        with pytest.raises(RuntimeError, match="a bug in a stage"):
+            service.run()
+        assert retained_status(broker)["state"] == "offline"  # the shutdown path published it
+        assert not service.link.connected
+        time.sleep(0.2)
+        assert source._closed  # and the capture thread closed the source

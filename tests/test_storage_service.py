@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 
 from tests.broker import Broker
 from tests.replay_faces import make_replay
-from tests.test_transport_service import BASE, Backend, Terminal, _models_ready
+from tests.test_transport_service import BASE, Backend, Requester, Terminal, _models_ready
 from tests.tmpfs import tmpfs
 
 
@@ -78,11 +78,13 @@ def test_starting_on_a_full_disk_drains_the_backlog(tmp_path: Path) -> None:
             assert t.stop() == 0
             kept = set(t.queued())
             assert len(list((fs.path / "outbox").glob("*.evt"))) == len(kept) > 0
+            (fs.path / "outbox" / "x.evt").mkdir()  # not a record: it used to prevent the start
             fs.fill()  # full to the last byte
             again = Terminal(tmp_path, broker, make_replay(tmp_path / "r2", 3), conf_extra=no_reserve)
             broker.start()
             assert again.wait_for(lambda: kept <= backend.event_ids(), 60), again.text()[-3000:]
             assert again.wait_for(lambda: "source finished" in again.text(), 60)
+            assert "x.evt is not an outbox record; skipped" in again.text()
             assert again.stop() == 0, again.text()[-3000:]
         finally:
             backend.close()
@@ -109,6 +111,13 @@ def test_read_only_remount_mid_backlog_holds_in_memory_alarms_and_delivers_every
             assert t.wait_for(lambda: any(h["outbox"]["storage_fault"] for h in _health(backend)), 30)
             alarm = next(h for h in _health(backend) if h["outbox"]["storage_fault"])["outbox"]
             assert "Read-only file system" in alarm["storage_fault"] and "held" in alarm
+            requester = Requester(broker)
+            try:
+                reply = requester.send(f"{BASE}/cmd/req/status", b"{}", b"status-ro")
+            finally:
+                requester.client.disconnect()
+                requester.client.loop_stop()
+            assert "Read-only file system" in reply["result"]["outbox"]["storage_fault"], reply
             assert t.wait_for(lambda: "source finished" in t.text(), 120)
             fs.read_write()
             queued = set(t.queued())

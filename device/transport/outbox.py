@@ -295,6 +295,9 @@ class Outbox:
     def _store(self, seq: int, blob: bytes) -> None:
         """Write one record, expiring the oldest stored ones first so the reserve stays free."""
         reserve = self.config.reserve_bytes
+        if self._free_bytes() - len(blob) >= reserve:
+            write_atomic(self._path(seq), blob)
+            return
         stored = [s for s in self._index if s not in self._held and s != seq]
         reclaimable = sum(self._index[s].size for s in stored)
         if self._free_bytes() + reclaimable - len(blob) < reserve:
