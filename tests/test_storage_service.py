@@ -15,6 +15,14 @@ from tests.test_transport_service import BASE, Backend, Requester, Terminal, _mo
 from tests.tmpfs import tmpfs
 
 
+def _reap(*terminals: Terminal) -> None:
+    """A failed assertion must not leave a service running behind the test."""
+    for t in terminals:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait(10)
+
+
 def _health(backend: Backend) -> list[dict]:
     return backend.payloads("/health")
 
@@ -60,6 +68,7 @@ def test_outage_on_a_small_tmpfs_drops_the_oldest_counts_it_and_survives_a_full_
             assert t.proc.poll() is None
             assert t.stop() == 0, t.text()[-3000:]
         finally:
+            _reap(t)
             backend.close()
             broker.kill()
             fs.unfill()
@@ -72,7 +81,7 @@ def test_starting_on_a_full_disk_drains_the_backlog(tmp_path: Path) -> None:
     broker.stop()
     with tmpfs(tmp_path / "state", "1m") as fs:
         no_reserve = "[outbox]\nreserve_bytes = 0\n"
-        t = Terminal(tmp_path, broker, make_replay(tmp_path / "r1", 6), conf_extra=no_reserve)
+        t = again = Terminal(tmp_path, broker, make_replay(tmp_path / "r1", 6), conf_extra=no_reserve)
         try:
             assert t.wait_for(lambda: "source finished" in t.text(), 90)
             assert t.stop() == 0
@@ -87,6 +96,7 @@ def test_starting_on_a_full_disk_drains_the_backlog(tmp_path: Path) -> None:
             assert "x.evt is not an outbox record; skipped" in again.text()
             assert again.stop() == 0, again.text()[-3000:]
         finally:
+            _reap(t, again)
             backend.close()
             broker.kill()
             fs.unfill()
@@ -137,5 +147,6 @@ def test_read_only_remount_mid_backlog_holds_in_memory_alarms_and_delivers_every
             print(f"read-only remount: {len(queued)} events, all delivered, {dups} duplicates")
             assert dups <= 50  # the in-flight window
         finally:
+            _reap(t)
             backend.close()
             broker.kill()
