@@ -30,6 +30,7 @@ from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
 from device.transport.link import Acked, Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
+from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
 from device.vision.liveness.prompts import Prompt
 
@@ -108,12 +109,23 @@ class Service:
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
         self.last_connect_error: str | None = None
+        self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
         self._next_health = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop)."""
+        """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop).
+
+        The shutdown path runs however the loop ends, an unexpected error included (it is re-raised).
+        """
+        try:
+            self._loop()
+        finally:
+            status = self._shutdown()
+        return status
+
+    def _loop(self) -> None:
         self.link.start(self._status("online"))
         self._publish_reported()
         self.capture.start()
@@ -144,7 +156,6 @@ class Service:
                 )
                 self.lifecycle.status("source ended; serving commands")
             self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
-        return self._shutdown()
 
     def _service_io(self, wait_s: float) -> None:
         if self.link.commands_pending:
@@ -188,11 +199,27 @@ class Service:
                     event.reason,
                 )
             self.last_connect_error = event.reason
+        elif isinstance(event, Disconnected) and event.taken_over:
+            self._taken_over("the broker disconnected us with reason 'Session taken over'")
         elif isinstance(event, Disconnected):
             log.warning("disconnected from broker: %s", event.reason)
 
+    def _taken_over(self, evidence: str) -> None:
+        self.taken_over += 1
+        log.error(
+            "session taken over: another client is connected as %r (a duplicate terminal id?): %s",
+            self.link.client_id,
+            evidence,
+        )
+
     def _on_inbound(self, msg: Inbound) -> None:
-        # Command requests have their own queue (served by self.commands); only config/desired is here.
+        # Command requests have their own queue (served by self.commands); here only our own retained
+        # status (another client's birth under our id means a duplicate terminal id) and config/desired.
+        if msg.topic == self.topics.status:
+            other = foreign_birth(msg.payload, round(self.started, 3))
+            if other is not None:
+                self._taken_over(other)
+            return
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
 
@@ -202,7 +229,12 @@ class Service:
         for obs in observations:
             body = self.protector.protect(obs)
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
-            payload = self.protector.sign(payload)
+            try:
+                payload = self.protector.sign(payload)
+            except ValueError as exc:  # a non-finite number: a bug upstream; the event is refused, not sent
+                self.events["unsignable"] = self.events.get("unsignable", 0) + 1
+                log.error("event for track %s refused: %s", obs.track_id, exc)
+                continue
             if self.courier.queue(self.topics.event_face, payload):
                 self.events[obs.decision] = self.events.get(obs.decision, 0) + 1
                 log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
@@ -252,7 +284,7 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "fps": stats.get("fps"),
             "frames": self.frames_done,
-            "source": {**self.source.stats(), "ended": self.capture.ended, "error": self.capture.error},
+            "source": {**self.source.stats(), **self.capture.stats()},
             "pipeline": stats,
             "events": dict(self.events),
             "outbox": self.courier.stats(),
@@ -261,6 +293,7 @@ class Service:
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
+            "session_taken_over": self.taken_over,
         }
 
     def _publish_health(self) -> None:
@@ -297,8 +330,9 @@ class Service:
                 problems = exc.problems
             elif isinstance(exc, CommandError):
                 problems = [f"{exc.code}: {exc.message}"]
-            else:
-                problems = [f"cannot store the config: {exc}"]
+            else:  # a full or read-only state dir: the running config stays
+                log.error("config/desired not applied: cannot store it: %s", exc)
+                problems = [f"cannot store the config on the terminal: {exc.strerror or exc}"]
             self._publish_reported(
                 {"applied": False, "problems": problems, "desired_version": desired.version}
             )

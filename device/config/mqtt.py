@@ -136,3 +136,16 @@ class OutboxConfig(Section):
         description="Queued events older than this expire.",
         json_schema_extra=LIVE_FROM_FILE,
     )
+    reserve_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description="Free space the outbox leaves on the state filesystem; the oldest events expire first.",
+        json_schema_extra=LIVE_FROM_FILE,
+    )
+    max_held_events: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Events held in memory while the state filesystem cannot store them (full, read-only).",
+        json_schema_extra=LIVE_FROM_FILE,
+    )

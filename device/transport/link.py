@@ -49,9 +49,17 @@ class ConnectFailed:
     auth: bool  # credentials/permissions (report, keep retrying slowly) vs temporary (retry)
 
 
+# MQTT 5 DISCONNECT reason 0x8E: another client connected with our client id (a duplicate terminal id).
+TAKEN_OVER = "Session taken over"
+
+
 @dataclass(frozen=True)
 class Disconnected:
     reason: str
+
+    @property
+    def taken_over(self) -> bool:
+        return self.reason == TAKEN_OVER
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class Link:
         command_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.config = config
+        self.client_id = client_id
         self.topics = topics
         self.inbox = inbox
         self.v5 = config.protocol == "5"
@@ -256,12 +265,14 @@ class Link:
             self._put(ConnectFailed(str(reason_code), str(reason_code) in _AUTH_FAILURES))
             return
         self._connected.set()
+        # The status topic too: a second terminal with our id shows up there (device.transport.presence).
         client.subscribe(
-            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1)]
+            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1), (self.topics.status, 1)]
             if not self.v5
             else [
                 (self.topics.cmd_req_filter, mqtt.SubscribeOptions(qos=1)),
                 (self.topics.config_desired, mqtt.SubscribeOptions(qos=1)),
+                (self.topics.status, mqtt.SubscribeOptions(qos=1, noLocal=True)),
             ]
         )
         if self._birth is not None:
