@@ -16,6 +16,8 @@ from typing import TextIO
 
 import paho.mqtt.client as mqtt
 
+OFFLINE_WAIT_S = 3.0
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -30,6 +32,7 @@ class EmbeddedBroker:
         self.port = _free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="demo-broker", daemon=True)
+        self._offline_shown = threading.Event()
         self._broker = None
         self._printer: mqtt.Client | None = None
 
@@ -62,14 +65,20 @@ class EmbeddedBroker:
             mqtt.CallbackAPIVersion.VERSION2, client_id="demo-backend", protocol=mqtt.MQTTv311
         )
         client.on_connect = lambda c, *_: c.subscribe(f"{self.prefix}/#", qos=1)
-        client.on_message = lambda c, u, msg: print(
-            describe(msg.topic, msg.payload), file=self.out, flush=True
-        )
+        client.on_message = self._show
         client.connect("127.0.0.1", self.port)
         client.loop_start()
         return client
 
+    def _show(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        print(describe(msg.topic, msg.payload), file=self.out, flush=True)
+        if msg.topic.endswith("/status") and b'"offline"' in msg.payload:
+            self._offline_shown.set()
+
     def stop(self) -> None:
+        # The terminal's offline status is the last thing a backend sees; amqtt may still be
+        # forwarding it when the service returns, so the view waits for it (briefly).
+        self._offline_shown.wait(OFFLINE_WAIT_S)
         if self._printer is not None:
             self._printer.disconnect()
             self._printer.loop_stop()
