@@ -181,7 +181,9 @@ def describe(topic: str, payload: bytes) -> str:
         bio = data.get("biometric", {})
         parts = [f"decision={obs.get('decision')}", f"track={obs.get('track_id')}"]
         parts += [f"{k}=<{len(v)} chars>" for k, v in bio.items() if isinstance(v, str)]
-        reasons = "; ".join(str(r) for r in obs.get("reasons") or [])
+        reasons = "; ".join(
+            str(r.get("text")) if isinstance(r, dict) else str(r) for r in obs.get("reasons") or []
+        )
         return f"[backend] event.face id={data.get('id')} " + " ".join(parts) + f" reasons: {reasons}"
     if kind == "prompt":
         return f"[backend] prompt track={data.get('track_id')} {data.get('state')}: {data.get('text')!r}"
