@@ -23,7 +23,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from device.config.privacy import decode_public_key
-from device.privacy.audit import AuditPolicy, audit_result, inspect_message, render_text
+from device.privacy.audit import AuditPolicy, audit_result, inspect_message, message_line, render_text
 from device.privacy.seal import fingerprint
 from device.transport.client import add_broker_flags, connect_tool, options_from_args
 from device.transport.topics import API_VERSION
@@ -147,18 +147,13 @@ def _audit(args: argparse.Namespace) -> int:
             findings.append(finding)
             events += finding.is_face_event and not finding.inbound
             if not args.quiet:
-                print(
-                    f"{'<-' if finding.inbound else '->'} {msg.topic} {len(msg.payload)} bytes",
-                    file=sys.stderr,
-                )
+                print(message_line(finding), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     finally:
         watcher.stop()
     result = audit_result(findings, policy)
     text = render_text(result)
-    if args.quiet:
-        text = "\n".join(line for line in text.splitlines() if line.startswith(("[", "audit result")))
     print(text)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
