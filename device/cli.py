@@ -8,6 +8,15 @@ import importlib.metadata
 import logging
 import sys
 
+DESCRIPTION = (
+    "faceonly runs face recognition on a camera terminal and sends only a face embedding and, if "
+    "wanted, a small face-only thumbnail over MQTT. It also checks and commands running terminals."
+)
+EPILOG = (
+    "Start here: `faceonly run` (the demo replay, with a demo broker), then `faceonly ctl --help`. "
+    "Each command has its own --help."
+)
+
 # Modules that each add one subcommand (or a group): keep one per line.
 COMMAND_MODULES = (
     "device.cli_models",
@@ -29,7 +38,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceonly", description=__doc__)
+    parser = argparse.ArgumentParser(prog="faceonly", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"faceonly {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -29,9 +29,11 @@ from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device.control import describe_commands
 from device.demo_broker import describe
 from device.transport.auth import read_signing_key, sign_command
 from device.transport.client import add_broker_flags, connect_tool, options_from_args
+from device.transport.commands import RESERVED, RESERVED_PREFIXES
 from device.transport.desired import signed_desired
 from device.transport.topics import Topics
 
@@ -47,8 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ctl.add_argument("--prefix", default="faceonly", help="topic prefix")
     ctl.add_argument("--sign-key", type=Path, default=None, help="command key file: sign what is sent")
     ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True)
-    cmd = ctl_sub.add_parser("cmd", help="send one command and print its reply")
-    cmd.add_argument("name", help="status, config.get, config.set, models.verify, ...")
+    cmd = ctl_sub.add_parser(
+        "cmd",
+        help="send one command and print its reply",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands (? = optional argument; signed = needs --sign-key):\n{describe_commands()}\n"
+        f"  {', '.join(RESERVED)}, {', '.join(p + '*' for p in RESERVED_PREFIXES)}: identity commands, "
+        "answered not_available until on-device identity lands",
+    )
+    cmd.add_argument("name", help="the command (list below)")
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--timeout", type=float, default=10.0)
     cmd.set_defaults(func=_cmd)
