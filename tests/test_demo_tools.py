@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from device.transport.client import BrokerUrlError, parse_broker_url
-from tests.broker import MOSQUITTO, Broker
+from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,9 +85,7 @@ def test_watch_resubscribes_after_a_broker_restart(tmp_path: Path) -> None:
             watch.wait(10)
 
 
-@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
 def test_ctl_watch_and_audit_work_against_the_demo_broker(tmp_path: Path) -> None:
-    pytest.importorskip("skimage")
     from device.vision.demo import make_demo
 
     replay = make_demo(tmp_path / "replay")
