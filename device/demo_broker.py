@@ -96,7 +96,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # before any thread of ours starts: fork-safe here
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
