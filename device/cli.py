@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
+
+DESCRIPTION = (
+    "faceonly runs face recognition on a camera terminal and sends only a face embedding and, if "
+    "wanted, a small face-only thumbnail over MQTT. It also checks and commands running terminals."
+)
+EPILOG = (
+    "Start here: `faceonly run` (the demo replay, with a demo broker), then `faceonly ctl --help`. "
+    "Each command has its own --help."
+)
 
 # Modules that each add one subcommand (or a group): keep one per line.
 COMMAND_MODULES = (
@@ -20,9 +30,17 @@ COMMAND_MODULES = (
 )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("faceonly")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceonly", description=__doc__)
+    parser = argparse.ArgumentParser(prog="faceonly", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"faceonly {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

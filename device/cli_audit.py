@@ -14,19 +14,18 @@ import argparse
 import base64
 import json
 import queue
-import ssl
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
 from device.config.privacy import decode_public_key
-from device.privacy.audit import AuditPolicy, audit_result, inspect_message, render_text
+from device.privacy.audit import AuditPolicy, audit_result, inspect_message, message_line, render_text
 from device.privacy.seal import fingerprint
+from device.transport.client import add_broker_flags, connect_tool, options_from_args
 from device.transport.topics import API_VERSION
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -35,7 +34,7 @@ _EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="prove what a terminal publishes (privacy audit over MQTT)")
-    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    add_broker_flags(p)
     p.add_argument("--id", dest="terminal_id", required=True, help="terminal id whose namespace to watch")
     p.add_argument("--prefix", default="faceonly", help="topic prefix (default: faceonly)")
     stop = p.add_mutually_exclusive_group()
@@ -59,11 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--terminal-key", default=None, help="terminal Ed25519 public key (base64 or file): check signatures"
     )
-    p.add_argument("--username", default=None)
-    p.add_argument("--password-file", type=Path, default=None)
-    p.add_argument("--tls-ca", type=Path, default=None)
-    p.add_argument("--tls-cert", type=Path, default=None)
-    p.add_argument("--tls-key", type=Path, default=None)
     p.add_argument(
         "--json", dest="json_out", type=Path, default=None, help="write the full audit as JSON here"
     )
@@ -86,63 +80,32 @@ class Received:
 
 
 class Watcher:
-    """A read-only MQTT 5 subscriber; paho's callbacks only enqueue."""
+    """A read-only subscriber; paho's callbacks only enqueue."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.filter = f"{args.prefix}/{API_VERSION}/dev/{args.terminal_id}/#"
         self.inbox: queue.Queue[Received] = queue.Queue()
-        self.subscribed = queue.Queue[str]()
-        parts = urlsplit(args.broker)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"--broker must be mqtt://host:port or mqtts://host:port, got {args.broker!r}")
-        self.host, self.port = parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"faceonly-audit-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
-        if args.username is not None:
-            password = args.password_file.read_text().rstrip("\r\n") if args.password_file else None
-            client.username_pw_set(args.username, password)
-        if parts.scheme == "mqtts":
-            client.tls_set(
-                ca_certs=str(args.tls_ca) if args.tls_ca else None,
-                certfile=str(args.tls_cert) if args.tls_cert else None,
-                keyfile=str(args.tls_key) if args.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self.client = client
+        self.options = options_from_args(args)
+        self.client: mqtt.Client | None = None
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.subscribed.put(f"connection refused: {reason_code}")
-            return
-        client.subscribe(self.filter, qos=1)
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
-        self.subscribed.put(f"subscription refused: {', '.join(failed)}" if failed else "")
-
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(Received(message.topic, bytes(message.payload), bool(message.retain)))
 
     def start(self, timeout: float = 10.0) -> None:
-        self.client.connect(self.host, self.port, keepalive=30, clean_start=True)
-        self.client.loop_start()
-        try:
-            problem = self.subscribed.get(timeout=timeout)
-        except queue.Empty:
-            problem = f"no subscription acknowledgement from {self.host}:{self.port} within {timeout:g}s"
-        if problem:
-            self.stop()
-            raise ConnectionError(problem)
+        """Connected and subscribed, or BrokerError with one line naming the broker."""
+        self.client = connect_tool(
+            self.options,
+            f"faceonly-audit-{uuid.uuid4().hex[:8]}",
+            subscriptions=[self.filter],
+            on_message=self._on_message,
+            on_state=lambda line: print(f"audit: {line}", file=sys.stderr, flush=True),
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
 
 
 def _policy(args: argparse.Namespace) -> AuditPolicy:
@@ -184,18 +147,13 @@ def _audit(args: argparse.Namespace) -> int:
             findings.append(finding)
             events += finding.is_face_event and not finding.inbound
             if not args.quiet:
-                print(
-                    f"{'<-' if finding.inbound else '->'} {msg.topic} {len(msg.payload)} bytes",
-                    file=sys.stderr,
-                )
+                print(message_line(finding), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     finally:
         watcher.stop()
     result = audit_result(findings, policy)
     text = render_text(result)
-    if args.quiet:
-        text = "\n".join(line for line in text.splitlines() if line.startswith(("[", "audit result")))
     print(text)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -9,7 +9,9 @@
 
 With --sign-key (a key from `faceonly keys generate`) every request is signed for terminal T1,
 valid for --timeout seconds; state-changing commands need it, read-only ones do not.
-`cmd` exits 0 when the terminal answered ok, 1 when it answered with an error, 3 on timeout.
+`cmd` exits 0 when the terminal answered ok, 1 when it answered with an error, 2 on bad arguments
+(a broker URL without mqtt:// or mqtts:// among them), 3 on timeout or when the broker cannot be
+reached (one line naming the broker and the cause). `watch` resubscribes after a broker restart.
 """
 
 from __future__ import annotations
@@ -17,41 +19,45 @@ from __future__ import annotations
 import argparse
 import json
 import queue
-import ssl
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device.control import describe_commands
 from device.demo_broker import describe
 from device.transport.auth import read_signing_key, sign_command
+from device.transport.client import add_broker_flags, connect_tool, options_from_args
+from device.transport.commands import RESERVED, RESERVED_PREFIXES
 from device.transport.desired import signed_desired
 from device.transport.topics import Topics
 
 EXIT_ERROR_REPLY = 1
 EXIT_TIMEOUT = 3
+EXIT_BROKER = 3  # the broker cannot be reached or refuses us
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ctl = sub.add_parser("ctl", help="send commands to a terminal, watch its events and health")
-    ctl.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    add_broker_flags(ctl)
     ctl.add_argument("--id", dest="terminal_id", required=True, help="terminal id")
     ctl.add_argument("--prefix", default="faceonly", help="topic prefix")
-    ctl.add_argument("--username", default=None)
-    ctl.add_argument("--password-file", default=None, help="file holding the password")
-    ctl.add_argument("--ca", default=None, help="CA certificate (mqtts)")
-    ctl.add_argument("--cert", default=None, help="client certificate (mqtts)")
-    ctl.add_argument("--key", default=None, help="client key (mqtts)")
     ctl.add_argument("--sign-key", type=Path, default=None, help="command key file: sign what is sent")
     ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True)
-    cmd = ctl_sub.add_parser("cmd", help="send one command and print its reply")
-    cmd.add_argument("name", help="status, config.get, config.set, models.verify, ...")
+    cmd = ctl_sub.add_parser(
+        "cmd",
+        help="send one command and print its reply",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands (? = optional argument; signed = needs --sign-key):\n{describe_commands()}\n"
+        f"  {', '.join(RESERVED)}, {', '.join(p + '*' for p in RESERVED_PREFIXES)}: identity commands, "
+        "answered not_available until on-device identity lands",
+    )
+    cmd.add_argument("name", help="the command (list below)")
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--timeout", type=float, default=10.0)
     cmd.set_defaults(func=_cmd)
@@ -65,16 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     watch.set_defaults(func=_watch)
 
 
-def connect(args: argparse.Namespace, client_id: str) -> mqtt.Client:
-    url = urlsplit(args.broker)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if args.username:
-        password = Path(args.password_file).read_text().strip() if args.password_file else None
-        client.username_pw_set(args.username, password)
-    if url.scheme == "mqtts":
-        client.tls_set(ca_certs=args.ca, certfile=args.cert, keyfile=args.key, cert_reqs=ssl.CERT_REQUIRED)
-    client.connect(url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883))
-    return client
+def _connect(args: argparse.Namespace, client_id: str, **kwargs) -> mqtt.Client:
+    """A connected client; SystemExit(EXIT_BROKER) with one line when the broker cannot be used."""
+    try:
+        return connect_tool(options_from_args(args), client_id, **kwargs)
+    except OSError as exc:  # BrokerError, or an unreadable password file
+        print(f"ctl: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BROKER) from None
 
 
 def _json_object(text: str, flag: str) -> dict | None:
@@ -109,18 +112,20 @@ def _cmd(args: argparse.Namespace) -> int:
     token = uuid.uuid4().hex
     reply_topic = f"{topics.cmd_res}/ctl-{token[:12]}"
     replies: queue.Queue[bytes] = queue.Queue()
-    subscribed = queue.Queue()
-    client = connect(args, f"ctl-{token[:12]}")
-    client.on_subscribe = lambda *a: subscribed.put(True)
-    client.on_message = lambda c, u, msg: replies.put(bytes(msg.payload))
-    client.subscribe(reply_topic, qos=1)
-    client.loop_start()
+    client = _connect(
+        args,
+        f"ctl-{token[:12]}",
+        subscriptions=[reply_topic],
+        on_message=lambda msg: replies.put(bytes(msg.payload)),
+        timeout=args.timeout,
+    )
     try:
-        subscribed.get(timeout=args.timeout)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = reply_topic
-        props.CorrelationData = token.encode()
-        props.MessageExpiryInterval = max(1, int(args.timeout))
+        props = None
+        if args.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = reply_topic
+            props.CorrelationData = token.encode()
+            props.MessageExpiryInterval = max(1, int(args.timeout))
         request = {
             "schema": 1,
             "id": str(uuid.uuid4()),
@@ -128,13 +133,20 @@ def _cmd(args: argparse.Namespace) -> int:
             "sent_at": time.time(),
             "expires_at": time.time() + args.timeout,
             "args": cmd_args,
+            # MQTT 3.1.1 has no properties: the reply address travels in the payload too.
+            "reply_to": reply_topic,
+            "correlation_id": token,
         }
         if key is not None:
             request.update(sign_command(key, args.terminal_id, args.name, cmd_args, ttl_s=args.timeout))
         client.publish(topics.cmd_req(args.name), json.dumps(request), qos=1, properties=props)
         reply = json.loads(replies.get(timeout=args.timeout))
     except queue.Empty:
-        print(f"no reply from {args.terminal_id} within {args.timeout}s", file=sys.stderr)
+        print(
+            f"no reply from {args.terminal_id} within {args.timeout:g} s on broker {args.broker} "
+            "(is it running, with this --id and --prefix?)",
+            file=sys.stderr,
+        )
         return EXIT_TIMEOUT
     finally:
         client.disconnect()
@@ -152,8 +164,7 @@ def _desired(args: argparse.Namespace) -> int:
         print("desired needs --sign-key: the terminal refuses an unsigned config/desired", file=sys.stderr)
         return 2
     payload = signed_desired(key, args.terminal_id, config, args.version, ttl_s=args.ttl)
-    client = connect(args, f"ctl-desired-{uuid.uuid4().hex[:8]}")
-    client.loop_start()
+    client = _connect(args, f"ctl-desired-{uuid.uuid4().hex[:8]}")
     try:
         info = client.publish(
             Topics(args.prefix, args.terminal_id).config_desired, json.dumps(payload), 1, True
@@ -162,22 +173,34 @@ def _desired(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
+    if not info.is_published():
+        print(f"ctl: broker {args.broker} did not acknowledge config/desired within 10 s", file=sys.stderr)
+        return EXIT_BROKER
     print(f"config/desired version {args.version} published (retained); see config/reported")
     return 0
 
 
 def _watch(args: argparse.Namespace) -> int:
     topics = Topics(args.prefix, args.terminal_id)
-    client = connect(args, f"ctl-watch-{uuid.uuid4().hex[:8]}")
-    client.on_message = lambda c, u, msg: print(
-        f"{msg.topic}: {msg.payload.decode(errors='replace')}"
-        if args.raw
-        else describe(msg.topic, msg.payload),
-        flush=True,
+
+    def show(msg: mqtt.MQTTMessage) -> None:
+        text = msg.payload.decode(errors="replace")
+        print(f"{msg.topic}: {text}" if args.raw else describe(msg.topic, msg.payload), flush=True)
+
+    client = _connect(
+        args,
+        f"ctl-watch-{uuid.uuid4().hex[:8]}",
+        subscriptions=[f"{topics.base}/#"],
+        on_message=show,
+        on_state=lambda line: print(f"ctl: {line}", file=sys.stderr, flush=True),
     )
-    client.subscribe(f"{topics.base}/#", qos=1)
+    print(f"ctl: watching {topics.base}/# on {args.broker} (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        client.loop_forever()
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         client.disconnect()
+        client.loop_stop()
     return 0

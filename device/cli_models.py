@@ -44,18 +44,35 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({n: e.info for n, e in store.entries.items()}, indent=2))
         return 0
+    rows = [("model", "file", "size", "weights", "1-thread", "source", "licence")]
     for name, entry in store.entries.items():
         info = entry.info
-        src = info.get("source", {})
-        quant = info.get("quantization", {})
-        print(f"{name}: {entry.file} ({entry.size_bytes / 1e6:.2f} MB, sha256 {entry.sha256[:16]}...)")
-        if src:
-            print(f"  source: {src.get('package')}=={src.get('version')} {src.get('path', '')}")
-        if info.get("licence"):
-            print(f"  licence: {info['licence']}")
-        if quant:
-            print(f"  quantization: {quant.get('kind')}")
-        for key in ("agreement", "accuracy", "latency_ms_1thread"):
-            if info.get(key):
-                print(f"  {key}: {json.dumps(info[key])}")
+        src = info.get("source") or {}
+        shipped = (info.get("latency_ms_1thread") or {}).get("shipped")
+        rows.append(
+            (
+                name,
+                entry.file,
+                f"{entry.size_bytes / 1e6:.2f} MB",
+                str((info.get("quantization") or {}).get("kind", "?")).split(" (")[0],
+                f"{shipped:.1f} ms" if isinstance(shipped, int | float) else "-",
+                f"{src.get('package', '?')}=={src.get('version', '?')} ({src.get('registry', '?')})"
+                if src
+                else "-",
+                str(info.get("licence", "-")).split(" (")[0],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    lfw = ((store.entries["embedder"].info.get("accuracy") or {}).get("lfw_view2_folds_1_5")
+           if "embedder" in store.entries else None)  # fmt: skip
+    if lfw:
+        print(
+            f"\nembedder on LFW View 2 folds 1-5: accuracy {lfw['lfw_accuracy']:.2%} (+-{lfw['lfw_accuracy_std']:.2%}), "
+            f"TAR {lfw['lfw_tar_at_far_0.001']:.1%} at FAR 1e-3, AUC {lfw['lfw_auc']:.4f}"
+        )
+    print(
+        "\nlatency measured on the build machine (x86); licences in models/LICENSES.md; --json for everything"
+    )
     return 0

@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--id", dest="terminal_id", default=None, help="terminal id (MQTT namespace, client id)")
     run.add_argument("--source", default=None, help="picamera2 | v4l2:N | replay:PATH")
     run.add_argument("--state-dir", type=Path, default=None, help="outbox, keys and applied config")
+    run.add_argument("--models-dir", type=Path, default=None, help="folder with the models' manifest.json")
     run.add_argument("--no-mqtt", action="store_true", help="print one JSON line per event, no broker")
     run.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
     run.set_defaults(func=_run)
@@ -55,8 +56,9 @@ def base_config(args: argparse.Namespace) -> Config:
         flags["terminal_id"] = args.terminal_id
     if args.source is not None:
         flags["vision"] = {"source": args.source}
-    if args.state_dir is not None:
-        flags["service"] = {"state_dir": str(args.state_dir)}
+    service = {"state_dir": args.state_dir, "models_dir": args.models_dir}
+    if any(v is not None for v in service.values()):
+        flags["service"] = {k: str(v) for k, v in service.items() if v is not None}
     return load_config(args.config, flags)
 
 
@@ -95,9 +97,11 @@ def _run(args: argparse.Namespace) -> int:
 
         embedded = EmbeddedBroker(cfg.mqtt.topic_prefix)
         url = embedded.start()
-        cfg = merge(cfg, {"mqtt": {"broker": url, "protocol": "3.1.1"}})
+        cfg = merge(cfg, {"mqtt": {"broker": url, "protocol": embedded.protocol}})
+        tool = f"faceonly ctl --broker {url}" + (" --protocol 3.1.1" if embedded.protocol != "5" else "")
         print(
-            f"no broker configured: embedded demo broker at {url}; showing what a backend receives",
+            f"no broker configured: embedded demo broker at {url} ({embedded.kind}); showing what a "
+            f"backend receives. Try: {tool} --id {cfg.terminal_id} cmd status",
             file=sys.stderr,
         )
     try:

@@ -35,6 +35,33 @@ class _Restart(BaseModel):
     reason: str = Field("requested", max_length=200)
 
 
+# Every command answered here: what it does and its argument model. `faceonly ctl cmd --help` lists
+# them from this table; a test checks it names exactly the registered commands.
+COMMANDS: dict[str, tuple[str, type[BaseModel]]] = {
+    "status": ("state, software and model versions, health summary", _NoArgs),
+    "config.get": ("the running config, its version and what is settable remotely", _NoArgs),
+    "config.set": ("change remotely settable keys (signed)", _ConfigSet),
+    "models.info": ("the manifest's description of every model", _NoArgs),
+    "models.verify": ("check every model file against the manifest", _NoArgs),
+    "restart": ("restart the service (signed)", _Restart),
+    "outbox.purge": ("erase every event waiting in the outbox (signed)", _NoArgs),
+    "privacy.report": ("what this terminal sends and keeps, and who may command it", _NoArgs),
+}
+
+
+def describe_commands() -> str:
+    """One line per command with its arguments (name: type, default), for the operator's help."""
+    lines = []
+    for name, (what, model) in COMMANDS.items():
+        fields = [
+            f"{key}{'' if f.is_required() else '?'}: {getattr(f.annotation, '__name__', str(f.annotation))}"
+            for key, f in model.model_fields.items()
+        ]
+        args = "{" + ", ".join(fields) + "}" if fields else "no args"
+        lines.append(f"  {name:15s} {what}; {args}")
+    return "\n".join(lines)
+
+
 def register_all(
     plane: CommandPlane,
     *,

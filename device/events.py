@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from device.reasons import Reason
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -31,7 +33,7 @@ class FaceObservation:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
     quality: dict[str, float]
     liveness: dict[str, float]
-    reasons: tuple[str, ...]  # why rejected, or what liveness checks passed
+    reasons: tuple[Reason, ...]  # why rejected, or what liveness checks passed
     embedding: np.ndarray | None = field(default=None, repr=False)  # float32, L2-normalised
     face_crop: np.ndarray | None = field(default=None, repr=False)  # BGR uint8 copy, face box + margin
     crop_face_box: tuple[float, float, float, float] | None = None  # the face box inside face_crop

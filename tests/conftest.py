@@ -10,7 +10,8 @@ from typing import NoReturn
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# FACEONLY_SHARED_DATA points elsewhere (tests/test_ci_data.py uses it to prove CI fails without data).
+SHARED_DATA = Path(os.environ.get("FACEONLY_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from device.config import Config
+from device.payloads import EVENT_FACE_PARTS, render, schema_documents
+from device.reasons import CODES
 from device.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope
@@ -25,7 +27,35 @@ def test_schemas_are_valid_and_every_asyncapi_ref_resolves() -> None:
     assert doc["asyncapi"].startswith("2.6")
     refs = [m["payload"]["$ref"] for m in doc["components"]["messages"].values()]
     assert all((API.parent / r).is_file() for r in refs)
-    assert {Path(r).name for r in refs} | {"envelope.json"} == {p.name for p in SCHEMAS.glob("*.json")}
+    parts = {f"{name}.json" for name in EVENT_FACE_PARTS}  # referenced by event-face.json
+    assert {Path(r).name for r in refs} | {"envelope.json"} | parts == {
+        p.name for p in SCHEMAS.glob("*.json")
+    }
+
+
+def test_event_part_schemas_are_generated_from_the_payload_models() -> None:
+    for filename, doc in schema_documents().items():
+        assert (SCHEMAS / filename).read_text(encoding="utf-8") == render(doc), (
+            f"{filename} is stale: run `python -m device.payloads`"
+        )
+    event = json.loads((SCHEMAS / "event-face.json").read_text())
+    for name in EVENT_FACE_PARTS:
+        assert event["properties"][name] == {"$ref": f"{name}.json"}
+
+
+def test_every_reason_code_is_in_the_schema_and_a_new_field_is_refused() -> None:
+    observation = json.loads((SCHEMAS / "observation.json").read_text())
+    assert set(observation["$defs"]["ReasonItem"]["properties"]["code"]["enum"]) == set(CODES)
+    sample = {
+        "track_id": 1, "decision": "rejected", "time_source": "camera_utc", "first_seen": 1.0,
+        "last_seen": 2.0, "best_frame_time": 1.5, "box": [0, 0, 1, 1], "quality": {"face_px": 80.0},
+        "liveness": {"steps_passed": 0.0}, "reasons": [{"code": "liveness.no_blink", "text": "no blink"}],
+        "alignment": None,
+    }  # fmt: skip
+    assert errors(sample, "observation.json") == []
+    assert errors({**sample, "surprise": 1}, "observation.json")  # a field without a schema fails
+    assert errors({**sample, "quality": {"face_px": 1.0, "new_measure": 2.0}}, "observation.json")
+    assert errors({**sample, "reasons": [{"code": "made.up", "text": "x"}]}, "observation.json")
 
 
 def test_real_payloads_validate_and_broken_ones_do_not(tmp_path: Path) -> None:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("amqtt")
-
 
 @pytest.fixture(scope="module")
 def demo_replay(tmp_path_factory: pytest.TempPathFactory) -> Path:

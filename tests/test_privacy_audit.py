@@ -263,3 +263,16 @@ def test_settings_named_like_biometrics_are_not_data():
     vector = {"type": "event.face", "enroll": {"template": [0.1] * 128}}
     finding = inspect_message(TOPIC, json.dumps(vector).encode(), False, AuditPolicy())
     assert finding.clear_biometric == ("enroll.template",)
+
+
+def test_zero_face_events_prove_nothing_and_say_so(frame):
+    from device.privacy.audit import render_text
+
+    policy = AuditPolicy(require_sealed=True, terminal_public_key=bytes(32))
+    status = inspect_message("faceonly/v1/dev/t1/status", b'{"type": "status"}', True, policy)
+    result = audit_result([status], policy)
+    v = verdicts(result)
+    assert result["result"] == "inconclusive"
+    assert v["signatures"] is None and v["biometric_sealed"] is None and v["events_observed"] is None
+    text = render_text(result)
+    assert "[FAIL]" not in text and "validly signed" not in text and "[NONE] events_observed" in text

@@ -34,6 +34,7 @@ from device.privacy.protector import UNSAFE_TEST_ENV
 from device.privacy.seal import SealError, open_sealed
 from device.privacy.signing import load_signer
 from tests.broker import Broker
+from tests.conftest import missing_data
 
 TERMINAL = "seed-01"
 CHUNK = 32
@@ -75,7 +76,7 @@ def require_service() -> None:
 
         ModelStore()
     except Exception as exc:  # the service or its models are not there yet
-        pytest.skip(f"service not runnable here: {exc}")
+        missing_data(f"service not runnable here: {exc}")
 
 
 def seed_frames() -> list[np.ndarray]:

@@ -25,6 +25,7 @@ from device.privacy.seal import fingerprint, open_sealed
 from device.privacy.signing import verify_payload
 from device.privacy.template import TemplateTransform
 from device.privacy.thumbnail import outside_ellipse
+from device.reasons import Reason
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def observation() -> FaceObservation:
         box=(170.0, 20.0, 290.0, 180.0),
         quality={"sharpness": 90.0},
         liveness={"planarity": 0.03},
-        reasons=("turn", "blink"),
+        reasons=(Reason("liveness.turn_left_passed", "turn"), Reason("liveness.blink_passed", "blink")),
         embedding=embedding / np.linalg.norm(embedding),
         face_crop=frame[0:240, 140:320].copy(),
         crop_face_box=(30.0, 20.0, 150.0, 180.0),
@@ -66,7 +67,10 @@ def test_clear_payload(tmp_path, observation):
     protector = build_protector(config(tmp_path), tmp_path)
     body = protector.protect(observation)
     assert max(len(s) for s in strings(body["observation"])) < 50  # metadata only: no image, no vector
-    assert body["observation"]["reasons"] == ["turn", "blink"]
+    assert body["observation"]["reasons"] == [
+        {"code": "liveness.turn_left_passed", "text": "turn"},
+        {"code": "liveness.blink_passed", "text": "blink"},
+    ]
     bio = body["biometric"]
     assert np.array_equal(decode_embedding(bio["embedding"]), observation.embedding)
     thumb = cv2.imdecode(np.frombuffer(base64.b64decode(bio["thumbnail"]), np.uint8), cv2.IMREAD_COLOR)

@@ -14,6 +14,7 @@ from device.privacy.template import (
     orthogonal_matrix,
     template_key_id,
 )
+from tests.conftest import missing_data
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -96,7 +97,7 @@ def _lfw_embeddings(shared_data):
 
         detector, encoder = FaceDetector(store), FaceEncoder(Embedder(store), FaceMeshModel(store))
     except (ModelError, ImportError) as exc:
-        pytest.skip(f"embedder not available: {exc}")
+        missing_data(f"embedder not available: {exc}")
     import cv2
 
     root = shared_data / "verification" / "lfw"

@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 from device.modelstore import ModelError, ModelStore
 from tests.api_schemas import errors
 from tests.broker import Broker
+from tests.conftest import missing_data
 from tests.control_keys import CommandKey
 from tests.replay_faces import make_replay
 
@@ -42,7 +43,7 @@ def _models_ready() -> None:
     try:
         ModelStore()
     except ModelError as exc:
-        pytest.skip(f"models are not built in this checkout: {exc}")
+        missing_data(f"models are not built in this checkout: {exc}")
 
 
 class Backend:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from device.config.base import LIVE_FROM_FILE, Section
+from device.transport.client import BrokerUrl, parse_broker_url
 
 # systemd LoadCredential= puts secrets here; a password can be read from it without touching the config file.
 CREDENTIAL_NAME = "mqtt_password"
@@ -68,19 +68,8 @@ class MqttConfig(Section):
     @field_validator("broker")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError("must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError("has no host")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        if parts.path not in ("", "/") or parts.query:
-            raise ValueError("must be scheme://host[:port] only")
+        if value is not None:
+            parse_broker_url(value)  # the one parser: a URL without a scheme is refused, never guessed
         return value
 
     @model_validator(mode="after")
@@ -94,17 +83,20 @@ class MqttConfig(Section):
         return self
 
     @property
+    def address(self) -> BrokerUrl:
+        return parse_broker_url(self.broker or "mqtt://127.0.0.1")
+
+    @property
     def host(self) -> str:
-        return urlsplit(self.broker or "mqtt://127.0.0.1").hostname or "127.0.0.1"
+        return self.address.host
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.broker or "mqtt://127.0.0.1")
-        return parts.port or (8883 if self.use_tls else 1883)
+        return self.address.port
 
     @property
     def use_tls(self) -> bool:
-        return (self.broker or "").startswith("mqtts://")
+        return self.address.tls
 
     def read_password(self) -> str | None:
         """The password: inline, from password_file, or from the systemd credential. Read when connecting."""

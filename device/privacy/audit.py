@@ -219,13 +219,16 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
                 for r in f.sealed_recipients
                 if r != policy.backend_fingerprint
             ]
+        # A rule over face events proves nothing about zero of them: not judged, never a pass.
         verdicts.append(
             RuleVerdict(
                 "biometric_sealed",
-                not problems,
-                f"all {len(events)} face event(s) sealed, nothing biometric in the clear"
-                if not problems
-                else listing(problems),
+                False if problems else (True if events else None),
+                listing(problems)
+                if problems
+                else f"all {len(events)} face event(s) sealed, nothing biometric in the clear"
+                if events
+                else "no face event to check (nothing biometric in the clear elsewhere)",
             )
         )
     else:
@@ -237,8 +240,12 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
         verdicts.append(
             RuleVerdict(
                 "signatures",
-                not bad,
-                f"all {len(events)} face event(s) validly signed" if not bad else listing(bad),
+                False if bad else (True if events else None),
+                listing(bad)
+                if bad
+                else f"all {len(events)} face event(s) validly signed"
+                if events
+                else "no face event to check",
             )
         )
     else:
@@ -246,7 +253,7 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
     verdicts.append(
         RuleVerdict(
             "events_observed",
-            bool(events),
+            True if events else None,  # None: the audit is inconclusive, not failed
             f"{len(events)} face event(s) among {len(outbound)} outbound message(s)"
             if events
             else f"no face event among {len(outbound)} outbound message(s): nothing to judge",
@@ -258,13 +265,12 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
 def audit_result(findings: list[MessageFinding], policy: AuditPolicy) -> dict[str, Any]:
     """The whole audit as JSON-ready data: policy, every message, every verdict, the overall result."""
     verdicts = judge(findings, policy)
-    failed = [v.rule for v in verdicts if v.passed is False]
-    if not failed:
-        overall = "pass"
-    elif failed == ["events_observed"]:
+    if any(v.passed is False for v in verdicts):
+        overall = "fail"
+    elif any(v.rule == "events_observed" and v.passed is None for v in verdicts):
         overall = "inconclusive"
     else:
-        overall = "fail"
+        overall = "pass"
     return {
         "schema": AUDIT_SCHEMA,
         "result": overall,
@@ -280,22 +286,26 @@ def audit_result(findings: list[MessageFinding], policy: AuditPolicy) -> dict[st
     }
 
 
-def render_text(result: dict[str, Any]) -> str:
-    lines = []
-    for m in result["messages"]:
-        direction = "<-" if m["inbound"] else "->"
-        extra = f" type={m['kind']}" if m["kind"] else ""
-        lines.append(
-            f"{direction} {m['topic']} {m['size']} bytes{extra}{' (retained)' if m['retained'] else ''}"
+def message_line(finding: MessageFinding) -> str:
+    """One line per message: direction, topic, size, type, and each image found with its checks."""
+    extra = f" type={finding.kind}" if finding.kind else ""
+    line = f"{'<-' if finding.inbound else '->'} {finding.topic} {finding.size} bytes{extra}"
+    line += " (retained)" if finding.retained else ""
+    for img in finding.images:
+        line += (
+            f"; image {img.where}: {img.format} {img.width}x{img.height}, {img.bytes} bytes, "
+            f"non-black outside ellipse: {img.outside_ellipse_nonzero}, metadata: {list(img.metadata) or 'none'}"
         )
-        for img in m["images"]:
-            lines.append(
-                f"     image {img['where']}: {img['format']} {img['width']}x{img['height']}, {img['bytes']} bytes, "
-                f"non-black outside ellipse: {img['outside_ellipse_nonzero']}, metadata: {list(img['metadata']) or 'none'}"
-            )
-    lines.append("")
+    return line
+
+
+def render_text(result: dict[str, Any]) -> str:
+    """The verdicts and the overall result (the messages were listed as they arrived: message_line)."""
+    lines = []
     for v in result["verdicts"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a "}[v["passed"]]
+        if v["rule"] == "events_observed" and v["passed"] is None:
+            mark = "NONE"
         lines.append(f"[{mark}] {v['rule']}: {v['detail']}")
     lines.append(f"audit result: {result['result'].upper()}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import numpy as np
 
 from device.config import Config
 from device.events import FaceObservation
+from device.payloads import Biometric, Liveness, Observation, Quality, ReasonItem, TimeSource, dump
 from device.privacy import seal as sealing
 from device.privacy.report import build_report
 from device.privacy.signing import Signer, load_signer
@@ -39,20 +40,23 @@ def decode_embedding(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text, validate=True), "<f4").astype(np.float32)
 
 
-def observation_fields(obs: FaceObservation) -> dict[str, Any]:
+def observation_fields(obs: FaceObservation, time_source: TimeSource) -> dict[str, Any]:
     """The metadata half of an event: what happened, never what it looked like."""
-    return {
-        "track_id": int(obs.track_id),
-        "decision": obs.decision,
-        "first_seen": float(obs.first_seen),
-        "last_seen": float(obs.last_seen),
-        "best_frame_time": float(obs.best_frame_time),
-        "box": [round(float(v), 2) for v in obs.box],
-        "quality": {k: float(v) for k, v in obs.quality.items()},
-        "liveness": {k: float(v) for k, v in obs.liveness.items()},
-        "reasons": [str(r) for r in obs.reasons],
-        "alignment": obs.alignment,
-    }
+    return dump(
+        Observation(
+            track_id=int(obs.track_id),
+            decision=obs.decision,
+            time_source=time_source,
+            first_seen=float(obs.first_seen),
+            last_seen=float(obs.last_seen),
+            best_frame_time=float(obs.best_frame_time),
+            box=tuple(round(float(v), 2) for v in obs.box),
+            quality=Quality(**{k: float(v) for k, v in obs.quality.items()}),
+            liveness=Liveness(**{k: float(v) for k, v in obs.liveness.items()}),
+            reasons=[ReasonItem.of(r) for r in obs.reasons],
+            alignment=obs.alignment,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class PayloadProtector:
     backend_key: bytes | None  # None: sealing off
     template: TemplateTransform | None  # None: template transform off
     summary: dict[str, Any]  # privacy.report, fixed at start
+    time_source: TimeSource = "camera_utc"  # what the frame times of this terminal's source mean
 
     def biometric_fields(self, obs: FaceObservation) -> dict[str, Any]:
         content: dict[str, Any] = {}
@@ -98,11 +103,11 @@ class PayloadProtector:
             out["sealed"] = sealing.seal(self.backend_key, content)
         else:
             out.update(content)
-        return out
+        return dump(Biometric(**out))
 
     def protect(self, observation: FaceObservation) -> dict[str, Any]:
         return {
-            "observation": observation_fields(observation),
+            "observation": observation_fields(observation, self.time_source),
             "biometric": self.biometric_fields(observation),
         }
 
@@ -138,4 +143,8 @@ def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
         )
     backend_key = privacy.read_backend_public_key() if privacy.seal else None
     summary = build_report(config, signer, backend_key, template)
-    return PayloadProtector(signer, thumbnails, backend_key, template, summary)
+    # A replay's frames carry the times recorded in it, a camera's the terminal's wall clock (UTC).
+    time_source: TimeSource = (
+        "replay_recorded" if config.vision.source.startswith("replay:") else "camera_utc"
+    )
+    return PayloadProtector(signer, thumbnails, backend_key, template, summary, time_source)

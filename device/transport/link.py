@@ -18,7 +18,6 @@ import contextlib
 import logging
 import queue
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config.mqtt import MqttConfig
 from device.transport.buffered_client import BufferedClient
+from device.transport.client import ClientOptions, new_client
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.topics import Topics
 
@@ -136,11 +136,11 @@ class Link:
         self._request_prefix = topics.cmd_req("")
         self._request_prefix_bytes = self._request_prefix.encode("utf-8")
         self._wake_sent = threading.Event()
-        client = BufferedClient(
-            mqtt.CallbackAPIVersion.VERSION2,
+        client = new_client(
+            ClientOptions.from_config(config),
+            client_id,
+            client_class=BufferedClient,
             shed=self._shed,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
             clean_session=None if self.v5 else False,
         )
         # A bug in a callback must not kill paho's network thread: log it and carry on.
@@ -148,16 +148,6 @@ class Link:
         client.enable_logger(log)
         client.max_inflight_messages_set(config.inflight_window + 20)
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
-        if config.username is not None:
-            client.username_pw_set(config.username, config.read_password())
-        if config.use_tls:
-            client.tls_set(
-                ca_certs=str(config.tls_ca) if config.tls_ca else None,
-                certfile=str(config.tls_cert) if config.tls_cert else None,
-                keyfile=str(config.tls_key) if config.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         will_props = None
         if self.v5:
             will_props = Properties(PacketTypes.WILLMESSAGE)

@@ -24,6 +24,7 @@ import numpy as np
 from device.config import Config
 from device.config.vision import VisionConfig
 from device.events import FaceObservation
+from device.reasons import Reason
 from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -40,7 +41,10 @@ from device.vision.window import RecentWindow
 
 log = logging.getLogger(__name__)
 
-NO_CHANNEL = "no prompt channel: running WITHOUT a challenge (passive liveness only)"
+LEFT = Reason("track.left", "left before a decision")
+NO_CHANNEL = Reason(
+    "liveness.no_prompt_channel", "no prompt channel: running WITHOUT a challenge (passive liveness only)"
+)
 # fps and latencies are over the last STATS_WINDOW_S seconds, not since start
 STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
@@ -130,9 +134,7 @@ class VisionPipeline:
         t0 = self._timed("detect", t0)
         update = self._tracker.update(detections, frame.timestamp)
         t0 = self._timed("track", t0)
-        out = [
-            obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, "left before a decision"))
-        ]
+        out = [obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, LEFT))]
         for tid, det in update.matched:
             others = [d.box for d in detections if d is not det]
             obs = self._process_face(frame, tid, det, others)
@@ -177,7 +179,9 @@ class VisionPipeline:
         if result.status == "failed":
             return self._finish(tid, "rejected")
         if t - tr.first_seen > self.config.max_decision_s:
-            tr.session.give_up(f"no decision within {self.config.max_decision_s:g} s", t)
+            tr.session.give_up(
+                Reason("track.timeout", f"no decision within {self.config.max_decision_s:g} s"), t
+            )
             return self._finish(tid, "rejected")
         return None
 
@@ -229,7 +233,7 @@ class VisionPipeline:
         return LiveFrame(frame.timestamp, frame.index, yaw, xy.copy(), openness, steady, risk, q.ok)
 
     # ---- decisions -------------------------------------------------------------------------------------
-    def _end(self, tid: int, t: float, reason: str) -> FaceObservation | None:
+    def _end(self, tid: int, t: float, reason: Reason) -> FaceObservation | None:
         tr = self._tracks.get(tid)
         if tr is None:
             return None
@@ -242,7 +246,8 @@ class VisionPipeline:
             return None
         if tr.good_frames == 0:
             common = ", ".join(r for r, _ in tr.rejections.most_common(2))
-            reason = f"never good enough: {common}" if common else reason
+            if common:
+                reason = Reason("track.never_good_enough", f"never good enough: {common}")
         tr.session.give_up(reason, t)
         obs = self._finish(tid, "rejected")
         del self._tracks[tid]
@@ -288,7 +293,7 @@ class VisionPipeline:
     def flush(self) -> list[FaceObservation]:
         t = max((tr.last_seen for tr in self._tracks.values()), default=0.0)
         ended = self._tracker.finish()
-        out = [obs for tid in ended if (obs := self._end(tid, t, "left before a decision"))]
+        out = [obs for tid in ended if (obs := self._end(tid, t, LEFT))]
         self._tracks.clear()
         return out
 

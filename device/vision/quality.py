@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from device.config.vision import QualityConfig
+from device.reasons import Reason
 from device.vision.types import Detection
 
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = range(4)
@@ -36,7 +37,7 @@ class QualityResult:
     ok: bool
     score: float  # 0..1, higher = better frame to decide on (used to pick the best frame)
     metrics: dict[str, float]
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def keypoint_pose(keypoints: np.ndarray) -> Pose:
@@ -92,35 +93,51 @@ class QualityGate:
             "pitch": round(pose.pitch, 1),
             "roll": round(pose.roll, 1),
         }
-        reasons = []
+        reasons: list[Reason] = []
         if size < c.min_face_px:
-            reasons.append(f"face too small ({size:.0f} px < {c.min_face_px} px)")
+            reasons.append(
+                Reason("quality.too_small", f"face too small ({size:.0f} px < {c.min_face_px} px)")
+            )
         margin = c.face_margin * size
         if box[0] < -margin or box[1] < -margin or box[2] > w + margin or box[3] > h + margin:
-            reasons.append("face cut off by the frame edge")
+            reasons.append(Reason("quality.cut_off", "face cut off by the frame edge"))
         for name, value, limit in (
             ("yaw", pose.yaw, c.max_yaw_deg),
             ("pitch", pose.pitch, c.max_pitch_deg),
             ("roll", pose.roll, c.max_roll_deg),
         ):
             if abs(value) > limit:
-                reasons.append(f"head {name} {value:+.0f} deg beyond {limit:.0f}")
+                reasons.append(Reason(f"quality.{name}", f"head {name} {value:+.0f} deg beyond {limit:.0f}"))
         patch = face_patch(frame_bgr, box, shrink=0.15)
         if patch is None:
-            reasons.append("face outside the frame")
+            reasons.append(Reason("quality.outside_frame", "face outside the frame"))
             return QualityResult(False, 0.0, metrics, tuple(reasons))
         sharp = sharpness(patch)
         brightness = float(patch.mean())
         clipped = float(np.mean((patch <= 2) | (patch >= 253)))
         metrics.update(sharpness=round(sharp, 1), brightness=round(brightness, 1), clipped=round(clipped, 3))
         if sharp < c.min_sharpness:
-            reasons.append(f"face blurred (sharpness {sharp:.0f} < {c.min_sharpness:.0f})")
+            reasons.append(
+                Reason("quality.blurred", f"face blurred (sharpness {sharp:.0f} < {c.min_sharpness:.0f})")
+            )
         if brightness < c.min_brightness:
-            reasons.append(f"face too dark (brightness {brightness:.0f} < {c.min_brightness:.0f})")
+            reasons.append(
+                Reason(
+                    "quality.too_dark",
+                    f"face too dark (brightness {brightness:.0f} < {c.min_brightness:.0f})",
+                )
+            )
         elif brightness > c.max_brightness:
-            reasons.append(f"face overexposed (brightness {brightness:.0f} > {c.max_brightness:.0f})")
+            reasons.append(
+                Reason(
+                    "quality.overexposed",
+                    f"face overexposed (brightness {brightness:.0f} > {c.max_brightness:.0f})",
+                )
+            )
         if clipped > c.max_clipped:
-            reasons.append(f"face clipped ({clipped:.0%} of pixels at black or white)")
+            reasons.append(
+                Reason("quality.clipped", f"face clipped ({clipped:.0%} of pixels at black or white)")
+            )
         score = (
             min(1.0, size / (2.0 * c.min_face_px))
             * min(1.0, sharp / (3.0 * max(c.min_sharpness, 1e-6)))

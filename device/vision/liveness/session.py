@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from device.config.vision import LivenessConfig
+from device.reasons import Reason
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.planarity import planarity_score
 from device.vision.liveness.prompts import Prompt, PromptSink, Step, prompt_text
@@ -50,7 +51,7 @@ class LiveFrame:
 class LivenessResult:
     status: Status
     scores: dict[str, float]
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 @dataclass
@@ -86,7 +87,7 @@ class LivenessSession:
         self._done_steps: list[Step] = []
         self._stepped_up = False
         self.status: Status = "pending"
-        self.reasons: list[str] = []
+        self.reasons: list[Reason] = []
         self.scores: dict[str, float] = {}
         self._risks: list[float] = []
         self._good_frames = 0
@@ -113,7 +114,7 @@ class LivenessSession:
 
     def _passive(self) -> None:
         if self.policy == "off":
-            self._finish("passed", "liveness off: no check was made")
+            self._finish("passed", Reason("liveness.off", "liveness off: no check was made"))
             return
         risk = self._risk()
         if (
@@ -121,9 +122,17 @@ class LivenessSession:
             and risk >= self.config.replay_risk_threshold
             and self.config.replay_risk_action == "reject"
         ):
-            self._finish("failed", f"replay risk {risk:.2f} >= {self.config.replay_risk_threshold:.2f}")
+            self._finish(
+                "failed",
+                Reason(
+                    "liveness.replay_risk",
+                    f"replay risk {risk:.2f} >= {self.config.replay_risk_threshold:.2f}",
+                ),
+            )
             return
-        self._finish("passed", "passive: no challenge was run, a photo or replay can pass")
+        self._finish(
+            "passed", Reason("liveness.passive", "passive: no challenge was run, a photo or replay can pass")
+        )
 
     def _challenge(self, f: LiveFrame) -> None:
         blink = None
@@ -181,29 +190,33 @@ class LivenessSession:
         self.scores["planarity"] = round(cur.best_residual, 4)
         return residual >= c.planarity_threshold
 
-    def _timeout_reason(self, cur: _StepState, limit: float) -> str:
+    def _timeout_reason(self, cur: _StepState, limit: float) -> Reason:
         if cur.step == "blink":
-            return f"no blink within {limit:g} s"
+            return Reason("liveness.no_blink", f"no blink within {limit:g} s")
         side = "left" if cur.step == "turn_left" else "right"
         if not np.isnan(cur.best_residual):
-            return (
+            return Reason(
+                "liveness.planar",
                 f"head turn explained by a plane (residual {cur.best_residual:.3f} < "
-                f"{self.config.planarity_threshold:.3f})"
+                f"{self.config.planarity_threshold:.3f})",
             )
-        return f"no head turn to the {side} within {limit:g} s"
+        return Reason("liveness.no_turn", f"no head turn to the {side} within {limit:g} s")
 
     def _step_passed(self, f: LiveFrame) -> None:
         assert self._current is not None
         self._done_steps.append(self._current.step)
-        self.reasons.append(f"{self._current.step.replace('_', ' ')} passed")
+        step = self._current.step
+        self.reasons.append(Reason(f"liveness.{step}_passed", f"{step.replace('_', ' ')} passed"))
         self._current = None
         if not self._stepped_up and self._risk_high() and self.config.replay_risk_action == "step_up":
             self._stepped_up = True
             extra = self._pick("turn" if self._rng.random() < 0.5 else "blink")
             self._steps.append(extra)
-            self.reasons.append(f"replay risk {self._risk():.2f}: one more step asked")
+            self.reasons.append(
+                Reason("liveness.step_up", f"replay risk {self._risk():.2f}: one more step asked")
+            )
         if len(self._done_steps) == len(self._steps):
-            self._finish("passed", "challenge passed", f.t)
+            self._finish("passed", Reason("liveness.passed", "challenge passed"), f.t)
         else:
             self._start_next(f)
 
@@ -215,15 +228,15 @@ class LivenessSession:
         risk = self._risk()
         return risk is not None and risk >= self.config.replay_risk_threshold
 
-    def _finish(self, status: Status, reason: str, t: float = 0.0) -> None:
+    def _finish(self, status: Status, reason: Reason, t: float = 0.0) -> None:
         self.status = status
         self.reasons.append(reason)
         if self.policy == "challenge":
             self._publish(status, None, 0.0, t)
         if status == "passed" and self._risk_high() and self.config.replay_risk_action == "flag":
-            self.reasons.append(f"flag: replay risk {self._risk():.2f}")
+            self.reasons.append(Reason("liveness.replay_risk_flag", f"flag: replay risk {self._risk():.2f}"))
 
-    def give_up(self, reason: str, t: float) -> LivenessResult:
+    def give_up(self, reason: Reason, t: float) -> LivenessResult:
         """The track ended or timed out before a decision."""
         if self.status == "pending" and not self._fail_non_finite(t):
             self._finish("failed", reason, t)
@@ -240,7 +253,9 @@ class LivenessSession:
     def _fail_non_finite(self, t: float) -> bool:
         bad = sorted(k for k, v in self._all_scores().items() if not math.isfinite(v))
         if bad:
-            self._finish("failed", f"liveness measure not finite: {', '.join(bad)}", t)
+            self._finish(
+                "failed", Reason("liveness.not_finite", f"liveness measure not finite: {', '.join(bad)}"), t
+            )
         return bool(bad)
 
     def result(self) -> LivenessResult:

@@ -1,0 +1,51 @@
+"""Why a face was accepted or rejected: a stable machine-readable code next to the human text.
+
+A `Reason` is its text wherever it is shown, logged or compared (it is a `str`), and carries its
+`code`, which is what a backend should act on: the text may be reworded, the code never is. Every
+code is listed in CODES with what it means; the event schema's enum is generated from it.
+"""
+
+from __future__ import annotations
+
+CODES: dict[str, str] = {
+    "quality.too_small": "the face is smaller than vision.quality.min_face_px",
+    "quality.cut_off": "the face is cut off by the frame edge",
+    "quality.yaw": "the head is turned sideways beyond vision.quality.max_yaw_deg",
+    "quality.pitch": "the head is tilted up or down beyond vision.quality.max_pitch_deg",
+    "quality.roll": "the head is tilted sideways beyond vision.quality.max_roll_deg",
+    "quality.outside_frame": "the face box lies outside the frame",
+    "quality.blurred": "the face is blurred (sharpness below vision.quality.min_sharpness)",
+    "quality.too_dark": "the face is too dark (brightness below vision.quality.min_brightness)",
+    "quality.overexposed": "the face is overexposed (brightness above vision.quality.max_brightness)",
+    "quality.clipped": "too many face pixels are at black or white",
+    "track.left": "the person left before a decision was made",
+    "track.timeout": "no decision within vision.max_decision_s",
+    "track.never_good_enough": "no frame of the track passed the quality gate",
+    "liveness.off": "liveness is off: no check was made",
+    "liveness.passive": "passive liveness only: a photo or replay can pass",
+    "liveness.replay_risk": "the replay-risk score reached vision.liveness.replay_risk_threshold",
+    "liveness.replay_risk_flag": "passed, but flagged: the replay-risk score is high",
+    "liveness.step_up": "one more challenge step was asked because the replay-risk score is high",
+    "liveness.no_blink": "no blink within the step's time limit",
+    "liveness.no_turn": "no head turn within the step's time limit",
+    "liveness.planar": "the head turn is explained by a plane (a photo moved, not a head turning)",
+    "liveness.blink_passed": "the blink step passed",
+    "liveness.turn_left_passed": "the turn-left step passed",
+    "liveness.turn_right_passed": "the turn-right step passed",
+    "liveness.passed": "the challenge passed",
+    "liveness.not_finite": "a liveness measure was not a finite number (fail closed)",
+    "liveness.no_prompt_channel": "no prompt channel: the terminal runs without a challenge",
+}
+
+
+class Reason(str):
+    """The human text (the str value) with its stable `code` (a key of CODES)."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> Reason:
+        if code not in CODES:
+            raise ValueError(f"unknown reason code {code!r}")  # a new reason needs its code listed
+        self = super().__new__(cls, text)
+        self.code = code
+        return self

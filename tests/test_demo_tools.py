@@ -1,0 +1,130 @@
+"""The operator's tools against the demo broker that `faceonly run` starts (issue 14's acceptance),
+and the one broker-URL rule: no scheme is refused, a broker that is down is one line and exit 3."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device.transport.client import BrokerUrlError, parse_broker_url
+from tests.broker import Broker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _faceonly(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "device", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_broker_url_needs_a_scheme() -> None:
+    assert str(parse_broker_url("mqtt://h")) == "mqtt://h:1883"
+    assert str(parse_broker_url("mqtts://h")) == "mqtts://h:8883"
+    for bad in ("example.invalid:9999", "h", "http://h:1", "mqtt://", "mqtt://h:99999", "mqtt://h/x"):
+        with pytest.raises(BrokerUrlError):
+            parse_broker_url(bad)
+
+
+def test_ctl_refuses_a_broker_without_scheme() -> None:
+    res = _faceonly("ctl", "--broker", "example.invalid:9999", "--id", "t", "cmd", "status")
+    assert res.returncode == 2
+    assert "no scheme" in res.stderr and "mqtt://example.invalid:9999" in res.stderr
+
+
+@pytest.mark.parametrize("tool", ["cmd", "watch", "desired"])
+def test_ctl_with_the_broker_down_says_so_in_one_line(tmp_path: Path, tool: str) -> None:
+    with Broker(tmp_path / "mq") as broker:
+        url = broker.url
+    extra = {
+        "cmd": ["cmd", "status"],
+        "watch": ["watch"],
+        "desired": ["desired", "--version", "1", "--config", "{}"],
+    }
+    key = tmp_path / "command.key"
+    assert _faceonly("keys", "generate", "--out", str(key)).returncode == 0
+    res = _faceonly("ctl", "--broker", url, "--id", "t", "--sign-key", str(key), *extra[tool])
+    assert res.returncode == 3, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "refused" in lines[0].lower(), res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_watch_resubscribes_after_a_broker_restart(tmp_path: Path) -> None:
+    import paho.mqtt.client as mqtt
+
+    with Broker(tmp_path / "mq") as broker:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "device", "ctl", "--broker", broker.url, "--id", "t1", "watch", "--raw"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            assert watch.stderr is not None and watch.stdout is not None
+            assert "watching" in watch.stderr.readline()
+            broker.restart()
+            assert "lost" in watch.stderr.readline()
+            assert "restored" in watch.stderr.readline()
+            pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            pub.connect(broker.host, broker.port)
+            pub.loop_start()
+            pub.publish("faceonly/v1/dev/t1/health", b'{"after": "restart"}', qos=1).wait_for_publish(5)
+            pub.disconnect()
+            pub.loop_stop()
+            assert '"after": "restart"' in watch.stdout.readline()
+        finally:
+            watch.send_signal(signal.SIGINT)
+            watch.wait(10)
+
+
+def test_ctl_watch_and_audit_work_against_the_demo_broker(tmp_path: Path) -> None:
+    from device.vision.demo import make_demo
+
+    replay = make_demo(tmp_path / "replay")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "device", "run", "--source", f"replay:{replay}", "--state-dir", str(tmp_path / "st")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert run.stderr is not None
+        banner = run.stderr.readline()
+        found = re.search(r"demo broker at (mqtt://\S+) \(mosquitto, MQTT 5\)", banner)
+        assert found, banner
+        url = found.group(1)
+        status = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = _faceonly(
+                "ctl", "--broker", url, "--id", "demo-terminal", "cmd", "status", "--timeout", "5"
+            )
+            if status.returncode == 0:
+                break
+        assert status is not None and status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["result"]["state"] == "online"
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "device", "ctl", "--broker", url, "--id", "demo-terminal", "watch"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            assert watch.stdout is not None
+            assert "[backend] status online" in watch.stdout.readline()  # the retained status
+        finally:
+            watch.send_signal(signal.SIGINT)
+            watch.wait(10)
+        audit = _faceonly("audit", "--broker", url, "--id", "demo-terminal", "--duration", "3")
+        assert audit.returncode in (0, 3), audit.stdout + audit.stderr  # pass, or no face event in 3 s
+        assert "/status" in audit.stderr and "Unsupported" not in audit.stdout + audit.stderr
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.wait(30)
+    assert run.returncode == 0
