@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "device.cli_run",
     "device.cli_ctl",
     "device.cli_audit",
+    "device.cli_gallery",
 )
 
 

@@ -106,6 +106,8 @@ def delta(
     chunk: int = DEFAULT_CHUNK,
 ) -> UpdateFile:
     """A delta from `base`'s resulting gallery: add (or replace) and remove subjects."""
+    if base.manifest.get("embedder", {}).get("sha256") != embedder.sha256:
+        raise ValueError("the base gallery was made with another embedder: build a new snapshot instead")
     current = base.gallery(embedder)
     unknown = sorted(set(remove) - {s.id for s in current.subjects})
     if unknown:
