@@ -66,7 +66,7 @@ def test_gallery_build_refuses_bad_photos_by_name_and_signs_the_rest(shared_data
     model = ModelRef("embedder", embedder.file, embedder.sha256)
     key = op.read_public_key(tmp_path / "g.key.pub")
     manifest = gal.check_manifest(update.manifest, key, model)
-    v1, _ = gal.apply(manifest, update.body, None, model)
+    v1 = gal.apply(manifest, update.body, None, model)
     assert [s.id for s in v1.subjects] == ["colin", "tony"]
     assert v1.subject("colin").display_name == "Colin P." and len(v1.subject("tony").templates) == 2
 
@@ -86,7 +86,7 @@ def test_gallery_build_refuses_bad_photos_by_name_and_signs_the_rest(shared_data
     )
     assert code == 0
     d = op.read_update(tmp_path / "v2.fog")
-    v2, _ = gal.apply(gal.check_manifest(d.manifest, key, model), d.body, v1, model)
+    v2 = gal.apply(gal.check_manifest(d.manifest, key, model), d.body, v1, model)
     assert [s.id for s in v2.subjects] == ["colin"] and v2.version == 2
 
 

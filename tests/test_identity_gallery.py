@@ -40,7 +40,7 @@ def _apply(update: op.UpdateFile, current: gal.Gallery | None, embedder: ModelRe
 
 def _v1() -> tuple[op.UpdateFile, gal.Gallery]:
     snap = op.snapshot(SIGNER, [_subject("bob", 2, 1), _subject("ann", 1, 2, "Ann")], 1, EMBEDDER)
-    return snap, _apply(snap, None)[0]
+    return snap, _apply(snap, None)
 
 
 def test_snapshot_then_delta_gives_the_signed_result():
@@ -48,9 +48,9 @@ def test_snapshot_then_delta_gives_the_signed_result():
     assert [s.id for s in v1.subjects] == ["ann", "bob"] and v1.version == 1
     assert v1.subject("ann").display_name == "Ann" and v1.summary()["templates"] == 3
     d = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("cy", 1, 3),), remove=("bob",))
-    v2, body = _apply(d, v1)
+    v2 = _apply(d, v1)
     assert [s.id for s in v2.subjects] == ["ann", "cy"] and v2.version == 2
-    assert gal.sha256_hex(body) == d.manifest["result_sha256"] == v2.sha256
+    assert d.manifest["result_sha256"] == v2.sha256
 
 
 def test_unsigned_update_is_refused():
@@ -94,7 +94,7 @@ def test_not_newer_update_is_refused():
 def test_delta_on_the_wrong_base_is_refused():
     snap, v1 = _v1()
     d2 = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("cy", 1, 3),))
-    v2, _ = _apply(d2, v1)
+    v2 = _apply(d2, v1)
     stale = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("dee", 1, 4),), version=3)  # made from v1, not v2
     with pytest.raises(gal.GalleryRefused) as err:
         _apply(stale, v2)
@@ -145,7 +145,7 @@ def test_store_is_encrypted_0600_and_verified_at_load(tmp_path):
     snap, v1 = _v1()
     box = open_box(tmp_path / "gallery.key")
     store = GalleryStore(tmp_path / "gallery.sealed", box)
-    store.save(snap.manifest, snap.result)
+    store.save(snap.manifest, v1)
     assert stat.S_IMODE(os.stat(tmp_path / "gallery.sealed").st_mode) == 0o600
     raw = (tmp_path / "gallery.sealed").read_bytes()
     assert b"ann" not in raw and snap.result[-512:] not in raw
@@ -191,5 +191,18 @@ def test_chunked_transfer_resumes_in_any_order_after_a_restart(tmp_path):
     for i in reversed(left):
         resumed.put(tid, i, chunks[i])
     assert resumed.missing() == [] and resumed.body() == snap.body
-    v1, _ = gal.apply(manifest, resumed.body(), None, EMBEDDER)
+    v1 = gal.apply(manifest, resumed.body(), None, EMBEDDER)
     assert v1.count == 300
+
+
+def test_purge_erases_templates_yet_the_gallery_verifies_and_the_next_delta_applies(tmp_path):
+    snap, v1 = _v1()
+    store = GalleryStore(tmp_path / "gallery.sealed", open_box(tmp_path / "gallery.key"))
+    purged = v1.without("bob")
+    assert [s.id for s in purged.subjects] == ["ann"] and purged.sha256 == v1.sha256
+    store.save(snap.manifest, purged)
+    loaded, _ = store.load(GALLERY_KEY, EMBEDDER)
+    assert [s.id for s in loaded.subjects] == ["ann"] and loaded.purged[0][0] == "bob"
+    d = op.delta(SIGNER, snap, EMBEDDER, remove=("bob",))  # the backend learns of the purge
+    v2 = _apply(d, loaded)
+    assert [s.id for s in v2.subjects] == ["ann"] and v2.purged == ()

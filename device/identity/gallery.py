@@ -10,8 +10,13 @@ sha256 and size of its body:
 
 - snapshot: version N, the whole gallery; the body IS the new gallery;
 - delta: base_version and base_sha256 -> version N; its body holds the subjects to add or replace and the
-  ids to remove, and `result_sha256` is the hash of the gallery body after applying it, so the terminal
-  ends up with exactly the gallery the backend signed for, or refuses.
+  ids to remove.
+
+Both carry `result_sha256`, the digest of the gallery they result in: sha256 over the sorted list of
+(subject id, sha256 of that subject's record), so the terminal ends up with exactly the gallery the backend
+signed for, or refuses. Because the digest is built from per-subject hashes, `subject.purge` can erase a
+subject's templates on the terminal (keeping only its hash) and the stored gallery still verifies, and the
+backend's next delta (which removes the subject) still finds its base.
 
 `apply` refuses (GalleryRefused, with a reason; nothing changes) anything unsigned, forged, not newer, on a
 wrong base or made with another embedder. What is stored (device.identity.store) is the resulting body with
@@ -66,7 +71,12 @@ class Gallery:
     version: int
     embedder: ModelRef
     subjects: tuple[Subject, ...]  # sorted by id
-    sha256: str  # of its canonical body
+    purged: tuple[tuple[str, str], ...] = ()  # (id, subject hash) erased on the terminal by subject.purge
+
+    @property
+    def sha256(self) -> str:
+        """The gallery digest the backend signed (purged subjects count by their hash)."""
+        return gallery_digest(self.subjects, self.purged)
 
     @property
     def count(self) -> int:
@@ -74,6 +84,15 @@ class Gallery:
 
     def subject(self, subject_id: str) -> Subject | None:
         return next((s for s in self.subjects if s.id == subject_id), None)
+
+    def without(self, subject_id: str) -> Gallery:
+        """The same signed state with one subject's templates erased (only its hash kept)."""
+        found = self.subject(subject_id)
+        if found is None:
+            return self
+        rest = tuple(s for s in self.subjects if s.id != subject_id)
+        purged = tuple(sorted((*self.purged, (found.id, subject_hash(found)))))
+        return Gallery(self.version, self.embedder, rest, purged)
 
     def summary(self) -> dict[str, Any]:
         """version, count, model: what status, birth and gallery.list report (never a template or name)."""
@@ -156,6 +175,18 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def subject_hash(subject: Subject) -> str:
+    head = json.dumps([subject.id, subject.display_name], separators=(",", ":"), ensure_ascii=False).encode()
+    return sha256_hex(head + np.asarray(subject.templates, "<f4").tobytes())
+
+
+def gallery_digest(
+    subjects: tuple[Subject, ...] | list[Subject], purged: tuple[tuple[str, str], ...] = ()
+) -> str:
+    entries = sorted([(s.id, subject_hash(s)) for s in subjects] + list(purged))
+    return sha256_hex("".join(f"{sid}\0{h}\n" for sid, h in entries).encode())
+
+
 def make_manifest(
     signer: Signer,
     kind: str,
@@ -163,10 +194,11 @@ def make_manifest(
     embedder: ModelRef,
     body: bytes,
     chunk_size: int,
-    base: Gallery | None = None,
-    result_sha256: str | None = None,
+    base: Gallery | None,
+    result_sha256: str,
 ) -> dict[str, Any]:
-    """A signed update manifest for `body` (the backend side: `faceonly gallery build/delta`)."""
+    """A signed update manifest for `body` (the backend side: `faceonly gallery build/delta`);
+    `result_sha256` is the digest of the gallery it results in (gallery_digest)."""
     chunks = [sha256_hex(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -175,13 +207,12 @@ def make_manifest(
         "version": version,
         "embedder": {"name": embedder.name, "file": embedder.file, "sha256": embedder.sha256},
         "body": {"size": len(body), "sha256": sha256_hex(body), "chunk_size": chunk_size, "chunks": chunks},
+        "result_sha256": result_sha256,
     }
     if kind == "delta":
-        if base is None or result_sha256 is None:
-            raise ValueError("a delta needs its base gallery and the result's sha256")
-        manifest.update(
-            {"base_version": base.version, "base_sha256": base.sha256, "result_sha256": result_sha256}
-        )
+        if base is None:
+            raise ValueError("a delta needs its base gallery")
+        manifest.update({"base_version": base.version, "base_sha256": base.sha256})
     return signer.sign(manifest)
 
 
@@ -236,10 +267,8 @@ def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
             raise GalleryRefused("wrong_base", "delta's base gallery differs from the terminal's")
 
 
-def apply(
-    manifest: dict[str, Any], body: bytes, current: Gallery | None, embedder: ModelRef
-) -> tuple[Gallery, bytes]:
-    """(new gallery, its canonical body) from a checked manifest and its complete body; GalleryRefused else."""
+def apply(manifest: dict[str, Any], body: bytes, current: Gallery | None, embedder: ModelRef) -> Gallery:
+    """The new gallery from a checked manifest and its complete body; GalleryRefused (nothing changed) else."""
     check_applicable(manifest, current)
     if len(body) != manifest["body"]["size"] or sha256_hex(body) != manifest["body"]["sha256"]:
         raise GalleryRefused("forged", "the body does not match the signed manifest")
@@ -247,31 +276,34 @@ def apply(
         subjects, remove = decode_body(body)
     except ValueError as exc:
         raise GalleryRefused("malformed", str(exc)) from None
+    purged: tuple[tuple[str, str], ...] = ()
     if manifest["type"] == "snapshot":
         if remove:
             raise GalleryRefused("malformed", "a snapshot removes nothing")
-        result = body
     else:
         assert current is not None  # check_applicable refused a delta without a base
-        kept = {s.id: s for s in current.subjects if s.id not in set(remove)}
-        kept.update({s.id: s for s in subjects})
-        subjects = list(kept.values())
-        result = encode_body(subjects)
-        if sha256_hex(result) != manifest.get("result_sha256"):
-            raise GalleryRefused("wrong_base", "the delta does not give the gallery the backend signed for")
-    return Gallery(
-        manifest["version"], embedder, tuple(sorted(subjects, key=lambda s: s.id)), sha256_hex(result)
-    ), result
+        gone = set(remove) | {s.id for s in subjects}
+        kept = [s for s in current.subjects if s.id not in gone]
+        purged = tuple(p for p in current.purged if p[0] not in gone)
+        subjects = sorted(kept + subjects, key=lambda s: s.id)
+    result = Gallery(manifest["version"], embedder, tuple(subjects), purged)
+    if result.sha256 != manifest.get("result_sha256"):
+        raise GalleryRefused("wrong_base", "the update does not give the gallery the backend signed for")
+    return result
 
 
-def load_verified(manifest: Any, body: bytes, gallery_key: bytes, embedder: ModelRef) -> Gallery:
-    """A stored gallery: its body must be exactly what the stored (signed) manifest vouches for."""
+def load_verified(
+    manifest: Any, body: bytes, purged: list, gallery_key: bytes, embedder: ModelRef
+) -> Gallery:
+    """A stored gallery: its subjects (and purged hashes) must give exactly the digest the stored, signed
+    manifest vouches for."""
     checked = check_manifest(manifest, gallery_key, embedder)
-    expected = checked["body"]["sha256"] if checked["type"] == "snapshot" else checked.get("result_sha256")
-    if sha256_hex(body) != expected:
-        raise GalleryRefused("forged", "the stored gallery is not the one its manifest vouches for")
     try:
         subjects, _ = decode_body(body)
-    except ValueError as exc:
-        raise GalleryRefused("malformed", str(exc)) from None
-    return Gallery(checked["version"], embedder, tuple(subjects), sha256_hex(body))
+        erased = tuple(sorted((str(sid), str(h)) for sid, h in purged))
+    except (ValueError, TypeError):
+        raise GalleryRefused("damaged", "the stored gallery is not valid") from None
+    gallery = Gallery(checked["version"], embedder, tuple(subjects), erased)
+    if gallery.sha256 != checked.get("result_sha256"):
+        raise GalleryRefused("forged", "the stored gallery is not the one its manifest vouches for")
+    return gallery

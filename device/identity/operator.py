@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 
 from device.atomicfile import write_atomic
 from device.events import ModelRef
-from device.identity.gallery import Gallery, Subject, decode_body, encode_body, make_manifest, sha256_hex
+from device.identity.gallery import Gallery, Subject, decode_body, encode_body, gallery_digest, make_manifest
 from device.privacy.keyfile import load_or_create_secret, load_secret
 from device.privacy.signing import SEED_BYTES, Signer
 
@@ -64,7 +64,7 @@ class UpdateFile:
 
     def gallery(self, embedder: ModelRef) -> Gallery:
         subjects, _ = decode_body(self.result)
-        return Gallery(self.manifest["version"], embedder, tuple(subjects), sha256_hex(self.result))
+        return Gallery(self.manifest["version"], embedder, tuple(subjects))
 
 
 def write_update(path: Path, update: UpdateFile) -> None:
@@ -93,7 +93,10 @@ def snapshot(
     signer: Signer, subjects: list[Subject], version: int, embedder: ModelRef, chunk: int = DEFAULT_CHUNK
 ) -> UpdateFile:
     body = encode_body(subjects)
-    return UpdateFile(make_manifest(signer, "snapshot", version, embedder, body, chunk), body, body)
+    manifest = make_manifest(
+        signer, "snapshot", version, embedder, body, chunk, None, gallery_digest(subjects)
+    )
+    return UpdateFile(manifest, body, body)
 
 
 def delta(
@@ -114,8 +117,10 @@ def delta(
         raise ValueError(f"cannot remove subjects the base gallery does not hold: {', '.join(unknown[:5])}")
     kept = {s.id: s for s in current.subjects if s.id not in set(remove)}
     kept.update({s.id: s for s in add})
-    result = encode_body(list(kept.values()))
+    result = list(kept.values())
     body = encode_body(list(add), tuple(remove))
     new_version = version if version is not None else current.version + 1
-    manifest = make_manifest(signer, "delta", new_version, embedder, body, chunk, current, sha256_hex(result))
-    return UpdateFile(manifest, body, result)
+    manifest = make_manifest(
+        signer, "delta", new_version, embedder, body, chunk, current, gallery_digest(result)
+    )
+    return UpdateFile(manifest, body, encode_body(result))

@@ -1,7 +1,7 @@
 """The gallery at rest: encrypted with the terminal's own key (PyNaCl SecretBox), written atomically, 0600.
 
-The file holds the signed manifest and the canonical body it vouches for; loading decrypts, then verifies
-the signature and the body's hash again (device.identity.gallery.load_verified), so a file altered on disk,
+The file holds the signed manifest, the subjects' canonical body and the hashes of subjects purged on the
+terminal; loading decrypts, then verifies the signature and the gallery digest again (device.identity.gallery.load_verified), so a file altered on disk,
 or a key that is not the terminal's, is refused and reported, never half-loaded.
 """
 
@@ -16,7 +16,7 @@ from nacl.secret import SecretBox
 
 from device.atomicfile import write_atomic
 from device.events import ModelRef
-from device.identity.gallery import Gallery, GalleryRefused, load_verified
+from device.identity.gallery import Gallery, GalleryRefused, encode_body, load_verified
 from device.privacy.keyfile import load_or_create_secret
 
 _LEN = struct.Struct("<I")
@@ -32,8 +32,10 @@ class GalleryStore:
     def __init__(self, path: Path, box: SecretBox) -> None:
         self.path, self._box = Path(path), box
 
-    def save(self, manifest: dict, body: bytes) -> None:
-        head = json.dumps(manifest, separators=(",", ":")).encode()
+    def save(self, manifest: dict, gallery: Gallery) -> None:
+        state = {"manifest": manifest, "purged": [list(p) for p in gallery.purged]}
+        head = json.dumps(state, separators=(",", ":")).encode()
+        body = encode_body(list(gallery.subjects))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, bytes(self._box.encrypt(_LEN.pack(len(head)) + head + body)))
 
@@ -49,10 +51,11 @@ class GalleryStore:
             ) from None
         (n,) = _LEN.unpack_from(plain)
         try:
-            manifest = json.loads(plain[4 : 4 + n])
-        except ValueError:
+            state = json.loads(plain[4 : 4 + n])
+            manifest, purged = state["manifest"], list(state["purged"])
+        except (ValueError, KeyError, TypeError):
             raise GalleryRefused("damaged", f"{self.path}: the stored manifest is not valid") from None
-        return load_verified(manifest, plain[4 + n :], gallery_key, embedder), manifest
+        return load_verified(manifest, plain[4 + n :], purged, gallery_key, embedder), manifest
 
     def erase(self) -> None:
         self.path.unlink(missing_ok=True)
