@@ -143,3 +143,23 @@ def calibration_curve(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> Th
         np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
     )
     return ThresholdCurve.from_points(threshold_curve(impostor))
+
+
+def template_calibration_curve(
+    rows: list[Row], embeddings: dict[Path, np.ndarray], mode: TemplateMode
+) -> ThresholdCurve:
+    """A threshold curve over every (template, image of another identity) score of a calibration set's own
+    gallery: the impostor distribution a gallery of this template kind really meets (a mean template scores
+    strangers higher than a single photo does, so image-pair thresholds under-protect it)."""
+    from device.vision.lfw import threshold_curve
+
+    matcher = build_matcher(
+        [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
+    )
+    found = [r for r in rows if r.path in embeddings]
+    x = np.stack([embeddings[r.path] for r in found])
+    owners = matcher.owners
+    scores = x @ matcher.matrix.T  # (images, templates)
+    index = {s: i for i, s in enumerate(matcher.subjects)}
+    same = np.array([index.get(r.subject, -1) for r in found])[:, None] == owners[None, :]
+    return ThresholdCurve.from_points(threshold_curve(scores[~same]))

@@ -71,6 +71,13 @@ class Matcher:
         return len(self.subjects)
 
     @property
+    def owners(self) -> np.ndarray:
+        """(comparisons,) the subject index of each template row."""
+        if self._starts is None:
+            return np.zeros(0, np.intp)
+        return np.repeat(np.arange(self.size), np.diff(np.append(self._starts, self.comparisons)))
+
+    @property
     def comparisons(self) -> int:
         """Templates a probe is compared with (what a per-search false-accept target divides over)."""
         return int(self.matrix.shape[0])
