@@ -31,6 +31,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ class Gallery:
     subjects: tuple[Subject, ...]  # sorted by id
     purged: tuple[tuple[str, str], ...] = ()  # (id, subject hash) erased on the terminal by subject.purge
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         """The gallery digest the backend signed (purged subjects count by their hash)."""
         return gallery_digest(self.subjects, self.purged)
@@ -82,8 +83,12 @@ class Gallery:
     def count(self) -> int:
         return len(self.subjects)
 
+    @cached_property
+    def _by_id(self) -> dict[str, Subject]:
+        return {s.id: s for s in self.subjects}
+
     def subject(self, subject_id: str) -> Subject | None:
-        return next((s for s in self.subjects if s.id == subject_id), None)
+        return self._by_id.get(subject_id)
 
     def without(self, subject_id: str) -> Gallery:
         """The same signed state with one subject's templates erased (only its hash kept)."""
@@ -105,7 +110,7 @@ class Gallery:
         }
 
 
-def check_subject(subject_id: Any, display_name: Any, templates: Any) -> Subject:
+def _check_id(subject_id: Any, display_name: Any) -> None:
     if not isinstance(subject_id, str) or not ID_PATTERN.match(subject_id):
         raise ValueError(f"subject id {str(subject_id)[:40]!r} must match {ID_PATTERN.pattern}")
     if display_name is not None and (
@@ -114,12 +119,20 @@ def check_subject(subject_id: Any, display_name: Any, templates: Any) -> Subject
         raise ValueError(
             f"display name of {subject_id} must be text of at most {MAX_DISPLAY_NAME} characters"
         )
+
+
+def _check_rows(rows: np.ndarray, what: str) -> None:
+    norms = np.linalg.norm(rows, axis=1)
+    if not np.isfinite(rows).all() or not np.all(np.abs(norms - 1.0) < 1e-3):
+        raise ValueError(f"{what}: templates must be finite and L2-normalised")
+
+
+def check_subject(subject_id: Any, display_name: Any, templates: Any) -> Subject:
+    _check_id(subject_id, display_name)
     rows = np.asarray(templates, np.float32)
     if rows.ndim != 2 or rows.shape[1] != DIM or not 1 <= len(rows) <= MAX_TEMPLATES_PER_SUBJECT:
         raise ValueError(f"{subject_id}: 1..{MAX_TEMPLATES_PER_SUBJECT} templates of {DIM} values expected")
-    norms = np.linalg.norm(rows, axis=1)
-    if not np.isfinite(rows).all() or not np.all(np.abs(norms - 1.0) < 1e-3):
-        raise ValueError(f"{subject_id}: templates must be finite and L2-normalised")
+    _check_rows(rows, subject_id)
     return Subject(subject_id, display_name, rows)
 
 
@@ -155,12 +168,15 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
     except (TypeError, ValueError, IndexError):
         raise ValueError("every subject entry must be [id, display_name, n_templates]") from None
     rows = np.frombuffer(body, "<f4", offset=8 + n) if len(body) > 8 + n else np.zeros(0, "<f4")
-    if rows.size != sum(counts) * DIM or any(c < 1 for c in counts):
-        raise ValueError("the template count does not match the body's size")
+    if rows.size != sum(counts) * DIM or any(not 1 <= c <= MAX_TEMPLATES_PER_SUBJECT for c in counts):
+        raise ValueError("the template counts do not match the body's size or exceed the limit")
     matrix = rows.reshape(-1, DIM).astype(np.float32)
+    # All templates at once (a 100,000-subject gallery must load in well under a second or two).
+    _check_rows(matrix, "gallery body")
     subjects, start = [], 0
     for entry, count in zip(entries, counts, strict=True):
-        subjects.append(check_subject(entry[0], entry[1], matrix[start : start + count]))
+        _check_id(entry[0], entry[1])
+        subjects.append(Subject(entry[0], entry[1], matrix[start : start + count]))
         start += count
     ids = [s.id for s in subjects]
     if ids != sorted(set(ids)):
@@ -176,8 +192,11 @@ def sha256_hex(data: bytes) -> str:
 
 
 def subject_hash(subject: Subject) -> str:
-    head = json.dumps([subject.id, subject.display_name], separators=(",", ":"), ensure_ascii=False).encode()
-    return sha256_hex(head + np.asarray(subject.templates, "<f4").tobytes())
+    """sha256 of id, display name (absent and empty differ) and templates: one entry of the digest."""
+    name = b"\x00" if subject.display_name is None else b"\x01" + subject.display_name.encode()
+    h = hashlib.sha256(subject.id.encode() + b"\x00" + name + b"\x00")
+    h.update(np.ascontiguousarray(subject.templates, "<f4").tobytes())
+    return h.hexdigest()
 
 
 def gallery_digest(

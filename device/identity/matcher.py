@@ -62,8 +62,16 @@ class Matcher:
         if rows.size and not np.isfinite(rows).all():
             raise ValueError("a template has a non-finite value")
         self.subjects = tuple(subjects)
-        self.matrix = np.ascontiguousarray(l2_normalise(rows)) if rows.size else rows
+        # Stored dimension-major: probe @ (d, T) runs about twice as fast as (T, d) @ probe in OpenBLAS here.
+        self._by_dim = np.ascontiguousarray(l2_normalise(rows).T) if rows.size else rows
         self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp) if counts else None
+        # One template per subject (the usual gallery): template scores are subject scores, no reduction.
+        self._one_each = len(rows) == len(subjects)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(T, d) the L2-normalised templates, one row each."""
+        return self._by_dim.T
 
     @property
     def size(self) -> int:
@@ -80,31 +88,34 @@ class Matcher:
     @property
     def comparisons(self) -> int:
         """Templates a probe is compared with (what a per-search false-accept target divides over)."""
-        return int(self.matrix.shape[0])
+        return int(self._by_dim.shape[1]) if self._by_dim.size else 0
 
     def subject_scores(self, probe: np.ndarray) -> np.ndarray:
         """(n_subjects,) best cosine over each subject's templates."""
         if self._starts is None:
             return np.zeros(0, np.float32)
         p = np.asarray(probe, np.float32).reshape(-1)
-        if p.shape[0] != self.matrix.shape[1]:
-            raise ValueError(f"probe has {p.shape[0]} dimensions, the templates {self.matrix.shape[1]}")
+        if p.shape[0] != self._by_dim.shape[0]:
+            raise ValueError(f"probe has {p.shape[0]} dimensions, the templates {self._by_dim.shape[0]}")
         p = p / max(float(np.linalg.norm(p)), 1e-12)
-        return np.maximum.reduceat(self.matrix @ p, self._starts)
+        scores = p @ self._by_dim
+        return scores if self._one_each else np.maximum.reduceat(scores, self._starts)
 
     def subject_scores_many(self, probes: np.ndarray) -> np.ndarray:
         """(n_probes, n_subjects) best cosine per subject for many probes at once (evaluation)."""
         p = l2_normalise(np.asarray(probes, np.float32).reshape(len(probes), -1))
         if self._starts is None:
             return np.zeros((len(p), 0), np.float32)
-        return np.maximum.reduceat(p @ self.matrix.T, self._starts, axis=1)
+        scores = p @ self._by_dim
+        return scores if self._one_each else np.maximum.reduceat(scores, self._starts, axis=1)
 
     def search(self, probe: np.ndarray, k: int = 3) -> Search:
         scores = self.subject_scores(probe)
         k = min(k, len(scores))
         if k == 0:
             return Search((), math.nan)
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        n = len(scores)
+        best = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
         best = best[np.argsort(-scores[best], kind="stable")]
         top = tuple(Candidate(self.subjects[i], float(scores[i])) for i in best)
         if len(scores) < 2:
