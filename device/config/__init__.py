@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from device.config.base import Section
+from device.config.gate import GateConfig
+from device.config.identity import IdentityConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
 from device.config.privacy import PrivacyConfig
 from device.config.service import ServiceConfig
@@ -38,6 +40,8 @@ class Config(Section):
     outbox: OutboxConfig = OutboxConfig()
     vision: VisionConfig = VisionConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    identity: IdentityConfig = IdentityConfig()
+    gate: GateConfig = GateConfig()
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from device.config import Config
+from device.config.identity import SendPolicy
 from device.events import FaceObservation
+from device.identity.runtime import MatchResult
 from device.privacy import seal as sealing
 from device.privacy.report import build_report
 from device.privacy.signing import Signer, load_signer
@@ -37,6 +39,12 @@ def encode_embedding(embedding: np.ndarray) -> str:
 def decode_embedding(text: str) -> np.ndarray:
     """The float32 vector from a payload's `embedding` field (base64 of little-endian float32)."""
     return np.frombuffer(base64.b64decode(text, validate=True), "<f4").astype(np.float32)
+
+
+def releases(policy: SendPolicy, matched: bool) -> bool:
+    """Whether a biometric leaves under `policy`: unknown_only sends it only for a face NOT matched on the
+    terminal (without a gallery no face is matched, so it is sent as before)."""
+    return policy == "always" or (policy == "unknown_only" and not matched)
 
 
 def observation_fields(obs: FaceObservation) -> dict[str, Any]:
@@ -62,18 +70,33 @@ class PayloadProtector:
     backend_key: bytes | None  # None: sealing off
     template: TemplateTransform | None  # None: template transform off
     summary: dict[str, Any]  # privacy.report, fixed at start
+    send_embedding: SendPolicy = "unknown_only"  # identity.send_embedding
+    send_thumbnail: SendPolicy = "unknown_only"  # identity.send_thumbnail
 
-    def biometric_fields(self, obs: FaceObservation) -> dict[str, Any]:
+    def biometric_fields(
+        self, obs: FaceObservation, send_embedding: bool = True, send_thumbnail: bool = True
+    ) -> dict[str, Any]:
         content: dict[str, Any] = {}
         notes: list[str] = []
-        if obs.embedding is not None:
+        if not send_embedding and not send_thumbnail:
+            # Minimisation (identity.send_*): nothing biometric at all, not even sealed.
+            return {
+                "template_key_id": self.template.key_id if self.template is not None else None,
+                "withheld": "identity policy",
+            }
+        if obs.embedding is not None and send_embedding:
             vector = np.asarray(obs.embedding, np.float32).reshape(-1)
             if self.template is not None:
                 vector = self.template.apply(vector)
             content["embedding"] = encode_embedding(vector)
             content["embedding_dim"] = int(vector.size)
             content["embedding_encoding"] = EMBEDDING_ENCODING
-        if self.thumbnails is not None and obs.face_crop is not None and obs.crop_face_box is not None:
+        if (
+            send_thumbnail
+            and self.thumbnails is not None
+            and obs.face_crop is not None
+            and obs.crop_face_box is not None
+        ):
             try:
                 thumb = make_thumbnail(
                     obs.face_crop, obs.crop_face_box, self.thumbnails, obs.crop_face_outline
@@ -88,7 +111,7 @@ class PayloadProtector:
                 content["thumbnail_format"] = "jpeg"
                 content["thumbnail_size"] = [thumb.width, thumb.height]
         out: dict[str, Any] = {"template_key_id": self.template.key_id if self.template is not None else None}
-        if obs.embedding is not None and obs.embedding_model is not None:
+        if "embedding" in content and obs.embedding_model is not None:
             # In the clear even when sealed: a backend must never compare embeddings of two models.
             model = obs.embedding_model
             out["embedder"] = {"name": model.name, "file": model.file, "sha256": model.sha256}
@@ -100,11 +123,19 @@ class PayloadProtector:
             out.update(content)
         return out
 
-    def protect(self, observation: FaceObservation) -> dict[str, Any]:
-        return {
+    def protect(self, observation: FaceObservation, match: MatchResult | None = None) -> dict[str, Any]:
+        """The event body; with a gallery loaded `match` is the 1:N decision, and identity.send_embedding /
+        send_thumbnail decide whether the biometric goes with it."""
+        matched = match is not None and match.subject is not None
+        body: dict[str, Any] = {
             "observation": observation_fields(observation),
-            "biometric": self.biometric_fields(observation),
+            "biometric": self.biometric_fields(
+                observation, releases(self.send_embedding, matched), releases(self.send_thumbnail, matched)
+            ),
         }
+        if match is not None:
+            body["match"] = match.as_event()
+        return body
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.signer.sign(payload)
@@ -138,4 +169,12 @@ def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
         )
     backend_key = privacy.read_backend_public_key() if privacy.seal else None
     summary = build_report(config, signer, backend_key, template)
-    return PayloadProtector(signer, thumbnails, backend_key, template, summary)
+    return PayloadProtector(
+        signer,
+        thumbnails,
+        backend_key,
+        template,
+        summary,
+        config.identity.send_embedding,
+        config.identity.send_thumbnail,
+    )
