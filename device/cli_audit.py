@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--terminal-key", default=None, help="terminal Ed25519 public key (base64 or file): check signatures"
     )
+    p.add_argument(
+        "--identity-send",
+        choices=("unknown_only", "always", "never"),
+        default=None,
+        help="the terminal's identity.send_embedding: check that matched faces carry no biometric",
+    )
     p.add_argument("--username", default=None)
     p.add_argument("--password-file", type=Path, default=None)
     p.add_argument("--tls-ca", type=Path, default=None)
@@ -158,6 +164,7 @@ def _policy(args: argparse.Namespace) -> AuditPolicy:
         backend_fingerprint=fingerprint(backend) if backend is not None else None,
         terminal_public_key=read_key(args.terminal_key) if args.terminal_key else None,
         backend_private_key=private,
+        identity_send=args.identity_send,
     )
 
 

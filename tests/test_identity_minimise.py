@@ -82,3 +82,28 @@ def test_privacy_report_knows_the_identity_settings(tmp_path):
     assert report["keeps"]["gallery"]["file"].endswith("gallery.sealed")
     off = _protector(tmp_path / "off").report()
     assert not off["sends"]["identity"]["enabled"] and "does not identify" in off["text"]
+
+
+def _event(tmp_path, observation, match, **identity):  # noqa: F811
+    from device.transport.envelope import encode, envelope
+
+    protector = _protector(tmp_path, **identity)
+    return encode(protector.sign(envelope("event.face", "t1", protector.protect(observation, match))))
+
+
+def test_audit_checks_that_matched_faces_carry_no_biometric(tmp_path, observation):  # noqa: F811
+    from device.privacy.audit import AuditPolicy, audit_result, inspect_message
+
+    topic = "faceonly/v1/dev/t1/event/face"
+    policy = AuditPolicy(identity_send="unknown_only")
+    good = [
+        inspect_message(topic, _event(tmp_path / "g", observation, MATCH), False, policy),
+        inspect_message(topic, _event(tmp_path / "u", observation, UNKNOWN), False, policy),
+    ]
+    result = audit_result(good, policy)
+    rule = next(v for v in result["verdicts"] if v["rule"] == "identity_minimised")
+    assert rule["passed"] is True and "1 matched" in rule["detail"]
+    leaky = _event(tmp_path / "l", observation, MATCH, send_embedding="always", send_thumbnail="always")
+    result = audit_result([inspect_message(topic, leaky, False, policy)], policy)
+    rule = next(v for v in result["verdicts"] if v["rule"] == "identity_minimised")
+    assert rule["passed"] is False and "biometric.embedding" in rule["detail"] and result["result"] == "fail"
