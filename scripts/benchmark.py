@@ -109,9 +109,10 @@ def pipeline_run(store: ModelStore, replay: str, threads: int) -> None:
         f"\npipeline over {replay} (challenge policy): {frames} frames, {events} events, "
         f"{sink.prompts} prompts, {elapsed:.2f} s, {frames / elapsed:.1f} fps"
     )
-    print("per-stage latency (ms, exponential moving average):")
+    print(f"per-stage latency (ms over the last {stats['window_s']:g} s: median, p95):")
     for stage, ms in stats["latency_ms"].items():
-        print(f"  {stage:12s} {ms:7.2f}")
+        p95 = stats["latency_p95_ms"][stage]
+        print(f"  {stage:12s} {'-' if ms is None else f'{ms:7.2f}'} {'' if p95 is None else f'{p95:7.2f}'}")
 
 
 def main() -> int:

@@ -160,4 +160,9 @@ def test_lfw_folds_1_to_5_unchanged_and_cross_key_unlinkable(shared_data, transf
         f"{threshold:.3f}: {np.mean(cross[same] >= threshold):.4f}; raw same-person mean {np.mean(raw[same]):.4f}"
     )
     assert np.mean(cross[same] >= threshold) <= 0.02
-    assert abs(np.mean(cross[same])) < 0.02 < np.mean(raw[same])
+    # The embeddings share a common direction (strangers score ~0.84 under one key), so across keys every
+    # pair scores about the same random-rotation value: within a few 1/sqrt(dim) of 0, and below even the
+    # least alike strangers under one key.
+    dim = next(v for v in emb.values() if v is not None).size
+    assert abs(np.mean(cross[same])) < 4 / np.sqrt(dim) < np.mean(raw[same])
+    assert np.quantile(cross[same], 0.99) < np.quantile(raw[different], 0.01)

@@ -36,10 +36,13 @@ from device.vision.liveness.session import LiveFrame, LivenessSession
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
 from device.vision.types import Detection, Frame
+from device.vision.window import RecentWindow
 
 log = logging.getLogger(__name__)
 
 NO_CHANNEL = "no prompt channel: running WITHOUT a challenge (passive liveness only)"
+# fps and latencies are over the last STATS_WINDOW_S seconds, not since start
+STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
 
 
@@ -83,7 +86,8 @@ class VisionPipeline:
         self._tracker = Tracker(config.tracker)
         self._quality = QualityGate(config.quality)
         self._tracks: dict[int, _Track] = {}
-        self._latency = {s: 0.0 for s in STAGES}
+        self._latency = {s: RecentWindow(STATS_WINDOW_S) for s in STAGES}
+        self._frame_times = RecentWindow(STATS_WINDOW_S)
         self._counts = Counter()
         self._started: float | None = None
         self.set_prompt_sink(prompt_sink)
@@ -98,8 +102,7 @@ class VisionPipeline:
     # ---- stages ----------------------------------------------------------------------------------------
     def _timed(self, stage: str, t0: float) -> float:
         now = time.perf_counter()
-        ms = (now - t0) * 1000.0
-        self._latency[stage] = ms if self._latency[stage] == 0 else 0.9 * self._latency[stage] + 0.1 * ms
+        self._latency[stage].add((now - t0) * 1000.0)
         return now
 
     def _detect(self, frame: Frame) -> list[Detection]:
@@ -117,10 +120,11 @@ class VisionPipeline:
 
     def process(self, frame: Frame) -> list[FaceObservation]:
         if self._started is None:
-            self._started = time.perf_counter()
+            self._started = time.monotonic()
             if self.policy != self.config.liveness.policy:
                 log.warning(NO_CHANNEL)  # said once, when it starts to matter (the sink may come late)
         self._counts["frames"] += 1
+        self._frame_times.add()
         t0 = time.perf_counter()
         detections = self._detect(frame)
         t0 = self._timed("detect", t0)
@@ -289,13 +293,17 @@ class VisionPipeline:
         return out
 
     def stats(self) -> dict[str, Any]:
-        elapsed = time.perf_counter() - self._started if self._started else 0.0
-        frames = self._counts["frames"]
+        def ms(window: RecentWindow, q: float) -> float | None:
+            value = window.percentile(q)
+            return None if value is None else round(value, 2)
+
         return {
             "schema": 1,
-            "frames": frames,
-            "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
-            "latency_ms": {s: round(v, 2) for s, v in self._latency.items()},
+            "frames": self._counts["frames"],
+            "window_s": STATS_WINDOW_S,
+            "fps": round(self._frame_times.rate(since=self._started), 2) if self._started else 0.0,
+            "latency_ms": {s: ms(w, 50) for s, w in self._latency.items()},
+            "latency_p95_ms": {s: ms(w, 95) for s, w in self._latency.items()},
             "active_tracks": self._tracker.active,
             "accepted": self._counts["accepted"],
             "rejected": self._counts["rejected"],
