@@ -19,11 +19,12 @@ from device.capture import Capture
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
+from device.identity.wiring import build_component
 from device.lifecycle import Lifecycle
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
-from device.transport.commands import CommandPlane
+from device.transport.commands import CommandPlane, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import parse_desired
 from device.transport.envelope import Meta, encode, envelope
@@ -93,7 +94,21 @@ class Service:
             request_restart=self._request_restart,
         )
         self.capture = Capture(source)
-        pipeline.set_prompt_sink(PromptPublisher(self.link, self.topics.prompt, self.tid))
+        prompts = PromptPublisher(self.link, self.topics.prompt, self.tid)
+        pipeline.set_prompt_sink(prompts)
+        self.identity = build_component(
+            cfg,
+            store,
+            prompt=prompts.publish,
+            publish_gate=self._publish_gate,
+            publish_reply=self._publish_reply,
+            enrolment_fields=protector.enrolment_fields,
+            purge_where=self.outbox.purge_where,
+        )
+        if self.identity is not None:
+            for name, handler in self.identity.handlers().items():
+                self.plane.register(name, handler)
+            self.plane.register("enroll", self._enroll)
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
@@ -148,6 +163,8 @@ class Service:
                 event = self.inbox.get_nowait()
             except queue.Empty:
                 event = None
+        if self.identity is not None:
+            self.identity.tick()
         self.courier.pump()
         now = time.monotonic()
         if now >= self._next_health:
@@ -184,16 +201,34 @@ class Service:
         if name is None:
             return
         reply = self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation)
+        if reply.deferred and self.identity is not None:
+            self.identity.attach_reply(reply)  # answered when the enrolment ends
+            return
+        self._publish_reply(reply)
+
+    def _publish_reply(self, reply: Reply) -> None:
         payload = envelope(
             "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
         )
         self.link.publish(reply.topic, encode(payload), qos=1, meta=Meta.of(payload, reply.correlation))
 
+    def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> None:
+        payload = envelope("gate.decision", self.tid, body, ttl_s=ttl_s)
+        self.link.publish(self.topics.gate, encode(payload), qos=1, meta=Meta.of(payload))
+
+    def _enroll(self, args: dict[str, Any]) -> Deferred:
+        assert self.identity is not None  # registered only with identity
+        self.identity.start_enrolment(args, None)
+        return Deferred()
+
     # ---- events -----------------------------------------------------------------------------
 
     def _emit(self, observations: list[Any]) -> None:
-        for obs in observations:
-            body = self.protector.protect(obs)
+        matches = (
+            self.identity.observe(observations) if self.identity is not None else [None] * len(observations)
+        )
+        for obs, match in zip(observations, matches, strict=True):
+            body = self.protector.protect(obs, match)
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
             payload = self.protector.sign(payload)
             if self.courier.queue(self.topics.event_face, payload):
@@ -211,6 +246,9 @@ class Service:
         }
         if reason is not None:
             body["reason"] = reason
+        identity = getattr(self, "identity", None)  # the Last Will is made before identity is built
+        if identity is not None:
+            body["gallery"] = identity.identity.summary()
         return encode(envelope("status", self.tid, body))
 
     def status(self) -> dict[str, Any]:
@@ -224,6 +262,7 @@ class Service:
             "outbox": self.outbox.stats(),
             "config_version": self.runtime.version,
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
+            "identity": self.identity.status() if self.identity is not None else {"loaded": False},
         }
 
     def health(self) -> dict[str, Any]:
@@ -315,6 +354,8 @@ class Service:
             self._service_io(0.1)
         self._service_io(0.0)  # replies to commands that arrived meanwhile
         self.outbox.save()
+        if self.identity is not None:
+            self.identity.close()
         delivered = self.link.stop(
             self._status("offline", "restart" if self.restart_requested else "stopped"), 2.0
         )

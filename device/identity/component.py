@@ -184,6 +184,14 @@ class IdentityComponent:
         self._enrolment = (Enrolment(request), handle)
         self._prompt(feedback_prompt(0, "look_at_camera", time.time()))
 
+    def attach_reply(self, handle: Any) -> None:
+        """The deferred reply's address, known once the command plane has parsed the request."""
+        if self._enrolment is not None and self._enrolment[1] is None:
+            self._enrolment = (self._enrolment[0], handle)
+
+    def close(self) -> None:
+        self.gate.close()
+
     def _refusing(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
             return fn()

@@ -74,7 +74,11 @@ class PayloadProtector:
     send_thumbnail: SendPolicy = "unknown_only"  # identity.send_thumbnail
 
     def biometric_fields(
-        self, obs: FaceObservation, send_embedding: bool = True, send_thumbnail: bool = True
+        self,
+        obs: FaceObservation,
+        send_embedding: bool = True,
+        send_thumbnail: bool = True,
+        transform: bool = True,
     ) -> dict[str, Any]:
         content: dict[str, Any] = {}
         notes: list[str] = []
@@ -86,7 +90,7 @@ class PayloadProtector:
             }
         if obs.embedding is not None and send_embedding:
             vector = np.asarray(obs.embedding, np.float32).reshape(-1)
-            if self.template is not None:
+            if self.template is not None and transform:
                 vector = self.template.apply(vector)
             content["embedding"] = encode_embedding(vector)
             content["embedding_dim"] = int(vector.size)
@@ -122,6 +126,14 @@ class PayloadProtector:
         else:
             out.update(content)
         return out
+
+    def enrolment_fields(self, obs: FaceObservation) -> dict[str, Any]:
+        """The enroll reply's biometric: the template as the gallery holds it (the raw embedding, which is
+        what the terminal matches probes against) and the thumbnail if the policy allows; sealed to the
+        backend when sealing is on."""
+        fields = self.biometric_fields(obs, True, True, transform=False)
+        fields["template_key_id"] = None
+        return fields
 
     def protect(self, observation: FaceObservation, match: MatchResult | None = None) -> dict[str, Any]:
         """The event body; with a gallery loaded `match` is the 1:N decision, and identity.send_embedding /

@@ -70,6 +70,24 @@ class Reply:
     body: dict[str, Any]  # goes into an envelope of type command.reply
     correlation: bytes | None
     correlation_id: str | None
+    deferred: bool = False  # the handler answers later (enroll): publish `completed(...)` then, not this
+
+
+class Deferred:
+    """What a handler returns to answer later, exactly once, with `completed(reply, outcome)`."""
+
+
+def completed(reply: Reply, outcome: dict[str, Any] | CommandError) -> Reply:
+    """The one reply of a deferred request: its result, or the error that ended it."""
+    base = {"command": reply.body.get("command"), "request_id": reply.body.get("request_id")}
+    if isinstance(outcome, CommandError):
+        err: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
+        if outcome.details is not None:
+            err["details"] = outcome.details
+        body = {**base, "ok": False, "error": err}
+    else:
+        body = {**base, "ok": True, "result": outcome}
+    return Reply(reply.topic, body, reply.correlation, reply.correlation_id)
 
 
 def correlation_text(raw: bytes | None) -> str | None:
@@ -107,6 +125,15 @@ class CommandPlane:
             reply_to, correlation, request_id = req.reply_to, req.correlation, req.request_id
             handler = self._handler(req.name)
             result = handler(req.args)
+            if isinstance(result, Deferred):
+                body = {"command": name_or_none(name), "request_id": request_id}
+                return Reply(
+                    reply_to or self.default_reply_topic,
+                    body,
+                    correlation,
+                    correlation_text(correlation),
+                    True,
+                )
             if not isinstance(result, dict):
                 raise CommandError(INTERNAL, f"handler for {req.name} returned {type(result).__name__}")
             body: dict[str, Any] = {

@@ -194,6 +194,21 @@ class Outbox:
         self._save_counters()
         return n
 
+    def purge_where(self, picks: Callable[[bytes], bool]) -> int:
+        """Delete the queued events whose payload `picks` (data-subject erase: events naming a subject)."""
+        n = 0
+        for rec in list(self._index.values()):
+            try:
+                payload = self._read(self._path(rec.seq))["payload"].encode("utf-8")
+            except (TornFileError, OSError, KeyError, ValueError):
+                continue  # damaged records are dropped by oldest() anyway
+            if picks(payload):
+                self._remove(rec.seq)
+                n += 1
+        self.counters.purged += n
+        self._save_counters()
+        return n
+
     def save(self) -> None:
         """Persist the counters (ack counts are saved lazily; expiry counts immediately)."""
         self._save_counters()
