@@ -36,6 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--report", type=Path)
     d.add_argument("--models-dir", type=Path, default=None)
     d.set_defaults(func=_delta)
+    p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--id", dest="terminal_id", required=True)
+    p.add_argument("--file", type=Path, required=True)
+    p.add_argument("--prefix", default="faceonly")
+    p.add_argument("--username", default=None)
+    p.add_argument("--password-file", default=None)
+    p.add_argument("--ca", default=None)
+    p.add_argument("--cert", default=None)
+    p.add_argument("--key", default=None)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.set_defaults(func=_push)
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -121,4 +133,31 @@ def _delta(args: argparse.Namespace) -> int:
         f"{args.out}: delta {update.manifest['base_version']} -> {update.manifest['version']}, "
         f"+{len(subjects)} -{len(args.remove)} subjects, {len(refused)} photos refused"
     )
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from device.cli_ctl import connect
+    from device.identity.operator import read_update
+    from device.identity.push import PushError, Requester, push
+    from device.transport.topics import Topics
+
+    try:
+        update = read_update(args.file)
+        requester = Requester(
+            connect(args, f"gallery-push-{args.terminal_id}"[:60]),
+            Topics(args.prefix, args.terminal_id),
+            args.timeout,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"gallery push failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        summary = push(requester, update, lambda m: print(m, file=sys.stderr))
+    except PushError as exc:
+        print(f"gallery push failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        requester.close()
+    print(json.dumps(summary, indent=2))
     return 0

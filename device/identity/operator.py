@@ -26,7 +26,8 @@ from device.privacy.keyfile import load_or_create_secret, load_secret
 from device.privacy.signing import SEED_BYTES, Signer
 
 MAGIC = b"FOGU1\n"
-DEFAULT_CHUNK = 256 * 1024
+# Fits one command request (mqtt.max_command_bytes, 64 KiB by default) once base64-encoded.
+DEFAULT_CHUNK = 32 * 1024
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 
 
