@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "device.cli_evaluate",
     "device.cli_run",
     "device.cli_ctl",
+    "device.cli_keys",
     "device.cli_audit",
     "device.cli_gallery",
 )

@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", default=None)
     p.add_argument("--key", default=None)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        default=None,
+        help="command key file (`faceonly keys generate`): sign requests",
+    )
     p.set_defaults(func=_push)
 
 
@@ -140,14 +146,17 @@ def _push(args: argparse.Namespace) -> int:
     from device.cli_ctl import connect
     from device.identity.operator import read_update
     from device.identity.push import PushError, Requester, push
+    from device.transport.auth import read_signing_key
     from device.transport.topics import Topics
 
     try:
         update = read_update(args.file)
+        key = read_signing_key(args.sign_key) if args.sign_key is not None else None
         requester = Requester(
             connect(args, f"gallery-push-{args.terminal_id}"[:60]),
             Topics(args.prefix, args.terminal_id),
             args.timeout,
+            key,
         )
     except (OSError, ValueError) as exc:
         print(f"gallery push failed: {exc}", file=sys.stderr)

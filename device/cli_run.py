@@ -2,7 +2,10 @@
 
 Config precedence: the TOML file, then these flags, then remote changes accepted earlier
 (`config.set` / `config/desired`, stored in the state dir). Exit status: 0 clean stop, 1 fatal
-(models fail verification, source cannot open), 2 invalid config.
+(source cannot open, other start errors worth retrying), 2 invalid config, 3 a permanent fault that
+restarting cannot fix (damaged key, state dir that is not a directory, unsafe setting, models failing
+verification), 4 another instance runs on the state dir. systemd restarts only on 1 (the unit's
+RestartPreventExitStatus lists 2, 3 and 4).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
+EXIT_PERMANENT = 3
+EXIT_LOCKED = 4
 _LONG_TEXT = 200  # longer strings (thumbnail, sealed or encoded embedding) are elided in printed events
 
 
@@ -66,9 +71,22 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(redact(cfg), indent=2))
         print("config OK", file=sys.stderr)
         return 0
+    from device import statedir
     from device.privacy.hardening import disable_core_dumps
 
     disable_core_dumps()
+    try:
+        statedir.prepare(cfg.service.state_dir)
+        statedir.hold(cfg.service.state_dir)  # held until exit (released at exec on restart)
+    except statedir.StateDirLocked as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_LOCKED
+    except statedir.StateDirError as exc:
+        log.error("cannot start (permanent fault, fix it and start again): %s", exc)
+        return EXIT_PERMANENT
+    except OSError as exc:
+        log.error("cannot start: state dir %s: %s", cfg.service.state_dir, exc)
+        return EXIT_FATAL
     if args.no_mqtt:
         return _run_offline(cfg)
     embedded = None
@@ -93,8 +111,25 @@ def _run(args: argparse.Namespace) -> int:
     return status
 
 
+class PermanentFault(Exception):
+    """A start-up fault that restarting cannot fix; the operator must (exit EXIT_PERMANENT)."""
+
+
+def _start_error(exc: Exception) -> int:
+    """One log line (no traceback) and the exit status for a start-up failure."""
+    from device.modelstore import ModelError
+
+    message = " ".join(str(exc).split())  # one line, whatever the exception put in it
+    if isinstance(exc, PermanentFault | ModelError):
+        log.error("cannot start (permanent fault, fix it and start again): %s", message)
+        return EXIT_PERMANENT
+    log.error("cannot start: %s", message)
+    return EXIT_FATAL
+
+
 def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protector]:
     from device.modelstore import ModelError, ModelStore
+    from device.privacy.keyfile import KeyFileError
     from device.privacy.protector import build_protector
     from device.vision.pipeline import build_pipeline
     from device.vision.sources import open_source
@@ -103,8 +138,10 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
     failed = [r for r in store.verify() if not r.ok]
     if failed:
         raise ModelError("; ".join(r.problem for r in failed))
-    Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    protector = build_protector(cfg, Path(cfg.service.state_dir))
+    try:
+        protector = build_protector(cfg, Path(cfg.service.state_dir))
+    except (KeyFileError, ValueError) as exc:  # a damaged key, an unsafe or unreadable privacy setting
+        raise PermanentFault(str(exc)) from None
     pipeline = build_pipeline(cfg, store)
     if protector.template is not None:
         protector.template.prepare(pipeline.embedding_dim)
@@ -121,14 +158,19 @@ def _run_service(cfg: Config, reload_base: Callable[[], Config]) -> int | str:
 
     lifecycle = Lifecycle()
     lifecycle.install_signal_handlers()
-    Path(cfg.service.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     runtime = RuntimeConfig(cfg)
+    errors = (PermanentFault, ModelError, SourceError, OSError, ValueError)
     try:
-        store, source, pipeline, protector = _stages(runtime.current)
-    except (ModelError, SourceError, OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_FATAL
-    service = Service(runtime, store, source, pipeline, protector, lifecycle, reload_base)
+        store, source, pipeline, protector = runtime.start(_stages, errors)
+        try:
+            command_key = runtime.current.control.read_public_key()
+        except ValueError as exc:  # a damaged or unreadable key file: restarting cannot fix it
+            raise PermanentFault(str(exc)) from None
+        service = Service(
+            runtime, store, source, pipeline, protector, lifecycle, reload_base, command_key=command_key
+        )
+    except errors as exc:
+        return _start_error(exc)
     status = service.run()
     return "restart" if service.restart_requested else status
 
@@ -146,9 +188,8 @@ def _run_offline(cfg: Config) -> int:
     lifecycle.install_signal_handlers()
     try:
         _, source, pipeline, protector = _stages(cfg)
-    except (ModelError, SourceError, OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_FATAL
+    except (PermanentFault, ModelError, SourceError, OSError, ValueError) as exc:
+        return _start_error(exc)
 
     def emit(observations: list) -> None:
         for obs in observations:

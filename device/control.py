@@ -45,6 +45,7 @@ def register_all(
     outbox: Outbox,
     protector: Protector,
     request_restart: Callable[[str], None],
+    control: Callable[[], dict[str, Any]],
 ) -> None:
     def no_args(fn: Callable[[], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def handler(args: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +86,14 @@ def register_all(
     def outbox_purge() -> dict[str, Any]:
         return {"purged": outbox.purge()}
 
+    def privacy_report() -> dict[str, Any]:
+        # Who may command the terminal belongs in the report: unsigned control undoes every promise in it.
+        report, ctl = dict(protector.report()), control()
+        report["control"] = ctl
+        if ctl.get("warning"):
+            report["text"] = f"WARNING: {ctl['warning']}.\n{report.get('text', '')}"
+        return report
+
     plane.register("status", no_args(status))
     plane.register("config.get", no_args(runtime.report))
     plane.register("config.set", config_set)
@@ -92,4 +101,4 @@ def register_all(
     plane.register("models.verify", no_args(models_verify))
     plane.register("restart", restart)
     plane.register("outbox.purge", no_args(outbox_purge))
-    plane.register("privacy.report", no_args(protector.report))
+    plane.register("privacy.report", no_args(privacy_report))

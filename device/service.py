@@ -16,6 +16,7 @@ from typing import Any
 
 import device
 from device.capture import Capture
+from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
@@ -24,19 +25,19 @@ from device.lifecycle import Lifecycle
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
-from device.transport.commands import CommandPlane, Deferred, Reply
+from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
-from device.transport.desired import parse_desired
+from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
+from device.transport.link import Acked, Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
+from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
 from device.vision.liveness.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
-REPLY_TTL_S = 300
 PROMPT_TTL_S = 30
 FRAME_WAIT_S = 0.05  # how long the loop waits for a frame before serving commands and health
 IDLE_WAIT_S = 0.2
@@ -64,6 +65,7 @@ class Service:
         protector: Protector,
         lifecycle: Lifecycle,
         reload_base: Callable[[], Config],
+        command_key: bytes | None = None,
     ) -> None:
         cfg = runtime.current
         self.reload_base = reload_base
@@ -78,11 +80,18 @@ class Service:
         self.started = time.time()
         self.inbox: queue.Queue[LinkEvent] = queue.Queue(INBOX_SIZE)
         self.outbox = Outbox(Path(cfg.service.state_dir) / "outbox", cfg.outbox)
+        self.plane = build_plane(cfg, self.topics, command_key)
         self.link = Link(
-            cfg.mqtt, cfg.terminal_id, self.topics, self.inbox, will_payload=self._status("offline", "lost")
+            cfg.mqtt,
+            cfg.terminal_id,
+            self.topics,
+            self.inbox,
+            will_payload=self._status("offline", "lost"),
+            command_capacity=cfg.control.inbox_size,
+            command_bytes=cfg.control.inbox_bytes,
         )
         self.courier = Courier(self.outbox, self.link, cfg.mqtt.inflight_window)
-        self.plane = CommandPlane(self.topics.cmd_res, cfg.mqtt.max_command_bytes)
+        self.commands = CommandServer(self.plane, self.link, self.tid, cfg.control.reply_queue)
         register_all(
             self.plane,
             status=self.status,
@@ -92,6 +101,7 @@ class Service:
             outbox=self.outbox,
             protector=protector,
             request_restart=self._request_restart,
+            control=self.plane.describe_auth,
         )
         self.capture = Capture(source)
         prompts = PromptPublisher(self.link, self.topics.prompt, self.tid)
@@ -109,17 +119,29 @@ class Service:
             for name, handler in self.identity.handlers().items():
                 self.plane.register(name, handler)
             self.plane.register("enroll", self._enroll)
+            self.commands.on_deferred = self.identity.attach_reply
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
         self.last_connect_error: str | None = None
+        self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
         self._next_health = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop)."""
+        """Runs until SIGTERM/SIGINT or `restart`; returns the process exit status (0: clean stop).
+
+        The shutdown path runs however the loop ends, an unexpected error included (it is re-raised).
+        """
+        try:
+            self._loop()
+        finally:
+            status = self._shutdown()
+        return status
+
+    def _loop(self) -> None:
         self.link.start(self._status("online"))
         self._publish_reported()
         self.capture.start()
@@ -150,9 +172,10 @@ class Service:
                 )
                 self.lifecycle.status("source ended; serving commands")
             self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
-        return self._shutdown()
 
     def _service_io(self, wait_s: float) -> None:
+        if self.link.commands_pending:
+            wait_s = 0.0
         try:
             event = self.inbox.get(timeout=wait_s) if wait_s > 0 else self.inbox.get_nowait()
         except queue.Empty:
@@ -163,6 +186,7 @@ class Service:
                 event = self.inbox.get_nowait()
             except queue.Empty:
                 event = None
+        self.commands.serve()
         if self.identity is not None:
             self.identity.tick()
         self.courier.pump()
@@ -173,9 +197,12 @@ class Service:
 
     def _on_link(self, event: LinkEvent) -> None:
         self.courier.handle(event)
-        if isinstance(event, Inbound):
+        if isinstance(event, Acked):
+            self.commands.acked(event.mid)
+        elif isinstance(event, Inbound):
             self._on_inbound(event)
         elif isinstance(event, Connected):
+            self.commands.reconnected()
             self.last_connect_error = None
             log.info(
                 "connected to %s (session present: %s)",
@@ -190,27 +217,32 @@ class Service:
                     event.reason,
                 )
             self.last_connect_error = event.reason
+        elif isinstance(event, Disconnected) and event.taken_over:
+            self._taken_over("the broker disconnected us with reason 'Session taken over'")
         elif isinstance(event, Disconnected):
             log.warning("disconnected from broker: %s", event.reason)
 
+    def _taken_over(self, evidence: str) -> None:
+        self.taken_over += 1
+        log.error(
+            "session taken over: another client is connected as %r (a duplicate terminal id?): %s",
+            self.link.client_id,
+            evidence,
+        )
+
     def _on_inbound(self, msg: Inbound) -> None:
+        # Command requests have their own queue (served by self.commands); here only our own retained
+        # status (another client's birth under our id means a duplicate terminal id) and config/desired.
+        if msg.topic == self.topics.status:
+            other = foreign_birth(msg.payload, round(self.started, 3))
+            if other is not None:
+                self._taken_over(other)
+            return
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
-            return
-        name = self.topics.command_name(msg.topic)
-        if name is None:
-            return
-        reply = self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation)
-        if reply.deferred and self.identity is not None:
-            self.identity.attach_reply(reply)  # answered when the enrolment ends
-            return
-        self._publish_reply(reply)
 
     def _publish_reply(self, reply: Reply) -> None:
-        payload = envelope(
-            "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
-        )
-        self.link.publish(reply.topic, encode(payload), qos=1, meta=Meta.of(payload, reply.correlation))
+        self.commands.publish(reply)
 
     def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> None:
         payload = envelope("gate.decision", self.tid, body, ttl_s=ttl_s)
@@ -230,7 +262,12 @@ class Service:
         for obs, match in zip(observations, matches, strict=True):
             body = self.protector.protect(obs, match)
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
-            payload = self.protector.sign(payload)
+            try:
+                payload = self.protector.sign(payload)
+            except ValueError as exc:  # a non-finite number: a bug upstream; the event is refused, not sent
+                self.events["unsignable"] = self.events.get("unsignable", 0) + 1
+                log.error("event for track %s refused: %s", obs.track_id, exc)
+                continue
             if self.courier.queue(self.topics.event_face, payload):
                 self.events[obs.decision] = self.events.get(obs.decision, 0) + 1
                 log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
@@ -246,10 +283,21 @@ class Service:
         }
         if reason is not None:
             body["reason"] = reason
+        body.update(self._control_alarms())
         identity = getattr(self, "identity", None)  # the Last Will is made before identity is built
         if identity is not None:
             body["gallery"] = identity.identity.summary()
         return encode(envelope("status", self.tid, body))
+
+    def _control_alarms(self) -> dict[str, Any]:
+        """What status and health must say loudly: unsafe control settings, a remote config set aside."""
+        out: dict[str, Any] = {}
+        warning = self.plane.describe_auth().get("warning")
+        if warning:
+            out["control_warning"] = warning
+        if self.runtime.problem:
+            out["config_problem"] = self.runtime.problem
+        return out
 
     def status(self) -> dict[str, Any]:
         return {
@@ -262,6 +310,8 @@ class Service:
             "outbox": self.outbox.stats(),
             "config_version": self.runtime.version,
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
+            "control": self.plane.describe_auth(),
+            **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
         }
 
@@ -271,14 +321,16 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "fps": stats.get("fps"),
             "frames": self.frames_done,
-            "source": {**self.source.stats(), "ended": self.capture.ended, "error": self.capture.error},
+            "source": {**self.source.stats(), **self.capture.stats()},
             "pipeline": stats,
             "events": dict(self.events),
             "outbox": self.courier.stats(),
-            "commands": dict(self.plane.counts),
+            "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
+            **self._control_alarms(),
+            "session_taken_over": self.taken_over,
         }
 
     def _publish_health(self) -> None:
@@ -308,9 +360,16 @@ class Service:
         if desired.version is not None and desired.version == self.runtime.version:
             return  # the retained desired config we already run (re-delivered on every subscribe)
         try:
+            self.plane.authorize(DESIRED_COMMAND, desired.signed_request())
             result = self.runtime.apply(desired.config, desired.version)
-        except ConfigError as exc:
-            problems = exc.problems
+        except (ConfigError, CommandError, OSError) as exc:
+            if isinstance(exc, ConfigError):
+                problems = exc.problems
+            elif isinstance(exc, CommandError):
+                problems = [f"{exc.code}: {exc.message}"]
+            else:  # a full or read-only state dir: the running config stays
+                log.error("config/desired not applied: cannot store it: %s", exc)
+                problems = [f"cannot store the config on the terminal: {exc.strerror or exc}"]
             self._publish_reported(
                 {"applied": False, "problems": problems, "desired_version": desired.version}
             )

@@ -13,6 +13,10 @@ from device.vision.types import Frame
 class FrameSource(Protocol):
     """Camera or replay. Yields frames in order; raises SourceError (device.vision.sources) when it gives up."""
 
+    # True for a camera (only its latest frame matters: older ones are dropped), False for a replay
+    # (every frame, in order: the consumer's pace is the source's pace).
+    live: bool
+
     def frames(self) -> Iterator[Frame]: ...
 
     def release(self, frame: Frame) -> None:

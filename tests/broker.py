@@ -23,6 +23,9 @@ TLS with client certificates (a throwaway CA is generated with `cryptography`)::
     cert, key = broker.client_cert("t1")              # a client certificate signed by that CA (CN=t1)
     other_ca = make_ca(tmp_path / "rogue")            # for "wrong CA is refused" tests
 
+Queue limit per client: `Broker(tmp_path, max_queued_messages=1000)` (mosquitto's default; the tests'
+default is 100000 so outage tests never lose queued messages at the broker).
+
 Pytest fixtures are not defined here (conftest.py is shared); wrap `Broker` in your own fixture, e.g.::
 
     @pytest.fixture
@@ -70,6 +73,7 @@ class Broker:
         port: int | None = None,
         persistence: bool = True,
         start: bool = True,
+        max_queued_messages: int = 100000,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +93,7 @@ class Broker:
             f"log_dest file {self.log}",
             "log_type all",
             "connection_messages true",
-            "max_queued_messages 100000",
+            f"max_queued_messages {max_queued_messages}",
             "max_inflight_messages 100",
             "set_tcp_nodelay true",
         ]

@@ -13,6 +13,7 @@ from device.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope
 from tests.api_schemas import SCHEMAS, errors
+from tests.control_keys import CommandKey
 
 API = SCHEMAS.parent / "asyncapi.yaml"
 
@@ -41,6 +42,11 @@ def test_real_payloads_validate_and_broken_ones_do_not(tmp_path: Path) -> None:
     assert errors(bad)
     extra = dict(reported, surprise=1)
     assert errors(extra)
-    assert errors({"schema": 1, "config": {}}, "config-desired.json") == []
+    key = CommandKey.generate(tmp_path / "key")
+    assert errors(json.loads(key.desired({}, 1)), "config-desired.json") == []
+    assert errors({"schema": 1, "config": {}}, "config-desired.json")  # unsigned
+    signed = json.loads(key.request("restart", {"reason": "x"}))
+    assert errors(signed, "command-request.json") == []
+    assert errors({**signed, "nonce": "short"}, "command-request.json")
     assert errors({"args": {}, "reply_to": "a/b", "correlation_id": "c"}, "command-request.json") == []
     assert errors({"args": 3}, "command-request.json")

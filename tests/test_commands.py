@@ -1,8 +1,12 @@
-"""Command plane: every request gets exactly one reply; bad requests get a clear error and change nothing."""
+"""Command plane: every request gets exactly one reply; bad requests get a clear error and change nothing.
+
+State-changing commands are signed here with a test command key (tests/control_keys.py); the
+authentication itself is tested in test_command_auth.py."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ from hypothesis import strategies as st
 
 from device.config import Config
 from device.runtime_config import RuntimeConfig
+from device.transport.auth import Authenticator
 from device.transport.commands import (
     BAD_JSON,
     BAD_REQUEST,
@@ -22,13 +27,39 @@ from device.transport.commands import (
     CommandError,
     CommandPlane,
 )
+from device.transport.nonces import ReplayCache
+from device.transport.replies import ReplyPolicy
+from device.transport.topics import Topics
+from tests.control_keys import CommandKey
 
-DEFAULT = "faceonly/v1/dev/t1/cmd/res"
+TOPICS = Topics("faceonly", "t1")
+DEFAULT = TOPICS.cmd_res
+NOW = 1000.0
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> CommandKey:
+    return CommandKey.generate(tmp_path_factory.mktemp("cmdkey"))
+
+
+def make_plane(key: CommandKey, state: Path, max_bytes: int = 1024, clock=lambda: NOW) -> CommandPlane:
+    """A plane as the service builds it: this key trusted, replies to backend/# and b/# allowed."""
+    auth = Authenticator(
+        "t1",
+        key.public_key,
+        ReplayCache(state / "nonces.json", clock=clock),
+        window_s=300,
+        clock_skew_s=30,
+        clock=clock,
+    )
+    return CommandPlane(
+        DEFAULT, max_bytes, clock, auth=auth, replies=ReplyPolicy(TOPICS, ("backend/#", "b/#"))
+    )
 
 
 @pytest.fixture
-def plane() -> CommandPlane:
-    p = CommandPlane(DEFAULT, max_bytes=1024, clock=lambda: 1000.0)
+def plane(key: CommandKey, tmp_path: Path) -> CommandPlane:
+    p = make_plane(key, tmp_path)
     p.register("status", lambda args: {"state": "online"})
     p.register("echo", lambda args: {"args": args})
 
@@ -51,9 +82,10 @@ def test_ok_reply_with_v5_address(plane: CommandPlane) -> None:
     assert r.body == {"command": "status", "request_id": "r1", "ok": True, "result": {"state": "online"}}
 
 
-def test_311_address_in_payload(plane: CommandPlane) -> None:
+def test_311_address_in_payload(plane: CommandPlane, key: CommandKey) -> None:
+    signed = key.fields("echo", {"x": 1}, now=NOW)
     r = plane.handle(
-        "echo", json.dumps({"reply_to": "b/r", "correlation_id": "c9", "args": {"x": 1}}).encode(), None, None
+        "echo", json.dumps({"reply_to": "b/r", "correlation_id": "c9", **signed}).encode(), None, None
     )
     assert (r.topic, r.correlation_id, r.body["result"]) == ("b/r", "c9", {"args": {"x": 1}})
 
@@ -75,18 +107,22 @@ def test_311_address_in_payload(plane: CommandPlane) -> None:
         ("enroll", b"{}", NOT_AVAILABLE),
         ("gallery.add", b"{}", NOT_AVAILABLE),
         ("subject.purge", b"{}", NOT_AVAILABLE),
-        ("refuse", b"{}", "failed"),
-        ("crash", b"{}", "internal_error"),
+        ("refuse", "signed", "failed"),
+        ("crash", "signed", "internal_error"),
+        ("refuse", b"{}", "unauthenticated"),
     ],
 )
-def test_error_replies(plane: CommandPlane, name: str, payload: bytes, code: str) -> None:
+def test_error_replies(plane: CommandPlane, key: CommandKey, name: str, payload, code: str) -> None:
+    if payload == "signed":
+        payload = key.request(name, now=NOW)
     r = plane.handle(name, payload, "backend/res", b"c")
     assert _err(r) == code and r.topic == "backend/res" and r.correlation == b"c"
     assert r.body["error"]["message"]
 
 
 def test_bad_reply_topic_falls_back_to_default(plane: CommandPlane) -> None:
-    assert plane.handle("status", b"{}", "a/+/b", None).topic == DEFAULT
+    r = plane.handle("status", b"{}", "a/+/b", None)
+    assert r.topic == DEFAULT and _err(r) == "bad_reply_topic"
     assert plane.handle("status", b'{"reply_to": "#"}', None, None).topic == DEFAULT
 
 
@@ -105,7 +141,7 @@ def test_bad_reply_topic_falls_back_to_default(plane: CommandPlane) -> None:
     correlation=st.none() | st.binary(max_size=20),
 )
 def test_any_request_gets_one_well_formed_reply(name, payload, response_topic, correlation) -> None:
-    p = CommandPlane(DEFAULT, max_bytes=1024)
+    p = CommandPlane(DEFAULT, max_bytes=1024, replies=ReplyPolicy(TOPICS, ("backend/#",)))
     p.register("status", lambda args: {"ok": 1})
     r = p.handle(name, payload, response_topic, correlation)
     assert isinstance(r.topic, str) and r.topic
@@ -123,6 +159,9 @@ def test_config_set_refuses_invalid_and_locked_keys_running_config_stays(tmp_pat
     before = rt.current
     for bad in (
         {"outbox": {"max_events": -1}},
+        {"outbox": {"max_age_s": 0.001}},  # would silently expire every queued event
+        {"vision": {"liveness": {"policy": "off"}}},
+        {"vision": {"source": "replay:/nonexistent"}},
         {"mqtt": {"broker": "mqtt://evil:1"}},
         {"terminal_id": "x"},
         {"privacy": {"seal": False}},  # a broker publisher must not be able to weaken privacy
@@ -134,10 +173,8 @@ def test_config_set_refuses_invalid_and_locked_keys_running_config_stays(tmp_pat
         assert exc.value.problems
         assert rt.current is before
     assert not (tmp_path / "config-overrides.json").exists()
-    result = rt.apply(
-        {"service": {"health_interval_s": 2.5}, "vision": {"detector": "full_range"}}, version=7
-    )
-    assert result["restart_required"] == ["vision.detector"]
+    result = rt.apply({"service": {"health_interval_s": 2.5, "num_threads": 2}}, version=7)
+    assert result["restart_required"] == ["service.num_threads"]
     again = RuntimeConfig(Config(service={"state_dir": str(tmp_path)}))  # persisted across restarts
     assert again.current.service.health_interval_s == 2.5 and again.version == 7
 
@@ -159,14 +196,14 @@ def _tiny_models(root: Path) -> Path:
     return root
 
 
-def test_invalid_config_code_used_by_handler(tmp_path: Path) -> None:
+def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) -> None:
     from device.config.mqtt import OutboxConfig
     from device.control import register_all
     from device.modelstore import ModelStore
     from device.privacy.protector import build_protector
     from device.transport.outbox import Outbox
 
-    plane = CommandPlane(DEFAULT, 4096)
+    plane = make_plane(key, tmp_path, 4096, clock=time.time)
     cfg = Config(service={"state_dir": str(tmp_path)})
     rt = RuntimeConfig(cfg)
     register_all(
@@ -178,12 +215,13 @@ def test_invalid_config_code_used_by_handler(tmp_path: Path) -> None:
         outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
         protector=build_protector(cfg, tmp_path),
         request_restart=lambda r: None,
+        control=plane.describe_auth,
     )
     r = plane.handle(
-        "config.set", json.dumps({"args": {"config": {"outbox": {"max_events": 0}}}}).encode(), None, None
+        "config.set", key.request("config.set", {"config": {"outbox": {"max_events": 0}}}), None, None
     )
     assert _err(r) == INVALID_CONFIG and "outbox.max_events" in r.body["error"]["details"][0]
-    r = plane.handle("config.set", json.dumps({"args": {"config": 5}}).encode(), None, None)
+    r = plane.handle("config.set", key.request("config.set", {"config": 5}), None, None)
     assert _err(r) == BAD_REQUEST
     r = plane.handle("config.get", b'{"args": {"x": 1}}', None, None)
     assert _err(r) == BAD_REQUEST
@@ -194,3 +232,34 @@ def test_invalid_config_code_used_by_handler(tmp_path: Path) -> None:
     assert r.body["ok"] and r.body["result"]["ok"] is False
     r = plane.handle("privacy.report", b"{}", None, None)
     assert r.body["ok"] and r.body["result"]
+    assert r.body["result"]["control"]["signed_commands"] is True
+
+
+def test_unsigned_lab_setting_is_loud_in_privacy_report(tmp_path: Path) -> None:
+    from device.config.mqtt import OutboxConfig
+    from device.control import register_all
+    from device.modelstore import ModelStore
+    from device.privacy.protector import build_protector
+    from device.transport.outbox import Outbox
+
+    auth = Authenticator(
+        "t1", None, ReplayCache(tmp_path / "n.json"), window_s=300, clock_skew_s=30, allow_unsigned=True
+    )
+    plane = CommandPlane(DEFAULT, 4096, auth=auth)
+    cfg = Config(service={"state_dir": str(tmp_path)})
+    calls: list[str] = []
+    register_all(
+        plane,
+        status=dict,
+        runtime=RuntimeConfig(cfg),
+        on_config_applied=lambda r: None,
+        store=ModelStore(_tiny_models(tmp_path / "models")),
+        outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
+        protector=build_protector(cfg, tmp_path),
+        request_restart=calls.append,
+        control=plane.describe_auth,
+    )
+    report = plane.handle("privacy.report", b"{}", None, None).body["result"]
+    assert report["text"].startswith("WARNING: UNSAFE LAB SETTING")
+    assert report["control"]["unsigned_allowed"] is True
+    assert plane.handle("restart", b"{}", None, None).body["ok"] and calls == ["requested"]

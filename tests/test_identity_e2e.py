@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from device.cli import main
 from tests.api_schemas import errors
 from tests.broker import Broker
+from tests.control_keys import CommandKey
 from tests.vision_helpers import model_store
 
 TID = "gate-01"
@@ -68,7 +69,7 @@ class Backend:
         with self.lock:
             return [b for t, b in self.messages if t.endswith(suffix)]
 
-    def send(self, name: str, args: dict, timeout_s: float = 60.0) -> None:
+    def send(self, name: str, args: dict, timeout_s: float = 60.0, key=None) -> None:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = self.reply_topic
         props.CorrelationData = uuid.uuid4().hex.encode()
@@ -81,6 +82,8 @@ class Backend:
             "expires_at": now + timeout_s,
             "args": args,
         }
+        if key is not None:
+            request.update(key.fields(name, args, terminal=TID, ttl_s=timeout_s))
         self.client.publish(f"{BASE}/cmd/req/{name}", json.dumps(request), qos=1, properties=props)
 
     def wait(self, pred, timeout: float) -> bool:
@@ -123,7 +126,7 @@ def _replay(
     return folder
 
 
-def _config(tmp: Path, broker: Broker, replay: Path, pub: Path, pace: str) -> Path:
+def _config(tmp: Path, broker: Broker, replay: Path, pub: Path, pace: str, key: CommandKey) -> Path:
     conf = tmp / f"terminal-{replay.name}.toml"
     conf.write_text(
         f'terminal_id = "{TID}"\n[service]\nstate_dir = "{tmp / "state"}"\nhealth_interval_s = 1.0\n'
@@ -131,7 +134,7 @@ def _config(tmp: Path, broker: Broker, replay: Path, pub: Path, pace: str) -> Pa
         f'[vision]\nsource = "replay:{replay}"\nreplay_pace = "{pace}"\n'
         '[vision.liveness]\npolicy = "off"\n'
         f'[identity]\ngallery_public_key_file = "{pub}"\nfalse_accept_per_search = 1e-3\n'
-        '[gate]\nkind = "gpio"\ngpio_pin = 17\npulse_s = 0.05\n'
+        '[gate]\nkind = "gpio"\ngpio_pin = 17\npulse_s = 0.05\n' + key.toml()
     )
     return conf
 
@@ -150,7 +153,14 @@ class Terminal:
         self.lifecycle = Lifecycle()
         store, source, pipeline, protector = _stages(cfg)
         self.service = Service(
-            RuntimeConfig(cfg), store, source, pipeline, protector, self.lifecycle, lambda: cfg
+            RuntimeConfig(cfg),
+            store,
+            source,
+            pipeline,
+            protector,
+            self.lifecycle,
+            lambda: cfg,
+            command_key=cfg.control.read_public_key(),
         )
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
@@ -207,14 +217,15 @@ def _rising(pin) -> int:
 def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     tmp, broker, backend, pin = rig
     pub = tmp / "gallery.key.pub"
+    key = CommandKey.generate(tmp / "ops")
     # 1. A terminal with no face in view: the gallery is pushed (chunked) and an enroll times out.
     idle = _replay(tmp / "idle", [], lead_s=1.0)
-    terminal = Terminal(_config(tmp, broker, idle, pub, "fast"))
+    terminal = Terminal(_config(tmp, broker, idle, pub, "fast", key))
     try:
         assert backend.wait(lambda: any(s.get("state") == "online" for s in backend.of("/status")), 30)
-        assert (
-            main(["gallery", "push", "--broker", broker.url, "--id", TID, "--file", str(tmp / "v1.fog")]) == 0
-        )
+        push = ["gallery", "push", "--broker", broker.url, "--id", TID, "--file", str(tmp / "v1.fog")]
+        assert main(push) == 1  # not signed by the command key: refused, whatever the gallery's own signature
+        assert main([*push, "--sign-key", str(key.private_file)]) == 0
         backend.send("gallery.list", {"ids": True})
         listed = backend.replies.get(timeout=30)
         assert (
@@ -223,8 +234,11 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
             and listed["result"]["version"] == 1
         )
         backend.send("enroll", {"subject": "new", "timeout_s": 2})
+        unsigned = backend.replies.get(timeout=30)
+        assert not unsigned["ok"] and unsigned["error"]["code"] == "unauthenticated"
+        backend.send("enroll", {"subject": "new", "timeout_s": 2}, key=key)
         timed_out = backend.replies.get(timeout=30)
-        assert not timed_out["ok"] and timed_out["error"]["details"] == {"reason": "timeout"}
+        assert not timed_out["ok"] and timed_out["error"].get("details") == {"reason": "timeout"}, timed_out
     finally:
         terminal.stop()
 
@@ -232,12 +246,12 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     faces = [tmp / "probe.jpg", tmp / "probe.jpg", shared_data / LFW / STRANGER[0] / STRANGER[1]]
     shutil.copy(shared_data / LFW / ENROLLED / PROBE, faces[0])
     replay = _replay(tmp / "faces", faces, lead_s=6.0)
-    terminal = Terminal(_config(tmp, broker, replay, pub, "recorded"))
+    terminal = Terminal(_config(tmp, broker, replay, pub, "recorded", key))
     try:
         status = terminal.service.status()["identity"]
         assert status["version"] == 1 and status["count"] == 2 and status["threshold"]["comparisons"] == 5
         assert not status["threshold"]["clamped"]
-        backend.send("enroll", {"subject": "tony2", "display_name": "T", "timeout_s": 30})
+        backend.send("enroll", {"subject": "tony2", "display_name": "T", "timeout_s": 30}, key=key)
         enrolled = backend.replies.get(timeout=60)
         assert enrolled["ok"], enrolled
         assert enrolled["result"]["subject"] == "tony2" and "embedding" in enrolled["result"]["biometric"]

@@ -276,7 +276,8 @@ def run_terminal(
 
 
 def allowed_write(path: str, run: Run) -> bool:
-    """Only the outbox, the applied-config file and key files (with their atomic-write temp files)."""
+    """Only the outbox, the applied-config file, key files (with their atomic-write temp files) and the
+    state-dir lock (which holds a pid)."""
     if path == os.devnull:  # a sink, not a file (opened by a library for its child processes)
         return True
     p = Path(path).resolve()
@@ -287,7 +288,7 @@ def allowed_write(path: str, run: Run) -> bool:
     if rel.parts[0] == "outbox":
         return True
     name = rel.name.lstrip(".")
-    return len(rel.parts) == 1 and name.split(".")[0] in {"signing", "template", "config-overrides"}
+    return len(rel.parts) == 1 and name.split(".")[0] in {"signing", "template", "config-overrides", "lock"}
 
 
 def check_no_frame_left(run: Run, chunks: set[bytes], backend: PrivateKey | None = None) -> None:

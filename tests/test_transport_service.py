@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 from device.modelstore import ModelError, ModelStore
 from tests.api_schemas import errors
 from tests.broker import Broker
+from tests.control_keys import CommandKey
 from tests.replay_faces import make_replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,7 +282,7 @@ _hostile_payloads = st.one_of(
     st.just(b'{"args": {}, "expires_at": 1}'),
 )
 # Real commands with hostile payloads, unknown and reserved ones; `restart`/`outbox.purge` only ever
-# get malformed payloads (a valid one would act, by design).
+# get malformed or unsigned payloads (a valid signed one would act, by design).
 _names = st.sampled_from(
     [
         "status",
@@ -308,7 +309,8 @@ READ_ONLY = ("status", "config.get", "models.verify", "models.info", "privacy.re
 
 
 def _acceptable(name: str, payload: bytes) -> bool:
-    """True only for a well-formed request to a real command with no arguments (the one success case)."""
+    """True only for a well-formed request to a real read-only command with no arguments (the one
+    success case: state-changing commands are unsigned here, so refused)."""
     try:
         data = json.loads(payload) if payload.strip() else {}  # an empty request means no arguments
     except (ValueError, RecursionError):
@@ -324,7 +326,7 @@ def _acceptable(name: str, payload: bytes) -> bool:
     if not isinstance(reply_to, str) or not reply_to or set(reply_to) & {"+", "#", "\x00"}:
         return False
     rid = data.get("id", "x")
-    return name in (*READ_ONLY, "restart", "outbox.purge") and isinstance(rid, str) and 0 < len(rid) <= 128
+    return name in READ_ONLY and isinstance(rid, str) and 0 < len(rid) <= 128
 
 
 @pytest.fixture(scope="module")
@@ -375,11 +377,14 @@ def test_restart_and_outbox_purge_commands_act(tmp_path: Path) -> None:
     _models_ready()
     replay = make_replay(tmp_path / "replay", 3)
     broker = Broker(tmp_path / "mq")
-    term = Terminal(tmp_path, broker, replay)
+    key = CommandKey.generate(tmp_path / "key")
+    term = Terminal(tmp_path, broker, replay, conf_extra=key.toml())
     req = Requester(broker)
     try:
         assert term.wait_for(lambda: "source finished" in term.text(), 60)
-        reply = req.send(f"{BASE}/cmd/req/restart", b'{"args": {}}', b"restart-1")
+        reply = req.send(f"{BASE}/cmd/req/restart", b'{"args": {}}', b"restart-0")
+        assert reply["error"]["code"] == "unauthenticated"  # unsigned: refused, no restart
+        reply = req.send(f"{BASE}/cmd/req/restart", key.request("restart"), b"restart-1")
         assert reply["ok"], reply
         assert term.wait_for(lambda: "restarting: exec" in term.text(), 15)
         assert term.wait_for(lambda: term.text().count("source finished") >= 2, 60)
@@ -388,7 +393,7 @@ def test_restart_and_outbox_purge_commands_act(tmp_path: Path) -> None:
         assert reply["result"]["uptime_s"] < 60
         # One appearance per run: the first run's events were delivered, the second run adds its own.
         assert len(term.queued()) == 6
-        reply = req.send(f"{BASE}/cmd/req/outbox.purge", b'{"args": {}}', b"purge-1")
+        reply = req.send(f"{BASE}/cmd/req/outbox.purge", key.request("outbox.purge"), b"purge-1")
         assert reply["ok"], reply
         assert reply["result"]["purged"] >= 0
         reply = req.send(f"{BASE}/cmd/req/status", b"{}", b"status-after-purge")

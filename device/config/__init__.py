@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from device.config.base import Section
+from device.config.control import ControlConfig
 from device.config.gate import GateConfig
 from device.config.identity import IdentityConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
@@ -42,6 +43,7 @@ class Config(Section):
     privacy: PrivacyConfig = PrivacyConfig()
     identity: IdentityConfig = IdentityConfig()
     gate: GateConfig = GateConfig()
+    control: ControlConfig = ControlConfig()
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

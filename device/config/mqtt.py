@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from device.config.base import Section
+from device.config.base import LIVE_FROM_FILE, Section
 
 # systemd LoadCredential= puts secrets here; a password can be read from it without touching the config file.
 CREDENTIAL_NAME = "mqtt_password"
@@ -121,7 +121,31 @@ class MqttConfig(Section):
 
 class OutboxConfig(Section):
     max_events: int = Field(
-        10_000, ge=1, le=10_000_000, description="Most events kept while the broker is unreachable."
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Most events kept while the broker is unreachable.",
+        json_schema_extra=LIVE_FROM_FILE,
     )
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Most bytes kept on disk.")
-    max_age_s: float = Field(7 * 24 * 3600, gt=0, description="Queued events older than this expire.")
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Most bytes kept on disk.", json_schema_extra=LIVE_FROM_FILE
+    )
+    max_age_s: float = Field(
+        7 * 24 * 3600,
+        gt=0,
+        description="Queued events older than this expire.",
+        json_schema_extra=LIVE_FROM_FILE,
+    )
+    reserve_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description="Free space the outbox leaves on the state filesystem; the oldest events expire first.",
+        json_schema_extra=LIVE_FROM_FILE,
+    )
+    max_held_events: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Events held in memory while the state filesystem cannot store them (full, read-only).",
+        json_schema_extra=LIVE_FROM_FILE,
+    )

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from device.config.base import Section
+from device.config.base import Section, remote
 
 
 class ServiceConfig(Section):
@@ -13,8 +13,20 @@ class ServiceConfig(Section):
     models_dir: Path | None = Field(
         None, description="Directory holding models/manifest.json; default: bundled."
     )
-    health_interval_s: float = Field(10.0, gt=0.1, le=3600, description="Seconds between health messages.")
-    num_threads: int = Field(1, ge=1, le=8, description="LiteRT threads per model.")
+    health_interval_s: float = Field(
+        10.0,
+        gt=0.1,
+        le=3600,
+        description="Seconds between health messages.",
+        json_schema_extra=remote(live=True, ge=1.0),
+    )
+    num_threads: int = Field(
+        1, ge=1, le=8, description="LiteRT threads per model.", json_schema_extra=remote(live=False)
+    )
     stop_flush_s: float = Field(
-        3.0, ge=0, le=60, description="On SIGTERM, seconds spent publishing what the outbox holds."
+        3.0,
+        ge=0,
+        le=60,
+        description="On SIGTERM, seconds spent publishing what the outbox holds (the outbox keeps the rest).",
+        json_schema_extra=remote(live=True, le=10.0),
     )

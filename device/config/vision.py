@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from device.config.base import Section
+from device.config.base import Section, remote
 
 
 class CameraConfig(Section):
@@ -25,10 +25,18 @@ class CameraConfig(Section):
     )
     lores_height: int = Field(0, ge=0, le=1080, description="picamera2 only: lores stream height.")
     retry_initial_s: float = Field(
-        0.5, gt=0, le=60, description="First wait before reopening a failed camera."
+        0.5,
+        gt=0,
+        le=60,
+        description="First wait before reopening a failed camera.",
+        json_schema_extra=remote(live=False),
     )
     retry_max_s: float = Field(
-        10.0, gt=0, le=600, description="Longest wait between reopen attempts (backoff cap)."
+        10.0,
+        gt=0,
+        le=600,
+        description="Longest wait between reopen attempts (backoff cap).",
+        json_schema_extra=remote(live=False),
     )
     give_up_after_s: float = Field(
         0.0,

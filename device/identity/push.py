@@ -1,8 +1,10 @@
 """Pushing a gallery update to a terminal over MQTT: gallery.sync with the signed manifest, then every chunk
 the terminal says it is missing (so an interrupted push resumes where it stopped when run again).
 
-Commands are plain request/response on the terminal's command plane (MQTT 5 ResponseTopic and
-CorrelationData); each request gets exactly one reply.
+Commands are request/response on the terminal's command plane (MQTT 5 ResponseTopic and
+CorrelationData), each signed with the operator's command key (the terminal refuses unsigned state-changing
+commands); each request gets exactly one reply. The update itself is signed by the gallery key, which the
+terminal checks independently.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device.identity.operator import UpdateFile
+from device.transport.auth import sign_command
 from device.transport.topics import Topics
 
 
@@ -28,8 +32,10 @@ class PushError(RuntimeError):
 
 
 class Requester:
-    def __init__(self, client: mqtt.Client, topics: Topics, timeout_s: float = 30.0) -> None:
-        self.client, self.topics, self.timeout_s = client, topics, timeout_s
+    def __init__(
+        self, client: mqtt.Client, topics: Topics, timeout_s: float = 30.0, key: SigningKey | None = None
+    ) -> None:
+        self.client, self.topics, self.timeout_s, self.key = client, topics, timeout_s, key
         self.reply_topic = f"{topics.cmd_res}/push-{uuid.uuid4().hex[:12]}"
         self._replies: queue.Queue[bytes] = queue.Queue()
         subscribed: queue.Queue[bool] = queue.Queue()
@@ -53,6 +59,8 @@ class Requester:
             "expires_at": now + self.timeout_s,
             "args": args,
         }
+        if self.key is not None:
+            body.update(sign_command(self.key, self.topics.terminal_id, name, args, ttl_s=self.timeout_s))
         self.client.publish(self.topics.cmd_req(name), json.dumps(body), qos=1, properties=props)
         deadline = time.monotonic() + self.timeout_s
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,32 @@ class SignatureError(ValueError):
 
 
 def canonical_json(payload: dict[str, Any]) -> bytes:
+    """The signed bytes. ValueError naming the field for what JSON cannot carry (NaN, Infinity)."""
     body = {k: v for k, v in payload.items() if k != SIGNATURE_FIELD}
+    where = _non_finite(body, "")
+    if where is not None:
+        raise ValueError(f"payload cannot be canonicalised for signing: {where} is not a finite number")
     try:
         return rfc8785.dumps(body)
     except rfc8785.CanonicalizationError as exc:  # NaN/Infinity, integers beyond 2**53, non-str keys
         raise ValueError(f"payload cannot be canonicalised for signing: {exc}") from None
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The dotted path of the first NaN/Infinity in `value`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'payload'} ({value})"
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, sub in items:
+        found = _non_finite(sub, sub_path)
+        if found is not None:
+            return found
+    return None
 
 
 def key_id(public_key: bytes) -> str:

@@ -1,9 +1,14 @@
-"""The command plane: parse a request, run its handler, build exactly one reply.
+"""The command plane: parse a request, check who sent it, run its handler, build exactly one reply.
 
 A request arrives on `.../cmd/req/<name>`. Its reply address is the MQTT 5 ResponseTopic (with
 CorrelationData) or, for MQTT 3.1.1, `reply_to` / `correlation_id` in the JSON payload; without
-one the reply goes to `.../cmd/res`. Anything wrong with a request (bad JSON, wrong types, unknown
-command, too large, expired) produces an error reply and changes nothing.
+one the reply goes to `.../cmd/res`. A reply address outside the reply namespace (ReplyPolicy) is
+refused and counted, the refusal going to `.../cmd/res`. Anything wrong with a request (bad JSON,
+wrong types, unknown command, too large, expired, retained, unsigned, replayed) produces an error
+reply and changes nothing.
+
+Read-only commands may come unsigned; every other one must carry a valid signature by the command
+key (device.transport.auth), checked after parsing and before the handler runs.
 
 Handlers are plain functions `args dict -> result dict` registered by name; they raise
 CommandError(code, message) to refuse. Other parts of the terminal register theirs (enroll,
@@ -19,9 +24,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.transport.topics import COMMAND_NAME_PATTERN, valid_publish_topic
+
+if TYPE_CHECKING:
+    from device.transport.auth import Authenticator
+    from device.transport.replies import ReplyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +46,36 @@ NOT_AVAILABLE = "not_available"
 INVALID_CONFIG = "invalid_config"
 FAILED = "failed"
 INTERNAL = "internal_error"
+UNAUTHENTICATED = "unauthenticated"
+REPLAYED = "replayed"
+RETAINED = "retained"
+BAD_REPLY_TOPIC = "bad_reply_topic"
+BUSY = "busy"
+
+# Commands that only read: they may come unsigned. Every other command changes the terminal.
+READ_ONLY = frozenset(
+    {"status", "config.get", "models.info", "models.verify", "privacy.report", "gallery.list"}
+)
 
 # Reserved for other parts of the terminal; answered with NOT_AVAILABLE until registered.
 RESERVED = ("enroll", "subject.purge")
 RESERVED_PREFIXES = ("gallery.",)
 
-_REQUEST_KEYS = {"schema", "id", "type", "sent_at", "expires_at", "reply_to", "correlation_id", "args"}
+_REQUEST_KEYS = {
+    "schema",
+    "id",
+    "type",
+    "sent_at",
+    "expires_at",
+    "reply_to",
+    "correlation_id",
+    "args",
+    # device.transport.auth: what a signed request adds
+    "terminal",
+    "issued_at",
+    "nonce",
+    "signature",
+}
 _MAX_ID = 128
 _MAX_CORRELATION = 1024
 
@@ -100,14 +133,27 @@ def correlation_text(raw: bytes | None) -> str | None:
 
 
 class CommandPlane:
+    """`auth` None: every state-changing command is refused. `replies` None: replies go only to the
+    default reply topic. `max_age_s`: a request whose `sent_at` is older is refused as expired."""
+
     def __init__(
-        self, default_reply_topic: str, max_bytes: int, clock: Callable[[], float] = time.time
+        self,
+        default_reply_topic: str,
+        max_bytes: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        auth: Authenticator | None = None,
+        replies: ReplyPolicy | None = None,
+        max_age_s: float | None = None,
     ) -> None:
         self.default_reply_topic = default_reply_topic
         self.max_bytes = max_bytes
         self.clock = clock
+        self.auth = auth
+        self.replies = replies
+        self.max_age_s = max_age_s
         self.handlers: dict[str, Handler] = {}
-        self.counts = {"ok": 0, "error": 0}
+        self.counts = {"ok": 0, "error": 0, "reply_refused": 0, "retained": 0, "unauthenticated": 0}
 
     def register(self, name: str, handler: Handler) -> None:
         if not re.match(COMMAND_NAME_PATTERN, name):
@@ -115,15 +161,27 @@ class CommandPlane:
         self.handlers[name] = handler
 
     def handle(
-        self, name: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+        self,
+        name: str,
+        payload: bytes,
+        response_topic: str | None,
+        correlation: bytes | None,
+        retained: bool = False,
     ) -> Reply:
         """Exactly one reply for one request, whatever it contains."""
-        reply_to = response_topic if valid_publish_topic(response_topic) else None
+        refusal = self.reply_refusal(response_topic) if response_topic is not None else None
+        reply_to = response_topic if refusal is None else None
         request_id: str | None = None
         try:
-            req = self._parse(name, payload, reply_to, correlation)
+            req, data = self._parse(name, payload, reply_to, correlation, refusal)
             reply_to, correlation, request_id = req.reply_to, req.correlation, req.request_id
             handler = self._handler(req.name)
+            if retained:
+                # A retained request is replayed by the broker to every new subscriber, forever.
+                self.counts["retained"] += 1
+                raise CommandError(RETAINED, "retained command requests are never executed")
+            if req.name not in READ_ONLY:
+                self.authorize(req.name, data)
             result = handler(req.args)
             if isinstance(result, Deferred):
                 body = {"command": name_or_none(name), "request_id": request_id}
@@ -164,6 +222,33 @@ class CommandPlane:
             self.counts["error"] += 1
         return Reply(reply_to or self.default_reply_topic, body, correlation, correlation_text(correlation))
 
+    def describe_auth(self) -> dict[str, Any]:
+        """Who may command this terminal (for status and privacy.report)."""
+        if self.auth is None:
+            return {
+                "signed_commands": False,
+                "unsigned_allowed": False,
+                "note": "state-changing commands are refused",
+            }
+        return self.auth.describe()
+
+    def reply_refusal(self, topic: str) -> str | None:
+        """Why a reply must not go to `topic` (None: it may)."""
+        if self.replies is None:
+            return None if topic == self.default_reply_topic else "no reply namespace is configured"
+        return self.replies.refusal(topic)
+
+    def authorize(self, name: str, data: dict[str, Any]) -> None:
+        """Check a state-changing request's signature and record its nonce; CommandError refuses it."""
+        try:
+            if self.auth is None:
+                raise CommandError(UNAUTHENTICATED, f"{name} changes the terminal; no command key is set up")
+            self.auth.commit(self.auth.check(name, data))
+        except CommandError as exc:
+            if exc.code == UNAUTHENTICATED:
+                self.counts["unauthenticated"] += 1
+            raise
+
     def _handler(self, name: str) -> Handler:
         handler = self.handlers.get(name)
         if handler is not None:
@@ -172,7 +257,14 @@ class CommandPlane:
             raise CommandError(NOT_AVAILABLE, f"{name} is not available on this terminal yet")
         raise CommandError(UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(self.handlers)}")
 
-    def _parse(self, name: str, payload: bytes, reply_to: str | None, correlation: bytes | None) -> Request:
+    def _parse(
+        self,
+        name: str,
+        payload: bytes,
+        reply_to: str | None,
+        correlation: bytes | None,
+        refusal: str | None,
+    ) -> tuple[Request, dict[str, Any]]:
         # The reply address is recovered as early as possible so even a bad request gets its reply.
         def fail(code: str, message: str, details: Any = None, rid: str | None = None) -> _ParsedError:
             return _ParsedError(code, message, details, reply_to, correlation, rid)
@@ -190,19 +282,28 @@ class CommandPlane:
                 raise fail(BAD_JSON, f"request is not JSON text: {str(exc)[:120]}") from None
         if not isinstance(data, dict):
             raise fail(BAD_REQUEST, f"request must be a JSON object, got {type(data).__name__}")
-        # 3.1.1 has no properties: the reply address travels in the payload (v5 properties take precedence).
-        if reply_to is None and valid_publish_topic(data.get("reply_to")):
-            reply_to = data["reply_to"]
         if correlation is None and isinstance(data.get("correlation_id"), str):
             correlation = data["correlation_id"].encode("utf-8")[:_MAX_CORRELATION]
         rid = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= _MAX_ID else None
+        # 3.1.1 has no properties: the reply address travels in the payload (v5 properties take precedence).
+        asked = data.get("reply_to")
+        if refusal is None and reply_to is None and asked is not None and valid_publish_topic(asked):
+            refusal = self.reply_refusal(asked)
+            reply_to = asked if refusal is None else None
+        if refusal is not None:
+            self.counts["reply_refused"] += 1
+            raise fail(BAD_REPLY_TOPIC, refusal, None, rid)
         problems = _check_fields(data)
         if problems:
             raise fail(BAD_REQUEST, "; ".join(problems), problems, rid)
+        now = self.clock()
         expires_at = data.get("expires_at")
-        if expires_at is not None and expires_at <= self.clock():
+        if expires_at is not None and expires_at <= now:
             raise fail(EXPIRED, f"request expired at {expires_at}", None, rid)
-        return Request(name, data.get("args") or {}, rid, reply_to, correlation)
+        sent_at = data.get("sent_at")
+        if sent_at is not None and self.max_age_s is not None and sent_at < now - self.max_age_s:
+            raise fail(EXPIRED, f"request sent at {sent_at}, older than {self.max_age_s:g} s", None, rid)
+        return Request(name, data.get("args") or {}, rid, reply_to, correlation), data
 
 
 class _ParsedError(CommandError):

@@ -1,4 +1,8 @@
-"""Parsing `config/desired` (retained, from the backend): `{"schema": 1, "version": N, "config": {...}}`."""
+"""Parsing `config/desired` (retained, from the backend): `{"schema": 1, "version": N, "config": {...}}`.
+
+Like a state-changing command it is signed (device.transport.auth) as the command `config.desired`
+with args `{"version": N, "config": {...}}`; the signature fields travel next to them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-_ALLOWED = {"schema", "id", "type", "created_at", "expires_at", "version", "config"}
+from nacl.signing import SigningKey
+
+from device.transport.auth import AUTH_FIELDS, sign_command
+
+DESIRED_COMMAND = "config.desired"
+_ALLOWED = {"schema", "id", "type", "created_at", "version", "config", *AUTH_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -15,6 +24,14 @@ class Desired:
     config: dict[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     empty: bool = False  # a cleared retained message: nothing to do
+    auth: dict[str, Any] = field(default_factory=dict)  # the signature fields, for Authenticator.check
+
+    def signed_request(self) -> dict[str, Any]:
+        """What the signature covers, in the shape of a command request."""
+        args: dict[str, Any] = {"config": self.config}
+        if self.version is not None:
+            args["version"] = self.version
+        return {**self.auth, "args": args}
 
 
 def parse_desired(raw: bytes) -> Desired:
@@ -39,4 +56,23 @@ def parse_desired(raw: bytes) -> Desired:
     if not isinstance(config, dict):
         problems.append("config: must be an object")
         config = {}
-    return Desired(version, config, tuple(problems))
+    auth = {k: data[k] for k in AUTH_FIELDS if k in data}
+    return Desired(version, config, tuple(problems), auth=auth)
+
+
+def signed_desired(
+    key: SigningKey,
+    terminal: str,
+    config: dict[str, Any],
+    version: int | None,
+    *,
+    ttl_s: float,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A `config/desired` payload signed by the command key (what `faceonly ctl desired` publishes)."""
+    args: dict[str, Any] = {"config": config}
+    if version is not None:
+        args["version"] = version
+    fields = sign_command(key, terminal, DESIRED_COMMAND, args, ttl_s=ttl_s, now=now)
+    del fields["args"]
+    return {"schema": 1, "type": "config.desired", **args, **fields}

@@ -1,7 +1,10 @@
 """The broker connection (paho-mqtt 2.x, CallbackAPIVersion.VERSION2), MQTT 5 or 3.1.1.
 
 paho runs its network loop in its own thread; every callback here only turns what happened into a
-frozen value on `inbox` (the service loop owns all state). The exceptions, as paho recommends, are
+frozen value on `inbox` (the service loop owns all state). Command requests get their own bounded
+queue (count and bytes), so a flood of them can neither crowd out acknowledgements nor grow memory:
+beyond capacity only the reply address is kept (bounded too) for a `busy` reply, and past that the
+request is counted and dropped (a QoS 0 one before paho even parses it: BufferedClient's `shed`). The exceptions, as paho recommends, are
 the non-blocking subscribe and birth publish in on_connect, so a reconnect restores them at once.
 
 Persistent session: clean_start off and a session expiry, so command requests sent while the
@@ -25,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config.mqtt import MqttConfig
+from device.transport.buffered_client import BufferedClient
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.topics import Topics
 
@@ -45,9 +49,17 @@ class ConnectFailed:
     auth: bool  # credentials/permissions (report, keep retrying slowly) vs temporary (retry)
 
 
+# MQTT 5 DISCONNECT reason 0x8E: another client connected with our client id (a duplicate terminal id).
+TAKEN_OVER = "Session taken over"
+
+
 @dataclass(frozen=True)
 class Disconnected:
     reason: str
+
+    @property
+    def taken_over(self) -> bool:
+        return self.reason == TAKEN_OVER
 
 
 @dataclass(frozen=True)
@@ -66,13 +78,33 @@ class Inbound:
     retain: bool
 
 
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound
+@dataclass(frozen=True)
+class Overflow:
+    """A command request that found the command queue full: only what a `busy` reply needs."""
+
+    topic: str
+    response_topic: str | None
+    correlation: bytes | None
 
 
-def _no_delay(client, userdata, sock) -> None:
-    # Small request/reply packets: without this, Nagle + delayed ACK add ~40 ms per hop.
+@dataclass(frozen=True)
+class CommandsWaiting:
+    """Wakes the loop: the command queue has requests (at most one of these is on `inbox` at a time)."""
+
+
+LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
+
+
+# What the kernel may hold for us unread. Inbound traffic is small (acknowledgements, commands); a
+# fixed buffer stops autotuning from growing it to megabytes (tcp_rmem allows 32 MB) during a flood.
+RECEIVE_BUFFER = 32 * 1024
+
+
+def _tune_socket(client, userdata, sock) -> None:
     with contextlib.suppress(OSError, AttributeError):
+        # Small request/reply packets: without this, Nagle + delayed ACK add ~40 ms per hop.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 class Link:
@@ -84,16 +116,29 @@ class Link:
         inbox: queue.Queue[LinkEvent],
         *,
         will_payload: bytes,
+        command_capacity: int = 64,
+        command_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.config = config
+        self.client_id = client_id
         self.topics = topics
         self.inbox = inbox
         self.v5 = config.protocol == "5"
         self._birth: bytes | None = None
         self._connected = threading.Event()
         self.inbox_dropped = 0
-        client = mqtt.Client(
+        self.commands: queue.Queue[Inbound] = queue.Queue(command_capacity)
+        self.overflow: queue.Queue[Overflow] = queue.Queue(command_capacity)
+        self.command_bytes = command_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
+        self.commands_dropped = 0
+        self._request_prefix = topics.cmd_req("")
+        self._request_prefix_bytes = self._request_prefix.encode("utf-8")
+        self._wake_sent = threading.Event()
+        client = BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
+            shed=self._shed,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
             clean_session=None if self.v5 else False,
@@ -124,7 +169,7 @@ class Link:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.on_socket_open = _no_delay
+        client.on_socket_open = _tune_socket
         self.client = client
 
     # ---- called by the service loop ---------------------------------------------------------
@@ -156,6 +201,27 @@ class Link:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def commands_pending(self) -> bool:
+        return not (self.commands.empty() and self.overflow.empty())
+
+    def woken(self) -> None:
+        """The loop took the CommandsWaiting marker: the next request sends a new one."""
+        self._wake_sent.clear()
+
+    def take_command(self) -> Inbound | Overflow | None:
+        """The next command request, else the next one that found the queue full, else None."""
+        try:
+            msg = self.commands.get_nowait()
+        except queue.Empty:
+            try:
+                return self.overflow.get_nowait()
+            except queue.Empty:
+                return None
+        with self._bytes_lock:
+            self._queued_bytes -= len(msg.payload)
+        return msg
 
     def publish(
         self,
@@ -199,12 +265,14 @@ class Link:
             self._put(ConnectFailed(str(reason_code), str(reason_code) in _AUTH_FAILURES))
             return
         self._connected.set()
+        # The status topic too: a second terminal with our id shows up there (device.transport.presence).
         client.subscribe(
-            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1)]
+            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1), (self.topics.status, 1)]
             if not self.v5
             else [
                 (self.topics.cmd_req_filter, mqtt.SubscribeOptions(qos=1)),
                 (self.topics.config_desired, mqtt.SubscribeOptions(qos=1)),
+                (self.topics.status, mqtt.SubscribeOptions(qos=1, noLocal=True)),
             ]
         )
         if self._birth is not None:
@@ -231,7 +299,41 @@ class Link:
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        self._put(Inbound(topic, bytes(message.payload), response_topic, correlation, message.retain))
+        msg = Inbound(topic, bytes(message.payload), response_topic, correlation, message.retain)
+        if topic.startswith(self._request_prefix):
+            self._put_command(msg)
+        else:
+            self._put(msg)
+
+    def _shed(self, topic: bytes) -> bool:
+        """A QoS 0 request that would only be counted and dropped: dropped before paho parses it."""
+        if topic.startswith(self._request_prefix_bytes) and self.commands.full() and self.overflow.full():
+            self.commands_dropped += 1
+            return True
+        return False
+
+    def _put_command(self, msg: Inbound) -> None:
+        with self._bytes_lock:
+            # An empty queue takes any one request, so an oversized one still gets its too_large reply.
+            fits = self._queued_bytes == 0 or self._queued_bytes + len(msg.payload) <= self.command_bytes
+            if fits:
+                self._queued_bytes += len(msg.payload)
+        try:
+            if not fits:
+                raise queue.Full
+            self.commands.put_nowait(msg)
+        except queue.Full:
+            if fits:
+                with self._bytes_lock:
+                    self._queued_bytes -= len(msg.payload)
+            try:
+                self.overflow.put_nowait(Overflow(msg.topic, msg.response_topic, msg.correlation))
+            except queue.Full:
+                self.commands_dropped += 1
+                return
+        if not self._wake_sent.is_set():
+            self._wake_sent.set()
+            self._put(CommandsWaiting())
 
     # ---- properties -------------------------------------------------------------------------
 

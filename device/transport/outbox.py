@@ -5,22 +5,31 @@ sha256 header), named by a monotonic sequence number so the directory order is t
 A power cut or SIGKILL leaves either a whole record or a stray temp file; a record whose checksum
 does not match is reported as torn, deleted and never loaded or published.
 
-Bounds: count, bytes and age. When a new event would exceed a bound, the oldest records expire
-first; every expiry is counted by cause and the counters survive restarts (they are reported in
-health). Only the service loop touches an Outbox (one owner, no locks).
+Bounds: count, bytes, age, and the free space actually left on the state filesystem (a reserve
+stays free for the system). When a new event would exceed a bound, the oldest records expire first;
+every expiry is counted by cause and the counters survive restarts (they are reported in health).
+
+Bad storage days: a write that fails (disk full beyond the reserve, a read-only remount, an I/O
+error) keeps the event in memory, bounded by `max_held_events` (the oldest held expire first), and
+raises the `fault` alarm; a record acknowledged while its file cannot be deleted is remembered and
+deleted later, so it is not sent again. Every few seconds the outbox retries; when storage works
+again the held events are written and the alarm clears. Only the service loop touches an Outbox
+(one owner, no locks).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from device.atomicfile import TornFileError, read_sealed, seal, write_atomic
+from device.atomicfile import TornFileError, read_sealed, seal, unseal, write_atomic
 from device.config.mqtt import OutboxConfig
 
 log = logging.getLogger(__name__)
@@ -28,6 +37,11 @@ log = logging.getLogger(__name__)
 RECORD_FORMAT = 1
 SUFFIX = ".evt"
 COUNTERS = "counters.json"
+RETRY_S = 2.0  # how often failing storage is tried again
+
+
+class NoRoom(OSError):
+    """Writing the event would eat into the reserve, and no stored record is left to expire."""
 
 
 @dataclass(frozen=True)
@@ -47,27 +61,47 @@ class Counters:
     expired_age: int = 0
     expired_count: int = 0
     expired_bytes: int = 0
+    expired_space: int = 0  # to keep the reserve free on the state filesystem
+    expired_held: int = 0  # held in memory during a storage fault, beyond max_held_events
     torn: int = 0
     purged: int = 0
     acked: int = 0
 
     @property
     def expired(self) -> int:
-        return self.expired_age + self.expired_count + self.expired_bytes
+        return (
+            self.expired_age
+            + self.expired_count
+            + self.expired_bytes
+            + self.expired_space
+            + self.expired_held
+        )
 
 
 class Outbox:
-    def __init__(self, directory: Path, config: OutboxConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: OutboxConfig,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.config = config
         self.clock = clock
+        self.monotonic = monotonic
         self._index: OrderedDict[int, Record] = OrderedDict()
         self._by_id: dict[str, int] = {}
         self._bytes = 0
+        self._held: dict[int, bytes] = {}  # seq -> sealed record that storage could not take
+        self._undeleted: set[int] = set()  # gone from the index, file still on disk (delete failed)
+        self.fault: str | None = None  # the storage alarm: why events are held in memory
+        self.foreign = 0  # entries in the directory that are not outbox records (skipped, left alone)
+        self._counters_dirty = False
+        self._next_retry = 0.0
         self.counters = self._load_counters()
-        self._load()
-        self._next_seq = (next(reversed(self._index)) + 1) if self._index else 1
+        self._next_seq = self._load() + 1
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -86,6 +120,7 @@ class Outbox:
 
         Records that turn out torn or already expired are dropped (and counted) on the way.
         """
+        self.retry_storage()
         self.expire()
         out: list[Record] = []
         for rec in list(self._index.values()):
@@ -94,7 +129,9 @@ class Outbox:
             if rec.id in skip:
                 continue
             try:
-                payload = self._read(self._path(rec.seq))["payload"].encode("utf-8")
+                held = self._held.get(rec.seq)
+                data = json.loads(unseal(held)) if held is not None else self._read(self._path(rec.seq))
+                payload = data["payload"].encode("utf-8")
             except (TornFileError, OSError, KeyError, ValueError) as exc:
                 log.warning("outbox record %s is damaged and dropped: %s", rec.seq, exc)
                 self._remove(rec.seq)
@@ -115,11 +152,18 @@ class Outbox:
             "expired_age": self.counters.expired_age,
             "expired_count": self.counters.expired_count,
             "expired_bytes": self.counters.expired_bytes,
+            "expired_space": self.counters.expired_space,
+            "expired_held": self.counters.expired_held,
             "torn": self.counters.torn,
             "purged": self.counters.purged,
             "acked": self.counters.acked,
             "max_events": self.config.max_events,
             "max_bytes": self.config.max_bytes,
+            "free_bytes": self._free_bytes(),
+            "reserve_bytes": self.config.reserve_bytes,
+            "held": len(self._held),
+            "storage_fault": self.fault,
+            "foreign_entries": self.foreign,
         }
 
     # ---- changes ----------------------------------------------------------------------------
@@ -146,12 +190,17 @@ class Outbox:
         size = len(blob)
         if size > self.config.max_bytes:
             raise ValueError(f"event of {size} bytes exceeds the outbox limit of {self.config.max_bytes}")
+        self.retry_storage()
         self.expire(extra_count=1, extra_bytes=size)
         seq = self._next_seq
         self._next_seq += 1
-        write_atomic(self._path(seq), blob)
         rec = Record(seq, record_id, topic, kind, now, expires, size)
+        try:
+            self._store(seq, blob)
+        except OSError as exc:
+            self._hold(seq, blob, exc)
         self._add(rec)
+        self._bound_held()
         return rec
 
     def ack(self, record_id: str) -> bool:
@@ -185,6 +234,33 @@ class Outbox:
             self._save_counters()
         return dropped
 
+    def retry_storage(self, force: bool = False) -> None:
+        """Every RETRY_S: notice a read-only state filesystem; while storage fails, delete what was
+        left, write what is held, and clear the alarm once everything is stored."""
+        now = self.monotonic()
+        if now < self._next_retry and not force:
+            return
+        self._next_retry = now + RETRY_S
+        if self._read_only():
+            self._alarm(OSError(errno.EROFS, os.strerror(errno.EROFS)))
+            return
+        if not (self._held or self._undeleted or self._counters_dirty or self.fault):
+            return
+        try:
+            for seq in sorted(self._undeleted):
+                self._path(seq).unlink(missing_ok=True)
+                self._undeleted.discard(seq)
+            for seq in sorted(self._held):
+                self._store(seq, self._held[seq])
+                del self._held[seq]
+        except OSError as exc:
+            self._alarm(exc)
+            return
+        self._save_counters()
+        if self.fault is not None and not self._counters_dirty:
+            log.warning("outbox: state storage works again; held events are stored (alarm cleared)")
+            self.fault = None
+
     def purge(self) -> int:
         """Delete every queued event (operator command or data-subject erase)."""
         n = len(self._index)
@@ -199,7 +275,9 @@ class Outbox:
         n = 0
         for rec in list(self._index.values()):
             try:
-                payload = self._read(self._path(rec.seq))["payload"].encode("utf-8")
+                held = self._held.get(rec.seq)  # events held in memory while storage fails count too
+                data = json.loads(unseal(held)) if held is not None else self._read(self._path(rec.seq))
+                payload = data["payload"].encode("utf-8")
             except (TornFileError, OSError, KeyError, ValueError):
                 continue  # damaged records are dropped by oldest() anyway
             if picks(payload):
@@ -218,6 +296,65 @@ class Outbox:
     def _path(self, seq: int) -> Path:
         return self.dir / f"{seq:012d}{SUFFIX}"
 
+    def _read_only(self) -> bool:
+        try:
+            return bool(os.statvfs(self.dir).f_flag & os.ST_RDONLY)
+        except OSError:
+            return False
+
+    def _free_bytes(self) -> int:
+        try:
+            st = os.statvfs(self.dir)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
+
+    def _store(self, seq: int, blob: bytes) -> None:
+        """Write one record, expiring the oldest stored ones first so the reserve stays free."""
+        reserve = self.config.reserve_bytes
+        if self._free_bytes() - len(blob) >= reserve:
+            write_atomic(self._path(seq), blob)
+            return
+        stored = [s for s in self._index if s not in self._held and s != seq]
+        reclaimable = sum(self._index[s].size for s in stored)
+        if self._free_bytes() + reclaimable - len(blob) < reserve:
+            # Someone else filled the disk: expiring our backlog could not make room, so keep it.
+            raise NoRoom(f"{self._free_bytes()} bytes free on the state filesystem, reserve {reserve}")
+        dropped = 0
+        while stored and self._free_bytes() - len(blob) < reserve:
+            if not self._remove(stored.pop(0)):
+                break
+            self.counters.expired_space += 1
+            dropped += 1
+        if dropped:
+            log.warning("outbox: %d oldest events expired to keep %d bytes free", dropped, reserve)
+            self._save_counters()
+        write_atomic(self._path(seq), blob)
+
+    def _hold(self, seq: int, blob: bytes, exc: OSError) -> None:
+        self._held[seq] = blob
+        self._alarm(exc)
+
+    def _bound_held(self) -> None:
+        if len(self._held) <= self.config.max_held_events:
+            return
+        while len(self._held) > self.config.max_held_events:
+            self._remove(min(self._held))
+            self.counters.expired_held += 1
+        log.warning("outbox: oldest held events expired (%d in total)", self.counters.expired_held)
+        self._save_counters()
+
+    def _alarm(self, exc: OSError) -> None:
+        fault = f"state storage failing ({exc.strerror or exc}): events held in memory"
+        if self.fault is None:
+            log.error(
+                "outbox: %s, at most %d, until it works again (retried every %.0f s)",
+                fault,
+                self.config.max_held_events,
+                RETRY_S,
+            )
+        self.fault = fault
+
     @staticmethod
     def _read(path: Path) -> dict:
         data = json.loads(read_sealed(path))
@@ -225,15 +362,23 @@ class Outbox:
             raise ValueError(f"{path.name}: not an outbox record of format {RECORD_FORMAT}")
         return data
 
-    def _load(self) -> None:
+    def _load(self) -> int:
+        """Index the records on disk; returns the highest sequence number in use."""
         for tmp in self.dir.glob(".*.tmp"):
             # A write that a crash interrupted before its rename: never a published or acked record.
             log.warning("outbox: removing interrupted write %s", tmp.name)
-            tmp.unlink(missing_ok=True)
+            self._unlink(tmp)
             self.counters.torn += 1
+        top = 0
         for path in sorted(self.dir.glob(f"*{SUFFIX}")):
+            seq = int(path.stem) if path.stem.isdigit() else None
+            top = max(top, seq or 0)  # a foreign entry's number must never be reused for a record
+            if seq is None or path.is_symlink() or not path.is_file():
+                # Not something this outbox wrote: reported, skipped and left alone for the operator.
+                self.foreign += 1
+                log.error("outbox: %s is not an outbox record; skipped and left in place", path.name)
+                continue
             try:
-                seq = int(path.stem)
                 data = self._read(path)
                 rec = Record(
                     seq,
@@ -246,24 +391,39 @@ class Outbox:
                 )
             except (TornFileError, OSError, KeyError, ValueError, TypeError) as exc:
                 log.warning("outbox: torn record %s not loaded: %s", path.name, exc)
-                path.unlink(missing_ok=True)
+                self._unlink(path)
                 self.counters.torn += 1
                 continue
             self._add(rec)
         self._save_counters()
         self.expire()
+        return top
 
     def _add(self, rec: Record) -> None:
         self._index[rec.seq] = rec
         self._by_id[rec.id] = rec.seq
         self._bytes += rec.size
 
-    def _remove(self, seq: int) -> None:
+    def _remove(self, seq: int) -> bool:
+        """Forget a record and delete its file; False if the file stays for now (deleted on recovery)."""
         rec = self._index.pop(seq)
         self._by_id.pop(rec.id, None)
         self._bytes -= rec.size
+        if self._held.pop(seq, None) is not None:
+            return True
         # No directory fsync: if a power cut resurrects the file, the event is sent again (at least once).
-        self._path(seq).unlink(missing_ok=True)
+        if self._unlink(self._path(seq)):
+            return True
+        self._undeleted.add(seq)
+        return False
+
+    def _unlink(self, path: Path) -> bool:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._alarm(exc)
+            return False
+        return True
 
     def _load_counters(self) -> Counters:
         path = self.dir / COUNTERS
@@ -277,4 +437,11 @@ class Outbox:
             return Counters()
 
     def _save_counters(self) -> None:
-        write_atomic(self.dir / COUNTERS, json.dumps(asdict(self.counters)).encode())
+        try:
+            write_atomic(self.dir / COUNTERS, json.dumps(asdict(self.counters)).encode())
+        except OSError as exc:
+            # The counters live on in memory and in health; they are written when storage works again.
+            self._counters_dirty = True
+            self._alarm(exc)
+            return
+        self._counters_dirty = False

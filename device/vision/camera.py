@@ -56,6 +56,7 @@ class RetryingCamera:
     """Shared open/read/retry loop; subclasses implement `_open`, `_read_into_ring`, `_close_device`."""
 
     name = "camera"
+    live = True
 
     def __init__(
         self, config: CameraConfig, ring_size: int, sleep: Callable[[float], None] = time.sleep

@@ -84,6 +84,8 @@ def read_manifest(folder: Path) -> list[ReplayEntry]:
 class ReplaySource:
     """FrameSource over a recorded replay. `pace` is "recorded" or "fast"."""
 
+    live = False
+
     def __init__(
         self,
         path: Path,

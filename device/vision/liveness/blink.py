@@ -45,7 +45,7 @@ class BlinkDetector:
 
     def update(self, t: float, index: int, openness: float, steady: bool) -> Blink | None:
         c = self.config
-        if not steady or not np.isfinite(openness):
+        if not steady or not np.isfinite(openness) or openness < 0:
             # Pose and motion change the contour as much as a blink: drop any dip in progress.
             self._dip = None
             return None
@@ -68,7 +68,8 @@ class BlinkDetector:
             self._dip = (start_t, start_index, base, lowest)
             return None
         base = self.baseline()
-        if base is not None and openness < c.blink_dip * base:
+        # A closed-eye (zero) baseline measures nothing: a dip below it is not a blink (and no ratio).
+        if base is not None and base > 0 and openness < c.blink_dip * base:
             self._dip = (t, index, base, openness)
             return None
         self._window.append((t, openness))

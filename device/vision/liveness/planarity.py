@@ -81,12 +81,16 @@ def mesh_yaw(mesh_xy: np.ndarray) -> float:
 
 
 def homography_residual(points_a: np.ndarray, points_b: np.ndarray, iod: float) -> float:
-    """RMS error of the best homography a -> b over the rigid points, in inter-ocular distances."""
+    """RMS error of the best homography a -> b over the rigid points, in inter-ocular distances; nan when
+    it cannot be measured (non-finite input, no homography fits)."""
     a = np.asarray(points_a, np.float64)[list(RIGID)]
     b = np.asarray(points_b, np.float64)[list(RIGID)]
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(iod)):
+        return float("nan")
     matrix, _ = cv2.findHomography(a, b, 0)
     if matrix is None:
-        return float("inf")
+        # Degenerate points (collapsed, collinear): nothing was measured. Not "infinitely 3D": nan.
+        return float("nan")
     projected = cv2.perspectiveTransform(a[None], matrix)[0]
     rms = float(np.sqrt(np.mean(np.sum((projected - b) ** 2, axis=1))))
     return rms / max(iod, 1e-6)
@@ -107,12 +111,14 @@ def planarity_pairs(yaws: list[float], max_pairs: int, min_deg: float) -> list[t
 def planarity_score(
     meshes: list[np.ndarray], yaws: list[float], min_deg: float, max_pairs: int = 24
 ) -> tuple[float, int]:
-    """(median residual over usable pairs, number of pairs); (nan, 0) when the head never rotated enough."""
-    pairs = planarity_pairs(yaws, max_pairs, min_deg)
-    if not pairs:
-        return float("nan"), 0
+    """(median residual over measurable pairs, number of them); (nan, 0) when the head never rotated
+    enough or no pair could be measured. Unmeasurable pairs are left out, so they can never count as 3D."""
     residuals = []
-    for i, j in pairs:
+    for i, j in planarity_pairs(yaws, max_pairs, min_deg):
         iod = (inter_ocular(meshes[i]) + inter_ocular(meshes[j])) / 2
-        residuals.append(homography_residual(meshes[i], meshes[j], iod))
-    return float(np.median(residuals)), len(pairs)
+        residual = homography_residual(meshes[i], meshes[j], iod)
+        if np.isfinite(residual):
+            residuals.append(residual)
+    if not residuals:
+        return float("nan"), 0
+    return float(np.median(residuals)), len(residuals)

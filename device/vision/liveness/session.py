@@ -5,10 +5,14 @@ Challenge: once the face is good enough, the steps (a head turn in a random dire
 random order, each with its time limit. A turn passes when the yaw moved far enough in the asked direction
 AND the rigid landmarks across the turn are not explained by one homography (not a plane). A blink passes
 when the eye contour dips and reopens after the prompt. Any step that runs out of time fails the challenge.
+
+Fail closed: a measure that is missing or not finite (yaw, landmarks, planarity, replay risk) never counts
+towards a pass; a non-finite score fails the session, and no non-finite number leaves it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 from collections import deque
@@ -58,6 +62,11 @@ class _StepState:
     best_residual: float = float("nan")
 
 
+def _measurable(f: LiveFrame) -> bool:
+    """Landmarks and yaw present and finite: only then can the frame count towards a head turn."""
+    return f.mesh_xy is not None and math.isfinite(f.yaw) and bool(np.isfinite(f.mesh_xy).all())
+
+
 def _rng(seed: int | None, track_id: int) -> random.Random:
     return random.Random(seed * 1_000_003 + track_id) if seed is not None else secrets.SystemRandom()
 
@@ -94,6 +103,8 @@ class LivenessSession:
         self._good_frames += int(f.good)
         if self.status != "pending":
             return self.result()
+        if self._fail_non_finite(f.t):
+            return self.result()
         if self.policy == "challenge":
             self._challenge(f)
         elif self._good_frames >= self.config.passive_min_frames:
@@ -118,7 +129,7 @@ class LivenessSession:
         blink = None
         if f.openness is not None:
             blink = self._blink.update(f.t, f.index, f.openness, f.steady)
-        if f.mesh_xy is not None:
+        if _measurable(f):
             self._history.append(f)
             while self._history and f.t - self._history[0].t > HISTORY_S:
                 self._history.popleft()
@@ -134,7 +145,7 @@ class LivenessSession:
                 self.scores["blink_depth"] = round(blink.depth, 3)
                 self._step_passed(f)
                 return
-        elif f.mesh_xy is not None and self._turn_check(cur, f):
+        elif _measurable(f) and self._turn_check(cur, f):
             self._step_passed(f)
             return
         if f.t - cur.started > limit:
@@ -164,7 +175,7 @@ class LivenessSession:
         residual, pairs = planarity_score(
             [fr.mesh_xy for fr in cur.frames], [fr.yaw for fr in cur.frames], c.pair_min_deg
         )
-        if pairs < c.min_planarity_pairs:
+        if pairs < c.min_planarity_pairs or not math.isfinite(residual):
             return False
         cur.best_residual = residual if np.isnan(cur.best_residual) else max(cur.best_residual, residual)
         self.scores["planarity"] = round(cur.best_residual, 4)
@@ -214,17 +225,31 @@ class LivenessSession:
 
     def give_up(self, reason: str, t: float) -> LivenessResult:
         """The track ended or timed out before a decision."""
-        if self.status == "pending":
+        if self.status == "pending" and not self._fail_non_finite(t):
             self._finish("failed", reason, t)
         return self.result()
 
-    def result(self) -> LivenessResult:
+    def _all_scores(self) -> dict[str, float]:
         scores = dict(self.scores)
         risk = self._risk()
         if risk is not None:
             scores["replay_risk"] = round(risk, 3)
         scores["steps_passed"] = float(len(self._done_steps))
-        return LivenessResult(self.status, scores, tuple(self.reasons))
+        return scores
+
+    def _fail_non_finite(self, t: float) -> bool:
+        bad = sorted(k for k, v in self._all_scores().items() if not math.isfinite(v))
+        if bad:
+            self._finish("failed", f"liveness measure not finite: {', '.join(bad)}", t)
+        return bool(bad)
+
+    def result(self) -> LivenessResult:
+        # Fail closed, and nothing non-finite travels on (a signature over canonical JSON cannot carry it).
+        scores = {k: v for k, v in self._all_scores().items() if math.isfinite(v)}
+        status: Status = self.status
+        if status == "passed" and len(scores) != len(self._all_scores()):
+            status = "failed"
+        return LivenessResult(status, scores, tuple(self.reasons))
 
     def _publish(self, state: str, step: Step | None, deadline: float, t: float) -> None:
         if self._sink is None:

@@ -1,0 +1,132 @@
+"""Capture hand-off: a live camera faster than the loop gives the loop its latest frame and counts the
+rest as dropped; a replay is never dropped; the capture thread owns open/read/close."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device.capture import Capture, Handoff
+from device.config.vision import CameraConfig
+from device.vision.camera import RetryingCamera
+from device.vision.replay import ReplaySource
+from device.vision.types import Frame
+
+FPS = 30.0
+
+
+class FakeCamera(RetryingCamera):
+    """The real camera's read/retry loop and frame ring, with a sensor that delivers FPS frames a second."""
+
+    name = "fake-camera"
+
+    def __init__(self, fps: float = FPS) -> None:
+        super().__init__(CameraConfig(width=160, height=120, fps=fps), ring_size=4)
+        self.period = 1.0 / fps
+        self.threads: dict[str, set[str]] = {"open": set(), "read": set(), "close": set()}
+        self._next = 0.0
+
+    def _open(self) -> None:
+        self.threads["open"].add(threading.current_thread().name)
+        self._next = time.monotonic()
+
+    def _read(self) -> Frame:
+        self.threads["read"].add(threading.current_thread().name)
+        self._next += self.period
+        time.sleep(max(0.0, self._next - time.monotonic()))  # the sensor's exposure clock
+        return self._store(np.full((120, 160, 3), self._index % 251, np.uint8))
+
+    def _close_device(self) -> None:
+        self.threads["close"].add(threading.current_thread().name)
+
+
+def test_a_camera_faster_than_the_loop_drops_and_counts_and_frames_stay_fresh() -> None:
+    camera = FakeCamera()
+    capture = Capture(camera)
+    capture.start()
+    ages, indices = [], []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        frame = capture.get(1.0)
+        assert frame is not None
+        ages.append(time.time() - frame.timestamp)
+        indices.append(frame.index)
+        time.sleep(0.1)  # a loop three times slower than the camera
+        camera.release(frame)
+    capture.stop()
+    produced = camera.counters["frames"]
+    stats = capture.stats()
+    print(
+        f"camera {FPS:.0f} fps, loop ~10 fps: produced {produced}, processed {len(ages)}, "
+        f"dropped {stats['stale_dropped']}, frame age max {max(ages) * 1000:.1f} ms, "
+        f"median {np.median(ages) * 1000:.1f} ms"
+    )
+    assert max(ages) < 2 / FPS, ages
+    assert (
+        stats["stale_dropped"] >= produced - len(ages) - 2 > 0
+    )  # counted (one may still wait, one in the read)
+    assert indices == sorted(indices)
+    assert camera._ring.in_use() == 0  # every frame released (and zeroed), dropped ones included
+    assert camera.threads["open"] == camera.threads["read"] == camera.threads["close"] == {"capture"}
+
+
+def test_a_replay_is_never_dropped(tmp_path: Path) -> None:
+    n = 12
+    for i in range(n):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((24, 32, 3), i, np.uint8))
+    manifest = {"format": 1, "frames": [{"file": f"{i}.png", "t": i / 100} for i in range(n)]}
+    (tmp_path / "replay.json").write_text(json.dumps(manifest))
+    source = ReplaySource(tmp_path, ring_size=3, pace="fast")
+    capture = Capture(source)
+    capture.start()
+    got = []
+    while (frame := capture.get(2.0)) is not None:
+        got.append(frame.index)
+        time.sleep(0.02)  # slower than the replay: it waits (backpressure)
+        source.release(frame)
+    capture.stop()
+    assert capture.ended and capture.error is None
+    assert got == list(range(n)) and capture.stats()["stale_dropped"] == 0
+
+
+def test_stop_releases_and_the_capture_thread_closes_even_while_a_frame_waits() -> None:
+    camera = FakeCamera()
+    capture = Capture(camera)
+    capture.start()
+    frame = capture.get(1.0)
+    assert frame is not None
+    time.sleep(0.1)  # newer frames wait in the hand-off
+    camera.release(frame)
+    capture.stop()
+    assert camera._closed and camera._ring.in_use() == 0
+    assert camera.threads["close"] == {"capture"}
+
+
+def _frame(i: int) -> Frame:
+    return Frame(index=i, timestamp=float(i), image=np.zeros((1, 1, 3), np.uint8))
+
+
+@given(st.lists(st.sampled_from(["produce", "take"]), max_size=60))
+def test_handoff_accounts_for_every_live_frame(ops) -> None:
+    slot = Handoff()
+    produced = taken = dropped = 0
+    last_taken = -1
+    for op in ops:
+        if op == "produce":
+            dropped += slot.replace(_frame(produced)) is not None
+            produced += 1
+        else:
+            item = slot.take(0)
+            if isinstance(item, Frame):
+                assert item.index == produced - 1 > last_taken  # always the newest, never an older one
+                last_taken = item.index
+                taken += 1
+    waiting = slot.take(0) is not None
+    assert produced == taken + dropped + waiting
