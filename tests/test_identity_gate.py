@@ -75,3 +75,16 @@ def test_feedback_texts():
     assert feedback_text("enrolled") == "Enrolment done"
     p = feedback_prompt(3, "welcome", 1.5, "Ann")
     assert p.state == "feedback" and p.text == "Welcome, Ann" and p.track_id == 3
+
+
+def test_mqtt_gate_payload_matches_its_schema():
+    from device.transport.envelope import envelope
+    from tests.api_schemas import errors
+
+    sent = []
+    clock = Clock()
+    MqttGate(GateConfig(kind="mqtt"), lambda body, ttl: sent.append(body), clock).offer(
+        GateDecision("ann", 0.97, True, clock.now)
+    )
+    assert errors(envelope("gate.decision", "t1", sent[0], ttl_s=1.0)) == []
+    assert errors(envelope("gate.decision", "t1", {**sent[0], "name": "Ann"}, ttl_s=1.0))
