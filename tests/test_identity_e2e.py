@@ -275,3 +275,56 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
             assert not errors(body), (topic, errors(body))
     births = [s for s in backend.of("/status") if s.get("state") == "online"]
     assert births[-1]["gallery"]["version"] == 1 and births[-1]["gallery"]["count"] == 2
+
+
+@pytest.mark.slow
+def test_chunked_sync_through_the_broker_resumes_where_it_stopped(rig):
+    """A multi-chunk snapshot (3,000 subjects): half the chunks, then `gallery push` sends only the rest."""
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from device.events import ModelRef
+    from device.identity import gallery as gal
+    from device.identity import operator as op
+    from device.identity.push import Requester, push
+    from device.modelstore import ModelStore
+    from device.transport.topics import Topics
+    from device.vision.embed import l2_normalise
+
+    tmp, broker, backend, _ = rig
+    key = CommandKey.generate(tmp / "ops")
+    entry = ModelStore().entry("embedder")
+    model = ModelRef("embedder", entry.file, entry.sha256)
+    rng = np.random.default_rng(3)
+    subjects = [
+        gal.Subject(f"s{i:05d}", None, l2_normalise(rng.normal(size=(1, gal.DIM)))) for i in range(3000)
+    ]
+    signer = op.load_gallery_signer(tmp / "gallery.key")
+    update = op.snapshot(signer, subjects, 5, model)
+    chunks = update.manifest["body"]["chunks"]
+    assert len(chunks) > 40
+    terminal = Terminal(
+        _config(tmp, broker, _replay(tmp / "idle", [], lead_s=1.0), tmp / "gallery.key.pub", "fast", key)
+    )
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pusher", protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    requester = Requester(client, Topics("faceonly", TID), 30.0, SigningKey(key.key.encode()))
+    try:
+        assert backend.wait(lambda: any(s.get("state") == "online" for s in backend.of("/status")), 30)
+        started = requester.request("gallery.sync", {"manifest": update.manifest})["result"]
+        size = update.manifest["body"]["chunk_size"]
+        for index in started["missing"][: len(chunks) // 2]:  # the connection "drops" half way
+            data = base64.b64encode(update.body[index * size : (index + 1) * size]).decode()
+            assert requester.request(
+                "gallery.chunk", {"transfer": started["transfer"], "index": index, "data": data}
+            )["ok"]
+        sent: list[str] = []
+        summary = push(requester, update, sent.append)
+        assert f"{len(chunks) - len(chunks) // 2} of {len(chunks)} chunks to send" in sent[0]
+        assert summary["version"] == 5 and summary["count"] == 3000
+        stale = requester.request("gallery.sync", {"manifest": update.manifest})
+        assert not stale["ok"] and stale["error"]["details"]["reason"] == "not_newer"
+    finally:
+        requester.close()
+        terminal.stop()
