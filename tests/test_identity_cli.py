@@ -6,6 +6,8 @@ import json
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device.cli import main
 from device.identity import gallery as gal
@@ -130,3 +132,23 @@ def test_lfw_identification_csvs(shared_data, tmp_path, g, known_min):
     names_a = {line.split(",")[1] for line in (tmp_path / "a.csv").read_text().splitlines()[1:]}
     names_b = {line.split(",")[1] for line in (tmp_path / "b.csv").read_text().splitlines()[1:]}
     assert not names_a & names_b  # disjoint identities: calibrate on one, measure on the other
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8), st.text(max_size=8)), max_size=5))
+def test_identification_csv_parser_accepts_or_names_the_problem(tmp_path_factory, rows):
+    import csv
+
+    from device.identity.evaluation import read_identification_csv
+
+    path = tmp_path_factory.mktemp("csv") / "x.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "subject", "role"])
+        writer.writerows(rows)
+    try:
+        parsed = read_identification_csv(path)
+    except ValueError as exc:
+        assert str(path) in str(exc)
+        return
+    assert all(r.role in ("gallery", "probe") and r.subject for r in parsed)

@@ -113,3 +113,20 @@ def test_list_and_purge(rig):
     assert comp.handlers()["gallery.list"]({"ids": True})["ids"] == ["bob"]
     with pytest.raises(CommandError):
         comp.handlers()["subject.purge"]({"subject": "../x"})
+
+
+def test_without_a_threshold_curve_every_face_is_unknown_and_status_says_why(tmp_path):
+    identity = Identity(EMBEDDER, None, SIGNER.public_key, tmp_path / "g.sealed", tmp_path / "g.key", 1e-3)
+    snap = op.snapshot(SIGNER, [_subject("ann", 1, 1)], 1, EMBEDDER)
+    identity.apply_update(snap.manifest, snap.body)
+    match = identity.identify(identity.gallery.subject("ann").templates[0])
+    assert match.subject is None  # fail closed: no calibrated threshold, no match
+    assert "threshold curve" in identity.summary()["problem"] and identity.summary()["threshold"] is None
+
+
+def test_a_damaged_gallery_file_is_reported_and_left_alone(tmp_path):
+    path = tmp_path / "g.sealed"
+    path.write_bytes(b"not a sealed gallery")
+    identity = Identity(EMBEDDER, CURVE, SIGNER.public_key, path, tmp_path / "g.key", 1e-3)
+    assert identity.gallery is None and "damaged" in identity.summary()["problem"]
+    assert path.read_bytes() == b"not a sealed gallery"
