@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "device.cli_ctl",
     "device.cli_keys",
     "device.cli_audit",
+    "device.cli_gallery",
 )
 
 

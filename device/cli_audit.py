@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--terminal-key", default=None, help="terminal Ed25519 public key (base64 or file): check signatures"
     )
     p.add_argument(
+        "--identity-send",
+        choices=("unknown_only", "always", "never"),
+        default=None,
+        help="the terminal's identity.send_embedding: check that matched faces carry no biometric",
+    )
+    p.add_argument(
         "--json", dest="json_out", type=Path, default=None, help="write the full audit as JSON here"
     )
     p.add_argument("--quiet", action="store_true", help="print only the verdicts")
@@ -121,6 +127,7 @@ def _policy(args: argparse.Namespace) -> AuditPolicy:
         backend_fingerprint=fingerprint(backend) if backend is not None else None,
         terminal_public_key=read_key(args.terminal_key) if args.terminal_key else None,
         backend_private_key=private,
+        identity_send=args.identity_send,
     )
 
 

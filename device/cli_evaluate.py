@@ -7,6 +7,8 @@
 --negatives DIR             images without faces: false faces
 --blink VIDEO --blink-events CSV      blinks matched within +-3 frames
 --spoof-labels CSV --data-root DIR    APCER per attack type, BPCER, ACER of the replay-risk score
+--identification CSV        open-set 1:N (path,subject,role): rank-1, known/unknown accept rates at the
+                            threshold for --per-search (shipped curve, or --calibration CSV's impostor pairs)
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 import sys
 import time
 from pathlib import Path
+
+from device.config.identity import IdentityConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +34,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--spoof-labels", type=Path, help="CSV file,label,attack_type,media,...")
     ev.add_argument("--data-root", type=Path, help="folder the spoof CSV's paths are relative to")
+    ev.add_argument("--identification", type=Path, help="CSV path,subject,role (gallery|probe)")
+    ev.add_argument(
+        "--per-search",
+        type=float,
+        default=IdentityConfig().false_accept_per_search,
+        help="false-accept target per search (default: the terminal's)",
+    )
+    ev.add_argument(
+        "--templates",
+        choices=("each", "mean"),
+        default="each",
+        help="a subject's photos as templates each (best of k) or as one mean template",
+    )
+    ev.add_argument(
+        "--calibration",
+        type=Path,
+        help="CSV path,subject[,role] whose cross-identity pairs set the threshold curve instead of the "
+        "shipped one (use identities disjoint from the evaluated ones)",
+    )
     ev.add_argument("--models-dir", type=Path, default=None)
     ev.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     ev.set_defaults(func=_evaluate)
@@ -48,10 +71,17 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
         raise ValueError("--blink and --blink-events go together")
     if args.spoof_labels and not args.data_root:
         raise ValueError("--spoof-labels needs --data-root")
-    if not any((args.lfw, args.detection_xml, args.negatives, args.blink, args.spoof_labels)):
+    if not any(
+        (args.lfw, args.detection_xml, args.negatives, args.blink, args.spoof_labels, args.identification)
+    ):
         raise ValueError(
-            "nothing to evaluate: give at least one of --lfw, --detection-xml, --negatives, --blink, --spoof-labels"
+            "nothing to evaluate: give at least one of --lfw, --detection-xml, --negatives, --blink, "
+            "--spoof-labels, --identification"
         )
+    if args.calibration and not args.identification:
+        raise ValueError("--calibration goes with --identification")
+    if not 0.0 < args.per_search < 1.0:
+        raise ValueError(f"--per-search must be in (0, 1), got {args.per_search}")
     from device.config.vision import VisionConfig
 
     store = ModelStore(args.models_dir)
@@ -64,9 +94,12 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
         from device.vision.landmarks import FaceMeshModel
 
         encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
-        results["verification"], results["thresholds"] = lfw.verification(
+        results["verification"], results["thresholds"], curve = lfw.verification(
             lfw.read_pairs(args.lfw), detector, encoder, progress
         )
+        results["threshold_curve"] = lfw.curve_summary(curve)
+    if args.identification:
+        results["identification"] = _identification(args, store, detector, progress)
     if args.detection_xml:
         results["detection"] = ev.detection(args.detection_xml, detector, progress)
     if args.negatives:
@@ -81,6 +114,27 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
     if args.spoof_labels:
         results["replay_cues"] = ev.spoof(args.spoof_labels, args.data_root, detector, progress)
     return results
+
+
+def _identification(args: argparse.Namespace, store, detector, progress) -> dict[str, float]:
+    from device.identity import evaluation as idev
+    from device.identity.thresholds import ThresholdCurve
+    from device.vision.embed import Embedder, FaceEncoder
+    from device.vision.landmarks import FaceMeshModel
+
+    embedder = Embedder(store)
+    encoder = FaceEncoder(embedder, FaceMeshModel(store))
+    rows = idev.read_identification_csv(args.identification)
+    calib_rows = idev.read_identification_csv(args.calibration, any_role=True) if args.calibration else []
+    paths = sorted({r.path for r in rows} | {r.path for r in calib_rows})
+    embeddings = idev.embed_images(paths, detector, encoder, progress)
+    if calib_rows:
+        curve = idev.calibration_curve(calib_rows, embeddings)
+    else:
+        curve = ThresholdCurve.from_manifest(store.entry("embedder").info)
+    out = idev.identification(rows, embeddings, curve, args.per_search, args.templates)
+    out["calibrated_on_other_set"] = float(bool(calib_rows))
+    return out
 
 
 def markdown(results: dict[str, dict[str, float]]) -> str:

@@ -11,6 +11,7 @@ and the requests wait (bounded) where they can still be answered busy or counted
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ class CommandServer:
         self.reply_queue = reply_queue
         self._unacked: dict[int, float] = {}  # mid -> when handed to paho
         self.counts = {"busy": 0, "unanswerable": 0}
+        # Who answers deferred requests (enroll): it gets the reply address and publishes the reply later.
+        self.on_deferred: Callable[[Reply], None] | None = None
 
     def serve(self, budget: int = SERVE_BUDGET) -> None:
         self.link.woken()  # requests arriving from now on wake the loop again
@@ -71,9 +74,11 @@ class CommandServer:
                 self._busy(msg)
                 continue
             name = self.link.topics.command_name(msg.topic) or ""
-            self._publish(
-                self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation, msg.retain)
-            )
+            reply = self.plane.handle(name, msg.payload, msg.response_topic, msg.correlation, msg.retain)
+            if reply.deferred and self.on_deferred is not None:
+                self.on_deferred(reply)  # answered later, exactly once, through publish()
+                continue
+            self.publish(reply)
 
     def acked(self, mid: int) -> None:
         self._unacked.pop(mid, None)
@@ -95,7 +100,7 @@ class CommandServer:
             "ok": False,
             "error": {"code": BUSY, "message": "the terminal is busy; retry later"},
         }
-        self._publish(Reply(topic, body, msg.correlation, correlation_text(msg.correlation)))
+        self.publish(Reply(topic, body, msg.correlation, correlation_text(msg.correlation)))
 
     def _room(self) -> bool:
         if len(self._unacked) < self.reply_queue:
@@ -104,7 +109,7 @@ class CommandServer:
         self._unacked = {m: t for m, t in self._unacked.items() if now - t < REPLY_TTL_S}
         return len(self._unacked) < self.reply_queue
 
-    def _publish(self, reply: Reply) -> None:
+    def publish(self, reply: Reply) -> None:
         now = time.monotonic()
         payload = envelope(
             "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id

@@ -124,9 +124,31 @@ class Biometric(_Part):
     thumbnail_size: tuple[int, int] | None = Field(None, description="width, height in pixels")
     notes: list[str] | None = None
     sealed: Sealed | None = None
+    withheld: Literal["identity policy"] | None = Field(
+        None,
+        description="no biometric at all: identity.send_embedding / send_thumbnail kept it on the terminal",
+    )
 
 
-EVENT_FACE_PARTS: dict[str, type[_Part]] = {"observation": Observation, "biometric": Biometric}
+class Match(_Part):
+    """On-device open-set 1:N against the signed gallery (present only when a gallery is loaded)."""
+
+    subject: str | None = Field(
+        description="the matched subject id; null = unknown (never forced onto the nearest)"
+    )
+    score: float | None = Field(description="best subject's cosine (null: none usable, no match)")
+    margin: float | None = Field(description="best minus second-best subject score")
+    threshold: float | None = Field(
+        description="the threshold in force (per-search false-accept target over the gallery size)"
+    )
+    gallery_version: int = Field(ge=0)
+
+
+EVENT_FACE_PARTS: dict[str, type[_Part]] = {
+    "observation": Observation,
+    "biometric": Biometric,
+    "match": Match,
+}
 
 
 def dump(part: _Part) -> dict[str, Any]:

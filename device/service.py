@@ -20,11 +20,12 @@ from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
+from device.identity.wiring import build_component
 from device.lifecycle import Lifecycle
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
-from device.transport.commands import CommandError
+from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
@@ -103,7 +104,22 @@ class Service:
             control=self.plane.describe_auth,
         )
         self.capture = Capture(source)
-        pipeline.set_prompt_sink(PromptPublisher(self.link, self.topics.prompt, self.tid))
+        prompts = PromptPublisher(self.link, self.topics.prompt, self.tid)
+        pipeline.set_prompt_sink(prompts)
+        self.identity = build_component(
+            cfg,
+            store,
+            prompt=prompts.publish,
+            publish_gate=self._publish_gate,
+            publish_reply=self._publish_reply,
+            enrolment_fields=protector.enrolment_fields,
+            purge_where=self.outbox.purge_where,
+        )
+        if self.identity is not None:
+            for name, handler in self.identity.handlers().items():
+                self.plane.register(name, handler)
+            self.plane.register("enroll", self._enroll)
+            self.commands.on_deferred = self.identity.attach_reply
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
@@ -171,6 +187,8 @@ class Service:
             except queue.Empty:
                 event = None
         self.commands.serve()
+        if self.identity is not None:
+            self.identity.tick()
         self.courier.pump()
         now = time.monotonic()
         if now >= self._next_health:
@@ -223,11 +241,26 @@ class Service:
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
 
+    def _publish_reply(self, reply: Reply) -> None:
+        self.commands.publish(reply)
+
+    def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> None:
+        payload = envelope("gate.decision", self.tid, body, ttl_s=ttl_s)
+        self.link.publish(self.topics.gate, encode(payload), qos=1, meta=Meta.of(payload))
+
+    def _enroll(self, args: dict[str, Any]) -> Deferred:
+        assert self.identity is not None  # registered only with identity
+        self.identity.start_enrolment(args, None)
+        return Deferred()
+
     # ---- events -----------------------------------------------------------------------------
 
     def _emit(self, observations: list[Any]) -> None:
-        for obs in observations:
-            body = self.protector.protect(obs)
+        matches = (
+            self.identity.observe(observations) if self.identity is not None else [None] * len(observations)
+        )
+        for obs, match in zip(observations, matches, strict=True):
+            body = self.protector.protect(obs, match)
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
             try:
                 payload = self.protector.sign(payload)
@@ -251,6 +284,9 @@ class Service:
         if reason is not None:
             body["reason"] = reason
         body.update(self._control_alarms())
+        identity = getattr(self, "identity", None)  # the Last Will is made before identity is built
+        if identity is not None:
+            body["gallery"] = identity.identity.summary()
         return encode(envelope("status", self.tid, body))
 
     def _control_alarms(self) -> dict[str, Any]:
@@ -276,6 +312,7 @@ class Service:
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
             "control": self.plane.describe_auth(),
             **self._control_alarms(),
+            "identity": self.identity.status() if self.identity is not None else {"loaded": False},
         }
 
     def health(self) -> dict[str, Any]:
@@ -376,6 +413,8 @@ class Service:
             self._service_io(0.1)
         self._service_io(0.0)  # replies to commands that arrived meanwhile
         self.outbox.save()
+        if self.identity is not None:
+            self.identity.close()
         delivered = self.link.stop(
             self._status("offline", "restart" if self.restart_requested else "stopped"), 2.0
         )

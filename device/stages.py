@@ -51,7 +51,13 @@ class FacePipeline(Protocol):
 class Protector(Protocol):
     """Turns an observation into the event body that may leave the terminal (thumbnail, sealing, signing)."""
 
-    def protect(self, observation: FaceObservation) -> dict[str, Any]: ...
+    def protect(self, observation: FaceObservation, match: Any = None) -> dict[str, Any]:
+        """`match`: the on-device 1:N decision (device.identity.runtime.MatchResult) when a gallery is loaded."""
+        ...
+
+    def enrolment_fields(self, observation: FaceObservation) -> dict[str, Any]:
+        """The enroll reply's template (and thumbnail), protected like an event's biometric."""
+        ...
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The payload with a `signature` over its canonical JSON added (origin and integrity)."""

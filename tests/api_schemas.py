@@ -15,6 +15,7 @@ BY_TYPE = {
     "health": "health.json",
     "event.face": "event-face.json",
     "prompt": "prompt.json",
+    "gate.decision": "gate-decision.json",
     "command.reply": "command-reply.json",
     "config.reported": "config-reported.json",
 }

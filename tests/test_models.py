@@ -80,6 +80,14 @@ def test_embedder_manifest_records_what_the_issue_asks(store):
     assert {"far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5"} <= set(thresholds["per_comparison"])
     values = [thresholds["per_comparison"][k] for k in ("far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5")]
     assert values == sorted(values) and len(set(values)) == 4  # stricter targets, higher thresholds
+    # The dense curve 1:N reads per-comparison targets off: monotone, down to what 7.26M impostors support.
+    from device.identity.thresholds import ThresholdCurve
+
+    curve = ThresholdCurve.from_manifest(info)
+    assert len(curve.fars) >= 90 and curve.fars[0] == 0.1
+    assert curve.smallest_far == thresholds["curve_smallest_far"] < 2e-6
+    for key, far in (("far_1e-3", 1e-3), ("far_1e-5", 1e-5)):
+        assert curve.threshold(far)[0] == pytest.approx(thresholds["per_comparison"][key], abs=1e-3)
     lfw = info["accuracy"]["lfw_view2_folds_1_5"]
     assert lfw["lfw_accuracy"] >= 0.99 and lfw["lfw_tar_at_far_0.001"] >= 0.96
     assert lfw["lfw_detection_failures"] == 0

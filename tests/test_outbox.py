@@ -112,3 +112,15 @@ def test_bounds_hold_under_any_sequence(tmp_path_factory, ops) -> None:
         assert box.bytes == sum(p.stat().st_size for p in d.glob("*.evt"))
     # Every event is accounted for: still queued, acknowledged, or counted as expired.
     assert box.stats()["depth"] + acked + box.stats()["expired"] == n
+
+
+def test_purge_where_erases_only_the_events_a_subject_is_named_in(tmp_path):
+    from device.identity.wiring import names_subject
+
+    box = Outbox(tmp_path / "ob", OutboxConfig())
+    for i, subject in enumerate(["ann", None, "bob", "ann"]):
+        body = {"id": f"e{i}", "match": {"subject": subject}} if subject or i == 1 else {"id": f"e{i}"}
+        box.put(f"e{i}", "t", "event.face", json.dumps(body).encode(), None)
+    assert box.purge_where(lambda payload: names_subject(payload, "ann")) == 2
+    assert len(box) == 2 and "e0" not in box and "e3" not in box and "e2" in box
+    assert Outbox(tmp_path / "ob", OutboxConfig()).stats()["depth"] == 2  # gone from disk too

@@ -360,7 +360,9 @@ def test_sealed_and_renewable_nothing_readable_on_the_wire(tmp_path, broker, see
     for _, payload in run.messages:
         document = json.loads(payload)
         assert not images_in_json(document)  # a subscriber without the key sees no image
-        assert "embedding" not in json.dumps(document).replace('"embedding_', "")
+        # config/reported names the setting identity.send_embedding: a key, not a biometric
+        text = json.dumps(document).replace('"embedding_', "").replace('"send_embedding"', "")
+        assert "embedding" not in text
     sealed_images = [i for img in run.audit["messages"] for i in img["images"]]
     assert sealed_images and all("+sealed" in i["where"] for i in sealed_images)
     check_no_frame_left(run, frame_chunks, backend)

@@ -14,6 +14,8 @@ from pydantic import Field, ValidationError
 
 from device.config.base import Section
 from device.config.control import ControlConfig
+from device.config.gate import GateConfig
+from device.config.identity import IdentityConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
 from device.config.privacy import PrivacyConfig
 from device.config.service import ServiceConfig
@@ -39,6 +41,8 @@ class Config(Section):
     outbox: OutboxConfig = OutboxConfig()
     vision: VisionConfig = VisionConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    identity: IdentityConfig = IdentityConfig()
+    gate: GateConfig = GateConfig()
     control: ControlConfig = ControlConfig()
 
 

@@ -37,6 +37,9 @@ class AuditPolicy:
     backend_fingerprint: str | None = None  # sealed blobs must name this recipient
     terminal_public_key: bytes | None = None  # check face-event signatures
     backend_private_key: bytes | None = None  # open sealed blobs and audit the images inside
+    identity_send: str | None = (
+        None  # identity.send_embedding the terminal claims: unknown_only | never | always
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class MessageFinding:
     sealed_recipients: tuple[str, ...] = ()
     signature: str = "unchecked"  # valid | invalid: ... | absent | unchecked
     notes: tuple[str, ...] = field(default=())
+    matched: bool = False  # a face event whose match names a subject (identified on the terminal)
 
     @property
     def is_face_event(self) -> bool:
@@ -152,6 +156,34 @@ def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPol
         tuple(str(blob.get("recipient")) for _, blob in blobs),
         signature,
         tuple(notes),
+        _matched(document),
+    )
+
+
+def _matched(document: Any) -> bool:
+    match = document.get("match") if isinstance(document, dict) else None
+    return isinstance(match, dict) and match.get("subject") is not None
+
+
+def _minimisation(events: list[MessageFinding], policy: AuditPolicy, listing) -> RuleVerdict:
+    """identity.send_embedding as claimed: unknown_only = no biometric (clear or sealed) with a match;
+    never = no biometric in any face event."""
+    if policy.identity_send is None or policy.identity_send == "always":
+        return RuleVerdict("identity_minimised", None, "not checked (no --identity-send unknown_only|never)")
+    judged = [f for f in events if f.matched or policy.identity_send == "never"]
+    carrying = [
+        f"{f.topic}: {'matched ' if f.matched else ''}face event carries "
+        + ", ".join([*f.clear_biometric, *(["a sealed blob"] if f.sealed_recipients else [])])
+        for f in judged
+        if f.clear_biometric or f.sealed_recipients or f.images
+    ]
+    matched = sum(f.matched for f in events)
+    return RuleVerdict(
+        "identity_minimised",
+        not carrying,
+        f"{len(judged)} face event(s) judged ({matched} matched on the terminal), none carries a biometric"
+        if not carrying
+        else listing(carrying),
     )
 
 
@@ -250,6 +282,7 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
         )
     else:
         verdicts.append(RuleVerdict("signatures", None, "not checked (no --terminal-key)"))
+    verdicts.append(_minimisation(events, policy, listing))
     verdicts.append(
         RuleVerdict(
             "events_observed",

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from device.config import Config
+from device.config.identity import SendPolicy
 from device.events import FaceObservation
-from device.payloads import Biometric, Liveness, Observation, Quality, ReasonItem, TimeSource, dump
+from device.identity.runtime import MatchResult
+from device.payloads import Biometric, Liveness, Match, Observation, Quality, ReasonItem, TimeSource, dump
 from device.privacy import seal as sealing
 from device.privacy.report import build_report
 from device.privacy.signing import Signer, load_signer
@@ -38,6 +40,12 @@ def encode_embedding(embedding: np.ndarray) -> str:
 def decode_embedding(text: str) -> np.ndarray:
     """The float32 vector from a payload's `embedding` field (base64 of little-endian float32)."""
     return np.frombuffer(base64.b64decode(text, validate=True), "<f4").astype(np.float32)
+
+
+def releases(policy: SendPolicy, matched: bool) -> bool:
+    """Whether a biometric leaves under `policy`: unknown_only sends it only for a face NOT matched on the
+    terminal (without a gallery no face is matched, so it is sent as before)."""
+    return policy == "always" or (policy == "unknown_only" and not matched)
 
 
 def observation_fields(obs: FaceObservation, time_source: TimeSource) -> dict[str, Any]:
@@ -67,18 +75,39 @@ class PayloadProtector:
     template: TemplateTransform | None  # None: template transform off
     summary: dict[str, Any]  # privacy.report, fixed at start
     time_source: TimeSource = "camera_utc"  # what the frame times of this terminal's source mean
+    send_embedding: SendPolicy = "unknown_only"  # identity.send_embedding
+    send_thumbnail: SendPolicy = "unknown_only"  # identity.send_thumbnail
 
-    def biometric_fields(self, obs: FaceObservation) -> dict[str, Any]:
+    def biometric_fields(
+        self,
+        obs: FaceObservation,
+        send_embedding: bool = True,
+        send_thumbnail: bool = True,
+        transform: bool = True,
+    ) -> dict[str, Any]:
         content: dict[str, Any] = {}
         notes: list[str] = []
-        if obs.embedding is not None:
+        if not send_embedding and not send_thumbnail:
+            # Minimisation (identity.send_*): nothing biometric at all, not even sealed.
+            return dump(
+                Biometric(
+                    template_key_id=self.template.key_id if self.template is not None else None,
+                    withheld="identity policy",
+                )
+            )
+        if obs.embedding is not None and send_embedding:
             vector = np.asarray(obs.embedding, np.float32).reshape(-1)
-            if self.template is not None:
+            if self.template is not None and transform:
                 vector = self.template.apply(vector)
             content["embedding"] = encode_embedding(vector)
             content["embedding_dim"] = int(vector.size)
             content["embedding_encoding"] = EMBEDDING_ENCODING
-        if self.thumbnails is not None and obs.face_crop is not None and obs.crop_face_box is not None:
+        if (
+            send_thumbnail
+            and self.thumbnails is not None
+            and obs.face_crop is not None
+            and obs.crop_face_box is not None
+        ):
             try:
                 thumb = make_thumbnail(
                     obs.face_crop, obs.crop_face_box, self.thumbnails, obs.crop_face_outline
@@ -93,7 +122,7 @@ class PayloadProtector:
                 content["thumbnail_format"] = "jpeg"
                 content["thumbnail_size"] = [thumb.width, thumb.height]
         out: dict[str, Any] = {"template_key_id": self.template.key_id if self.template is not None else None}
-        if obs.embedding is not None and obs.embedding_model is not None:
+        if "embedding" in content and obs.embedding_model is not None:
             # In the clear even when sealed: a backend must never compare embeddings of two models.
             model = obs.embedding_model
             out["embedder"] = {"name": model.name, "file": model.file, "sha256": model.sha256}
@@ -105,11 +134,27 @@ class PayloadProtector:
             out.update(content)
         return dump(Biometric(**out))
 
-    def protect(self, observation: FaceObservation) -> dict[str, Any]:
-        return {
+    def enrolment_fields(self, obs: FaceObservation) -> dict[str, Any]:
+        """The enroll reply's biometric: the template as the gallery holds it (the raw embedding, which is
+        what the terminal matches probes against) and the thumbnail if the policy allows; sealed to the
+        backend when sealing is on."""
+        fields = self.biometric_fields(obs, True, True, transform=False)
+        fields["template_key_id"] = None
+        return fields
+
+    def protect(self, observation: FaceObservation, match: MatchResult | None = None) -> dict[str, Any]:
+        """The event body; with a gallery loaded `match` is the 1:N decision, and identity.send_embedding /
+        send_thumbnail decide whether the biometric goes with it."""
+        matched = match is not None and match.subject is not None
+        body: dict[str, Any] = {
             "observation": observation_fields(observation, self.time_source),
-            "biometric": self.biometric_fields(observation),
+            "biometric": self.biometric_fields(
+                observation, releases(self.send_embedding, matched), releases(self.send_thumbnail, matched)
+            ),
         }
+        if match is not None:
+            body["match"] = dump(Match(**match.as_event()))
+        return body
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.signer.sign(payload)
@@ -147,4 +192,13 @@ def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
     time_source: TimeSource = (
         "replay_recorded" if config.vision.source.startswith("replay:") else "camera_utc"
     )
-    return PayloadProtector(signer, thumbnails, backend_key, template, summary, time_source)
+    return PayloadProtector(
+        signer,
+        thumbnails,
+        backend_key,
+        template,
+        summary,
+        time_source=time_source,
+        send_embedding=config.identity.send_embedding,
+        send_thumbnail=config.identity.send_thumbnail,
+    )

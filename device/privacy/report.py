@@ -108,10 +108,45 @@ def build_report(
         },
         "models": models,
     }
+    report["sends"]["identity"], report["keeps"]["gallery"] = _identity(config)
     if models_problem is not None:
         report["models_problem"] = models_problem
     report["text"] = report_text(report)
     return report
+
+
+def _identity(config: Config) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What on-device identity changes in what leaves (sends) and what stays (keeps)."""
+    ident, state_dir = config.identity, config.service.state_dir
+    enabled = ident.gallery_public_key_file is not None
+    sends = {
+        "enabled": enabled,
+        "match_fields": ["subject", "score", "margin", "threshold", "gallery_version"] if enabled else [],
+        "send_embedding": ident.send_embedding,
+        "send_thumbnail": ident.send_thumbnail,
+        "false_accept_per_search": ident.false_accept_per_search,
+        "display_names": "never sent: shown only on the terminal's own prompt channel",
+        "gate": config.gate.kind,
+    }
+    keeps = (
+        {
+            "file": str(ident.gallery_file or state_dir / "gallery.sealed"),
+            "encrypted_with": str(ident.gallery_key_file or state_dir / "gallery.key"),
+            "holds": "the backend-signed gallery: subject ids, display names, templates; erased per subject by "
+            "subject.purge",
+        }
+        if enabled
+        else None
+    )
+    return sends, keeps
+
+
+def _policy_words(policy: str, what: str) -> str:
+    return {
+        "unknown_only": f"the {what} only for faces it does not recognise",
+        "always": f"the {what} for every face, recognised or not",
+        "never": f"no {what} at all",
+    }[policy]
 
 
 def _duration(seconds: float) -> str:
@@ -166,6 +201,16 @@ def report_text(report: dict[str, Any]) -> str:
         )
     else:
         lines.append("Embeddings are sent as computed (no renewable-template transform).")
+    ident = sends["identity"]
+    if ident["enabled"]:
+        lines.append(
+            "It identifies faces on the terminal against a backend-signed gallery (kept encrypted at "
+            f"{keeps['gallery']['file']}); a face event carries the match (subject id, score, margin, "
+            f"threshold, gallery version) and it sends {_policy_words(ident['send_embedding'], 'embedding')} "
+            f"and {_policy_words(ident['send_thumbnail'], 'thumbnail')}. Display names never leave the terminal."
+        )
+    else:
+        lines.append("It does not identify faces on the terminal (no gallery key configured).")
     lines.append(f"Every event is signed with Ed25519 key {sig['key_id']} (public key {sig['public_key']}).")
     lines.append(
         f"It keeps no camera frame. Unsent events wait in the outbox for at most {_duration(outbox['max_age_s'])} "

@@ -53,7 +53,9 @@ BAD_REPLY_TOPIC = "bad_reply_topic"
 BUSY = "busy"
 
 # Commands that only read: they may come unsigned. Every other command changes the terminal.
-READ_ONLY = frozenset({"status", "config.get", "models.info", "models.verify", "privacy.report"})
+READ_ONLY = frozenset(
+    {"status", "config.get", "models.info", "models.verify", "privacy.report", "gallery.list"}
+)
 
 # Reserved for other parts of the terminal; answered with NOT_AVAILABLE until registered.
 RESERVED = ("enroll", "subject.purge")
@@ -101,6 +103,24 @@ class Reply:
     body: dict[str, Any]  # goes into an envelope of type command.reply
     correlation: bytes | None
     correlation_id: str | None
+    deferred: bool = False  # the handler answers later (enroll): publish `completed(...)` then, not this
+
+
+class Deferred:
+    """What a handler returns to answer later, exactly once, with `completed(reply, outcome)`."""
+
+
+def completed(reply: Reply, outcome: dict[str, Any] | CommandError) -> Reply:
+    """The one reply of a deferred request: its result, or the error that ended it."""
+    base = {"command": reply.body.get("command"), "request_id": reply.body.get("request_id")}
+    if isinstance(outcome, CommandError):
+        err: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
+        if outcome.details is not None:
+            err["details"] = outcome.details
+        body = {**base, "ok": False, "error": err}
+    else:
+        body = {**base, "ok": True, "result": outcome}
+    return Reply(reply.topic, body, reply.correlation, reply.correlation_id)
 
 
 def correlation_text(raw: bytes | None) -> str | None:
@@ -163,6 +183,15 @@ class CommandPlane:
             if req.name not in READ_ONLY:
                 self.authorize(req.name, data)
             result = handler(req.args)
+            if isinstance(result, Deferred):
+                body = {"command": name_or_none(name), "request_id": request_id}
+                return Reply(
+                    reply_to or self.default_reply_topic,
+                    body,
+                    correlation,
+                    correlation_text(correlation),
+                    True,
+                )
             if not isinstance(result, dict):
                 raise CommandError(INTERNAL, f"handler for {req.name} returned {type(result).__name__}")
             body: dict[str, Any] = {

@@ -270,6 +270,23 @@ class Outbox:
         self._save_counters()
         return n
 
+    def purge_where(self, picks: Callable[[bytes], bool]) -> int:
+        """Delete the queued events whose payload `picks` (data-subject erase: events naming a subject)."""
+        n = 0
+        for rec in list(self._index.values()):
+            try:
+                held = self._held.get(rec.seq)  # events held in memory while storage fails count too
+                data = json.loads(unseal(held)) if held is not None else self._read(self._path(rec.seq))
+                payload = data["payload"].encode("utf-8")
+            except (TornFileError, OSError, KeyError, ValueError):
+                continue  # damaged records are dropped by oldest() anyway
+            if picks(payload):
+                self._remove(rec.seq)
+                n += 1
+        self.counters.purged += n
+        self._save_counters()
+        return n
+
     def save(self) -> None:
         """Persist the counters (ack counts are saved lazily; expiry counts immediately)."""
         self._save_counters()

@@ -34,6 +34,11 @@ class Topics:
         return f"{self.base}/prompt"
 
     @property
+    def gate(self) -> str:
+        """Local gate decisions ([gate] kind = "mqtt"): keep it on the terminal's own broker with the ACL."""
+        return f"{self.base}/gate"
+
+    @property
     def cmd_req_filter(self) -> str:
         return f"{self.base}/cmd/req/+"
 

@@ -23,6 +23,10 @@ Progress = Callable[[str], None]
 FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5)
 # A threshold for FAR f is reported only when at least this many impostor scores lie above it.
 MIN_IMPOSTORS_ABOVE = 10
+# The shipped threshold curve: from this FAR down to the smallest one the impostors support, this many
+# points per decade (1:N turns a per-search target into any per-comparison FAR in between).
+CURVE_TOP_FAR = 1e-1
+CURVE_POINTS_PER_DECADE = 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,50 @@ def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     return float(imp[allowed]) if allowed < len(imp) else -np.inf
 
 
+def threshold_curve(
+    impostor: np.ndarray, top_far: float = CURVE_TOP_FAR, per_decade: int = CURVE_POINTS_PER_DECADE
+) -> list[tuple[float, float]]:
+    """[(far, threshold)] with far falling log-evenly from `top_far` to the smallest FAR that still has
+    MIN_IMPOSTORS_ABOVE impostors above its threshold (that end point included); thresholds never fall as
+    far falls. Empty when the impostors cannot support even `top_far`."""
+    imp = np.sort(np.asarray(impostor, np.float64))[::-1]
+    smallest = MIN_IMPOSTORS_ABOVE / len(imp) if len(imp) else np.inf
+    if smallest > top_far:
+        return []
+    steps = int(np.floor(np.log10(top_far / smallest) * per_decade + 1e-9))
+    fars = [top_far * 10 ** (-k / per_decade) for k in range(steps + 1)]
+    if fars[-1] > smallest * (1 + 1e-9):
+        fars.append(smallest)
+    thresholds = np.maximum.accumulate(
+        [float(imp[min(int(np.floor(f * len(imp) + 1e-9)), len(imp) - 1)]) for f in fars]
+    )
+    return [(float(f), float(t)) for f, t in zip(fars, thresholds, strict=True)]
+
+
+def curve_summary(curve: list[tuple[float, float]]) -> dict[str, float]:
+    """What a threshold curve covers, as plain numbers (the table and JSON of `faceonly evaluate`)."""
+    if not curve:
+        return {"curve_points": 0.0}
+    return {
+        "curve_points": float(len(curve)),
+        "curve_top_far": curve[0][0],
+        "curve_smallest_far": curve[-1][0],
+        "curve_threshold_at_smallest_far": curve[-1][1],
+    }
+
+
+def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores over every pair of the embeddings (identity = label)."""
+    x = np.asarray(embeddings, np.float32)
+    if len(identities) != len(x):
+        raise ValueError(f"{len(x)} embeddings but {len(identities)} identities")
+    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
+    i, j = np.triu_indices(len(x), 1)
+    scores = (x @ x.T)[i, j]
+    same = ids[i] == ids[j]
+    return scores[same], scores[~same]
+
+
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """P(genuine score > impostor score), ties counted half (Mann-Whitney U / (n_g n_i))."""
     imp = np.sort(np.asarray(impostor))
@@ -141,14 +189,12 @@ def all_pair_thresholds(
     """Per-comparison thresholds for each FAR target over every cross-identity pair of the embeddings,
     with the genuine acceptance (every same-identity pair) at each. Targets the data cannot support (fewer
     than MIN_IMPOSTORS_ABOVE impostors above) are left out and their absence is the answer."""
-    x = np.asarray(embeddings, np.float32)
-    if len(identities) != len(x):
-        raise ValueError(f"{len(x)} embeddings but {len(identities)} identities")
-    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
-    i, j = np.triu_indices(len(x), 1)
-    scores = (x @ x.T)[i, j]
-    same = ids[i] == ids[j]
-    genuine, impostor = scores[same], scores[~same]
+    return pair_thresholds(*cross_identity_scores(embeddings, identities), targets)
+
+
+def pair_thresholds(
+    genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float, ...] = FAR_TARGETS
+) -> dict[str, float]:
     out = {"impostor_pairs": float(len(impostor)), "genuine_pairs": float(len(genuine))}
     for far in targets:
         if far * len(impostor) < MIN_IMPOSTORS_ABOVE:
@@ -159,8 +205,11 @@ def all_pair_thresholds(
     return out
 
 
-def verification(pairs: list[Pair], detector, encoder, progress: Progress) -> tuple[dict, dict]:
-    """(results, thresholds) of the terminal's own path (detect, mesh, 5-point chip, flip embed, cosine).
+def verification(
+    pairs: list[Pair], detector, encoder, progress: Progress
+) -> tuple[dict, dict, list[tuple[float, float]]]:
+    """(results, thresholds, curve) of the terminal's own path (detect, mesh, 5-point chip, flip embed,
+    cosine); thresholds and the dense threshold curve over every cross-identity pair of the images.
 
     `encoder` is a device.vision.embed.FaceEncoder. An image without a detected face counts as a detection
     failure and scores as a mismatch with everything.
@@ -191,5 +240,7 @@ def verification(pairs: list[Pair], detector, encoder, progress: Progress) -> tu
         **pair_results(scores, same, folds),
     }
     found = sorted(emb)
-    thresholds = all_pair_thresholds(np.stack([emb[p] for p in found]), [p.parent.name for p in found])
-    return results, thresholds
+    genuine, impostor = cross_identity_scores(
+        np.stack([emb[p] for p in found]), [p.parent.name for p in found]
+    )
+    return results, pair_thresholds(genuine, impostor), threshold_curve(impostor)

@@ -63,8 +63,7 @@ def _lfw_figures(detector_path: Path, mesh_path: Path, int8_path: Path, model: M
         Embedder(None, interpreter=interpreter(int8_path), model=model),
         FaceMeshModel(None, interpreter=interpreter(mesh_path)),
     )
-    results, thresholds = lfw.verification(lfw.read_pairs(LFW_PAIRS), det, encoder, log)
-    return results, thresholds
+    return lfw.verification(lfw.read_pairs(LFW_PAIRS), det, encoder, log)
 
 
 def _rounded(values: dict, digits: int = 5) -> dict:
@@ -176,7 +175,7 @@ def build_entry(
     if have_shared_data():
         log("  LFW folds 1-5 through the terminal's own path (what `faceonly evaluate --lfw` runs)")
         model = ModelRef("embedder", FILE, report["sha256"]["int8"])
-        results, thresholds = _lfw_figures(detector_path, mesh_path, int8_path, model, log)
+        results, thresholds, curve = _lfw_figures(detector_path, mesh_path, int8_path, model, log)
         log(f"  LFW: {_rounded(results, 4)}")
         log(f"  thresholds: {_rounded(thresholds)}")
         entry["accuracy"] = {
@@ -194,11 +193,18 @@ def build_entry(
                 for k, v in thresholds.items()
                 if k.startswith("tar_at_")
             },
+            # Monotone (far falling, threshold never falling): 1:N reads any per-comparison target off it.
+            "curve": [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in curve],
+            "curve_smallest_far": float(f"{curve[-1][0]:.4g}"),
             "impostor_pairs": int(thresholds["impostor_pairs"]),
             "genuine_pairs": int(thresholds["genuine_pairs"]),
             "how": "cosine thresholds t with share(impostor score > t) <= target, over EVERY cross-identity pair "
             "of the 3811 LFW folds 1-5 images (identity = folder), so that 1e-5 has enough impostors; a target "
-            f"with fewer than {lfw.MIN_IMPOSTORS_ABOVE} impostors above it is left out. Fitted on LFW: the "
+            f"with fewer than {lfw.MIN_IMPOSTORS_ABOVE} impostors above it is left out. curve: [far, threshold] "
+            f"from FAR {lfw.CURVE_TOP_FAR:g} down to the smallest FAR with {lfw.MIN_IMPOSTORS_ABOVE} impostors "
+            f"above, {lfw.CURVE_POINTS_PER_DECADE} points per decade (device.vision.lfw.threshold_curve); "
+            "on-device 1:N reads its per-comparison target off it and clamps, reporting so, below "
+            "curve_smallest_far. Fitted on LFW: the "
             "LFW accuracy above does not use them. genuine_accept_at_threshold: every same-identity pair of "
             "those images at each threshold (harder than pairs.txt's same pairs)",
         }

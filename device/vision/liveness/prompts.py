@@ -13,7 +13,7 @@ from typing import Literal, Protocol, TextIO
 PROMPT_SCHEMA = 1
 
 Step = Literal["turn_left", "turn_right", "blink"]
-PromptState = Literal["prompt", "passed", "failed"]
+PromptState = Literal["prompt", "passed", "failed", "feedback"]  # feedback: device.identity.feedback
 
 TEXT = {
     "turn_left": "Please turn your head slowly to your left",

@@ -102,9 +102,8 @@ class LivenessSession:
         if f.risk is not None and f.good:
             self._risks.append(f.risk)
         self._good_frames += int(f.good)
-        if self.status != "pending":
-            return self.result()
-        if self._fail_non_finite(f.t):
+        # Before the pending check: a non-finite measure arriving after a pass still fails the track.
+        if self.status == "failed" or self._fail_non_finite(f.t) or self.status != "pending":
             return self.result()
         if self.policy == "challenge":
             self._challenge(f)
@@ -251,7 +250,10 @@ class LivenessSession:
         return scores
 
     def _fail_non_finite(self, t: float) -> bool:
-        bad = sorted(k for k, v in self._all_scores().items() if not math.isfinite(v))
+        bad = {k for k, v in self._all_scores().items() if not math.isfinite(v)}
+        if not all(math.isfinite(r) for r in self._risks):
+            bad.add("replay_risk")  # one non-finite frame must fail, even where the median hides it
+        bad = sorted(bad)
         if bad:
             self._finish(
                 "failed", Reason("liveness.not_finite", f"liveness measure not finite: {', '.join(bad)}"), t

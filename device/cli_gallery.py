@@ -1,0 +1,172 @@
+"""`faceonly gallery`: the operator's tools for the signed gallery (the backend builds on them).
+
+faceonly gallery keygen --out gallery.key            # + gallery.key.pub for the terminals' config
+faceonly gallery build --photos DIR --key gallery.key --out v1.fog [--version N] [--report R.json]
+faceonly gallery delta --base v1.fog --key gallery.key --out v2.fog [--add-photos DIR] [--remove ID ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("gallery", help="make the gallery key, build, delta and push signed galleries")
+    gs = g.add_subparsers(dest="gallery_command", required=True)
+    kg = gs.add_parser("keygen", help="make the backend's gallery signing key (+ .pub for terminals)")
+    kg.add_argument("--out", type=Path, required=True)
+    kg.set_defaults(func=_keygen)
+    b = gs.add_parser("build", help="a signed snapshot from one folder of photos per subject")
+    b.add_argument("--photos", type=Path, required=True)
+    b.add_argument("--key", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--version", type=int, default=1)
+    b.add_argument("--report", type=Path, help="also write the per-photo report as JSON")
+    b.add_argument("--models-dir", type=Path, default=None)
+    b.set_defaults(func=_build)
+    d = gs.add_parser("delta", help="a signed delta from a base update file: add photos, remove subjects")
+    d.add_argument("--base", type=Path, required=True)
+    d.add_argument("--key", type=Path, required=True)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--add-photos", type=Path)
+    d.add_argument("--remove", nargs="*", default=[])
+    d.add_argument("--report", type=Path)
+    d.add_argument("--models-dir", type=Path, default=None)
+    d.set_defaults(func=_delta)
+    p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--id", dest="terminal_id", required=True)
+    p.add_argument("--file", type=Path, required=True)
+    p.add_argument("--prefix", default="faceonly")
+    p.add_argument("--username", default=None)
+    p.add_argument("--password-file", default=None)
+    p.add_argument("--ca", default=None)
+    p.add_argument("--cert", default=None)
+    p.add_argument("--key", default=None)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        default=None,
+        help="command key file (`faceonly keys generate`): sign requests",
+    )
+    p.set_defaults(func=_push)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from device.identity.operator import keygen
+
+    try:
+        pub, public = keygen(args.out)
+    except (FileExistsError, OSError) as exc:
+        print(f"gallery keygen failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"gallery key: {args.out} (keep it on the backend)\npublic key:  {pub}\n{public}")
+    return 0
+
+
+def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | None):
+    """(subjects, refused count) from a photo folder, printing the report of every refused photo."""
+    from device.config.vision import VisionConfig
+    from device.identity.builder import build_subjects
+    from device.modelstore import ModelStore
+    from device.vision.detect import FaceDetector
+    from device.vision.embed import Embedder, FaceEncoder
+    from device.vision.landmarks import FaceMeshModel
+    from device.vision.quality import QualityGate
+
+    store, vision = ModelStore(models_dir), VisionConfig()
+    detector = FaceDetector(store, vision.detector, vision.detector_min_score, vision.nms_iou)
+    embedder = Embedder(store)
+    subjects, report = build_subjects(
+        photos, detector, QualityGate(vision.quality), FaceEncoder(embedder, FaceMeshModel(store))
+    )
+    refused = [r for r in report if r.status != "ok"]
+    for r in refused:
+        why = f" ({'; '.join(r.reasons)})" if r.reasons else ""
+        print(f"refused: {r.subject}/{r.file}: {r.status}{why}", file=sys.stderr)
+    if report_path:
+        report_path.write_text(
+            json.dumps([r.__dict__ | {"reasons": list(r.reasons)} for r in report], indent=1),
+            encoding="utf-8",
+        )
+    return subjects, refused, embedder.model
+
+
+def _build(args: argparse.Namespace) -> int:
+    from device.identity import operator as op
+    from device.modelstore import ModelError
+
+    try:
+        signer = op.load_gallery_signer(args.key)
+        subjects, refused, model = _photo_subjects(args.photos, args.models_dir, args.report)
+        if not subjects:
+            raise ValueError("no subject has a usable photo")
+        op.write_update(args.out, op.snapshot(signer, subjects, args.version, model))
+    except (ValueError, OSError, ModelError, RuntimeError) as exc:
+        print(f"gallery build failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: version {args.version}, {len(subjects)} subjects, {len(refused)} photos refused")
+    return 0
+
+
+def _delta(args: argparse.Namespace) -> int:
+    from device.identity import operator as op
+    from device.modelstore import ModelError
+
+    try:
+        signer = op.load_gallery_signer(args.key)
+        base = op.read_update(args.base)
+        subjects, refused, model = (
+            _photo_subjects(args.add_photos, args.models_dir, args.report)
+            if args.add_photos
+            else ([], [], None)
+        )
+        if model is None:
+            from device.events import ModelRef
+
+            e = base.manifest["embedder"]
+            model = ModelRef(e["name"], e["file"], e["sha256"])
+        update = op.delta(signer, base, model, tuple(subjects), tuple(args.remove))
+        op.write_update(args.out, update)
+    except (ValueError, OSError, ModelError, RuntimeError, KeyError) as exc:
+        print(f"gallery delta failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.out}: delta {update.manifest['base_version']} -> {update.manifest['version']}, "
+        f"+{len(subjects)} -{len(args.remove)} subjects, {len(refused)} photos refused"
+    )
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from device.cli_ctl import connect
+    from device.identity.operator import read_update
+    from device.identity.push import PushError, Requester, push
+    from device.transport.auth import read_signing_key
+    from device.transport.topics import Topics
+
+    try:
+        update = read_update(args.file)
+        key = read_signing_key(args.sign_key) if args.sign_key is not None else None
+        requester = Requester(
+            connect(args, f"gallery-push-{args.terminal_id}"[:60]),
+            Topics(args.prefix, args.terminal_id),
+            args.timeout,
+            key,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"gallery push failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        summary = push(requester, update, lambda m: print(m, file=sys.stderr))
+    except PushError as exc:
+        print(f"gallery push failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        requester.close()
+    print(json.dumps(summary, indent=2))
+    return 0

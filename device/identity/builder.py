@@ -1,0 +1,76 @@
+"""Templates from enrolment photos, made exactly as the terminal makes them (detector, quality gate, mesh,
+5-point chip, int8 embedder with flip averaging: device.vision.embed.FaceEncoder).
+
+One folder per subject (the folder name is the subject id; an optional `display_name.txt` inside gives the
+name shown at the gate). A photo is refused, and named in the report with why, when it has no face, more
+than one face, or a face the terminal's quality gate would reject; a subject without a usable photo is left
+out and said so. Nothing about a photo but its file name and the reasons reaches the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.identity.gallery import ID_PATTERN, MAX_TEMPLATES_PER_SUBJECT, Subject, check_subject
+from device.vision.stills import ImageError, load_image
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    subject: str
+    file: str
+    status: str  # ok | no_face | two_faces | poor_quality | unreadable | too_many
+    reasons: tuple[str, ...] = ()
+
+
+def _photo_template(
+    path: Path, detector, quality_gate, encoder
+) -> tuple[np.ndarray | None, str, tuple[str, ...]]:
+    try:
+        image = load_image(path)
+    except (ImageError, OSError) as exc:
+        return None, "unreadable", (str(exc),)
+    faces = detector.detect(image)
+    if not faces:
+        return None, "no_face", ()
+    if len(faces) > 1:
+        return None, "two_faces", (f"{len(faces)} faces found",)
+    quality = quality_gate.assess(image, faces[0])
+    if not quality.ok:
+        return None, "poor_quality", tuple(quality.reasons)
+    return encoder.encode(image, faces[0]).embedding, "ok", ()
+
+
+def build_subjects(photos: Path, detector, quality_gate, encoder) -> tuple[list[Subject], list[PhotoResult]]:
+    """(subjects with at least one usable photo, one result per photo and per refused folder)."""
+    if not photos.is_dir():
+        raise ValueError(f"{photos} is not a folder of subject folders")
+    subjects, report = [], []
+    for folder in sorted(p for p in photos.iterdir() if p.is_dir()):
+        sid = folder.name
+        if not ID_PATTERN.match(sid):
+            report.append(PhotoResult(sid, "", "bad_subject_id", (f"must match {ID_PATTERN.pattern}",)))
+            continue
+        name_file = folder / "display_name.txt"
+        display = name_file.read_text(encoding="utf-8").strip() or None if name_file.exists() else None
+        templates = []
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            if len(templates) >= MAX_TEMPLATES_PER_SUBJECT:
+                report.append(
+                    PhotoResult(sid, path.name, "too_many", (f"at most {MAX_TEMPLATES_PER_SUBJECT}",))
+                )
+                continue
+            emb, status, reasons = _photo_template(path, detector, quality_gate, encoder)
+            report.append(PhotoResult(sid, path.name, status, reasons))
+            if emb is not None:
+                templates.append(emb)
+        if templates:
+            subjects.append(check_subject(sid, display, np.stack(templates)))
+        else:
+            report.append(PhotoResult(sid, "", "no_usable_photo"))
+    return subjects, report

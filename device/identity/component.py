@@ -1,0 +1,257 @@
+"""On-device identity in the service: 1:N per observation, feedback, the gate, enrolment, and its commands.
+
+The service loop owns it (one thread). Commands (all state-changing ones signed on the control plane;
+gallery updates additionally signed by the backend's gallery key, checked here):
+
+- gallery.sync {manifest}: start or resume a chunked transfer; reply: transfer id, missing chunks.
+- gallery.chunk {transfer, index, data}: one chunk (base64); the last one applies the update.
+- gallery.add / gallery.remove {manifest, body}: a small delta in one message (body base64); add may only
+  add or replace subjects, remove may only remove them.
+- gallery.list {ids?}: version, count, model, the threshold in force (ids on request).
+- enroll {subject, display_name?, timeout_s}: answered later, with the template or the reason.
+- subject.purge {subject}: erase the subject's templates and every queued event naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from device.config import Config
+from device.events import FaceObservation, ModelRef
+from device.identity import gallery as gal
+from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
+from device.identity.feedback import feedback_prompt
+from device.identity.gate import Gate, GateDecision
+from device.identity.operator import read_public_key
+from device.identity.runtime import Identity, MatchResult, load_curve
+from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
+from device.transport.commands import BAD_REQUEST, FAILED, CommandError, parse_args
+from device.vision.liveness.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+REFUSED = "refused"  # error code of a refused gallery update; details.reason says which refusal
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Sync(_Strict):
+    manifest: dict[str, Any]
+
+
+class _Chunk(_Strict):
+    transfer: str = Field(max_length=64)
+    index: int = Field(ge=0, le=1_000_000)
+    data: str = Field(max_length=MAX_CHUNK_BYTES * 4 // 3 + 8)
+
+
+class _Inline(_Strict):
+    manifest: dict[str, Any]
+    body: str
+
+
+class _List(_Strict):
+    ids: bool = False
+
+
+class _Purge(_Strict):
+    subject: str = Field(pattern=gal.ID_PATTERN.pattern)
+
+
+def build_identity(config: Config, embedder: ModelRef, embedder_info: dict) -> Identity | None:
+    """The identity state when a gallery key is configured (ValueError/KeyFileError on a bad key file)."""
+    ident = config.identity
+    if ident.gallery_public_key_file is None:
+        return None
+    state_dir = Path(config.service.state_dir)
+    return Identity(
+        embedder,
+        load_curve(embedder_info),
+        read_public_key(ident.gallery_public_key_file),
+        ident.gallery_file or state_dir / "gallery.sealed",
+        ident.gallery_key_file or state_dir / "gallery.key",
+        ident.false_accept_per_search,
+        ident.top_k,
+    )
+
+
+class IdentityComponent:
+    def __init__(
+        self,
+        identity: Identity,
+        gate: Gate,
+        prompt: Callable[[Prompt], None],
+        enrol_reply: Callable[[Any, dict[str, Any] | CommandError], None],
+        enrol_biometric: Callable[[FaceObservation], dict[str, Any]],
+        purge_events: Callable[[str], int],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.identity, self.gate, self._prompt = identity, gate, prompt
+        self._enrol_reply, self._enrol_biometric, self._purge_events = (
+            enrol_reply,
+            enrol_biometric,
+            purge_events,
+        )
+        self._clock = clock
+        self._enrolment: tuple[Enrolment, Any] | None = None  # (state, the pending reply's handle)
+        self.counts = {"matched": 0, "unknown": 0, "gate_opened": 0, "enrolments": 0}
+
+    # ---- per observation -------------------------------------------------------------------
+
+    def observe(self, observations: list[FaceObservation]) -> list[MatchResult | None]:
+        """The match of each observation (None: no gallery or not accepted); feedback and gate as a side
+        effect; an enrolment in progress takes its face first (and that face is not identified)."""
+        if self._enrolment is not None:
+            enrolment, handle = self._enrolment
+            outcome = enrolment.offer(observations)
+            if outcome is not None:
+                self._finish_enrolment(outcome, handle)
+                return [None for _ in observations]
+        out: list[MatchResult | None] = []
+        for obs in observations:
+            match = self.identity.identify(obs.embedding) if obs.decision == "accepted" else None
+            out.append(match)
+            if obs.decision == "rejected":
+                self._prompt(feedback_prompt(obs.track_id, "look_at_camera", obs.last_seen))
+            if match is None:
+                continue
+            if match.subject is None:
+                self.counts["unknown"] += 1
+                self._prompt(feedback_prompt(obs.track_id, "not_recognised", obs.last_seen))
+                continue
+            self.counts["matched"] += 1
+            decided = GateDecision(match.subject, match.score, obs.decision == "accepted", self._clock())
+            if self.gate.offer(decided):
+                self.counts["gate_opened"] += 1
+            self._prompt(feedback_prompt(obs.track_id, "welcome", obs.last_seen, match.display_name))
+        return out
+
+    def tick(self) -> None:
+        if self._enrolment is not None:
+            enrolment, handle = self._enrolment
+            outcome = enrolment.expired(self._clock())
+            if outcome is not None:
+                self._finish_enrolment(outcome, handle)
+
+    def _finish_enrolment(self, outcome: Outcome, handle: Any) -> None:
+        enrolment, _ = self._enrolment or (None, None)
+        self._enrolment = None
+        if enrolment is None:
+            return
+        req = enrolment.request
+        if not outcome.ok or outcome.observation is None:
+            self._enrol_reply(
+                handle,
+                CommandError(
+                    FAILED, f"enrolment of {req.subject}: {outcome.reason}", {"reason": outcome.reason}
+                ),
+            )
+            return
+        obs = outcome.observation
+        self.counts["enrolments"] += 1
+        self._prompt(feedback_prompt(obs.track_id, "enrolled", obs.last_seen))
+        self._enrol_reply(
+            handle,
+            {
+                "subject": req.subject,
+                "display_name": req.display_name,
+                "biometric": self._enrol_biometric(obs),
+                "quality": {k: float(v) for k, v in obs.quality.items()},
+                "liveness": {k: float(v) for k, v in obs.liveness.items()},
+                "note": "the terminal does not add it to its gallery: the backend signs the delta that does",
+            },
+        )
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def start_enrolment(self, args: dict[str, Any], handle: Any) -> None:
+        """Begin an enrolment answered later through `enrol_reply(handle, ...)`; CommandError now if not."""
+        if self._enrolment is not None:
+            raise CommandError(FAILED, "an enrolment is already in progress")
+        try:
+            request = check_enrol_args(args, self._clock(), gal.ID_PATTERN)
+        except ValueError as exc:
+            raise CommandError(BAD_REQUEST, str(exc)) from None
+        self._enrolment = (Enrolment(request), handle)
+        self._prompt(feedback_prompt(0, "look_at_camera", time.time()))
+
+    def attach_reply(self, handle: Any) -> None:
+        """The deferred reply's address, known once the command plane has parsed the request."""
+        if self._enrolment is not None and self._enrolment[1] is None:
+            self._enrolment = (self._enrolment[0], handle)
+
+    def close(self) -> None:
+        self.gate.close()
+
+    def _refusing(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return fn()
+        except gal.GalleryRefused as exc:
+            raise CommandError(
+                REFUSED, str(exc), {"reason": exc.reason, "gallery": self.identity.summary()}
+            ) from None
+        except TransferError as exc:
+            raise CommandError(BAD_REQUEST, str(exc)) from None
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        ident = self.identity
+
+        def sync(args: dict[str, Any]) -> dict[str, Any]:
+            return self._refusing(lambda: ident.sync(parse_args(_Sync, args).manifest))
+
+        def chunk(args: dict[str, Any]) -> dict[str, Any]:
+            req = parse_args(_Chunk, args)
+            return self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data))
+
+        def inline(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def handler(args: dict[str, Any]) -> dict[str, Any]:
+                req = parse_args(_Inline, args)
+                try:
+                    body = base64.b64decode(req.body, validate=True)
+                except ValueError:
+                    raise CommandError(BAD_REQUEST, "body must be base64") from None
+
+                def apply() -> dict[str, Any]:
+                    if req.manifest.get("type") != "delta":
+                        raise gal.GalleryRefused("malformed", f"gallery.{kind} takes a delta")
+                    subjects, remove = gal.decode_body(body) if body[:4] == gal.MAGIC else ([], ())
+                    if (kind == "add" and remove) or (kind == "remove" and subjects):
+                        raise gal.GalleryRefused("malformed", f"gallery.{kind} may only {kind} subjects")
+                    return {"gallery": ident.apply_update(req.manifest, body)}
+
+                return self._refusing(apply)
+
+            return handler
+
+        def listing(args: dict[str, Any]) -> dict[str, Any]:
+            return ident.summary(ids=parse_args(_List, args).ids)
+
+        def purge(args: dict[str, Any]) -> dict[str, Any]:
+            subject = parse_args(_Purge, args).subject
+            return {
+                "subject": subject,
+                "templates_erased": ident.purge(subject),
+                "events_erased": self._purge_events(subject),
+                "gallery": ident.summary(),
+            }
+
+        return {
+            "gallery.sync": sync,
+            "gallery.chunk": chunk,
+            "gallery.add": inline("add"),
+            "gallery.remove": inline("remove"),
+            "gallery.list": listing,
+            "subject.purge": purge,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {**self.identity.summary(), "gate": self.gate.kind, "counts": dict(self.counts)}

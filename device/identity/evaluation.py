@@ -1,0 +1,165 @@
+"""`faceonly evaluate --identification CSV`: open-set 1:N figures of the terminal's own path.
+
+CSV columns path,subject,role (role = gallery | probe; paths relative to the CSV). A probe whose subject has
+no gallery row is an unknown. Each image is embedded exactly as the terminal embeds a face (FaceEncoder, the
+face nearest the image centre); an image without a face is counted, and scores as no match.
+
+Figures: rank-1 of the known probes (the right subject on top, whatever the score), known-accept rate (the
+right subject on top AND above the threshold), wrong-accept rate (a known probe accepted as someone else),
+unknown-accept rate (an unknown probe accepted as anyone), all at the threshold in force for the per-search
+false-accept target, which comes off a threshold curve: the shipped one, or one calibrated on another set.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from device.identity.matcher import Matcher
+from device.identity.thresholds import ThresholdCurve, operating_point
+from device.vision.lfw import central_face
+from device.vision.stills import load_image
+
+Progress = Callable[[str], None]
+TemplateMode = Literal["each", "mean"]
+ROLES = ("gallery", "probe")
+
+
+@dataclass(frozen=True)
+class Row:
+    path: Path
+    subject: str
+    role: str
+
+
+def read_identification_csv(path: Path, any_role: bool = False) -> list[Row]:
+    """Rows of an identification CSV; a bad header, role or empty field names the line. `any_role`: a
+    calibration set, where the role column is optional and ignored."""
+    needed = {"path", "subject"} if any_role else {"path", "subject", "role"}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+            raise ValueError(f"{path}: the header must name the columns {','.join(sorted(needed))}")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            file, subject, role = ((r.get(k) or "").strip() for k in ("path", "subject", "role"))
+            if not file or not subject:
+                raise ValueError(f"{path}: line {line}: path and subject must not be empty")
+            if any_role:
+                role = "probe"
+            elif role not in ROLES:
+                raise ValueError(f"{path}: line {line}: role must be gallery or probe, got {role!r}")
+            rows.append(Row(path.parent / file, subject, role))
+    if not any_role and not any(r.role == "gallery" for r in rows):
+        raise ValueError(f"{path}: no gallery rows")
+    return rows
+
+
+def embed_images(paths: list[Path], detector, encoder, progress: Progress) -> dict[Path, np.ndarray]:
+    """Embedding of the central face of each image (the terminal's path); images without a face are absent."""
+    out: dict[Path, np.ndarray] = {}
+    for i, path in enumerate(paths):
+        if i % 500 == 0:
+            progress(f"identification: {i}/{len(paths)} images")
+        image = load_image(path)
+        face = central_face(detector.detect(image), image.shape)
+        if face is not None:
+            out[path] = encoder.encode(image, face).embedding
+    return out
+
+
+def build_matcher(gallery: list[tuple[str, np.ndarray]], mode: TemplateMode = "each") -> Matcher:
+    """One subject per id with its embeddings as templates ("each", best-of-k) or as one mean template."""
+    by_subject: dict[str, list[np.ndarray]] = {}
+    for subject, emb in gallery:
+        by_subject.setdefault(subject, []).append(np.asarray(emb, np.float32))
+    subjects = sorted(by_subject)
+    sets = [np.stack(by_subject[s]) for s in subjects]
+    if mode == "mean":
+        sets = [t.mean(axis=0, keepdims=True) for t in sets]
+    return Matcher(subjects, sets)
+
+
+def identification(
+    rows: list[Row],
+    embeddings: dict[Path, np.ndarray],
+    curve: ThresholdCurve,
+    per_search: float,
+    mode: TemplateMode = "each",
+) -> dict[str, float]:
+    """The open-set figures of one gallery/probe split at one per-search false-accept target."""
+    matcher = build_matcher(
+        [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
+    )
+    enrolled = set(matcher.subjects)
+    probes = [r for r in rows if r.role == "probe"]
+    point = operating_point(curve, per_search, max(matcher.comparisons, 1))
+    found = [r for r in probes if r.path in embeddings]
+    scores = (
+        matcher.subject_scores_many(np.stack([embeddings[r.path] for r in found]))
+        if found
+        else np.zeros((0, matcher.size))
+    )
+    best = np.argmax(scores, axis=1) if matcher.size else np.zeros(len(found), int)
+    top = scores[np.arange(len(found)), best] if matcher.size else np.full(len(found), -np.inf)
+    accepted = np.isfinite(top) & (top > point.threshold)
+    top_subject = [matcher.subjects[i] if matcher.size else None for i in best]
+    known = np.array([r.subject in enrolled for r in found], bool)
+    right = np.array([s == r.subject for s, r in zip(top_subject, found, strict=True)], bool)
+    n_known = sum(r.subject in enrolled for r in probes)
+    n_unknown = len(probes) - n_known
+
+    def share(mask: np.ndarray, total: int) -> float:
+        return float(mask.sum() / total) if total else float("nan")
+
+    return {
+        "gallery_size": float(matcher.size),
+        "gallery_templates": float(matcher.comparisons),
+        "known_probes": float(n_known),
+        "unknown_probes": float(n_unknown),
+        "images_without_face": float(sum(r.path not in embeddings for r in rows)),
+        "rank1": share(known & right, n_known),
+        "known_accept_rate": share(known & right & accepted, n_known),
+        "wrong_accept_rate": share(known & ~right & accepted, n_known),
+        "unknown_accept_rate": share(~known & accepted, n_unknown),
+        "threshold": point.threshold,
+        "per_search_far": per_search,
+        "per_comparison_far": point.per_comparison_far,
+        "threshold_clamped": float(point.clamped),
+    }
+
+
+def calibration_curve(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> ThresholdCurve:
+    """A threshold curve over every cross-identity pair of a calibration set's images (any role)."""
+    from device.vision.lfw import cross_identity_scores, threshold_curve
+
+    found = [r for r in rows if r.path in embeddings]
+    _, impostor = cross_identity_scores(
+        np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
+    )
+    return ThresholdCurve.from_points(threshold_curve(impostor))
+
+
+def template_calibration_curve(
+    rows: list[Row], embeddings: dict[Path, np.ndarray], mode: TemplateMode
+) -> ThresholdCurve:
+    """A threshold curve over every (template, image of another identity) score of a calibration set's own
+    gallery: the impostor distribution a gallery of this template kind really meets (a mean template scores
+    strangers higher than a single photo does, so image-pair thresholds under-protect it)."""
+    from device.vision.lfw import threshold_curve
+
+    matcher = build_matcher(
+        [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
+    )
+    found = [r for r in rows if r.path in embeddings]
+    x = np.stack([embeddings[r.path] for r in found])
+    owners = matcher.owners
+    scores = x @ matcher.matrix.T  # (images, templates)
+    index = {s: i for i, s in enumerate(matcher.subjects)}
+    same = np.array([index.get(r.subject, -1) for r in found])[:, None] == owners[None, :]
+    return ThresholdCurve.from_points(threshold_curve(scores[~same]))

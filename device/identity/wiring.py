@@ -1,0 +1,57 @@
+"""Builds the identity component for the service from its config, models and outputs (one place, so the
+service only calls it): the gallery key from the config file, the gate, the prompt channel, the outbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from device.config import Config
+from device.events import FaceObservation, ModelRef
+from device.identity.component import IdentityComponent, build_identity
+from device.identity.gate import build_gate
+from device.modelstore import ModelStore
+from device.transport.commands import CommandError, Reply
+from device.vision.liveness.prompts import Prompt
+
+
+def names_subject(payload: bytes, subject: str) -> bool:
+    """Does this queued event's match name `subject`?"""
+    try:
+        match = json.loads(payload).get("match")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(match, dict) and match.get("subject") == subject
+
+
+def build_component(
+    cfg: Config,
+    store: ModelStore,
+    *,
+    prompt: Callable[[Prompt], None],
+    publish_gate: Callable[[dict[str, Any], float], None],
+    publish_reply: Callable[[Reply], None],
+    enrolment_fields: Callable[[FaceObservation], dict[str, Any]],
+    purge_where: Callable[[Callable[[bytes], bool]], int],
+) -> IdentityComponent | None:
+    """None when no gallery key is configured (no 1:N, events as before)."""
+    entry = store.entry("embedder")
+    identity = build_identity(cfg, ModelRef("embedder", entry.file, entry.sha256), entry.info)
+    if identity is None:
+        return None
+
+    def enrol_reply(handle: Any, outcome: dict[str, Any] | CommandError) -> None:
+        from device.transport.commands import completed
+
+        if handle is not None:
+            publish_reply(completed(handle, outcome))
+
+    return IdentityComponent(
+        identity,
+        build_gate(cfg.gate, publish_gate),
+        prompt,
+        enrol_reply,
+        enrolment_fields,
+        lambda subject: purge_where(lambda payload: names_subject(payload, subject)),
+    )

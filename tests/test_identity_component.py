@@ -1,0 +1,132 @@
+"""The identity component as the service loop drives it: 1:N per observation, feedback, gate, enrolment,
+gallery commands with refusals (gallery unchanged), purge."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+from nacl.signing import SigningKey
+
+from device.config.gate import GateConfig
+from device.events import FaceObservation
+from device.identity import operator as op
+from device.identity.component import REFUSED, IdentityComponent
+from device.identity.gate import GpioGate
+from device.identity.runtime import Identity
+from device.identity.thresholds import ThresholdCurve
+from device.privacy.signing import Signer
+from device.transport.commands import CommandError
+from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
+
+CURVE = ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]])
+STRANGER = Signer(SigningKey(b"\x09" * 32))
+
+
+def _obs(tid: int, emb, decision: str = "accepted") -> FaceObservation:
+    return FaceObservation(tid, decision, 0.0, 1.0, 1.0, (0, 0, 1, 1), {}, {"planarity": 0.1}, (), emb)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def rig(tmp_path):
+    identity = Identity(EMBEDDER, CURVE, SIGNER.public_key, tmp_path / "g.sealed", tmp_path / "g.key", 1e-3)
+    snap = op.snapshot(SIGNER, [_subject("ann", 1, 1, "Ann"), _subject("bob", 1, 2)], 1, EMBEDDER)
+    identity.apply_update(snap.manifest, snap.body)
+    factory = MockFactory()
+    gate = GpioGate(GateConfig(kind="gpio", pulse_s=0.05), pin_factory=factory)
+    prompts, replies, purged = [], [], []
+    comp = IdentityComponent(
+        identity,
+        gate,
+        prompts.append,
+        lambda h, r: replies.append((h, r)),
+        lambda obs: {"embedding": "x"},
+        lambda s: purged.append(s) or 2,
+    )
+    yield comp, snap, prompts, replies, factory.pin(17)
+    gate.close()
+
+
+def test_match_opens_once_and_welcomes_unknown_does_not(rig):
+    comp, _, prompts, _, pin = rig
+    assert not pin.state
+    ann = comp.identity.gallery.subject("ann").templates[0]
+    stranger = np.ones(128, np.float32) / np.sqrt(128)
+    (m,) = comp.observe([_obs(1, ann)])
+    assert m.subject == "ann" and m.gallery_version == 1
+    (u,) = comp.observe([_obs(2, stranger)])
+    assert u.subject is None
+    assert comp.observe([_obs(3, None, "rejected")]) == [None]
+    assert comp.counts["gate_opened"] == 1 and comp.gate.opened == 1
+    assert sum(1 for a, b in zip(pin.states, pin.states[1:], strict=False) if not a.state and b.state) == 1
+    assert [p.text for p in prompts] == ["Welcome, Ann", "Not recognised", "Look at the camera"]
+
+
+def test_enrolment_replies_once_with_the_template_and_times_out(rig):
+    comp, _, prompts, replies, _ = rig
+    comp.start_enrolment({"subject": "cy", "timeout_s": 5}, "h1")
+    with pytest.raises(CommandError, match="in progress"):
+        comp.start_enrolment({"subject": "dee"}, "h2")
+    comp.observe([_obs(1, np.ones(128, np.float32) / np.sqrt(128))])
+    ((handle, result),) = replies
+    assert handle == "h1" and result["subject"] == "cy" and result["biometric"] == {"embedding": "x"}
+    assert prompts[-1].text == "Enrolment done"
+    assert comp.identity.gallery.subject("cy") is None  # the terminal never changes its own gallery
+    now = [0.0]
+    comp._clock = lambda: now[0]
+    comp.start_enrolment({"subject": "cy", "timeout_s": 1}, "h3")
+    now[0] = 2.0
+    comp.tick()
+    assert replies[-1][0] == "h3" and isinstance(replies[-1][1], CommandError)
+    assert replies[-1][1].details == {"reason": "timeout"}
+
+
+def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
+    comp, snap, _, _, _ = rig
+    before = comp.identity.summary()
+    forged = op.delta(STRANGER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
+    with pytest.raises(CommandError) as err:
+        comp.handlers()["gallery.add"](
+            {"manifest": forged.manifest, "body": base64.b64encode(forged.body).decode()}
+        )
+    assert err.value.code == REFUSED and err.value.details["reason"] == "forged"
+    assert comp.identity.summary() == before
+    good = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
+    with pytest.raises(CommandError, match="may only remove"):
+        comp.handlers()["gallery.remove"](
+            {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
+        )
+    out = comp.handlers()["gallery.add"](
+        {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
+    )
+    assert out["gallery"]["version"] == 2 and out["gallery"]["count"] == 3
+
+
+def test_list_and_purge(rig):
+    comp, _, _, _, _ = rig
+    listed = comp.handlers()["gallery.list"]({"ids": True})
+    assert listed["ids"] == ["ann", "bob"] and listed["threshold"]["comparisons"] == 2
+    out = comp.handlers()["subject.purge"]({"subject": "ann"})
+    assert out == {**out, "templates_erased": 1, "events_erased": 2}
+    assert comp.handlers()["gallery.list"]({"ids": True})["ids"] == ["bob"]
+    with pytest.raises(CommandError):
+        comp.handlers()["subject.purge"]({"subject": "../x"})
+
+
+def test_without_a_threshold_curve_every_face_is_unknown_and_status_says_why(tmp_path):
+    identity = Identity(EMBEDDER, None, SIGNER.public_key, tmp_path / "g.sealed", tmp_path / "g.key", 1e-3)
+    snap = op.snapshot(SIGNER, [_subject("ann", 1, 1)], 1, EMBEDDER)
+    identity.apply_update(snap.manifest, snap.body)
+    match = identity.identify(identity.gallery.subject("ann").templates[0])
+    assert match.subject is None  # fail closed: no calibrated threshold, no match
+    assert "threshold curve" in identity.summary()["problem"] and identity.summary()["threshold"] is None
+
+
+def test_a_damaged_gallery_file_is_reported_and_left_alone(tmp_path):
+    path = tmp_path / "g.sealed"
+    path.write_bytes(b"not a sealed gallery")
+    identity = Identity(EMBEDDER, CURVE, SIGNER.public_key, path, tmp_path / "g.key", 1e-3)
+    assert identity.gallery is None and "damaged" in identity.summary()["problem"]
+    assert path.read_bytes() == b"not a sealed gallery"

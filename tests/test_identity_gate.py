@@ -1,0 +1,90 @@
+"""The gate opens on a live match only, never on an unknown or rejected face, never from an old decision."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from device.config.gate import GateConfig
+from device.identity.feedback import feedback_prompt, feedback_text
+from device.identity.gate import GateDecision, GpioGate, MqttGate, build_gate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _high_pulses(pin) -> int:
+    states = [s.state for s in pin.states]
+    return sum(1 for a, b in itertools.pairwise(states) if not a and b)
+
+
+def test_gpio_gate_pulses_once_for_a_live_match_and_never_otherwise():
+    factory = MockFactory()
+    clock = Clock()
+    gate = GpioGate(GateConfig(kind="gpio", gpio_pin=17, pulse_s=0.05), pin_factory=factory, clock=clock)
+    pin = factory.pin(17)
+    assert not gate.offer(GateDecision(None, 0.99, True, clock.now))  # unknown
+    assert not gate.offer(GateDecision("ann", 0.99, False, clock.now))  # rejected (not live)
+    assert not gate.offer(GateDecision("ann", math.nan, True, clock.now))  # no score: fail closed
+    stale = GateDecision("ann", 0.99, True, clock.now)
+    clock.now += 1.01
+    assert not gate.offer(stale)  # older than a second
+    assert _high_pulses(pin) == 0
+    assert gate.offer(GateDecision("ann", 0.99, True, clock.now))
+    deadline = time.monotonic() + 2
+    while pin.state and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _high_pulses(pin) == 1 and not pin.state and gate.opened == 1
+    gate.close()
+
+
+def test_mqtt_gate_publishes_a_short_lived_decision_without_a_name():
+    sent = []
+    clock = Clock()
+    gate = MqttGate(
+        GateConfig(kind="mqtt", decision_ttl_s=1.0), lambda body, ttl: sent.append((body, ttl)), clock
+    )
+    assert gate.offer(GateDecision("ann", 0.97, True, clock.now - 0.5))
+    assert not gate.offer(GateDecision(None, 0.5, True, clock.now))
+    assert sent == [({"open": True, "subject": "ann", "score": 0.97}, 1.0)]
+
+
+def test_gate_config_bounds():
+    with pytest.raises(ValueError):
+        GateConfig(max_decision_age_s=2.0)  # never older than a second
+    with pytest.raises(ValueError):
+        GateConfig(kind="door")
+    with pytest.raises(ValueError, match="MQTT"):
+        build_gate(GateConfig(kind="mqtt"))
+    assert build_gate(GateConfig()).kind == "none"
+
+
+def test_feedback_texts():
+    assert feedback_text("welcome", "Ann") == "Welcome, Ann"
+    assert feedback_text("not_recognised") == "Not recognised"
+    assert feedback_text("look_at_camera") == "Look at the camera"
+    assert feedback_text("enrolled") == "Enrolment done"
+    p = feedback_prompt(3, "welcome", 1.5, "Ann")
+    assert p.state == "feedback" and p.text == "Welcome, Ann" and p.track_id == 3
+
+
+def test_mqtt_gate_payload_matches_its_schema():
+    from device.transport.envelope import envelope
+    from tests.api_schemas import errors
+
+    sent = []
+    clock = Clock()
+    MqttGate(GateConfig(kind="mqtt"), lambda body, ttl: sent.append(body), clock).offer(
+        GateDecision("ann", 0.97, True, clock.now)
+    )
+    assert errors(envelope("gate.decision", "t1", sent[0], ttl_s=1.0)) == []
+    assert errors(envelope("gate.decision", "t1", {**sent[0], "name": "Ann"}, ttl_s=1.0))
