@@ -13,13 +13,12 @@ fed the same chips in RGB, its own colour order.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from . import faceapi_js
+from . import evaluate, faceapi_js
 from .evaluate import interpreter
 from .fetch import check_face_api_model, extract_face_api, run_in_converter, sha256_file
 
@@ -56,17 +55,8 @@ def convert(py: Path, source: Path, work: Path, calib_chips_npy: Path, log=print
 
 
 def latency_ms(path: Path, chip_bgr: np.ndarray, repeats: int = 50) -> float:
-    """Median 1-thread invoke time on a real chip (default XNNPACK delegate), as evaluate.latency_ms does."""
-    interp = interpreter(path)
-    _set_input(interp, chip_bgr)
-    for _ in range(5):
-        interp.invoke()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1000, 3)
+    """Median 1-thread invoke time on a real chip (default XNNPACK delegate)."""
+    return evaluate.latency_ms(path, repeats, feed=lambda interp: _set_input(interp, chip_bgr))
 
 
 def _set_input(interp, chip_bgr: np.ndarray) -> None:
