@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +60,32 @@ def test_ctl_with_the_broker_down_says_so_in_one_line(tmp_path: Path, tool: str)
     assert "Traceback" not in res.stderr
 
 
+class _Lines:
+    """A subprocess stream read on a thread, so that every wait has a deadline (a test never hangs)."""
+
+    def __init__(self, stream) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0, poke=None) -> str:
+        """The first line containing `text`; `poke()` is called every half second while waiting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if poke is not None:
+                poke()
+            try:
+                line = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout} s")
+
+
 def test_watch_resubscribes_after_a_broker_restart(tmp_path: Path) -> None:
     import paho.mqtt.client as mqtt
 
@@ -67,20 +95,25 @@ def test_watch_resubscribes_after_a_broker_restart(tmp_path: Path) -> None:
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         try:
             assert watch.stderr is not None and watch.stdout is not None
-            assert "watching" in watch.stderr.readline()
+            errors, out = _Lines(watch.stderr), _Lines(watch.stdout)
+            errors.wait_for("watching")
             broker.restart()
-            assert "lost" in watch.stderr.readline()
-            assert "restored" in watch.stderr.readline()
-            pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            errors.wait_for("lost")
+            errors.wait_for("restored")
             pub.connect(broker.host, broker.port)
             pub.loop_start()
-            pub.publish("faceonly/v1/dev/t1/health", b'{"after": "restart"}', qos=1).wait_for_publish(5)
+
+            def publish() -> None:
+                # "restored" is printed on connect; the resubscription may land a moment later
+                pub.publish("faceonly/v1/dev/t1/health", b'{"after": "restart"}', qos=1)
+
+            out.wait_for('"after": "restart"', poke=publish)
+        finally:
             pub.disconnect()
             pub.loop_stop()
-            assert '"after": "restart"' in watch.stdout.readline()
-        finally:
             watch.send_signal(signal.SIGINT)
             watch.wait(10)
 
@@ -96,7 +129,7 @@ def test_ctl_watch_and_audit_work_against_the_demo_broker(tmp_path: Path) -> Non
     )  # fmt: skip
     try:
         assert run.stderr is not None
-        banner = run.stderr.readline()
+        banner = _Lines(run.stderr).wait_for("demo broker at", timeout=60)
         found = re.search(r"demo broker at (mqtt://\S+) \(mosquitto, MQTT 5\)", banner)
         assert found, banner
         url = found.group(1)
@@ -117,7 +150,7 @@ def test_ctl_watch_and_audit_work_against_the_demo_broker(tmp_path: Path) -> Non
         )  # fmt: skip
         try:
             assert watch.stdout is not None
-            assert "[backend] status online" in watch.stdout.readline()  # the retained status
+            _Lines(watch.stdout).wait_for("[backend] status online")  # the retained status
         finally:
             watch.send_signal(signal.SIGINT)
             watch.wait(10)
