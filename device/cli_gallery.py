@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from device.transport.client import add_broker_flags, new_client, options_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("gallery", help="make the gallery key, build, delta and push signed galleries")
@@ -37,15 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--models-dir", type=Path, default=None)
     d.set_defaults(func=_delta)
     p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
-    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    add_broker_flags(p)
     p.add_argument("--id", dest="terminal_id", required=True)
     p.add_argument("--file", type=Path, required=True)
     p.add_argument("--prefix", default="faceonly")
-    p.add_argument("--username", default=None)
-    p.add_argument("--password-file", default=None)
-    p.add_argument("--ca", default=None)
-    p.add_argument("--cert", default=None)
-    p.add_argument("--key", default=None)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
     p.add_argument(
         "--sign-key",
@@ -143,7 +140,6 @@ def _delta(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from device.cli_ctl import connect
     from device.identity.operator import read_update
     from device.identity.push import PushError, Requester, push
     from device.transport.auth import read_signing_key
@@ -152,8 +148,11 @@ def _push(args: argparse.Namespace) -> int:
     try:
         update = read_update(args.file)
         key = read_signing_key(args.sign_key) if args.sign_key is not None else None
+        options = options_from_args(args)
+        client = new_client(options, f"gallery-push-{args.terminal_id}"[:60])
+        client.connect(options.broker.host, options.broker.port)
         requester = Requester(
-            connect(args, f"gallery-push-{args.terminal_id}"[:60]),
+            client,
             Topics(args.prefix, args.terminal_id),
             args.timeout,
             key,
