@@ -10,20 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.transport.buffered_client import Framer
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from tests.mqtt_frames import varint
 
 
 def _publish(topic: bytes, payload: bytes, qos: int) -> bytes:
     body = struct.pack(">H", len(topic)) + topic + (b"\x00\x01" if qos else b"") + b"\x00" + payload
-    return bytes([0x30 | qos << 1]) + _varint(len(body)) + body
+    return bytes([0x30 | qos << 1]) + varint(len(body)) + body
 
 
 _packets = st.one_of(
@@ -34,7 +26,7 @@ _packets = st.one_of(
         st.sampled_from([0, 1]),
     ),
     st.tuples(st.sampled_from([0x20, 0x40, 0x90, 0xD0]), st.binary(max_size=200)).map(
-        lambda t: bytes([t[0]]) + _varint(len(t[1])) + t[1]
+        lambda t: bytes([t[0]]) + varint(len(t[1])) + t[1]
     ),
 )
 

@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 
 from tests.broker import Broker
 from tests.control_keys import CommandKey
+from tests.mqtt_frames import varint
 from tests.replay_faces import make_replay
 from tests.test_transport_service import BASE, Requester, Terminal, _models_ready
 
@@ -38,17 +39,8 @@ RSS_BOUND_MB = 50
 RECOVERY_S = 2.0
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _packet(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + _varint(len(body)) + body
+    return bytes([kind]) + varint(len(body)) + body
 
 
 def _utf8(text: str) -> bytes:
