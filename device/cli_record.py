@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -49,7 +50,7 @@ def record(
     config = config or VisionConfig(replay_pace="recorded")
     source = open_source(source_spec, config)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries: list[dict[str, Any]] = []
     start_wall = time.monotonic()
     t0: float | None = None
     try:

@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
-    if status == "restart":
+    if isinstance(status, str):  # "restart"
         log.warning("restarting: exec %s", " ".join(sys.orig_argv))
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return status

@@ -134,8 +134,9 @@ class EmbeddedBroker:
         self._thread.start()
 
         async def boot() -> None:
-            self._broker = Broker(config)
-            await self._broker.start()
+            broker = Broker(config)
+            self._broker = broker
+            await broker.start()
 
         asyncio.run_coroutine_threadsafe(boot(), loop).result(15)
         self.protocol, self.kind = "3.1.1", "amqtt, MQTT 3.1.1 only"
@@ -177,7 +178,7 @@ class EmbeddedBroker:
             self._thread.join(5)
 
 
-def describe(topic: str, payload: bytes) -> str:
+def describe(topic: str, payload: bytes | bytearray) -> str:
     """One short line per message, as a backend would log it; never image or embedding bytes."""
     try:
         data = json.loads(payload)

@@ -52,7 +52,7 @@ def test_bytes_and_age_bounds(tmp_path: Path) -> None:
     box = Outbox(tmp_path, OutboxConfig(max_bytes=2048, max_age_s=60), clock=clock)
     for i in range(20):
         _put(box, i, size=200)
-        assert box.bytes <= 2048
+        assert box.size_bytes <= 2048
     assert box.stats()["expired_bytes"] > 0
     left = len(box)
     clock.t += 61
@@ -108,8 +108,8 @@ def test_bounds_hold_under_any_sequence(tmp_path_factory, ops) -> None:
             acked += box.ack(f"e{k}")
         else:
             box = Outbox(d, cfg)
-        assert len(box) <= 5 and box.bytes <= 4096
-        assert box.bytes == sum(p.stat().st_size for p in d.glob("*.evt"))
+        assert len(box) <= 5 and box.size_bytes <= 4096
+        assert box.size_bytes == sum(p.stat().st_size for p in d.glob("*.evt"))
     # Every event is accounted for: still queued, acknowledged, or counted as expired.
     assert box.stats()["depth"] + acked + box.stats()["expired"] == n
 

@@ -50,8 +50,8 @@ def _png_metadata(data: bytes) -> list[str]:
 def _not_black(pixels: np.ndarray) -> np.ndarray:
     """Per pixel: any colour channel non-zero (an alpha channel may only be fully on or off)."""
     if pixels.ndim == 1:
-        return pixels != 0
-    colour = pixels[:, :3].any(axis=1)
+        return np.asarray(pixels != 0)
+    colour = np.asarray(pixels[:, :3].any(axis=1))
     if pixels.shape[1] == 4:
         alpha = pixels[:, 3]
         colour |= (alpha != 0) & (alpha != np.iinfo(pixels.dtype).max)

@@ -84,7 +84,7 @@ class Framer:
 
 
 class BufferedClient(mqtt.Client):
-    def __init__(self, *args, shed: Callable[[bytes], bool] | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, shed: Callable[[bytes], bool] | None = None, **kwargs) -> None:
         self._rbuf = bytearray()
         self._buffer_only = False
         self._shed = shed

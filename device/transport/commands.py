@@ -24,7 +24,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from device.transport.topics import COMMAND_NAME_PATTERN, valid_publish_topic
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # Error codes (the `code` of an error reply). Documented in device/api/schemas/command-reply.json.
 BAD_JSON = "bad_json"
@@ -110,9 +112,12 @@ class Deferred:
     """What a handler returns to answer later, exactly once, with `completed(reply, outcome)`."""
 
 
+Handler = Callable[[dict[str, Any]], "dict[str, Any] | Deferred"]
+
+
 def completed(reply: Reply, outcome: dict[str, Any] | CommandError) -> Reply:
     """The one reply of a deferred request: its result, or the error that ended it."""
-    base = {"command": reply.body.get("command"), "request_id": reply.body.get("request_id")}
+    base: dict[str, Any] = {"command": reply.body.get("command"), "request_id": reply.body.get("request_id")}
     if isinstance(outcome, CommandError):
         err: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
         if outcome.details is not None:
@@ -184,10 +189,10 @@ class CommandPlane:
                 self.authorize(req.name, data)
             result = handler(req.args)
             if isinstance(result, Deferred):
-                body = {"command": name_or_none(name), "request_id": request_id}
+                pending: dict[str, Any] = {"command": name_or_none(name), "request_id": request_id}
                 return Reply(
                     reply_to or self.default_reply_topic,
-                    body,
+                    pending,
                     correlation,
                     correlation_text(correlation),
                     True,
@@ -367,7 +372,7 @@ def _check_fields(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def parse_args(model: type, args: dict[str, Any]) -> Any:
+def parse_args(model: type[ModelT], args: dict[str, Any]) -> ModelT:
     """Validate a command's args with a pydantic model; wrong types become a bad_request error."""
     from pydantic import ValidationError
 

@@ -109,7 +109,7 @@ class Outbox:
         return len(self._index)
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         return self._bytes
 
     def __contains__(self, record_id: str) -> bool:
@@ -141,7 +141,7 @@ class Outbox:
             out.append(Record(**{**asdict(rec), "payload": payload}))
         return out
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> dict[str, float | int | str | None]:
         now = self.clock()
         oldest = next(iter(self._index.values()), None)
         return {

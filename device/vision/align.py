@@ -116,5 +116,5 @@ def square_roi_transform(
     of its x axis in image coordinates, y down), onto an out_size x out_size image (upright)."""
     cx, cy = float(centre[0]), float(centre[1])
     matrix = cv2.getRotationMatrix2D((cx, cy), angle_deg, out_size / max(side, 1e-6))
-    matrix[:, 2] += (out_size / 2.0 - cx, out_size / 2.0 - cy)
+    matrix[:, 2] += np.array([out_size / 2.0 - cx, out_size / 2.0 - cy])
     return matrix

@@ -22,6 +22,13 @@ from device.vision.stills import load_image
 Progress = Callable[[str], None]
 
 
+def _attribute(element: ET.Element, name: str, path: Path) -> str:
+    value = element.get(name)
+    if value is None:
+        raise ValueError(f"{path}: a <{element.tag}> element has no {name!r} attribute")
+    return value
+
+
 def read_imglab(path: Path) -> list[tuple[Path, list[np.ndarray]]]:
     root = ET.parse(path).getroot()
     out = []
@@ -30,11 +37,11 @@ def read_imglab(path: Path) -> list[tuple[Path, list[np.ndarray]]]:
         for box in image.iter("box"):
             if box.get("ignore") == "1":
                 continue
-            top, left = float(box.get("top")), float(box.get("left"))
-            boxes.append(
-                np.array([left, top, left + float(box.get("width")), top + float(box.get("height"))])
+            top, left, width, height = (
+                float(_attribute(box, k, path)) for k in ("top", "left", "width", "height")
             )
-        out.append((path.parent / image.get("file"), boxes))
+            boxes.append(np.array([left, top, left + width, top + height]))
+        out.append((path.parent / _attribute(image, "file", path), boxes))
     return out
 
 

@@ -72,5 +72,5 @@ def cut_face_crop(
         bx0, by0 = int(np.floor(box[0])) - xa, int(np.floor(box[1])) - ya
         bx1, by1 = int(np.ceil(box[2])) - xa, int(np.ceil(box[3])) - ya
         crop[max(0, by0) : max(0, by1), max(0, bx0) : max(0, bx1)] = 0
-    outline = face_outline(detection, mesh_xy) - np.float32([xa, ya])
+    outline = face_outline(detection, mesh_xy) - np.array([xa, ya], np.float32)
     return FaceCrop(crop, (x0 - xa, y0 - ya, x1 - xa, y1 - ya), outline, (xa, ya))

@@ -50,6 +50,11 @@ STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
 
 
+def _box_tuple(box: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return x0, y0, x1, y1
+
+
 @dataclass
 class _Best:
     score: float
@@ -92,7 +97,7 @@ class VisionPipeline:
         self._tracks: dict[int, _Track] = {}
         self._latency = {s: RecentWindow(STATS_WINDOW_S) for s in STAGES}
         self._frame_times = RecentWindow(STATS_WINDOW_S)
-        self._counts = Counter()
+        self._counts: Counter[str] = Counter()
         self._started: float | None = None
         self.set_prompt_sink(prompt_sink)
 
@@ -151,7 +156,7 @@ class VisionPipeline:
             tr = _Track(LivenessSession(tid, self.config.liveness, self.policy, self._sink), t, t)
             self._tracks[tid] = tr
         tr.last_seen, tr.frames = t, tr.frames + 1
-        tr.last_box = tuple(float(v) for v in det.box)
+        tr.last_box = _box_tuple(det.box)
         if tr.done:
             return None
         t0 = time.perf_counter()
@@ -198,7 +203,7 @@ class VisionPipeline:
         tr.best = _Best(
             score=q.score,
             t=frame.timestamp,
-            box=tuple(float(v) for v in det.box),
+            box=_box_tuple(det.box),
             quality=q.metrics,
             chip=self._encoder.chip(frame.image, det, mesh),
             face_crop=face_crop,
@@ -263,7 +268,7 @@ class VisionPipeline:
         embedding = None
         best = tr.best
         accepted = decision == "accepted" and best is not None
-        if accepted:
+        if accepted and best is not None:
             t0 = time.perf_counter()
             embedding = self._encoder.embedder.embed_chip(best.chip.image)
             self._timed("embed", t0)

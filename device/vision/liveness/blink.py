@@ -67,10 +67,10 @@ class BlinkDetector:
                 return None
             self._dip = (start_t, start_index, base, lowest)
             return None
-        base = self.baseline()
+        baseline = self.baseline()
         # A closed-eye (zero) baseline measures nothing: a dip below it is not a blink (and no ratio).
-        if base is not None and base > 0 and openness < c.blink_dip * base:
-            self._dip = (t, index, base, openness)
+        if baseline is not None and baseline > 0 and openness < c.blink_dip * baseline:
+            self._dip = (t, index, baseline, openness)
             return None
         self._window.append((t, openness))
         return None

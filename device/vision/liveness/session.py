@@ -25,7 +25,7 @@ from device.config.vision import LivenessConfig
 from device.reasons import Reason
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.planarity import planarity_score
-from device.vision.liveness.prompts import Prompt, PromptSink, Step, prompt_text
+from device.vision.liveness.prompts import Prompt, PromptSink, PromptState, Step, prompt_text
 
 HISTORY_S = 0.6  # frames kept from before a turn prompt: the frontal start of the turn
 MAX_TURN_FRAMES = 90
@@ -180,8 +180,11 @@ class LivenessSession:
         self.scores["turn_deg"] = round(max(self.scores.get("turn_deg", 0.0), moved), 1)
         if moved < c.turn_min_deg:
             return False
+        measured = [fr for fr in cur.frames if fr.mesh_xy is not None]  # all are (_measurable)
         residual, pairs = planarity_score(
-            [fr.mesh_xy for fr in cur.frames], [fr.yaw for fr in cur.frames], c.pair_min_deg
+            [fr.mesh_xy for fr in measured if fr.mesh_xy is not None],
+            [fr.yaw for fr in measured],
+            c.pair_min_deg,
         )
         if pairs < c.min_planarity_pairs or not math.isfinite(residual):
             return False
@@ -230,7 +233,7 @@ class LivenessSession:
     def _finish(self, status: Status, reason: Reason, t: float = 0.0) -> None:
         self.status = status
         self.reasons.append(reason)
-        if self.policy == "challenge":
+        if self.policy == "challenge" and status != "pending":
             self._publish(status, None, 0.0, t)
         if status == "passed" and self._risk_high() and self.config.replay_risk_action == "flag":
             self.reasons.append(Reason("liveness.replay_risk_flag", f"flag: replay risk {self._risk():.2f}"))
@@ -253,11 +256,9 @@ class LivenessSession:
         bad = {k for k, v in self._all_scores().items() if not math.isfinite(v)}
         if not all(math.isfinite(r) for r in self._risks):
             bad.add("replay_risk")  # one non-finite frame must fail, even where the median hides it
-        bad = sorted(bad)
         if bad:
-            self._finish(
-                "failed", Reason("liveness.not_finite", f"liveness measure not finite: {', '.join(bad)}"), t
-            )
+            names = ", ".join(sorted(bad))
+            self._finish("failed", Reason("liveness.not_finite", f"liveness measure not finite: {names}"), t)
         return bool(bad)
 
     def result(self) -> LivenessResult:
@@ -268,7 +269,7 @@ class LivenessSession:
             status = "failed"
         return LivenessResult(status, scores, tuple(self.reasons))
 
-    def _publish(self, state: str, step: Step | None, deadline: float, t: float) -> None:
+    def _publish(self, state: PromptState, step: Step | None, deadline: float, t: float) -> None:
         if self._sink is None:
             return
         index = len(self._done_steps) + (1 if step else 0)
