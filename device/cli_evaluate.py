@@ -8,7 +8,8 @@
 --blink VIDEO --blink-events CSV      blinks matched within +-3 frames
 --spoof-labels CSV --data-root DIR    APCER per attack type, BPCER, ACER of the replay-risk score
 --identification CSV        open-set 1:N (path,subject,role): rank-1, known/unknown accept rates at the
-                            threshold for --per-search (shipped curve, or --calibration CSV's impostor pairs)
+                            threshold for --per-search (shipped curves for the template kind, or curves
+                            made from --calibration CSV's images); --templates mean|each
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--templates",
         choices=("each", "mean"),
-        default="each",
-        help="a subject's photos as templates each (best of k) or as one mean template",
+        default="mean",
+        help="a subject's gallery photos as one mean template (as `faceonly gallery build` makes them; "
+        "default) or each its own template (best of k)",
     )
     ev.add_argument(
         "--calibration",
         type=Path,
-        help="CSV path,subject[,role] whose cross-identity pairs set the threshold curve instead of the "
-        "shipped one (use identities disjoint from the evaluated ones)",
+        help="CSV path,subject[,role] whose images set the threshold curves by the shipped recipe instead "
+        "of the shipped ones (use identities disjoint from the evaluated ones)",
     )
     ev.add_argument("--models-dir", type=Path, default=None)
     ev.add_argument("--json", type=Path, help="also write the numbers as JSON here")
@@ -94,10 +96,12 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
         from device.vision.landmarks import FaceMeshModel
 
         encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
-        results["verification"], results["thresholds"], curve = lfw.verification(
+        results["verification"], results["thresholds"], curve, means = lfw.verification(
             lfw.read_pairs(args.lfw), detector, encoder, progress
         )
         results["threshold_curve"] = lfw.curve_summary(curve)
+        for k, points in means.items():
+            results[f"threshold_curve_mean_of_{k}"] = lfw.curve_summary(points)
     if args.identification:
         results["identification"] = _identification(args, store, detector, progress)
     if args.detection_xml:
@@ -118,7 +122,7 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
 
 def _identification(args: argparse.Namespace, store, detector, progress) -> dict[str, float]:
     from device.identity import evaluation as idev
-    from device.identity.thresholds import ThresholdCurve
+    from device.identity.thresholds import CurveSet
     from device.vision.embed import Embedder, FaceEncoder
     from device.vision.landmarks import FaceMeshModel
 
@@ -129,10 +133,10 @@ def _identification(args: argparse.Namespace, store, detector, progress) -> dict
     paths = sorted({r.path for r in rows} | {r.path for r in calib_rows})
     embeddings = idev.embed_images(paths, detector, encoder, progress)
     if calib_rows:
-        curve = idev.calibration_curve(calib_rows, embeddings)
+        curves = idev.calibration_curves(calib_rows, embeddings)
     else:
-        curve = ThresholdCurve.from_manifest(store.entry("embedder").info)
-    out = idev.identification(rows, embeddings, curve, args.per_search, args.templates)
+        curves = CurveSet.from_manifest(store.entry("embedder").info)
+    out = idev.identification(rows, embeddings, curves, args.per_search, args.templates)
     out["calibrated_on_other_set"] = float(bool(calib_rows))
     return out
 

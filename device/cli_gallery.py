@@ -11,8 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.transport.client import add_broker_flags, new_client, options_from_args
+
+if TYPE_CHECKING:
+    from device.identity.templates import TemplateMode
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--version", type=int, default=1)
     b.add_argument("--report", type=Path, help="also write the per-photo report as JSON")
     b.add_argument("--models-dir", type=Path, default=None)
+    _templates_flag(b)
     b.set_defaults(func=_build)
     d = gs.add_parser("delta", help="a signed delta from a base update file: add photos, remove subjects")
     d.add_argument("--base", type=Path, required=True)
@@ -37,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--remove", nargs="*", default=[])
     d.add_argument("--report", type=Path)
     d.add_argument("--models-dir", type=Path, default=None)
+    _templates_flag(d)
     d.set_defaults(func=_delta)
     p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
     add_broker_flags(p)
@@ -53,6 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_push)
 
 
+def _templates_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--templates",
+        choices=("mean", "each"),
+        default="mean",
+        help="a subject's good photos as one mean template (default; up to 5 photos per mean, more "
+        "photos give several means) or each photo its own template (best of k)",
+    )
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from device.identity.operator import keygen
 
@@ -65,7 +81,7 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | None):
+def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | None, templates: TemplateMode):
     """(subjects, refused count) from a photo folder, printing the report of every refused photo."""
     from device.config.vision import VisionConfig
     from device.identity.builder import build_subjects
@@ -79,7 +95,7 @@ def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | N
     detector = FaceDetector(store, vision.detector, vision.detector_min_score, vision.nms_iou)
     embedder = Embedder(store)
     subjects, report = build_subjects(
-        photos, detector, QualityGate(vision.quality), FaceEncoder(embedder, FaceMeshModel(store))
+        photos, detector, QualityGate(vision.quality), FaceEncoder(embedder, FaceMeshModel(store)), templates
     )
     refused = [r for r in report if r.status != "ok"]
     for r in refused:
@@ -99,7 +115,7 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         signer = op.load_gallery_signer(args.key)
-        subjects, refused, model = _photo_subjects(args.photos, args.models_dir, args.report)
+        subjects, refused, model = _photo_subjects(args.photos, args.models_dir, args.report, args.templates)
         if not subjects:
             raise ValueError("no subject has a usable photo")
         op.write_update(args.out, op.snapshot(signer, subjects, args.version, model))
@@ -118,7 +134,7 @@ def _delta(args: argparse.Namespace) -> int:
         signer = op.load_gallery_signer(args.key)
         base = op.read_update(args.base)
         subjects, refused, model = (
-            _photo_subjects(args.add_photos, args.models_dir, args.report)
+            _photo_subjects(args.add_photos, args.models_dir, args.report, args.templates)
             if args.add_photos
             else ([], [], None)
         )

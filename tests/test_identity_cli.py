@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,7 +71,18 @@ def test_gallery_build_refuses_bad_photos_by_name_and_signs_the_rest(shared_data
     manifest = gal.check_manifest(update.manifest, key, model)
     v1 = gal.apply(manifest, update.body, None, model)
     assert [s.id for s in v1.subjects] == ["colin", "tony"]
-    assert v1.subject("colin").display_name == "Colin P." and len(v1.subject("tony").templates) == 2
+    assert v1.subject("colin").display_name == "Colin P."
+    # tony's two good photos made one mean template (the default), signed as a mean of 2.
+    tony = v1.subject("tony")
+    assert len(tony.templates) == 1 and tony.averaged == 2
+    each = tmp_path / "each.fog"
+    args = ["gallery", "build", "--photos", str(photos), "--key", str(tmp_path / "g.key"), "--out", str(each)]
+    assert main([*args, "--templates", "each"]) == 0
+    e = op.read_update(each)
+    tony_each = gal.apply(gal.check_manifest(e.manifest, key, model), e.body, None, model).subject("tony")
+    assert len(tony_each.templates) == 2 and tony_each.averaged == 1
+    mean = tony_each.templates.mean(axis=0)
+    assert np.allclose(tony.templates[0], mean / np.linalg.norm(mean), atol=1e-6)
 
     code = main(
         [

@@ -16,12 +16,12 @@ from device.identity import operator as op
 from device.identity.component import REFUSED, IdentityComponent
 from device.identity.gate import GpioGate
 from device.identity.runtime import Identity
-from device.identity.thresholds import ThresholdCurve
+from device.identity.thresholds import CurveSet, ThresholdCurve
 from device.privacy.signing import Signer
 from device.transport.commands import CommandError
 from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
 
-CURVE = ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]])
+CURVE = CurveSet.single(ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]]))
 STRANGER = Signer(SigningKey(b"\x09" * 32))
 
 

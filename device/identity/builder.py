@@ -4,7 +4,9 @@
 One folder per subject (the folder name is the subject id; an optional `display_name.txt` inside gives the
 name shown at the gate). A photo is refused, and named in the report with why, when it has no face, more
 than one face, or a face the terminal's quality gate would reject; a subject without a usable photo is left
-out and said so. Nothing about a photo but its file name and the reasons reaches the report.
+out and said so. Nothing about a photo but its file name and the reasons reaches the report. A subject's
+good photos become one mean template (up to MAX_AVERAGED photos per mean; device.identity.templates), or each
+its own template with mode "each".
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from device.identity.gallery import ID_PATTERN, MAX_TEMPLATES_PER_SUBJECT, Subject, check_subject
+from device.identity.templates import TemplateMode, make_templates
 from device.vision.stills import ImageError, load_image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -46,7 +49,9 @@ def _photo_template(
     return encoder.encode(image, faces[0]).embedding, "ok", ()
 
 
-def build_subjects(photos: Path, detector, quality_gate, encoder) -> tuple[list[Subject], list[PhotoResult]]:
+def build_subjects(
+    photos: Path, detector, quality_gate, encoder, mode: TemplateMode = "mean"
+) -> tuple[list[Subject], list[PhotoResult]]:
     """(subjects with at least one usable photo, one result per photo and per refused folder)."""
     if not photos.is_dir():
         raise ValueError(f"{photos} is not a folder of subject folders")
@@ -58,7 +63,7 @@ def build_subjects(photos: Path, detector, quality_gate, encoder) -> tuple[list[
             continue
         name_file = folder / "display_name.txt"
         display = name_file.read_text(encoding="utf-8").strip() or None if name_file.exists() else None
-        templates = []
+        templates: list[np.ndarray] = []
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             if len(templates) >= MAX_TEMPLATES_PER_SUBJECT:
                 report.append(
@@ -70,7 +75,8 @@ def build_subjects(photos: Path, detector, quality_gate, encoder) -> tuple[list[
             if emb is not None:
                 templates.append(emb)
         if templates:
-            subjects.append(check_subject(sid, display, np.stack(templates)))
+            rows, averaged = make_templates(np.stack(templates), mode)
+            subjects.append(check_subject(sid, display, rows, averaged))
         else:
             report.append(PhotoResult(sid, "", "no_usable_photo"))
     return subjects, report

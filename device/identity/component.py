@@ -30,7 +30,7 @@ from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
 from device.identity.feedback import feedback_prompt
 from device.identity.gate import Gate, GateDecision
 from device.identity.operator import read_public_key
-from device.identity.runtime import Identity, MatchResult, load_curve
+from device.identity.runtime import Identity, MatchResult, load_curves
 from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
 from device.transport.commands import BAD_REQUEST, FAILED, CommandError, parse_args
 from device.vision.liveness.prompts import Prompt
@@ -75,7 +75,7 @@ def build_identity(config: Config, embedder: ModelRef, embedder_info: dict) -> I
     state_dir = Path(config.service.state_dir)
     return Identity(
         embedder,
-        load_curve(embedder_info),
+        load_curves(embedder_info),
         read_public_key(ident.gallery_public_key_file),
         ident.gallery_file or state_dir / "gallery.sealed",
         ident.gallery_key_file or state_dir / "gallery.key",

@@ -7,7 +7,9 @@ face nearest the image centre); an image without a face is counted, and scores a
 Figures: rank-1 of the known probes (the right subject on top, whatever the score), known-accept rate (the
 right subject on top AND above the threshold), wrong-accept rate (a known probe accepted as someone else),
 unknown-accept rate (an unknown probe accepted as anyone), all at the threshold in force for the per-search
-false-accept target, which comes off a threshold curve: the shipped one, or one calibrated on another set.
+false-accept target, which comes off a threshold curve for the gallery's template kind: the shipped ones,
+or one calibrated on another set. Templates are made exactly as `faceonly gallery build` makes them
+(device.identity.templates).
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from device.identity.matcher import Matcher
-from device.identity.thresholds import ThresholdCurve, operating_point
+from device.identity.templates import TemplateMode, make_templates
+from device.identity.thresholds import CurveSet, ThresholdCurve, gallery_operating_point
 from device.vision.lfw import central_face
 from device.vision.stills import load_image
 
 Progress = Callable[[str], None]
-TemplateMode = Literal["each", "mean"]
 ROLES = ("gallery", "probe")
 
 
@@ -73,32 +74,33 @@ def embed_images(paths: list[Path], detector, encoder, progress: Progress) -> di
     return out
 
 
-def build_matcher(gallery: list[tuple[str, np.ndarray]], mode: TemplateMode = "each") -> Matcher:
-    """One subject per id with its embeddings as templates ("each", best-of-k) or as one mean template."""
+def build_matcher(
+    gallery: list[tuple[str, np.ndarray]], mode: TemplateMode = "each"
+) -> tuple[Matcher, set[int]]:
+    """(one subject per id, its templates made as `gallery build` makes them; the photos-per-template
+    kinds present)."""
     by_subject: dict[str, list[np.ndarray]] = {}
     for subject, emb in gallery:
         by_subject.setdefault(subject, []).append(np.asarray(emb, np.float32))
     subjects = sorted(by_subject)
-    sets = [np.stack(by_subject[s]) for s in subjects]
-    if mode == "mean":
-        sets = [t.mean(axis=0, keepdims=True) for t in sets]
-    return Matcher(subjects, sets)
+    made = [make_templates(np.stack(by_subject[s]), mode) for s in subjects]
+    return Matcher(subjects, [t for t, _ in made]), {k for _, k in made}
 
 
 def identification(
     rows: list[Row],
     embeddings: dict[Path, np.ndarray],
-    curve: ThresholdCurve,
+    curves: CurveSet,
     per_search: float,
     mode: TemplateMode = "each",
 ) -> dict[str, float]:
     """The open-set figures of one gallery/probe split at one per-search false-accept target."""
-    matcher = build_matcher(
+    matcher, averaged = build_matcher(
         [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
     )
     enrolled = set(matcher.subjects)
     probes = [r for r in rows if r.role == "probe"]
-    point = operating_point(curve, per_search, max(matcher.comparisons, 1))
+    point = gallery_operating_point(curves, per_search, max(matcher.comparisons, 1), averaged or {1})
     found = [r for r in probes if r.path in embeddings]
     scores = (
         matcher.subject_scores_many(np.stack([embeddings[r.path] for r in found]))
@@ -131,35 +133,20 @@ def identification(
         "per_search_far": per_search,
         "per_comparison_far": point.per_comparison_far,
         "threshold_clamped": float(point.clamped),
+        "photos_per_template": float(max(averaged, default=1)),
     }
 
 
-def calibration_curve(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> ThresholdCurve:
-    """A threshold curve over every cross-identity pair of a calibration set's images (any role)."""
-    from device.vision.lfw import cross_identity_scores, threshold_curve
+def calibration_curves(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> CurveSet:
+    """Threshold curves from a calibration set's images (any role) by the shipped recipe: every
+    cross-identity pair for single photos, and mean templates of 2..5 of an identity's images against every
+    other identity's image (device.vision.lfw)."""
+    from device.vision.lfw import cross_identity_scores, mean_template_curves, threshold_curve
 
     found = [r for r in rows if r.path in embeddings]
-    _, impostor = cross_identity_scores(
-        np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
-    )
-    return ThresholdCurve.from_points(threshold_curve(impostor))
-
-
-def template_calibration_curve(
-    rows: list[Row], embeddings: dict[Path, np.ndarray], mode: TemplateMode
-) -> ThresholdCurve:
-    """A threshold curve over every (template, image of another identity) score of a calibration set's own
-    gallery: the impostor distribution a gallery of this template kind really meets (a mean template scores
-    strangers higher than a single photo does, so image-pair thresholds under-protect it)."""
-    from device.vision.lfw import threshold_curve
-
-    matcher = build_matcher(
-        [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
-    )
-    found = [r for r in rows if r.path in embeddings]
-    x = np.stack([embeddings[r.path] for r in found])
-    owners = matcher.owners
-    scores = x @ matcher.matrix.T  # (images, templates)
-    index = {s: i for i, s in enumerate(matcher.subjects)}
-    same = np.array([index.get(r.subject, -1) for r in found])[:, None] == owners[None, :]
-    return ThresholdCurve.from_points(threshold_curve(scores[~same]))
+    x, identities = np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
+    _, impostor = cross_identity_scores(x, identities)
+    curves = {1: ThresholdCurve.from_points(threshold_curve(impostor))}
+    for k, points in mean_template_curves(x, identities).items():
+        curves[k] = ThresholdCurve.from_points(points)
+    return CurveSet(curves)

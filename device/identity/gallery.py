@@ -4,7 +4,9 @@ A gallery body is a canonical binary form (so that two parties hash the same gal
 
     b"FOG1" | u32 header length | header JSON | float32 little-endian templates, row after row
 
-with the header {"dim", "subjects": [[id, display_name or null, n_templates], ...] sorted by id, "remove"}.
+with the header {"dim", "subjects": [[id, display_name or null, n_templates(, averaged)], ...] sorted by id,
+"remove"}; `averaged` (2..MAX_AVERAGED, absent for 1) says how many photos each of the subject's templates is
+the mean of, which picks the threshold curve the terminal needs for it (device.identity.thresholds).
 An update is a small signed manifest (Ed25519 over RFC 8785 JSON, by the backend's gallery key) naming the
 sha256 and size of its body:
 
@@ -44,6 +46,8 @@ SCHEMA = 1
 KIND = "faceonly.gallery"
 DIM = 128
 MAX_TEMPLATES_PER_SUBJECT = 16
+# The largest mean the shipped threshold curves are calibrated for (thresholds.mean_curves in the manifest).
+MAX_AVERAGED = 5
 MAX_SUBJECTS = 1_000_000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 MAX_DISPLAY_NAME = 128
@@ -63,6 +67,7 @@ class Subject:
     id: str
     display_name: str | None
     templates: np.ndarray  # (k, DIM) float32, L2-normalised
+    averaged: int = 1  # each template is the mean of this many photos
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class Gallery:
     @property
     def count(self) -> int:
         return len(self.subjects)
+
+    @cached_property
+    def averaged(self) -> set[int]:
+        """The template kinds present (photos per template): each needs its own threshold curve."""
+        return {s.averaged for s in self.subjects}
 
     @cached_property
     def _by_id(self) -> dict[str, Subject]:
@@ -127,13 +137,25 @@ def _check_rows(rows: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: templates must be finite and L2-normalised")
 
 
-def check_subject(subject_id: Any, display_name: Any, templates: Any) -> Subject:
+def _check_averaged(subject_id: str, averaged: Any) -> int:
+    if isinstance(averaged, bool) or not isinstance(averaged, int) or not 1 <= averaged <= MAX_AVERAGED:
+        raise ValueError(f"{subject_id}: a template is the mean of 1..{MAX_AVERAGED} photos")
+    return averaged
+
+
+def check_subject(subject_id: Any, display_name: Any, templates: Any, averaged: int = 1) -> Subject:
     _check_id(subject_id, display_name)
     rows = np.asarray(templates, np.float32)
     if rows.ndim != 2 or rows.shape[1] != DIM or not 1 <= len(rows) <= MAX_TEMPLATES_PER_SUBJECT:
         raise ValueError(f"{subject_id}: 1..{MAX_TEMPLATES_PER_SUBJECT} templates of {DIM} values expected")
     _check_rows(rows, subject_id)
-    return Subject(subject_id, display_name, rows)
+    return Subject(subject_id, display_name, rows, _check_averaged(subject_id, averaged))
+
+
+def _entry(s: Subject) -> list[Any]:
+    # averaged = 1 is written by omission, so that one gallery has exactly one body.
+    base: list[Any] = [s.id, s.display_name, len(s.templates)]
+    return base if s.averaged == 1 else [*base, s.averaged]
 
 
 def encode_body(subjects: list[Subject], remove: tuple[str, ...] = ()) -> bytes:
@@ -141,7 +163,7 @@ def encode_body(subjects: list[Subject], remove: tuple[str, ...] = ()) -> bytes:
     ordered = sorted(subjects, key=lambda s: s.id)
     header = {
         "dim": DIM,
-        "subjects": [[s.id, s.display_name, len(s.templates)] for s in ordered],
+        "subjects": [_entry(s) for s in ordered],
         "remove": sorted(remove),
     }
     head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
@@ -164,9 +186,13 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
     if len(entries) > MAX_SUBJECTS:
         raise ValueError(f"more than {MAX_SUBJECTS} subjects")
     try:
+        if any(len(e) not in (3, 4) or (len(e) == 4 and e[3] == 1) for e in entries):
+            raise ValueError
         counts = [int(e[2]) for e in entries]
     except (TypeError, ValueError, IndexError):
-        raise ValueError("every subject entry must be [id, display_name, n_templates]") from None
+        raise ValueError(
+            "every subject entry must be [id, display_name, n_templates(, averaged >= 2)]"
+        ) from None
     rows = np.frombuffer(body, "<f4", offset=8 + n) if len(body) > 8 + n else np.zeros(0, "<f4")
     if rows.size != sum(counts) * DIM or any(not 1 <= c <= MAX_TEMPLATES_PER_SUBJECT for c in counts):
         raise ValueError("the template counts do not match the body's size or exceed the limit")
@@ -176,7 +202,8 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
     subjects, start = [], 0
     for entry, count in zip(entries, counts, strict=True):
         _check_id(entry[0], entry[1])
-        subjects.append(Subject(entry[0], entry[1], matrix[start : start + count]))
+        averaged = _check_averaged(entry[0], entry[3] if len(entry) == 4 else 1)
+        subjects.append(Subject(entry[0], entry[1], matrix[start : start + count], averaged))
         start += count
     ids = [s.id for s in subjects]
     if ids != sorted(set(ids)):
@@ -192,9 +219,12 @@ def sha256_hex(data: bytes) -> str:
 
 
 def subject_hash(subject: Subject) -> str:
-    """sha256 of id, display name (absent and empty differ) and templates: one entry of the digest."""
+    """sha256 of id, display name (absent and empty differ), photos per template and templates: one entry of
+    the digest."""
     name = b"\x00" if subject.display_name is None else b"\x01" + subject.display_name.encode()
-    h = hashlib.sha256(subject.id.encode() + b"\x00" + name + b"\x00")
+    # A single-photo subject hashes as it did before `averaged` existed.
+    kind = b"" if subject.averaged == 1 else f"mean{subject.averaged}".encode() + b"\x00"
+    h = hashlib.sha256(subject.id.encode() + b"\x00" + name + b"\x00" + kind)
     h.update(np.ascontiguousarray(subject.templates, "<f4").tobytes())
     return h.hexdigest()
 

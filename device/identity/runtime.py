@@ -20,7 +20,7 @@ from device.events import ModelRef
 from device.identity import gallery as gal
 from device.identity.matcher import Matcher
 from device.identity.store import GalleryStore, open_box
-from device.identity.thresholds import CurveError, OperatingPoint, ThresholdCurve, operating_point
+from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
 from device.identity.transfer import Incoming, TransferError
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,14 @@ class Identity:
     def __init__(
         self,
         embedder: ModelRef,
-        curve: ThresholdCurve | None,
+        curves: CurveSet | None,
         gallery_key: bytes,
         store_path: Path,
         key_path: Path,
         per_search: float,
         top_k: int = 3,
     ) -> None:
-        self.embedder, self.curve, self.gallery_key = embedder, curve, gallery_key
+        self.embedder, self.curves, self.gallery_key = embedder, curves, gallery_key
         self.per_search, self.top_k = per_search, top_k
         box = open_box(key_path)
         self.store = GalleryStore(store_path, box)
@@ -70,7 +70,7 @@ class Identity:
         self.manifest: dict | None = None
         self.matcher = Matcher([], [])
         self.problem: str | None = (
-            None if curve is not None else "the embedder's manifest has no threshold curve"
+            None if curves is not None else "the embedder's manifest has no threshold curve"
         )
         try:
             loaded = self.store.load(gallery_key, embedder)
@@ -80,6 +80,10 @@ class Identity:
             loaded = None
         if loaded is not None:
             self._install(*loaded)
+            try:
+                self._check_calibrated(loaded[0])
+            except gal.GalleryRefused as exc:
+                self.problem = f"stored gallery cannot be matched (every face is unknown): {exc}"
 
     def _install(self, gallery: gal.Gallery, manifest: dict) -> None:
         self.matcher = Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
@@ -90,9 +94,15 @@ class Identity:
         return self.gallery is not None and self.gallery.count > 0
 
     def operating_point(self) -> OperatingPoint | None:
-        if self.curve is None or self.matcher.comparisons == 0:
+        """None (no decision: fail closed) without a curve for every template kind the gallery holds."""
+        if self.curves is None or self.gallery is None or self.matcher.comparisons == 0:
             return None
-        return operating_point(self.curve, self.per_search, self.matcher.comparisons)
+        try:
+            return gallery_operating_point(
+                self.curves, self.per_search, self.matcher.comparisons, self.gallery.averaged
+            )
+        except CurveError:
+            return None
 
     def identify(self, embedding: np.ndarray | None) -> MatchResult | None:
         """None without a gallery; else the open-set decision (no embedding or no threshold: unknown)."""
@@ -113,10 +123,21 @@ class Identity:
         """Verify, apply and store one complete update; GalleryRefused (state unchanged) otherwise."""
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gallery = gal.apply(checked, body, self.gallery, self.embedder)
+        self._check_calibrated(gallery)
         self.store.save(checked, gallery)
         self._install(gallery, checked)
-        self.problem = None if self.curve is not None else self.problem
+        self.problem = None if self.curves is not None else self.problem
         return self.summary()
+
+    def _check_calibrated(self, gallery: gal.Gallery) -> None:
+        """Refuse a gallery holding a template kind (photos per template) with no threshold curve: it could
+        never be matched, so it must not replace one that can."""
+        if self.curves is None:
+            return
+        try:
+            gallery_operating_point(self.curves, self.per_search, 1, gallery.averaged)
+        except CurveError as exc:
+            raise gal.GalleryRefused("uncalibrated", str(exc)) from None
 
     def sync(self, manifest: Any) -> dict[str, Any]:
         """Start or resume a chunked update: checks the manifest now, returns the transfer id and what is missing."""
@@ -165,6 +186,8 @@ class Identity:
             out.update(self.gallery.summary())
         point = self.operating_point()
         out["threshold"] = point.as_dict() if point is not None else None
+        if self.gallery is not None:
+            out["templates_averaged"] = sorted(self.gallery.averaged)
         if point is not None and point.clamped:
             out["threshold_note"] = (
                 f"per-comparison target {point.per_comparison_far:.2e} is below the smallest FAR the calibration "
@@ -178,9 +201,9 @@ class Identity:
         return out
 
 
-def load_curve(info: dict) -> ThresholdCurve | None:
+def load_curves(info: dict) -> CurveSet | None:
     try:
-        return ThresholdCurve.from_manifest(info)
+        return CurveSet.from_manifest(info)
     except CurveError as exc:
         log.error("no 1:N decisions: %s", exc)
         return None

@@ -7,6 +7,11 @@ scripts/modelbuild/embedder.py over every cross-identity pair of LFW folds 1-5),
 A target below the smallest FAR the calibration data supports is clamped to that end of the curve and
 reported as such (`clamped`), never silently: the real false-accept rate is then unknown, only bounded by
 what was measured.
+
+A template that is the mean of k photos meets strangers at higher scores than a single photo does (noise
+averages out, the template sits nearer the middle of face space), so the manifest ships one curve per k
+(`thresholds.curve` for k = 1, `thresholds.mean_curves` for k = 2..MAX): a CurveSet. A gallery's threshold
+is the highest of the thresholds its template kinds need, so no kind is under-protected.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class ThresholdCurve:
 
     @classmethod
     def from_manifest(cls, info: dict) -> ThresholdCurve:
-        """The curve of an embedder's manifest entry (`info["thresholds"]["curve"]`)."""
+        """The single-photo curve of an embedder's manifest entry (`info["thresholds"]["curve"]`)."""
         points = (info.get("thresholds") or {}).get("curve")
         if points is None:
             raise CurveError("the embedder's manifest entry has no threshold curve (thresholds.curve)")
@@ -73,6 +78,40 @@ class ThresholdCurve:
         # np.interp wants rising x: use -log10(far), which rises along the curve.
         x = -np.log10(np.asarray(self.fars))
         return float(np.interp(-math.log10(far), x, np.asarray(self.thresholds))), False
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """Threshold curves by the number of photos averaged into a template (1 = a single photo)."""
+
+    by_averaged: dict[int, ThresholdCurve]
+
+    @classmethod
+    def from_manifest(cls, info: dict) -> CurveSet:
+        """`thresholds.curve` (k = 1) and `thresholds.mean_curves` {"k": points} of an embedder's entry."""
+        curves = {1: ThresholdCurve.from_manifest(info)}
+        means = (info.get("thresholds") or {}).get("mean_curves") or {}
+        if not isinstance(means, dict):
+            raise CurveError("thresholds.mean_curves must map a photo count to a curve")
+        for key, points in means.items():
+            if not str(key).isdigit() or int(key) < 2:
+                raise CurveError(f"thresholds.mean_curves: {str(key)[:20]!r} is not a photo count >= 2")
+            curves[int(key)] = ThresholdCurve.from_points(points)
+        return cls(curves)
+
+    @classmethod
+    def single(cls, curve: ThresholdCurve, averaged: Sequence[int] = (1,)) -> CurveSet:
+        """One curve for the given template kinds (a curve calibrated on another set, for evaluation)."""
+        return cls({k: curve for k in averaged})
+
+    def curve(self, averaged: int) -> ThresholdCurve:
+        found = self.by_averaged.get(averaged)
+        if found is None:
+            raise CurveError(
+                f"no threshold curve for templates averaged over {averaged} photos "
+                f"(calibrated: {', '.join(map(str, sorted(self.by_averaged)))})"
+            )
+        return found
 
 
 def per_comparison_far(per_search: float, comparisons: int) -> float:
@@ -111,3 +150,11 @@ def operating_point(curve: ThresholdCurve, per_search: float, comparisons: int) 
     far = per_comparison_far(per_search, comparisons)
     threshold, clamped = curve.threshold(far)
     return OperatingPoint(per_search, comparisons, far, threshold, clamped, curve.smallest_far)
+
+
+def gallery_operating_point(
+    curves: CurveSet, per_search: float, comparisons: int, averaged: set[int]
+) -> OperatingPoint:
+    """The highest threshold any template kind of the gallery needs (CurveError when a kind has no curve)."""
+    points = [operating_point(curves.curve(k), per_search, comparisons) for k in sorted(averaged)]
+    return max(points, key=lambda p: (p.threshold, p.clamped))

@@ -27,6 +27,8 @@ MIN_IMPOSTORS_ABOVE = 10
 # points per decade (1:N turns a per-search target into any per-comparison FAR in between).
 CURVE_TOP_FAR = 1e-1
 CURVE_POINTS_PER_DECADE = 20
+# Mean templates the shipped curves cover (device.identity.gallery.MAX_AVERAGED is the largest).
+MEAN_TEMPLATE_PHOTOS = (2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,34 @@ def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> tupl
     return scores[same], scores[~same]
 
 
+def mean_template_impostors(embeddings: np.ndarray, identities: list[str], averaged: int) -> np.ndarray:
+    """Cosine scores of every mean-of-`averaged` template (disjoint runs of an identity's images, in the
+    order given) against every image of another identity: what a gallery of such templates meets."""
+    x = np.asarray(embeddings, np.float32)
+    if len(identities) != len(x):
+        raise ValueError(f"{len(x)} embeddings but {len(identities)} identities")
+    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
+    templates, owners = [], []
+    for identity in range(int(ids.max()) + 1 if len(ids) else 0):
+        rows = np.flatnonzero(ids == identity)
+        for start in range(0, len(rows) - averaged + 1, averaged):
+            mean = x[rows[start : start + averaged]].mean(axis=0)
+            templates.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            owners.append(identity)
+    if not templates:
+        return np.zeros(0, np.float32)
+    scores = x @ np.stack(templates).T
+    return scores[ids[:, None] != np.asarray(owners)[None, :]]
+
+
+def mean_template_curves(
+    embeddings: np.ndarray, identities: list[str], counts: tuple[int, ...] = MEAN_TEMPLATE_PHOTOS
+) -> dict[int, list[tuple[float, float]]]:
+    """{photos per template: threshold curve} for mean templates (counts the data cannot support are absent)."""
+    curves = {k: threshold_curve(mean_template_impostors(embeddings, identities, k)) for k in counts}
+    return {k: c for k, c in curves.items() if len(c) >= 2}
+
+
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """P(genuine score > impostor score), ties counted half (Mann-Whitney U / (n_g n_i))."""
     imp = np.sort(np.asarray(impostor))
@@ -207,9 +237,10 @@ def pair_thresholds(
 
 def verification(
     pairs: list[Pair], detector, encoder, progress: Progress
-) -> tuple[dict, dict, list[tuple[float, float]]]:
-    """(results, thresholds, curve) of the terminal's own path (detect, mesh, 5-point chip, flip embed,
-    cosine); thresholds and the dense threshold curve over every cross-identity pair of the images.
+) -> tuple[dict, dict, list[tuple[float, float]], dict[int, list[tuple[float, float]]]]:
+    """(results, thresholds, curve, mean curves) of the terminal's own path (detect, mesh, 5-point chip, flip
+    embed, cosine); thresholds and the dense threshold curve over every cross-identity pair of the images,
+    and the curves of mean templates of 2..5 of an identity's images against every other identity's image.
 
     `encoder` is a device.vision.embed.FaceEncoder. An image without a detected face counts as a detection
     failure and scores as a mismatch with everything.
@@ -240,7 +271,11 @@ def verification(
         **pair_results(scores, same, folds),
     }
     found = sorted(emb)
-    genuine, impostor = cross_identity_scores(
-        np.stack([emb[p] for p in found]), [p.parent.name for p in found]
+    x, identities = np.stack([emb[p] for p in found]), [p.parent.name for p in found]
+    genuine, impostor = cross_identity_scores(x, identities)
+    return (
+        results,
+        pair_thresholds(genuine, impostor),
+        threshold_curve(impostor),
+        mean_template_curves(x, identities),
     )
-    return results, pair_thresholds(genuine, impostor), threshold_curve(impostor)

@@ -175,7 +175,9 @@ def build_entry(
     if have_shared_data():
         log("  LFW folds 1-5 through the terminal's own path (what `faceonly evaluate --lfw` runs)")
         model = ModelRef("embedder", FILE, report["sha256"]["int8"])
-        results, thresholds, curve = _lfw_figures(detector_path, mesh_path, int8_path, model, log)
+        results, thresholds, curve, mean_curves = _lfw_figures(
+            detector_path, mesh_path, int8_path, model, log
+        )
         log(f"  LFW: {_rounded(results, 4)}")
         log(f"  thresholds: {_rounded(thresholds)}")
         entry["accuracy"] = {
@@ -196,6 +198,15 @@ def build_entry(
             # Monotone (far falling, threshold never falling): 1:N reads any per-comparison target off it.
             "curve": [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in curve],
             "curve_smallest_far": float(f"{curve[-1][0]:.4g}"),
+            # A mean template meets strangers at higher scores than one photo: one curve per photo count.
+            "mean_curves": {
+                str(k): [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in points]
+                for k, points in sorted(mean_curves.items())
+            },
+            "mean_curves_how": "the same, over the cosine of every mean-of-k template (disjoint runs of k of "
+            "an identity's images, sorted by file name, the mean L2-normalised) against every image of another "
+            "identity (device.vision.lfw.mean_template_curves); `faceonly gallery build` makes such templates "
+            "and the terminal applies the highest threshold its gallery's template kinds need",
             "impostor_pairs": int(thresholds["impostor_pairs"]),
             "genuine_pairs": int(thresholds["genuine_pairs"]),
             "how": "cosine thresholds t with share(impostor score > t) <= target, over EVERY cross-identity pair "
