@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from device.vision.demo import DEFAULT_DEMO_DIR
+from device.paths import demo_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo = replay_sub.add_parser(
         "make-demo", help="write the demo replay (scikit-image's astronaut photo moved and zoomed)"
     )
-    demo.add_argument(
-        "out", nargs="?", type=Path, default=DEFAULT_DEMO_DIR, help=f"folder (default {DEFAULT_DEMO_DIR})"
-    )
+    demo.add_argument("out", nargs="?", type=Path, default=None, help=f"folder (default {demo_dir()})")
     demo.add_argument("--fps", type=float, default=15.0, help="frame rate of the replay")
     demo.set_defaults(func=_make_demo)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from device.paths import models_dir
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -40,13 +40,9 @@ class VerifyResult:
     problem: str = ""
 
 
-def models_dir_from_env() -> Path:
-    return Path(os.environ.get("FACEONLY_MODELS_DIR", DEFAULT_MODELS_DIR))
-
-
 class ModelStore:
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else models_dir_from_env()
+        self.root = Path(root) if root is not None else models_dir()
         self.entries = self._read_manifest()
 
     def _read_manifest(self) -> dict[str, ModelEntry]:

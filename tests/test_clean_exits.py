@@ -18,7 +18,7 @@ import pytest
 
 from device import statedir
 from device.cli_run import EXIT_LOCKED, EXIT_PERMANENT
-from device.modelstore import models_dir_from_env
+from device.paths import models_dir
 from tests.broker import Broker
 from tests.test_service_lifecycle import make_replay, retained_status
 
@@ -27,7 +27,7 @@ UNIT = ROOT / "systemd" / "faceonly.service"
 TERMINAL = "life-1"  # the namespace retained_status() reads
 
 pytestmark = pytest.mark.skipif(
-    not (models_dir_from_env() / "manifest.json").is_file(), reason="models/manifest.json is not built yet"
+    not (models_dir() / "manifest.json").is_file(), reason="models/manifest.json is not built yet"
 )
 
 
@@ -101,7 +101,7 @@ def test_an_unsafe_setting_is_a_permanent_fault(tmp_path: Path) -> None:
 
 def test_models_failing_verification_are_a_permanent_fault(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    shutil.copytree(models_dir_from_env(), models)
+    shutil.copytree(models_dir(), models)
     victim = next(p for p in models.glob("*.tflite"))
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF

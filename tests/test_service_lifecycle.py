@@ -28,7 +28,7 @@ import pytest
 from skimage import data as skdata
 
 from device.config.mqtt import OutboxConfig
-from device.modelstore import models_dir_from_env
+from device.paths import models_dir
 from device.transport.envelope import encode, envelope
 from device.transport.outbox import Outbox
 from device.transport.topics import Topics
@@ -42,7 +42,7 @@ FPS = 15.0
 WATCHDOG_USEC = 1_000_000  # pets every 0.5 s; a real unit uses WatchdogSec=30s
 
 pytestmark = pytest.mark.skipif(
-    not (models_dir_from_env() / "manifest.json").is_file(), reason="models/manifest.json is not built yet"
+    not (models_dir() / "manifest.json").is_file(), reason="models/manifest.json is not built yet"
 )
 
 

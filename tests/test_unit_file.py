@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.config.service import ServiceConfig
-from device.modelstore import models_dir_from_env
+from device.paths import models_dir
 from tests.conftest import missing_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ print("RAN", " ".join(ran))
 def test_models_run_without_writable_executable_memory() -> None:
     """MemoryDenyWriteExecute=true holds only if LiteRT/XNNPACK never map W+X: run every shipped model
     under the kernel's own W^X switch (PR_SET_MDWE, what systemd uses where the kernel has it)."""
-    if not (models_dir_from_env() / "manifest.json").is_file():
+    if not (models_dir() / "manifest.json").is_file():
         missing_data("models/manifest.json is not built yet")
     result = subprocess.run(
         [sys.executable, "-c", MDWE_PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.paths import demo_dir
 from device.vision.replay import MANIFEST_FORMAT, MANIFEST_NAME
 
-DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[2] / "var" / "demo-replay"
 SIZE = (640, 480)  # width, height
 # Head and shoulders in the 512x512 photo (x0, y0, x1, y1).
 PERSON = (96, 0, 416, 380)
@@ -66,9 +66,10 @@ def demo_frames(fps: float = 15.0, walk_s: float = 2.5, stand_s: float = 6.0) ->
     return frames
 
 
-def make_demo(out: Path = DEFAULT_DEMO_DIR, fps: float = 15.0) -> Path:
-    """Write the demo replay folder (JPEG frames + replay.json); replaces an earlier demo at `out`."""
-    out = Path(out)
+def make_demo(out: Path | None = None, fps: float = 15.0) -> Path:
+    """Write the demo replay folder (JPEG frames + replay.json, default device.paths.demo_dir()); replaces an
+    earlier demo at `out`."""
+    out = Path(out) if out is not None else demo_dir()
     if out.exists():
         if not (out / MANIFEST_NAME).is_file():
             raise FileExistsError(f"{out} exists and is not a replay folder; refusing to overwrite it")

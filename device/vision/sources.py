@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from device.config.vision import VisionConfig
+from device.paths import demo_dir
 from device.stages import FrameSource
 
 SPEC_HELP = "picamera2 | v4l2:N (N = /dev/videoN) | replay:PATH (video, still, or folder with replay.json)"
@@ -19,19 +20,13 @@ class SourceError(Exception):
     """A frame source cannot start or has given up; the service reports it and stays up."""
 
 
-def demo_replay_dir() -> Path:
-    from device.vision.demo import DEFAULT_DEMO_DIR
-
-    return DEFAULT_DEMO_DIR
-
-
 def open_source(spec: str, config: VisionConfig) -> FrameSource:
     """Open the source named by `spec` with the camera/replay settings of `config` (the vision section)."""
     kind, _, arg = spec.partition(":")
     if kind == "replay":
         if not arg:
             raise SourceError(f"replay needs a path: replay:PATH ({SPEC_HELP})")
-        path = demo_replay_dir() if arg == "demo" else Path(arg)
+        path = demo_dir() if arg == "demo" else Path(arg)
         if arg == "demo" and not path.is_dir():
             raise SourceError(f"the demo replay is missing at {path}: run `faceonly replay make-demo` first")
         from device.vision.replay import ReplaySource
