@@ -23,6 +23,7 @@ from device.transport.link import Link, Overflow
 from device.transport.nonces import NONCES_FILE, ReplayCache
 from device.transport.replies import ReplyPolicy, default_namespaces
 from device.transport.topics import Topics
+from device.wire.command import error_body
 
 REPLY_TTL_S = 300
 SERVE_BUDGET = 64  # requests answered per loop turn (a few ms), between frames
@@ -94,12 +95,7 @@ class CommandServer:
             return
         self.counts["busy"] += 1
         name = self.link.topics.command_name(msg.topic) or ""
-        body = {
-            "command": name_or_none(name),
-            "request_id": None,
-            "ok": False,
-            "error": {"code": BUSY, "message": "the terminal is busy; retry later"},
-        }
+        body = error_body(name_or_none(name), None, BUSY, "the terminal is busy; retry later")
         self.publish(Reply(topic, body, msg.correlation, correlation_text(msg.correlation)))
 
     def _room(self) -> bool:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from device.paths import models_dir
+from device.wire.base import validate
+from device.wire.manifests import ModelManifest
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
 
 
 class ModelError(Exception):
@@ -53,26 +54,13 @@ class ModelStore:
             raise ModelError(f"model manifest not found: {path}") from exc
         except (OSError, ValueError) as exc:
             raise ModelError(f"model manifest unreadable: {path}: {exc}") from exc
-        if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
-            raise ModelError(f"model manifest {path} has no supported 'format' (want {MANIFEST_FORMAT})")
-        models = raw.get("models")
-        if not isinstance(models, dict) or not models:
-            raise ModelError(f"model manifest {path} lists no models")
-        entries: dict[str, ModelEntry] = {}
-        for name, item in models.items():
-            try:
-                entries[name] = ModelEntry(
-                    name=name,
-                    file=str(item["file"]),
-                    sha256=str(item["sha256"]).lower(),
-                    size_bytes=int(item["size_bytes"]),
-                    kind=str(item.get("kind", "tflite")),
-                    info=item,
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelError(f"model manifest entry {name!r} is malformed: {exc}") from exc
-            if "/" in entries[name].file or entries[name].file.startswith("."):
-                raise ModelError(f"model manifest entry {name!r} points outside models/: {item['file']!r}")
+        manifest, problems = validate(ModelManifest, raw)
+        if manifest is None:
+            raise ModelError(f"model manifest {path} is malformed: {'; '.join(problems[:3])}")
+        entries = {
+            name: ModelEntry(name, item.file, item.sha256, item.size_bytes, item.kind, raw["models"][name])
+            for name, item in manifest.models.items()
+        }
         return entries
 
     def entry(self, name: str) -> ModelEntry:

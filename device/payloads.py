@@ -2,7 +2,7 @@
 from them (device/api/schemas/<part>.json), so the published contract cannot drift from the code.
 
 `EVENT_FACE_PARTS` lists the body's parts; a new part (say `match`) is one model and one entry
-here, and `python -m device.payloads` rewrites the schema files (a test fails until it is run).
+here, and `python -m device.wire.schemas` rewrites the schema files (a test fails until it is run).
 
 Time semantics: `first_seen`, `last_seen` and `best_frame_time` are the frame times: wall-clock
 UTC unix seconds from a camera, and for a replay the time recorded in it (seconds from its start
@@ -12,18 +12,11 @@ unless it recorded wall-clock times); `time_source` says which. The envelope's `
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from device.reasons import CODES, Reason
-
-SCHEMA_DIR = Path(__file__).resolve().parent / "api" / "schemas"
-SCHEMA_BASE = "https://faceonly.example/schemas/v1/"
-
 
 TimeSource = Literal["camera_utc", "replay_recorded"]
 
@@ -154,32 +147,3 @@ EVENT_FACE_PARTS: dict[str, type[_Part]] = {
 def dump(part: _Part) -> dict[str, Any]:
     """The payload dict: optional fields that are not set are left out (null only where required)."""
     return part.model_dump(mode="json", exclude_unset=True)
-
-
-def schema_documents() -> dict[str, dict[str, Any]]:
-    """File name -> JSON Schema document, one per event part."""
-    docs = {}
-    for name, model in EVENT_FACE_PARTS.items():
-        schema = model.model_json_schema(mode="serialization")
-        docs[f"{name}.json"] = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{SCHEMA_BASE}{name}.json",
-            "$comment": f"GENERATED from device/payloads.py ({model.__name__}) by `python -m device.payloads`",
-            **schema,
-        }
-    return docs
-
-
-def render(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
-def main() -> int:
-    for filename, doc in schema_documents().items():
-        (SCHEMA_DIR / filename).write_text(render(doc), encoding="utf-8")
-        print(f"wrote {SCHEMA_DIR / filename}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

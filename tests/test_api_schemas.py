@@ -9,11 +9,12 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from device.config import Config
-from device.payloads import EVENT_FACE_PARTS, render, schema_documents
+from device.payloads import EVENT_FACE_PARTS
 from device.reasons import CODES
 from device.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope
+from device.wire.schemas import render, schema_documents
 from tests.api_schemas import SCHEMAS, errors
 from tests.control_keys import CommandKey
 
@@ -28,15 +29,19 @@ def test_schemas_are_valid_and_every_asyncapi_ref_resolves() -> None:
     refs = [m["payload"]["$ref"] for m in doc["components"]["messages"].values()]
     assert all((API.parent / r).is_file() for r in refs)
     parts = {f"{name}.json" for name in EVENT_FACE_PARTS}  # referenced by event-face.json
-    assert {Path(r).name for r in refs} | {"envelope.json"} | parts == {
+    files = {"replay-manifest.json", "model-manifest.json"}  # file formats, not messages
+    assert {Path(r).name for r in refs} | {"envelope.json"} | parts | files == {
         p.name for p in SCHEMAS.glob("*.json")
     }
 
 
-def test_event_part_schemas_are_generated_from_the_payload_models() -> None:
-    for filename, doc in schema_documents().items():
+def test_generated_schemas_equal_the_committed_ones() -> None:
+    docs = schema_documents()
+    assert {"command-request.json", "command-reply.json", "config-desired.json"} <= set(docs)
+    assert {"replay-manifest.json", "model-manifest.json", "observation.json"} <= set(docs)
+    for filename, doc in docs.items():
         assert (SCHEMAS / filename).read_text(encoding="utf-8") == render(doc), (
-            f"{filename} is stale: run `python -m device.payloads`"
+            f"{filename} is stale: run `python -m device.wire.schemas`"
         )
     event = json.loads((SCHEMAS / "event-face.json").read_text())
     for name in EVENT_FACE_PARTS:
@@ -58,6 +63,10 @@ def test_every_reason_code_is_in_the_schema_and_a_new_field_is_refused() -> None
     assert errors({**sample, "reasons": [{"code": "made.up", "text": "x"}]}, "observation.json")
 
 
+def signed_sig(key: CommandKey) -> dict:
+    return json.loads(key.desired({}, 1))["signature"]
+
+
 def test_real_payloads_validate_and_broken_ones_do_not(tmp_path: Path) -> None:
     plane = CommandPlane("x/cmd/res", 1024)
     plane.register("status", lambda a: {"state": "online"})
@@ -74,7 +83,10 @@ def test_real_payloads_validate_and_broken_ones_do_not(tmp_path: Path) -> None:
     assert errors(extra)
     key = CommandKey.generate(tmp_path / "key")
     assert errors(json.loads(key.desired({}, 1)), "config-desired.json") == []
-    assert errors({"schema": 1, "config": {}}, "config-desired.json")  # unsigned
+    # Unsigned is a valid shape (the terminal refuses it as unauthenticated, unless the lab setting), but a
+    # signature without the fields it signs is not.
+    assert errors({"schema": 1, "config": {}}, "config-desired.json") == []
+    assert errors({"schema": 1, "config": {}, "signature": signed_sig(key)}, "config-desired.json")
     signed = json.loads(key.request("restart", {"reason": "x"}))
     assert errors(signed, "command-request.json") == []
     assert errors({**signed, "nonce": "short"}, "command-request.json")

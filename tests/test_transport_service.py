@@ -310,24 +310,24 @@ READ_ONLY = ("status", "config.get", "models.verify", "models.info", "privacy.re
 
 
 def _acceptable(name: str, payload: bytes) -> bool:
-    """True only for a well-formed request to a real read-only command with no arguments (the one
-    success case: state-changing commands are unsigned here, so refused)."""
+    """True only for a request the published contract accepts (device/api/schemas/command-request.json),
+    not expired, with a usable reply topic, to a real read-only command with no arguments (the one success
+    case: state-changing commands are unsigned here, so refused)."""
     try:
         data = json.loads(payload) if payload.strip() else {}  # an empty request means no arguments
     except (ValueError, RecursionError):
         return False
-    if not isinstance(data, dict) or set(data) - {"args", "id", "expires_at", "reply_to"}:
-        return False
-    if data.get("args", {}) != {} or ("args" in data and data["args"] is None):
+    if not isinstance(data, dict) or errors(data, "command-request.json"):
         return False
     exp = data.get("expires_at")
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= time.time()):
-        return False
     reply_to = data.get("reply_to", "a")
-    if not isinstance(reply_to, str) or not reply_to or set(reply_to) & {"+", "#", "\x00"}:
-        return False
-    rid = data.get("id", "x")
-    return name in READ_ONLY and isinstance(rid, str) and 0 < len(rid) <= 128
+    return (
+        name in READ_ONLY
+        and data.get("args", {}) == {}
+        and (exp is None or exp > time.time())
+        and bool(reply_to)
+        and not set(reply_to) & {"+", "#", "\x00"}
+    )
 
 
 @pytest.fixture(scope="module")

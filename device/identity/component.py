@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,7 @@ from device.vision.liveness.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
-REFUSED = "refused"  # error code of a refused gallery update; details.reason says which refusal
+REFUSED: Final = "refused"  # error code of a refused gallery update; details.reason says which refusal
 
 
 class _Strict(BaseModel):

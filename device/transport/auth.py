@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -29,9 +27,10 @@ from device.atomicfile import write_atomic
 from device.privacy.signing import SEED_BYTES, SignatureError, Signer, key_id, verify_payload
 from device.transport.commands import BUSY, EXPIRED, FAILED, REPLAYED, UNAUTHENTICATED, CommandError
 from device.transport.nonces import CacheFull, ReplayCache
+from device.wire.base import validate
+from device.wire.command import SignedFields
 
 AUTH_FIELDS = ("terminal", "issued_at", "expires_at", "nonce", "signature")
-_NONCE = re.compile(r"^[A-Za-z0-9_=+/-]{16,128}$")
 PUBLIC_SUFFIX = ".pub"
 
 
@@ -99,7 +98,7 @@ class Authenticator:
             raise CommandError(
                 UNAUTHENTICATED, "this terminal has no command key (control.command_public_key_file)"
             )
-        problems = _field_problems(data)
+        _, problems = validate(SignedFields, data)
         if problems:
             raise CommandError(UNAUTHENTICATED, "; ".join(problems), problems)
         doc = {k: data[k] for k in AUTH_FIELDS}
@@ -145,24 +144,6 @@ class Authenticator:
         elif not signed:
             out["note"] = "no command key configured: state-changing commands are refused"
         return out
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _field_problems(data: dict[str, Any]) -> list[str]:
-    problems = []
-    if not isinstance(data.get("terminal"), str):
-        problems.append("terminal: must be the terminal id the command is for")
-    for key in ("issued_at", "expires_at"):
-        if not _finite(data.get(key)):
-            problems.append(f"{key}: must be a number (unix seconds)")
-    if not (isinstance(data.get("nonce"), str) and _NONCE.match(data["nonce"])):
-        problems.append("nonce: must be 16..128 characters of base64/base64url")
-    if not isinstance(data.get("signature"), dict):
-        problems.append("signature: must be {alg, key_id, value}")
-    return problems
 
 
 # ---- key files ------------------------------------------------------------------------------

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel
 
 from device.transport.topics import COMMAND_NAME_PATTERN, valid_publish_topic
+from device.wire.base import problems as validation_problems
+from device.wire.base import validate
+from device.wire.command import MAX_CORRELATION, MAX_ID, CommandRequest, ErrorCode, error_body, ok_body
 
 if TYPE_CHECKING:
     from device.transport.auth import Authenticator
@@ -39,20 +41,20 @@ log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # Error codes (the `code` of an error reply). Documented in device/api/schemas/command-reply.json.
-BAD_JSON = "bad_json"
-BAD_REQUEST = "bad_request"
-UNKNOWN_COMMAND = "unknown_command"
-TOO_LARGE = "too_large"
-EXPIRED = "expired"
-NOT_AVAILABLE = "not_available"
-INVALID_CONFIG = "invalid_config"
-FAILED = "failed"
-INTERNAL = "internal_error"
-UNAUTHENTICATED = "unauthenticated"
-REPLAYED = "replayed"
-RETAINED = "retained"
-BAD_REPLY_TOPIC = "bad_reply_topic"
-BUSY = "busy"
+BAD_JSON: Final = "bad_json"
+BAD_REQUEST: Final = "bad_request"
+UNKNOWN_COMMAND: Final = "unknown_command"
+TOO_LARGE: Final = "too_large"
+EXPIRED: Final = "expired"
+NOT_AVAILABLE: Final = "not_available"
+INVALID_CONFIG: Final = "invalid_config"
+FAILED: Final = "failed"
+INTERNAL: Final = "internal_error"
+UNAUTHENTICATED: Final = "unauthenticated"
+REPLAYED: Final = "replayed"
+RETAINED: Final = "retained"
+BAD_REPLY_TOPIC: Final = "bad_reply_topic"
+BUSY: Final = "busy"
 
 # Commands that only read: they may come unsigned. Every other command changes the terminal.
 READ_ONLY = frozenset(
@@ -63,27 +65,9 @@ READ_ONLY = frozenset(
 RESERVED = ("enroll", "subject.purge")
 RESERVED_PREFIXES = ("gallery.",)
 
-_REQUEST_KEYS = {
-    "schema",
-    "id",
-    "type",
-    "sent_at",
-    "expires_at",
-    "reply_to",
-    "correlation_id",
-    "args",
-    # device.transport.auth: what a signed request adds
-    "terminal",
-    "issued_at",
-    "nonce",
-    "signature",
-}
-_MAX_ID = 128
-_MAX_CORRELATION = 1024
-
 
 class CommandError(Exception):
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, details: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -117,14 +101,11 @@ Handler = Callable[[dict[str, Any]], "dict[str, Any] | Deferred"]
 
 def completed(reply: Reply, outcome: dict[str, Any] | CommandError) -> Reply:
     """The one reply of a deferred request: its result, or the error that ended it."""
-    base: dict[str, Any] = {"command": reply.body.get("command"), "request_id": reply.body.get("request_id")}
+    command, request_id = reply.body.get("command"), reply.body.get("request_id")
     if isinstance(outcome, CommandError):
-        err: dict[str, Any] = {"code": outcome.code, "message": outcome.message}
-        if outcome.details is not None:
-            err["details"] = outcome.details
-        body = {**base, "ok": False, "error": err}
+        body = error_body(command, request_id, outcome.code, outcome.message, outcome.details)
     else:
-        body = {**base, "ok": True, "result": outcome}
+        body = ok_body(command, request_id, outcome)
     return Reply(reply.topic, body, reply.correlation, reply.correlation_id)
 
 
@@ -199,31 +180,19 @@ class CommandPlane:
                 )
             if not isinstance(result, dict):
                 raise CommandError(INTERNAL, f"handler for {req.name} returned {type(result).__name__}")
-            body: dict[str, Any] = {
-                "command": name_or_none(name),
-                "request_id": request_id,
-                "ok": True,
-                "result": result,
-            }
+            body = ok_body(name_or_none(name), request_id, result)
             self.counts["ok"] += 1
         except CommandError as exc:
-            err: dict[str, Any] = {"code": exc.code, "message": exc.message}
-            if exc.details is not None:
-                err["details"] = exc.details
             if isinstance(exc, _ParsedError):
                 reply_to = exc.reply_to or reply_to
                 correlation = exc.correlation if exc.correlation is not None else correlation
                 request_id = exc.request_id
-            body = {"command": name_or_none(name), "request_id": request_id, "ok": False, "error": err}
+            body = error_body(name_or_none(name), request_id, exc.code, exc.message, exc.details)
             self.counts["error"] += 1
         except Exception as exc:  # a handler bug must still produce its one reply
             log.exception("command %s failed", name_or_none(name))
-            body = {
-                "command": name_or_none(name),
-                "request_id": request_id,
-                "ok": False,
-                "error": {"code": INTERNAL, "message": f"{type(exc).__name__} while running the command"},
-            }
+            message = f"{type(exc).__name__} while running the command"
+            body = error_body(name_or_none(name), request_id, INTERNAL, message)
             self.counts["error"] += 1
         return Reply(reply_to or self.default_reply_topic, body, correlation, correlation_text(correlation))
 
@@ -271,7 +240,7 @@ class CommandPlane:
         refusal: str | None,
     ) -> tuple[Request, dict[str, Any]]:
         # The reply address is recovered as early as possible so even a bad request gets its reply.
-        def fail(code: str, message: str, details: Any = None, rid: str | None = None) -> _ParsedError:
+        def fail(code: ErrorCode, message: str, details: Any = None, rid: str | None = None) -> _ParsedError:
             return _ParsedError(code, message, details, reply_to, correlation, rid)
 
         if len(payload) > self.max_bytes:
@@ -288,8 +257,8 @@ class CommandPlane:
         if not isinstance(data, dict):
             raise fail(BAD_REQUEST, f"request must be a JSON object, got {type(data).__name__}")
         if correlation is None and isinstance(data.get("correlation_id"), str):
-            correlation = data["correlation_id"].encode("utf-8")[:_MAX_CORRELATION]
-        rid = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= _MAX_ID else None
+            correlation = data["correlation_id"].encode("utf-8")[:MAX_CORRELATION]
+        rid = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= MAX_ID else None
         # 3.1.1 has no properties: the reply address travels in the payload (v5 properties take precedence).
         asked = data.get("reply_to")
         if refusal is None and reply_to is None and asked is not None and valid_publish_topic(asked):
@@ -298,23 +267,22 @@ class CommandPlane:
         if refusal is not None:
             self.counts["reply_refused"] += 1
             raise fail(BAD_REPLY_TOPIC, refusal, None, rid)
-        problems = _check_fields(data)
+        request, problems = validate(CommandRequest, data)
         if problems:
             raise fail(BAD_REQUEST, "; ".join(problems), problems, rid)
         now = self.clock()
-        expires_at = data.get("expires_at")
-        if expires_at is not None and expires_at <= now:
-            raise fail(EXPIRED, f"request expired at {expires_at}", None, rid)
-        sent_at = data.get("sent_at")
+        if request.expires_at is not None and request.expires_at <= now:
+            raise fail(EXPIRED, f"request expired at {request.expires_at}", None, rid)
+        sent_at = request.sent_at
         if sent_at is not None and self.max_age_s is not None and sent_at < now - self.max_age_s:
             raise fail(EXPIRED, f"request sent at {sent_at}, older than {self.max_age_s:g} s", None, rid)
-        return Request(name, data.get("args") or {}, rid, reply_to, correlation), data
+        return Request(name, request.args or {}, rid, reply_to, correlation), data
 
 
 class _ParsedError(CommandError):
     def __init__(
         self,
-        code: str,
+        code: ErrorCode,
         message: str,
         details: Any,
         reply_to: str | None,
@@ -335,43 +303,6 @@ def _reject_constant(token: str) -> float:
     raise ValueError(f"{token} is not JSON")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_fields(data: dict[str, Any]) -> list[str]:
-    problems = [f"{key}: unknown field" for key in data if key not in _REQUEST_KEYS]
-    checks = {
-        "schema": lambda v: v == 1,
-        "id": lambda v: isinstance(v, str) and 0 < len(v) <= _MAX_ID,
-        "type": lambda v: v == "command.request",
-        "sent_at": _number,
-        "expires_at": _number,
-        "reply_to": valid_publish_topic,
-        "correlation_id": lambda v: (
-            isinstance(v, str) and len(v.encode("utf-8", "replace")) <= _MAX_CORRELATION
-        ),
-        "args": lambda v: isinstance(v, dict),
-    }
-    expect = {
-        "schema": "must be 1",
-        "id": f"must be a string of 1..{_MAX_ID} characters",
-        "type": "must be 'command.request'",
-        "sent_at": "must be a number (unix seconds)",
-        "expires_at": "must be a number (unix seconds)",
-        "reply_to": "must be a topic without wildcards",
-        "correlation_id": f"must be a string of at most {_MAX_CORRELATION} bytes",
-        "args": "must be an object",
-    }
-    for key, ok in checks.items():
-        if key not in data:
-            continue
-        nullable = key in ("expires_at", "correlation_id")
-        if (data[key] is None and not nullable) or (data[key] is not None and not ok(data[key])):
-            problems.append(f"{key}: {expect[key]}")
-    return problems
-
-
 def parse_args(model: type[ModelT], args: dict[str, Any]) -> ModelT:
     """Validate a command's args with a pydantic model; wrong types become a bad_request error."""
     from pydantic import ValidationError
@@ -379,9 +310,5 @@ def parse_args(model: type[ModelT], args: dict[str, Any]) -> ModelT:
     try:
         return model.model_validate(args)
     except ValidationError as exc:
-        problems = [
-            f"args.{'.'.join(str(p) for p in e['loc'])}: "
-            + ("unknown argument" if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors()
-        ]
+        problems = validation_problems(exc, "args.")
         raise CommandError(BAD_REQUEST, "; ".join(problems), problems) from None

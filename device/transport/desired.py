@@ -13,9 +13,10 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from device.transport.auth import AUTH_FIELDS, sign_command
+from device.wire.base import validate
+from device.wire.desired import ConfigDesired
 
 DESIRED_COMMAND = "config.desired"
-_ALLOWED = {"schema", "id", "type", "created_at", "version", "config", *AUTH_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -43,21 +44,14 @@ def parse_desired(raw: bytes) -> Desired:
         return Desired(None, problems=(f"not JSON: {str(exc)[:120]}",))
     if not isinstance(data, dict):
         return Desired(None, problems=("must be a JSON object",))
-    problems = [f"{k}: unknown field" for k in data if k not in _ALLOWED]
-    version = data.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        problems.append("version: must be a non-negative integer")
-        version = None
-    if data.get("schema", 1) != 1:
-        problems.append("schema: must be 1")
-    if data.get("type", "config.desired") != "config.desired":
-        problems.append("type: must be 'config.desired'")
-    config = data.get("config")
-    if not isinstance(config, dict):
-        problems.append("config: must be an object")
-        config = {}
+    desired, problems = validate(ConfigDesired, data)
     auth = {k: data[k] for k in AUTH_FIELDS if k in data}
-    return Desired(version, config, tuple(problems), auth=auth)
+    if desired is None:
+        # Still name the version it claimed, so config/reported says which desired state was refused.
+        version = data.get("version")
+        known = version if type(version) is int and version >= 0 else None
+        return Desired(known, problems=tuple(problems), auth=auth)
+    return Desired(desired.version, desired.config, auth=auth)
 
 
 def signed_desired(

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -25,6 +25,8 @@ from device.vision.framering import FrameRing, RingFull
 from device.vision.sources import SourceError
 from device.vision.stills import ImageError, load_image
 from device.vision.types import Frame
+from device.wire.base import validate
+from device.wire.manifests import ReplayManifest
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +46,11 @@ class ReplayEntry:
 
 
 def parse_manifest(raw: Any) -> list[ReplayEntry]:
-    """Validate a decoded replay.json; raises ReplayError naming the first problem."""
-    if not isinstance(raw, dict):
-        raise ReplayError("replay.json must be a JSON object")
-    if raw.get("format") != MANIFEST_FORMAT:
-        raise ReplayError(f"replay.json: unsupported format {raw.get('format')!r} (want {MANIFEST_FORMAT})")
-    frames = raw.get("frames")
-    if not isinstance(frames, list) or not frames:
-        raise ReplayError("replay.json: 'frames' must be a non-empty list")
-    entries: list[ReplayEntry] = []
-    for i, item in enumerate(frames):
-        if not isinstance(item, dict) or set(item) - {"file", "t"}:
-            raise ReplayError(f"replay.json: frame {i} must be an object with only 'file' and 't'")
-        name, t = item.get("file"), item.get("t")
-        if not isinstance(name, str) or not name:
-            raise ReplayError(f"replay.json: frame {i} has no file name")
-        parts = PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts or "\\" in name:
-            raise ReplayError(f"replay.json: frame {i} file {name!r} points outside the replay folder")
-        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
-            raise ReplayError(f"replay.json: frame {i} has no valid time 't' (seconds >= 0)")
-        if entries and t < entries[-1].t:
-            raise ReplayError(f"replay.json: frame {i} time {t} goes back before {entries[-1].t}")
-        entries.append(ReplayEntry(name, float(t)))
-    return entries
+    """Validate a decoded replay.json; raises ReplayError naming the problems."""
+    manifest, problems = validate(ReplayManifest, raw)
+    if manifest is None:
+        raise ReplayError(f"{MANIFEST_NAME}: {'; '.join(problems[:3])}")
+    return [ReplayEntry(f.file, f.t) for f in manifest.frames]
 
 
 def read_manifest(folder: Path) -> list[ReplayEntry]:
