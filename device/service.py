@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import device
+from device.alarms import Alarms
 from device.capture import Capture
 from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
@@ -29,7 +30,16 @@ from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import Acked, Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
+from device.transport.link import (
+    NOT_AUTHORIZED,
+    Acked,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    Inbound,
+    Link,
+    LinkEvent,
+)
 from device.transport.outbox import Outbox
 from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
@@ -126,6 +136,7 @@ class Service:
         self.events = {"accepted": 0, "rejected": 0}
         self.last_connect_error: str | None = None
         self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
+        self.alarms = Alarms(cfg.service.camera_stall_s)
         self._next_health = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -157,6 +168,7 @@ class Service:
                     self.source.release(frame)
                 self._emit(observations)
                 self.frames_done += 1
+                self.alarms.frame()
                 self.lifecycle.frame_processed()
                 if not ready:
                     self.lifecycle.ready()
@@ -199,31 +211,52 @@ class Service:
         self.courier.handle(event)
         if isinstance(event, Acked):
             self.commands.acked(event.mid)
+            if not event.ok and event.reason == NOT_AUTHORIZED:
+                self.alarms.auth_refused(f"broker {self.broker} refused a publish: {event.reason} (ACL)")
         elif isinstance(event, Inbound):
             self._on_inbound(event)
         elif isinstance(event, Connected):
             self.commands.reconnected()
             self.last_connect_error = None
+            self.alarms.connected()
             log.info(
                 "connected to %s (session present: %s)",
-                self.runtime.current.mqtt.broker,
+                self.broker,
                 event.session_present,
+                extra={"FACEONLY_LINK": "connected", "FACEONLY_BROKER": self.broker},
             )
         elif isinstance(event, ConnectFailed):
-            if event.reason != self.last_connect_error:
+            if event.auth:
+                self.alarms.auth_refused(f"broker {self.broker} refused the connection: {event.reason}")
+            if event.reason != self.last_connect_error:  # one line per cause, not one per retry
                 log.log(
                     logging.ERROR if event.auth else logging.WARNING,
-                    "broker connection failed: %s",
+                    "cannot connect to %s: %s (retrying)",
+                    self.broker,
                     event.reason,
+                    extra={
+                        "FACEONLY_LINK": "refused" if event.auth else "unreachable",
+                        "FACEONLY_BROKER": self.broker,
+                    },
                 )
             self.last_connect_error = event.reason
         elif isinstance(event, Disconnected) and event.taken_over:
             self._taken_over("the broker disconnected us with reason 'Session taken over'")
         elif isinstance(event, Disconnected):
-            log.warning("disconnected from broker: %s", event.reason)
+            log.warning(
+                "connection to %s lost: %s (reconnecting)",
+                self.broker,
+                event.reason,
+                extra={"FACEONLY_LINK": "lost", "FACEONLY_BROKER": self.broker},
+            )
+
+    @property
+    def broker(self) -> str:
+        return str(self.runtime.current.mqtt.broker)
 
     def _taken_over(self, evidence: str) -> None:
         self.taken_over += 1
+        self.alarms.taken_over(evidence)
         log.error(
             "session taken over: another client is connected as %r (a duplicate terminal id?): %s",
             self.link.client_id,
@@ -317,6 +350,7 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
+        outbox = self.courier.stats()
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "fps": stats.get("fps"),
@@ -324,21 +358,21 @@ class Service:
             "source": {**self.source.stats(), **self.capture.stats()},
             "pipeline": stats,
             "events": dict(self.events),
-            "outbox": self.courier.stats(),
+            "outbox": outbox,
             "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
             "session_taken_over": self.taken_over,
+            "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
         }
 
     def _publish_health(self) -> None:
+        body = self.health()  # also while offline: it raises and clears the alarms (and logs them)
         if not self.link.connected:
             return
-        payload = envelope(
-            "health", self.tid, self.health(), ttl_s=self.runtime.current.service.health_interval_s * 3
-        )
+        payload = envelope("health", self.tid, body, ttl_s=self.runtime.current.service.health_interval_s * 3)
         self.link.publish(self.topics.health, encode(payload), qos=0, meta=Meta.of(payload))
 
     def _publish_reported(self, extra: dict[str, Any] | None = None) -> None:
@@ -379,17 +413,25 @@ class Service:
     def _config_applied(self, result: dict[str, Any]) -> None:
         cfg = self.runtime.current
         self.outbox.config = cfg.outbox
+        self.alarms.stall_s = cfg.service.camera_stall_s
         self._next_health = 0.0
         self._publish_reported({"restart_required": result["restart_required"]})
 
     def _reload(self) -> None:
         self.lifecycle.reloading()
+        previous = self.runtime.current
         try:
             restart = self.runtime.rebase(self.reload_base())
         except (ConfigError, OSError) as exc:
             log.error("SIGHUP: config not reloaded, the running one stays: %s", exc)
         else:
             self._config_applied({"restart_required": restart})
+            changed = self.runtime.changed_keys(previous)
+            log.info(
+                "SIGHUP: config reloaded: %s",
+                f"changed {', '.join(changed)}" if changed else "no change",
+                extra={"FACEONLY_RELOAD": ",".join(changed)},
+            )
             if restart:
                 log.warning("SIGHUP: these changes apply after a restart: %s", ", ".join(restart))
         self.lifecycle.ready("config reloaded")

@@ -35,7 +35,8 @@ from device.transport.topics import Topics
 log = logging.getLogger(__name__)
 
 # CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
-_AUTH_FAILURES = {"Bad user name or password", "Not authorized", "Client identifier not valid", "Banned"}
+NOT_AUTHORIZED = "Not authorized"  # also the PUBACK reason of a publish the broker's ACL refuses
+_AUTH_FAILURES = {"Bad user name or password", NOT_AUTHORIZED, "Client identifier not valid", "Banned"}
 
 
 @dataclass(frozen=True)
