@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "device.cli_audit",
     "device.cli_gallery",
     "device.cli_doctor",
+    "device.cli_homeassistant",
 )
 
 

@@ -21,6 +21,7 @@ from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
+from device.homeassistant import Discovery, HomeAssistant
 from device.identity.wiring import build_component
 from device.lifecycle import Lifecycle
 from device.modelstore import ModelStore
@@ -137,7 +138,16 @@ class Service:
         self.last_connect_error: str | None = None
         self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
         self.alarms = Alarms(cfg.service.camera_stall_s)
+        self.ha = self._home_assistant(cfg)
         self._next_health = 0.0
+
+    def _home_assistant(self, cfg: Config) -> HomeAssistant | None:
+        if not cfg.homeassistant.enabled:
+            return None
+        discovery = Discovery(cfg.homeassistant, self.topics, has_temperature=cpu_temperature_c() is not None)
+        return HomeAssistant(
+            discovery, lambda t, p: self.link.publish(t, p, qos=1, retain=True), lambda: self.link.connected
+        )
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -219,6 +229,8 @@ class Service:
             self.commands.reconnected()
             self.last_connect_error = None
             self.alarms.connected()
+            if self.ha is not None:
+                self.ha.connected()
             log.info(
                 "connected to %s (session present: %s)",
                 self.broker,
@@ -303,6 +315,8 @@ class Service:
                 continue
             if self.courier.queue(self.topics.event_face, payload):
                 self.events[obs.decision] = self.events.get(obs.decision, 0) + 1
+                if self.ha is not None:
+                    self.ha.event(body)
                 log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
 
     # ---- status, health, config -------------------------------------------------------------
@@ -374,6 +388,8 @@ class Service:
             return
         payload = envelope("health", self.tid, body, ttl_s=self.runtime.current.service.health_interval_s * 3)
         self.link.publish(self.topics.health, encode(payload), qos=0, meta=Meta.of(payload))
+        if self.ha is not None:
+            self.ha.health(body)
 
     def _publish_reported(self, extra: dict[str, Any] | None = None) -> None:
         body = {**self.runtime.report(), "applied": True, "problems": [], **(extra or {})}
