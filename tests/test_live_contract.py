@@ -5,6 +5,7 @@ document (tests/asyncapi_contract.py), a field without a schema fails, and healt
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -131,3 +132,28 @@ def test_refused_credentials_are_one_line_and_an_alarm_not_a_retry_storm(tmp_pat
     assert text.count("cannot connect to mqtt://") == 1, text
     assert text.count("alarm raised: auth_failure") == 1
     assert "Traceback" not in text
+
+
+def test_an_outage_and_a_reload_are_one_line_per_state_change(tmp_path: Path) -> None:
+    with Broker(tmp_path / "mosq") as broker:
+        term = Terminal(tmp_path, broker, make_replay(tmp_path / "replay", 1))
+        try:
+            assert term.wait_for(lambda: "connected to" in term.text(), 60), term.text()
+            broker.kill()
+            time.sleep(4)  # reconnect_min_s 0.2 .. max 1.0: several failed attempts
+            broker.start()
+            assert term.wait_for(lambda: term.text().count("connected to") == 2, 30), term.text()
+            conf = tmp_path / "faceonly.toml"
+            conf.write_text(conf.read_text().replace("health_interval_s = 0.5", "health_interval_s = 0.7"))
+            term.proc.send_signal(signal.SIGHUP)
+            assert term.wait_for(lambda: "SIGHUP: config reloaded" in term.text(), 30), term.text()
+            assert term.stop() == 0
+        finally:
+            if term.proc.poll() is None:
+                term.kill()
+    text = term.text()
+    url = broker.url
+    assert text.count(f"connection to {url} lost") == 1, text
+    assert text.count(f"cannot connect to {url}") == 1, text
+    assert "Client is not connected" not in text and "Traceback" not in text
+    assert "SIGHUP: config reloaded: changed service.health_interval_s" in text

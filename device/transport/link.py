@@ -33,6 +33,21 @@ from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.topics import Topics
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(f"{__name__}.paho")
+
+
+class _RetryNoise(logging.Filter):
+    """paho logs each failed reconnect attempt at ERROR ("Client is not connected"); the service
+    already logs one line per connection change naming the broker, so these become DEBUG lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return paho_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+paho_log.addFilter(_RetryNoise())
 
 # CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
 NOT_AUTHORIZED = "Not authorized"  # also the PUBACK reason of a publish the broker's ACL refuses
@@ -146,7 +161,7 @@ class Link:
         )
         # A bug in a callback must not kill paho's network thread: log it and carry on.
         client.suppress_exceptions = True
-        client.enable_logger(log)
+        client.enable_logger(paho_log)
         client.max_inflight_messages_set(config.inflight_window + 20)
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
         will_props = None
