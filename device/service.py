@@ -24,6 +24,7 @@ from device.health import cpu_temperature_c
 from device.homeassistant import Discovery, HomeAssistant
 from device.identity.wiring import build_component
 from device.lifecycle import Lifecycle
+from device.linkwatch import LinkWatch
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
@@ -31,16 +32,7 @@ from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import (
-    NOT_AUTHORIZED,
-    Acked,
-    Connected,
-    ConnectFailed,
-    Disconnected,
-    Inbound,
-    Link,
-    LinkEvent,
-)
+from device.transport.link import Acked, Connected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
 from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
@@ -135,9 +127,10 @@ class Service:
         self.source_finished = False
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
-        self.last_connect_error: str | None = None
-        self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
         self.alarms = Alarms(cfg.service.camera_stall_s)
+        self.watch = LinkWatch(
+            self.alarms, lambda: str(self.runtime.current.mqtt.broker), self.link.client_id
+        )
         self.ha = self._home_assistant(cfg)
         self._next_health = 0.0
 
@@ -219,61 +212,15 @@ class Service:
 
     def _on_link(self, event: LinkEvent) -> None:
         self.courier.handle(event)
+        self.watch.handle(event)
         if isinstance(event, Acked):
             self.commands.acked(event.mid)
-            if not event.ok and event.reason == NOT_AUTHORIZED:
-                self.alarms.auth_refused(f"broker {self.broker} refused a publish: {event.reason} (ACL)")
         elif isinstance(event, Inbound):
             self._on_inbound(event)
         elif isinstance(event, Connected):
             self.commands.reconnected()
-            self.last_connect_error = None
-            self.alarms.connected()
             if self.ha is not None:
                 self.ha.connected()
-            log.info(
-                "connected to %s (session present: %s)",
-                self.broker,
-                event.session_present,
-                extra={"FACEONLY_LINK": "connected", "FACEONLY_BROKER": self.broker},
-            )
-        elif isinstance(event, ConnectFailed):
-            if event.auth:
-                self.alarms.auth_refused(f"broker {self.broker} refused the connection: {event.reason}")
-            if event.reason != self.last_connect_error:  # one line per cause, not one per retry
-                log.log(
-                    logging.ERROR if event.auth else logging.WARNING,
-                    "cannot connect to %s: %s (retrying)",
-                    self.broker,
-                    event.reason,
-                    extra={
-                        "FACEONLY_LINK": "refused" if event.auth else "unreachable",
-                        "FACEONLY_BROKER": self.broker,
-                    },
-                )
-            self.last_connect_error = event.reason
-        elif isinstance(event, Disconnected) and event.taken_over:
-            self._taken_over("the broker disconnected us with reason 'Session taken over'")
-        elif isinstance(event, Disconnected):
-            log.warning(
-                "connection to %s lost: %s (reconnecting)",
-                self.broker,
-                event.reason,
-                extra={"FACEONLY_LINK": "lost", "FACEONLY_BROKER": self.broker},
-            )
-
-    @property
-    def broker(self) -> str:
-        return str(self.runtime.current.mqtt.broker)
-
-    def _taken_over(self, evidence: str) -> None:
-        self.taken_over += 1
-        self.alarms.taken_over(evidence)
-        log.error(
-            "session taken over: another client is connected as %r (a duplicate terminal id?): %s",
-            self.link.client_id,
-            evidence,
-        )
 
     def _on_inbound(self, msg: Inbound) -> None:
         # Command requests have their own queue (served by self.commands); here only our own retained
@@ -281,7 +228,7 @@ class Service:
         if msg.topic == self.topics.status:
             other = foreign_birth(msg.payload, round(self.started, 3))
             if other is not None:
-                self._taken_over(other)
+                self.watch.taken_over_by(other)
             return
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
@@ -378,7 +325,7 @@ class Service:
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
-            "session_taken_over": self.taken_over,
+            "session_taken_over": self.watch.taken_over,
             "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
         }
 
