@@ -112,3 +112,24 @@ def test_stopped_broker_is_named_with_a_fix_and_exits_non_zero(tmp_path: Path, r
 def test_a_missing_source_fails_with_a_fix(tmp_path: Path, replay: Path) -> None:
     rc, lines, text = doctor(tmp_path, tmp_path / "nothing-here", "mqtt://127.0.0.1:1")
     assert rc == 1 and lines["camera"] == ["FAIL"] and "fix: check the replay path" in text, text
+
+
+def test_disk_verdicts_follow_the_outbox_bounds(tmp_path: Path) -> None:
+    from device.config import Config
+    from device.doctor import local
+
+    state = {"state_dir": str(tmp_path / "state")}
+    assert local.disk(Config(service=state)).verdict == "ok"
+    warn = local.disk(Config(service=state, outbox={"max_bytes": 2**60}))
+    assert warn.verdict == "warn" and warn.fix
+    fail = local.disk(Config(service=state, outbox={"reserve_bytes": 2**61}))
+    assert fail.verdict == "fail" and "reserve" in fail.fix
+
+
+def test_without_systemd_tools_clock_and_unit_say_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from device.doctor import local
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no timedatectl, no systemctl
+    clock, unit = local.clock(), local.unit()
+    assert clock.verdict == "warn" and "timedatectl is not installed" in clock.detail
+    assert unit.verdict == "warn" and "not installed" in unit.detail and unit.fix
