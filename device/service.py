@@ -307,6 +307,7 @@ class Service:
             "control": self.plane.describe_auth(),
             **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
+            "alarms": self.alarms.snapshot(self.capture.stats(), self.courier.stats()),
         }
 
     def health(self) -> dict[str, Any]:

@@ -237,3 +237,36 @@ def test_a_bad_discovery_prefix_is_refused(prefix: str) -> None:
 
     with pytest.raises(ValidationError):
         HomeAssistantConfig(discovery_prefix=prefix)
+
+
+def test_an_acl_that_refuses_the_discovery_prefix_raises_the_auth_alarm(tmp_path: Path) -> None:
+    try:
+        ModelStore()
+    except ModelError as exc:
+        missing_data(f"models are not built in this checkout: {exc}")
+    acl = Broker.terminal_acl(admins=["watch"])  # t1 may use its own namespace only
+    with Broker(tmp_path / "mosq", users={TID: "pw", "watch": "pw"}, acl=acl) as broker:
+        (tmp_path / "pw").write_text("pw\n")
+        conf = f'username = "{TID}"\npassword_file = "{tmp_path / "pw"}"\n[homeassistant]\nenabled = true\n'
+        term = Terminal(tmp_path, broker, make_replay(tmp_path / "replay", 1), conf_extra=conf)
+        health: list[dict] = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watch", protocol=mqtt.MQTTv5)
+        c.username_pw_set("watch", "pw")
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"{BASE}/health", qos=1)
+        c.on_message = lambda cl, u, m: health.append(json.loads(m.payload))
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        try:
+            auth = lambda: any(h["alarms"]["auth_failure"]["active"] for h in health)  # noqa: E731
+            assert term.wait_for(auth, 60), term.text()[-2000:]
+            assert term.stop() == 0
+        finally:
+            c.disconnect()
+            c.loop_stop()
+            if term.proc.poll() is None:
+                term.kill()
+    reason = next(h for h in health if h["alarms"]["auth_failure"]["active"])["alarms"]["auth_failure"][
+        "reason"
+    ]
+    assert "refused a publish: Not authorized" in reason
+    assert term.text().count("alarm raised: auth_failure") == 1
