@@ -78,12 +78,23 @@ def test_password_and_acl_broker_ok_and_a_wrong_password_fails(tmp_path: Path, r
         conf = f'[mqtt]\nusername = "{TID}"\npassword_file = "{tmp_path / "pw"}"\n'
         rc, lines, text = doctor(tmp_path, replay, broker.url, conf)
         assert lines["acl"] == ["OK", "OK"] and "cannot read other terminals' topics" in text, text
-        assert rc == 0, text
+        assert rc == 0 and "hass" not in lines, text
+        # With Home Assistant on, this ACL (own namespace only) refuses the discovery prefix.
+        rc, lines, text = doctor(tmp_path, replay, broker.url, conf + "[homeassistant]\nenabled = true\n")
+        assert rc == 1 and lines["hass"] == ["FAIL"] and "fix: grant the terminal `pattern write" in text, (
+            text
+        )
         (tmp_path / "pw").write_text("wrong\n")
         rc, lines, text = doctor(tmp_path, replay, broker.url, conf)
     assert rc == 1 and lines["login"] == ["FAIL"], text
     assert "Not authorized" in text or "Bad user name or password" in text
     assert "fix: check mqtt.username" in text
+    with Broker(
+        tmp_path / "mosq2", users={TID: "right"}, acl=acl + "pattern write homeassistant/+/%u/#\n"
+    ) as broker:
+        (tmp_path / "pw").write_text("right\n")
+        rc, lines, _ = doctor(tmp_path, replay, broker.url, conf + "[homeassistant]\nenabled = true\n")
+    assert rc == 0 and lines["hass"] == ["OK"]
 
 
 def test_tls_chain_is_verified_and_a_wrong_ca_fails(tmp_path: Path, replay: Path) -> None:

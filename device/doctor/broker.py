@@ -91,10 +91,13 @@ def _session(cfg: Config, options: ClientOptions) -> list[Check]:
             return [login, Check("acl", "fail", f"{text} ({topics.doctor})", _ACL_FIX)]
         return [Check("login", "fail", text, "check mqtt.username and the password (file or credential)")]
     try:
-        return [
+        checks = [
             Check("login", "ok", f"{options.broker} accepted {_who(options)}"),
             *_acl(client, topics, received),
         ]
+        if cfg.homeassistant.enabled:
+            checks.append(_home_assistant(client, cfg, options))
+        return checks
     finally:
         client.disconnect()
         client.loop_stop()
@@ -154,3 +157,31 @@ def _round_trip(
             if got == topic and json.loads(payload).get("nonce") == nonce:
                 return got
     return None
+
+
+def _home_assistant(client, cfg: Config, options: ClientOptions) -> Check:
+    """May the terminal write its discovery configs? Only MQTT 5 says (PUBACK Not authorized)."""
+    from device.homeassistant import node_id
+
+    prefix, node = cfg.homeassistant.discovery_prefix, node_id(cfg.terminal_id)
+    if not options.v5:
+        return Check("hass", "warn", "write access to the discovery prefix cannot be checked on MQTT 3.1.1")
+    # An empty, not retained payload on a config topic no entity uses: Home Assistant ignores it.
+    topic = f"{prefix}/button/{node}/doctor_probe/config"
+    acks: queue.Queue[tuple[int, bool]] = queue.Queue()
+    client.on_publish = lambda c, u, mid, rc, p: acks.put((mid, not rc.is_failure))
+    mid = client.publish(topic, b"", qos=1).mid
+    deadline = time.monotonic() + TIMEOUT_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got, ok = acks.get(timeout=left)
+        except queue.Empty:
+            break
+        if got == mid and ok:
+            return Check("hass", "ok", f"may write Home Assistant discovery configs under {prefix}/")
+        if got == mid:
+            fix = f"grant the terminal `pattern write {prefix}/+/{node}/#` in the broker ACL"
+            return Check(
+                "hass", "fail", f"the broker refuses Home Assistant discovery configs ({topic})", fix
+            )
+    return Check("hass", "warn", f"no acknowledgement for a publish on {topic}")
