@@ -377,7 +377,6 @@ class Service:
     def _config_applied(self, result: dict[str, Any]) -> None:
         cfg = self.runtime.current
         self.outbox.config = cfg.outbox
-        self.alarms.stall_s = cfg.service.camera_stall_s
         self._next_health = 0.0
         self._publish_reported({"restart_required": result["restart_required"]})
 
