@@ -89,7 +89,10 @@ def _session(cfg: Config, options: ClientOptions) -> list[Check]:
         if "refused the subscription" in text:
             login = Check("login", "ok", f"{options.broker} accepted {_who(options)}")
             return [login, Check("acl", "fail", f"{text} ({topics.doctor})", _ACL_FIX)]
-        return [Check("login", "fail", text, "check mqtt.username and the password (file or credential)")]
+        fix = "check mqtt.username and the password (file or credential)"
+        if "wrong protocol version" in text:
+            fix = 'set mqtt.protocol to what the broker speaks ("5" or "3.1.1")'
+        return [Check("login", "fail", text, fix)]
     try:
         checks = [
             Check("login", "ok", f"{options.broker} accepted {_who(options)}"),
