@@ -6,7 +6,8 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
-import sys
+
+from device import logsetup
 
 DESCRIPTION = (
     "faceonly runs face recognition on a camera terminal and sends only a face embedding and, if "
@@ -28,6 +29,8 @@ COMMAND_MODULES = (
     "device.cli_keys",
     "device.cli_audit",
     "device.cli_gallery",
+    "device.cli_doctor",
+    "device.cli_homeassistant",
 )
 
 
@@ -51,9 +54,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logsetup.configure(logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args) or 0)

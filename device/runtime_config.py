@@ -161,11 +161,14 @@ class RuntimeConfig:
             "config": redact(candidate),
         }
 
+    def changed_keys(self, previous: Config) -> list[str]:
+        """Dotted keys whose value differs between `previous` and the current config (names only)."""
+        old, new = _flatten(previous.model_dump(mode="json")), _flatten(self.current.model_dump(mode="json"))
+        return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
     def restart_keys(self, previous: Config) -> list[str]:
         """Changed keys (vs `previous`) that only a restart applies."""
-        old, new = _flatten(previous.model_dump(mode="json")), _flatten(self.current.model_dump(mode="json"))
-        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        return [k for k in changed if not (k in RULES and RULES[k].live)]
+        return [k for k in self.changed_keys(previous) if not (k in RULES and RULES[k].live)]
 
     def report(self) -> dict[str, Any]:
         return {"version": self.version, "config": redact(self.current)}

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import device
+from device.alarms import Alarms
 from device.capture import Capture
 from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.control import register_all
 from device.health import cpu_temperature_c
+from device.homeassistant import Discovery, HomeAssistant
 from device.identity.wiring import build_component
 from device.lifecycle import Lifecycle
+from device.linkwatch import LinkWatch
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
 from device.stages import FacePipeline, FrameSource, Protector
@@ -29,7 +32,7 @@ from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import Acked, Connected, ConnectFailed, Disconnected, Inbound, Link, LinkEvent
+from device.transport.link import Acked, Connected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
 from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
@@ -124,9 +127,20 @@ class Service:
         self.source_finished = False
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
-        self.last_connect_error: str | None = None
-        self.taken_over = 0  # times another client was seen using our terminal id (session taken over)
+        self.alarms = Alarms(cfg.service.camera_stall_s)
+        self.watch = LinkWatch(
+            self.alarms, lambda: str(self.runtime.current.mqtt.broker), self.link.client_id
+        )
+        self.ha = self._home_assistant(cfg)
         self._next_health = 0.0
+
+    def _home_assistant(self, cfg: Config) -> HomeAssistant | None:
+        if not cfg.homeassistant.enabled:
+            return None
+        discovery = Discovery(cfg.homeassistant, self.topics, has_temperature=cpu_temperature_c() is not None)
+        return HomeAssistant(
+            discovery, lambda t, p: self.link.publish(t, p, qos=1, retain=True), lambda: self.link.connected
+        )
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -157,6 +171,7 @@ class Service:
                     self.source.release(frame)
                 self._emit(observations)
                 self.frames_done += 1
+                self.alarms.frame()
                 self.lifecycle.frame_processed()
                 if not ready:
                     self.lifecycle.ready()
@@ -197,38 +212,15 @@ class Service:
 
     def _on_link(self, event: LinkEvent) -> None:
         self.courier.handle(event)
+        self.watch.handle(event)
         if isinstance(event, Acked):
             self.commands.acked(event.mid)
         elif isinstance(event, Inbound):
             self._on_inbound(event)
         elif isinstance(event, Connected):
             self.commands.reconnected()
-            self.last_connect_error = None
-            log.info(
-                "connected to %s (session present: %s)",
-                self.runtime.current.mqtt.broker,
-                event.session_present,
-            )
-        elif isinstance(event, ConnectFailed):
-            if event.reason != self.last_connect_error:
-                log.log(
-                    logging.ERROR if event.auth else logging.WARNING,
-                    "broker connection failed: %s",
-                    event.reason,
-                )
-            self.last_connect_error = event.reason
-        elif isinstance(event, Disconnected) and event.taken_over:
-            self._taken_over("the broker disconnected us with reason 'Session taken over'")
-        elif isinstance(event, Disconnected):
-            log.warning("disconnected from broker: %s", event.reason)
-
-    def _taken_over(self, evidence: str) -> None:
-        self.taken_over += 1
-        log.error(
-            "session taken over: another client is connected as %r (a duplicate terminal id?): %s",
-            self.link.client_id,
-            evidence,
-        )
+            if self.ha is not None:
+                self.ha.connected()
 
     def _on_inbound(self, msg: Inbound) -> None:
         # Command requests have their own queue (served by self.commands); here only our own retained
@@ -236,7 +228,7 @@ class Service:
         if msg.topic == self.topics.status:
             other = foreign_birth(msg.payload, round(self.started, 3))
             if other is not None:
-                self._taken_over(other)
+                self.watch.taken_over_by(other)
             return
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
@@ -270,6 +262,8 @@ class Service:
                 continue
             if self.courier.queue(self.topics.event_face, payload):
                 self.events[obs.decision] = self.events.get(obs.decision, 0) + 1
+                if self.ha is not None:
+                    self.ha.event(body)
                 log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
 
     # ---- status, health, config -------------------------------------------------------------
@@ -313,10 +307,12 @@ class Service:
             "control": self.plane.describe_auth(),
             **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
+            "alarms": self.alarms.snapshot(self.capture.stats(), self.courier.stats()),
         }
 
     def health(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
+        outbox = self.courier.stats()
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "fps": stats.get("fps"),
@@ -324,22 +320,24 @@ class Service:
             "source": {**self.source.stats(), **self.capture.stats()},
             "pipeline": stats,
             "events": dict(self.events),
-            "outbox": self.courier.stats(),
+            "outbox": outbox,
             "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
-            "session_taken_over": self.taken_over,
+            "session_taken_over": self.watch.taken_over,
+            "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
         }
 
     def _publish_health(self) -> None:
+        body = self.health()  # also while offline: it raises and clears the alarms (and logs them)
         if not self.link.connected:
             return
-        payload = envelope(
-            "health", self.tid, self.health(), ttl_s=self.runtime.current.service.health_interval_s * 3
-        )
+        payload = envelope("health", self.tid, body, ttl_s=self.runtime.current.service.health_interval_s * 3)
         self.link.publish(self.topics.health, encode(payload), qos=0, meta=Meta.of(payload))
+        if self.ha is not None:
+            self.ha.health(body)
 
     def _publish_reported(self, extra: dict[str, Any] | None = None) -> None:
         body = {**self.runtime.report(), "applied": True, "problems": [], **(extra or {})}
@@ -384,12 +382,19 @@ class Service:
 
     def _reload(self) -> None:
         self.lifecycle.reloading()
+        previous = self.runtime.current
         try:
             restart = self.runtime.rebase(self.reload_base())
         except (ConfigError, OSError) as exc:
             log.error("SIGHUP: config not reloaded, the running one stays: %s", exc)
         else:
             self._config_applied({"restart_required": restart})
+            changed = self.runtime.changed_keys(previous)
+            log.info(
+                "SIGHUP: config reloaded: %s",
+                f"changed {', '.join(changed)}" if changed else "no change",
+                extra={"FACEONLY_RELOAD": ",".join(changed)},
+            )
             if restart:
                 log.warning("SIGHUP: these changes apply after a restart: %s", ", ".join(restart))
         self.lifecycle.ready("config reloaded")

@@ -18,6 +18,7 @@ BY_TYPE = {
     "gate.decision": "gate-decision.json",
     "command.reply": "command-reply.json",
     "config.reported": "config-reported.json",
+    "doctor.probe": "doctor-probe.json",
 }
 
 

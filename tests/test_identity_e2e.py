@@ -134,7 +134,8 @@ def _config(tmp: Path, broker: Broker, replay: Path, pub: Path, pace: str, key: 
         f'[vision]\nsource = "replay:{replay}"\nreplay_pace = "{pace}"\n'
         '[vision.liveness]\npolicy = "off"\n'
         f'[identity]\ngallery_public_key_file = "{pub}"\nfalse_accept_per_search = 1e-3\n'
-        '[gate]\nkind = "gpio"\ngpio_pin = 17\npulse_s = 0.05\n' + key.toml()
+        '[gate]\nkind = "gpio"\ngpio_pin = 17\npulse_s = 0.05\n'
+        "[homeassistant]\nenabled = true\nexpose_subject = true\n" + key.toml()
     )
     return conf
 
@@ -268,6 +269,8 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     assert m["match"]["score"] > m["match"]["threshold"] and m["match"]["gallery_version"] == 1
     assert "embedding" not in m["biometric"] and "thumbnail" not in m["biometric"]
     assert "Tony B." not in json.dumps(events)
+    ha_states = backend.of("/ha/state")  # Home Assistant's view: the subject id as the event has it
+    assert "tony" in [s["subject"] for s in ha_states] and "Tony B." not in json.dumps(ha_states)
     assert "embedding" in unknown[0]["biometric"]
     assert _rising(pin) == 1  # the gate opened for the match, never for the unknown
     prompts = [p["text"] for p in backend.of("/prompt")]

@@ -83,12 +83,24 @@ class Backend:
 
 
 class Terminal:
-    def __init__(self, tmp: Path, broker: Broker, replay: Path, *extra: str, conf_extra: str = "") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        broker: Broker,
+        replay: Path,
+        *extra: str,
+        conf_extra: str = "",
+        pace: str = "fast",
+        service_extra: str = "",
+    ) -> None:
+        """`conf_extra` goes into [mqtt] (and may open later tables), `service_extra` into [service]."""
         self.log = tmp / f"service-{uuid.uuid4().hex[:6]}.log"
         conf = tmp / "faceonly.toml"
         conf.write_text(
-            '[vision]\nreplay_pace = "fast"\n[service]\nhealth_interval_s = 0.5\nstop_flush_s = 3\n'
-            "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n" + conf_extra
+            f'[vision]\nreplay_pace = "{pace}"\n[service]\nhealth_interval_s = 0.5\nstop_flush_s = 3\n'
+            + service_extra
+            + "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n"
+            + conf_extra
         )
         cmd = [sys.executable, "-m", "device", "run", "--config", str(conf), "--broker", broker.url]
         cmd += ["--id", TID, "--source", f"replay:{replay}", "--state-dir", str(tmp / "state"), *extra]

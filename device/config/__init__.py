@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 from device.config.base import Section
 from device.config.control import ControlConfig
 from device.config.gate import GateConfig
+from device.config.homeassistant import HomeAssistantConfig
 from device.config.identity import IdentityConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
 from device.config.privacy import PrivacyConfig
@@ -44,6 +45,7 @@ class Config(Section):
     identity: IdentityConfig = IdentityConfig()
     gate: GateConfig = GateConfig()
     control: ControlConfig = ControlConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

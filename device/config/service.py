@@ -23,6 +23,13 @@ class ServiceConfig(Section):
     num_threads: int = Field(
         1, ge=1, le=8, description="LiteRT threads per model.", json_schema_extra=remote(live=False)
     )
+    camera_stall_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds without a frame after which health raises the camera_stall alarm (file only: "
+        "a remote change could hide a stall).",
+    )
     stop_flush_s: float = Field(
         3.0,
         ge=0,

@@ -33,9 +33,25 @@ from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.topics import Topics
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(f"{__name__}.paho")
+
+
+class _RetryNoise(logging.Filter):
+    """paho logs each failed reconnect attempt at ERROR ("Client is not connected"); the service
+    already logs one line per connection change naming the broker, so these become DEBUG lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return paho_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+paho_log.addFilter(_RetryNoise())
 
 # CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
-_AUTH_FAILURES = {"Bad user name or password", "Not authorized", "Client identifier not valid", "Banned"}
+NOT_AUTHORIZED = "Not authorized"  # also the PUBACK reason of a publish the broker's ACL refuses
+_AUTH_FAILURES = {"Bad user name or password", NOT_AUTHORIZED, "Client identifier not valid", "Banned"}
 
 
 @dataclass(frozen=True)
@@ -145,7 +161,7 @@ class Link:
         )
         # A bug in a callback must not kill paho's network thread: log it and carry on.
         client.suppress_exceptions = True
-        client.enable_logger(log)
+        client.enable_logger(paho_log)
         client.max_inflight_messages_set(config.inflight_window + 20)
         # paho annotates int but sleeps for any number: sub-second backoff is what the tests need.
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]

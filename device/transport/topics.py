@@ -39,6 +39,11 @@ class Topics:
         return f"{self.base}/gate"
 
     @property
+    def doctor(self) -> str:
+        """`faceonly doctor` publishes a probe here and reads it back (can the terminal use its namespace?)."""
+        return f"{self.base}/doctor"
+
+    @property
     def cmd_req_filter(self) -> str:
         return f"{self.base}/cmd/req/+"
 
