@@ -154,7 +154,7 @@ class HomeAssistant:
     """
 
     def __init__(
-        self, discovery: Discovery, publish: Callable[[str, bytes], None], online: Callable[[], bool]
+        self, discovery: Discovery, publish: Callable[[str, bytes], object], online: Callable[[], bool]
     ) -> None:
         self.discovery = discovery
         self.publish = publish

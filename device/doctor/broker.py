@@ -67,7 +67,10 @@ def _tls(sock: socket.socket, options: ClientOptions) -> Check:
     except (ssl.SSLError, OSError) as exc:
         fix = "set mqtt.tls_ca to the CA that signed the broker's certificate (and the broker's name in it)"
         return Check("tls", "fail", f"{options.broker}: {getattr(exc, 'reason', None) or exc}", fix)
-    subject = dict(item[0] for item in cert.get("subject", ()))
+    # getpeercert's subject: a tuple of RDNs, each a tuple of (name, value) pairs.
+    subject: dict[str, str] = {}
+    for rdn in cert.get("subject", ()):
+        subject.update(pair for pair in rdn if isinstance(pair, tuple))
     return Check(
         "tls", "ok", f"chain verified: {subject.get('commonName', '?')}, valid until {cert.get('notAfter')}"
     )
