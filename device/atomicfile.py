@@ -1,7 +1,8 @@
 """Power-cut-safe files: write a temp file, fsync it, rename over the target, fsync the directory.
 
-Records that must be detectably whole carry a small header (magic, length, sha256) so that a torn
-or truncated file is reported as damaged instead of being half-loaded.
+Records that must be detectably whole carry a small checksum header (magic, length, sha256) so that a
+torn or truncated file is reported as damaged instead of being half-loaded. This is integrity against
+power cuts, not secrecy: encryption is device.privacy.seal.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _HEADER = struct.Struct(">4sQ32s")  # magic, payload length, sha256(payload)
 
 
 class TornFileError(ValueError):
-    """A sealed file is truncated, padded or altered (for example by a power cut mid-write)."""
+    """A checksummed file is truncated, padded or altered (for example by a power cut mid-write)."""
 
 
 def fsync_dir(directory: Path) -> None:
@@ -45,17 +46,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-def seal(payload: bytes) -> bytes:
+def checksummed(payload: bytes) -> bytes:
     return _HEADER.pack(_MAGIC, len(payload), hashlib.sha256(payload).digest()) + payload
 
 
-def unseal(blob: bytes, name: str = "file") -> bytes:
-    """The payload of a sealed blob, or TornFileError saying what is wrong with it."""
+def verified_payload(blob: bytes, name: str = "file") -> bytes:
+    """The payload of a checksummed blob, or TornFileError saying what is wrong with it."""
     if len(blob) < _HEADER.size:
         raise TornFileError(f"{name}: {len(blob)} bytes, shorter than its header (truncated)")
     magic, length, digest = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
-        raise TornFileError(f"{name}: not a faceonly sealed file (bad magic)")
+        raise TornFileError(f"{name}: not a faceonly checksummed file (bad magic)")
     payload = blob[_HEADER.size :]
     if len(payload) != length:
         raise TornFileError(f"{name}: payload is {len(payload)} bytes, header says {length} (torn write)")
@@ -64,9 +65,9 @@ def unseal(blob: bytes, name: str = "file") -> bytes:
     return payload
 
 
-def write_sealed(path: Path, payload: bytes, mode: int = 0o600) -> None:
-    write_atomic(path, seal(payload), mode)
+def write_checksummed(path: Path, payload: bytes, mode: int = 0o600) -> None:
+    write_atomic(path, checksummed(payload), mode)
 
 
-def read_sealed(path: Path) -> bytes:
-    return unseal(Path(path).read_bytes(), str(path))
+def read_checksummed(path: Path) -> bytes:
+    return verified_payload(Path(path).read_bytes(), str(path))

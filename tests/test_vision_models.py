@@ -11,7 +11,8 @@ import skimage.data
 
 from device.modelstore import ModelStore
 from device.vision.align import MESH_ALIGN_POINTS, MESH_TEMPLATE, mesh_chip_transform
-from device.vision.detect import VARIANTS, FaceDetector, box_iou
+from device.vision.boxes import box_iou
+from device.vision.detect import VARIANTS, FaceDetector
 from device.vision.embed import Embedder, FaceEncoder, similarity
 from device.vision.landmarks import FaceMeshModel, IrisModel, eye_aspect_ratio
 

@@ -11,7 +11,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from device.atomicfile import TornFileError, read_sealed, write_sealed
+from device.atomicfile import TornFileError, read_checksummed, write_checksummed
 
 KEY_MODE = 0o600
 
@@ -26,7 +26,7 @@ def load_or_create_secret(path: Path, size: int) -> tuple[bytes, bool]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_bytes(size)
-        write_sealed(path, secret, KEY_MODE)
+        write_checksummed(path, secret, KEY_MODE)
         return secret, True
     return load_secret(path, size), False
 
@@ -37,7 +37,7 @@ def load_secret(path: Path, size: int) -> bytes:
     if mode & 0o077:
         raise KeyFileError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
     try:
-        secret = read_sealed(path)
+        secret = read_checksummed(path)
     except TornFileError as exc:
         raise KeyFileError(
             f"key file is damaged: {exc}. It was left as it is; restore it from a backup, or delete it "

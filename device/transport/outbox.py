@@ -1,6 +1,6 @@
 """The durable outbox: every event is on disk before it is published, and leaves only on PUBACK.
 
-One sealed file per event (device.atomicfile: temp file, fsync, rename, fsync dir; magic + length +
+One checksummed file per event (device.atomicfile: temp file, fsync, rename, fsync dir; magic + length +
 sha256 header), named by a monotonic sequence number so the directory order is the publish order.
 A power cut or SIGKILL leaves either a whole record or a stray temp file; a record whose checksum
 does not match is reported as torn, deleted and never loaded or published.
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from device.atomicfile import TornFileError, read_sealed, seal, unseal, write_atomic
+from device.atomicfile import TornFileError, checksummed, read_checksummed, verified_payload, write_atomic
 from device.config.mqtt import OutboxConfig
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Outbox:
         self._index: OrderedDict[int, Record] = OrderedDict()
         self._by_id: dict[str, int] = {}
         self._bytes = 0
-        self._held: dict[int, bytes] = {}  # seq -> sealed record that storage could not take
+        self._held: dict[int, bytes] = {}  # seq -> checksummed record that storage could not take
         self._undeleted: set[int] = set()  # gone from the index, file still on disk (delete failed)
         self.fault: str | None = None  # the storage alarm: why events are held in memory
         self.foreign = 0  # entries in the directory that are not outbox records (skipped, left alone)
@@ -129,9 +129,7 @@ class Outbox:
             if rec.id in skip:
                 continue
             try:
-                held = self._held.get(rec.seq)
-                data = json.loads(unseal(held)) if held is not None else self._read(self._path(rec.seq))
-                payload = data["payload"].encode("utf-8")
+                payload = self._payload(rec.seq)
             except (TornFileError, OSError, KeyError, ValueError) as exc:
                 log.warning("outbox record %s is damaged and dropped: %s", rec.seq, exc)
                 self._remove(rec.seq)
@@ -186,7 +184,7 @@ class Outbox:
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode("utf-8")
-        blob = seal(body)
+        blob = checksummed(body)
         size = len(blob)
         if size > self.config.max_bytes:
             raise ValueError(f"event of {size} bytes exceeds the outbox limit of {self.config.max_bytes}")
@@ -275,9 +273,7 @@ class Outbox:
         n = 0
         for rec in list(self._index.values()):
             try:
-                held = self._held.get(rec.seq)  # events held in memory while storage fails count too
-                data = json.loads(unseal(held)) if held is not None else self._read(self._path(rec.seq))
-                payload = data["payload"].encode("utf-8")
+                payload = self._payload(rec.seq)  # events held in memory while storage fails count too
             except (TornFileError, OSError, KeyError, ValueError):
                 continue  # damaged records are dropped by oldest() anyway
             if picks(payload):
@@ -355,9 +351,15 @@ class Outbox:
             )
         self.fault = fault
 
+    def _payload(self, seq: int) -> bytes:
+        """A record's payload: from memory while storage holds it back, else from its file."""
+        held = self._held.get(seq)
+        data = json.loads(verified_payload(held)) if held is not None else self._read(self._path(seq))
+        return data["payload"].encode("utf-8")
+
     @staticmethod
     def _read(path: Path) -> dict:
-        data = json.loads(read_sealed(path))
+        data = json.loads(read_checksummed(path))
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             raise ValueError(f"{path.name}: not an outbox record of format {RECORD_FORMAT}")
         return data

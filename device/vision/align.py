@@ -15,11 +15,12 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, SUBNASAL
 from device.vision.types import Detection
 
 CHIP_SIZE = 150
 # Face mesh indices: outer/inner corner of the subject's left eye, of the right eye, sub-nasal point.
-MESH_ALIGN_POINTS = (263, 362, 33, 133, 2)
+MESH_ALIGN_POINTS = (*LEFT_EYE_CORNERS[::-1], *RIGHT_EYE_CORNERS, SUBNASAL)
 # dlib's 5-point template at padding 0.25 ((0.25 + p) / 1.5 * 150), in MESH_ALIGN_POINTS order.
 MESH_TEMPLATE = np.array(
     [[110.957, 46.350], [89.606, 47.897], [37.058, 46.373], [58.409, 47.906], [74.011, 87.780]], np.float64

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from device.config.vision import LivenessConfig, VisionConfig
+from device.vision.boxes import iou
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.cues import replay_cues
-from device.vision.liveness.planarity import inter_ocular, mesh_yaw
+from device.vision.liveness.planarity import mesh_yaw
+from device.vision.meshpoints import inter_ocular
 from device.vision.quality import face_patch
 from device.vision.stills import load_image
 
@@ -45,13 +47,6 @@ def read_imglab(path: Path) -> list[tuple[Path, list[np.ndarray]]]:
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def detection(xml: Path, detector, progress: Progress, min_iou: float = 0.3) -> dict[str, float]:
     """Recall and false faces against imglab boxes (greedy matching; dlib boxes are tighter than BlazeFace's)."""
     items = read_imglab(xml)
@@ -61,7 +56,7 @@ def detection(xml: Path, detector, progress: Progress, min_iou: float = 0.3) -> 
         faces = detector.detect(load_image(path))
         used: set[int] = set()
         for face in faces:
-            ious = [(_iou(face.box, t), k) for k, t in enumerate(truth) if k not in used]
+            ious = [(iou(face.box, t), k) for k, t in enumerate(truth) if k not in used]
             best = max(ious, default=(0.0, -1))
             if best[0] >= min_iou:
                 used.add(best[1])

@@ -25,6 +25,7 @@ import numpy as np
 
 from device.inference import TfliteRunner
 from device.vision.align import square_roi_transform
+from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
 from device.vision.types import Detection
 
 MESH_MODEL, IRIS_MODEL = "face_landmark", "iris_landmark"
@@ -37,10 +38,6 @@ EYE_CORNERS = (0, 8)
 LOWER_EYELID = tuple(range(0, 9))
 UPPER_EYELID = tuple(range(9, 16))
 EYELID_COLUMNS = tuple(zip(range(9, 16), range(1, 8), strict=True))  # (upper, lower) pairs
-
-# Mesh indices of the eye corners (subject's right eye = image left in a frontal, unmirrored frame).
-RIGHT_EYE_CORNERS = (33, 133)
-LEFT_EYE_CORNERS = (362, 263)
 
 
 # Below this face-presence score the mesh is not trusted for alignment or the face outline.

@@ -31,9 +31,10 @@ from device.vision.embed import Embedder, FaceEncoder
 from device.vision.facecrop import FaceCrop, cut_face_crop
 from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
 from device.vision.liveness.cues import replay_cues
-from device.vision.liveness.planarity import inter_ocular, mesh_yaw
+from device.vision.liveness.planarity import mesh_yaw
 from device.vision.liveness.prompts import PromptSink
 from device.vision.liveness.session import LiveFrame, LivenessSession
+from device.vision.meshpoints import inter_ocular
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
 from device.vision.types import Detection, Frame

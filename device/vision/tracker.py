@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.config.vision import TrackerConfig
+from device.vision.boxes import iou
 from device.vision.types import Detection
 
 
@@ -28,14 +29,6 @@ class _Track:
     first_seen: float
     last_seen: float
     hits: int = 1
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _centre_shift(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,11 +52,11 @@ class Tracker:
         candidates = []
         for tid, tr in self._tracks.items():
             for di, det in enumerate(detections):
-                iou = _iou(tr.box, det.box)
+                overlap = iou(tr.box, det.box)
                 shift = _centre_shift(tr.box, det.box)
-                if iou >= self.config.match_iou or shift <= self.config.max_centre_shift:
+                if overlap >= self.config.match_iou or shift <= self.config.max_centre_shift:
                     # Overlap first; among non-overlapping, the nearest centre.
-                    candidates.append((-iou, shift, tid, di))
+                    candidates.append((-overlap, shift, tid, di))
         candidates.sort()
         used_tracks: set[int] = set()
         used_dets: set[int] = set()

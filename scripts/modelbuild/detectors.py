@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from device.config.vision import VisionConfig
-from device.vision.detect import FaceDetector, box_iou
+from device.vision.boxes import box_iou
+from device.vision.detect import FaceDetector
 from device.vision.lfw import read_pairs
 
 from .data import IMAGE_SUFFIXES, LFW_PAIRS, SHARED_DATA, have_shared_data, read_bgr

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from device.vision.meshpoints import NOSE_TIP, eye_centres, inter_ocular
+
 # Face-mesh points that do not move with expression: forehead, temples, nose bridge and tip, eye corners,
 # cheekbones.
 RIGID = (
@@ -58,22 +60,12 @@ RIGID = (
     109,
     338,
 )
-RIGHT_EYE_MESH = (33, 133)
-LEFT_EYE_MESH = (362, 263)
-NOSE_TIP = 1
 NOSE_DEPTH = 0.48  # nose tip in front of the eyes, in inter-ocular distances (see quality.keypoint_pose)
-
-
-def inter_ocular(mesh_xy: np.ndarray) -> float:
-    right = mesh_xy[list(RIGHT_EYE_MESH)].mean(axis=0)
-    left = mesh_xy[list(LEFT_EYE_MESH)].mean(axis=0)
-    return float(np.linalg.norm(left - right))
 
 
 def mesh_yaw(mesh_xy: np.ndarray) -> float:
     """Degrees; positive = face turned towards the image's right (the subject's left), as quality.keypoint_pose."""
-    right = mesh_xy[list(RIGHT_EYE_MESH)].mean(axis=0)
-    left = mesh_xy[list(LEFT_EYE_MESH)].mean(axis=0)
+    right, left = eye_centres(mesh_xy)
     axis = left - right
     iod = max(float(np.linalg.norm(axis)), 1e-6)
     along = float(np.dot(mesh_xy[NOSE_TIP] - (left + right) / 2, axis / iod))
