@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ NO_CHANNEL = Reason(
 # fps and latencies are over the last STATS_WINDOW_S seconds, not since start
 STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
+# (stage, ms) for every stage run: `faceonly bench` collects each sample; the service leaves it None.
+StageHook = Callable[[str, float], None]
 
 
 @dataclass
@@ -94,6 +97,7 @@ class VisionPipeline:
         self._frame_times = RecentWindow(STATS_WINDOW_S)
         self._counts = Counter()
         self._started: float | None = None
+        self.stage_hook: StageHook | None = None
         self.set_prompt_sink(prompt_sink)
 
     def set_prompt_sink(self, sink: PromptSink | None) -> None:
@@ -106,7 +110,10 @@ class VisionPipeline:
     # ---- stages ----------------------------------------------------------------------------------------
     def _timed(self, stage: str, t0: float) -> float:
         now = time.perf_counter()
-        self._latency[stage].add((now - t0) * 1000.0)
+        ms = (now - t0) * 1000.0
+        self._latency[stage].add(ms)
+        if self.stage_hook is not None:
+            self.stage_hook(stage, ms)
         return now
 
     def _detect(self, frame: Frame) -> list[Detection]:
