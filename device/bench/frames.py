@@ -1,6 +1,6 @@
 """Scenes for the steady and scaling passes, built in RAM from one face of the replay itself.
 
-One face region (a square 2x the detected box) is cut from the replay's best-detected early frame and
+One face region (a square 1.6x the detected box) is cut from the replay's best-quality early frame and
 tiled into a grey canvas: 1, 2, 4 or 8 faces at 720p, or the one-face scene resized to 360p and 1080p.
 The scenes never leave the process (nothing is written, logged or printed but their sizes).
 """
@@ -13,32 +13,36 @@ import cv2
 import numpy as np
 
 from device.vision.detect import FaceDetector
+from device.vision.quality import QualityGate
 from device.vision.types import Frame
 
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 FACE_COUNTS = (1, 2, 4, 8)
-TILE_SCALE = 2.0  # the tile is this many face widths: hair, ears and some background around the face
+TILE_SCALE = 1.6  # the tile is this many face widths: hair, ears and a little background around the face
 BACKGROUND = 110  # grey canvas: no structure for the detector or the bezel cue to find
 SCAN_FRAMES = 90  # early frames searched for the best face
 
 
-def face_tile(frames, detector: FaceDetector) -> np.ndarray | None:
-    """A copy of the square region around the largest confident face among the first SCAN_FRAMES frames."""
+def face_tile(frames, detector: FaceDetector, gate: QualityGate) -> np.ndarray | None:
+    """A copy of the square region around the best-quality face (the gate's score) in the first frames.
+
+    Where the square runs off the frame it is padded with the canvas grey, so the face stays centred.
+    """
     best: tuple[float, np.ndarray] | None = None
     for n, image in enumerate(frames):
         if n >= SCAN_FRAMES:
             break
         for det in detector.detect(image):
-            x0, y0, x1, y1 = (float(v) for v in det.box)
-            size = max(x1 - x0, y1 - y0)
-            if best is not None and size * det.score <= best[0]:
+            q = gate.assess(image, det)
+            if not q.ok or (best is not None and q.score <= best[0]):
                 continue
-            half = TILE_SCALE * size / 2
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            xa, ya = max(0, int(cx - half)), max(0, int(cy - half))
-            xb, yb = min(image.shape[1], int(cx + half)), min(image.shape[0], int(cy + half))
-            if xb - xa > 32 and yb - ya > 32:
-                best = (size * det.score, image[ya:yb, xa:xb].copy())
+            x0, y0, x1, y1 = (float(v) for v in det.box)
+            half = int(TILE_SCALE * max(x1 - x0, y1 - y0) / 2)
+            cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+            pad = cv2.copyMakeBorder(
+                image, half, half, half, half, cv2.BORDER_CONSTANT, value=(BACKGROUND,) * 3
+            )
+            best = (q.score, pad[cy : cy + 2 * half, cx : cx + 2 * half].copy())
     return None if best is None else best[1]
 
 

@@ -27,6 +27,7 @@ from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel, IrisModel
 from device.vision.pipeline import VisionPipeline
+from device.vision.quality import QualityGate
 from device.vision.sources import open_source
 from device.vision.types import Frame
 
@@ -277,7 +278,7 @@ class Bench:
         o = self.options
         first = open_source(o.sources[0], VisionConfig(replay_pace="fast"))
         try:
-            tile = scenes.face_tile(_images(first), self.detector)
+            tile = scenes.face_tile(_images(first), self.detector, QualityGate(VisionConfig().quality))
         finally:
             first.close()
         if tile is None:
