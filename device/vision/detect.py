@@ -37,6 +37,7 @@ VARIANTS: dict[str, DetectorSpec] = {
 
 SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh: logits reach about -1000
 NUM_KEYPOINTS = 6
+PRE_SUBSAMPLE = 4  # frames over 2x this many input sizes are subsampled to it before the area resize
 
 
 def ssd_anchors(spec: DetectorSpec) -> np.ndarray:
@@ -66,6 +67,13 @@ def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, floa
     h, w = frame_bgr.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if max(h, w) > 2 * PRE_SUBSAMPLE * size:
+        # An area resize reads every pixel of the frame (1.5 ms at 720p here, more than the model); a nearest
+        # subsample to 4x the input first keeps the area filter's anti-aliasing at a fraction of the cost
+        # (boxes move by 1-2% of the face width, p95 < 4.5%, on the shared clips).
+        frame_bgr = cv2.resize(
+            frame_bgr, (nw * PRE_SUBSAMPLE, nh * PRE_SUBSAMPLE), interpolation=cv2.INTER_NEAREST
+        )
     resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
     out = np.zeros((size, size, 3), np.uint8)
