@@ -234,7 +234,7 @@ class VisionPipeline:
             and motion <= self.config.liveness.steady_max_motion
         )
         openness = None
-        if self._iris is not None and steady:
+        if self._iris is not None and steady and tr.session.wants_eyes:
             right, left = self._iris.run(frame.image, mesh)
             openness = (right.aspect_ratio + left.aspect_ratio) / 2
         return LiveFrame(frame.timestamp, frame.index, yaw, xy.copy(), openness, steady, risk, q.ok)
