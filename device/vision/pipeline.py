@@ -49,6 +49,9 @@ NO_CHANNEL = Reason(
 # fps and latencies are over the last STATS_WINDOW_S seconds, not since start
 STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
+# The replay cues (2+ ms: the bezel search reads a region 2.2x the face) run on the 1st, 5th, 9th... good
+# frame of a track: their score is a median over the track, and neighbouring frames repeat each other.
+REPLAY_CUE_STRIDE = 4
 # (stage, ms) for every stage run: `faceonly bench` collects each sample; the service leaves it None.
 StageHook = Callable[[str, float], None]
 
@@ -216,7 +219,7 @@ class VisionPipeline:
     ) -> LiveFrame:
         """What liveness needs of this frame; `mesh` is given only while a challenge is pending."""
         risk = None
-        if q.ok and self.policy != "off":
+        if q.ok and self.policy != "off" and (tr.good_frames - 1) % REPLAY_CUE_STRIDE == 0:
             patch = face_patch(frame.image, det.box, shrink=0.1)
             if patch is not None:
                 risk = replay_cues(frame.image, det.box, patch, self.config.liveness.sharpness_ref).risk
