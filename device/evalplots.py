@@ -111,7 +111,7 @@ def liveness(scores: dict[str, Any], folder: Path) -> Path:
     risks: dict[str, list[float]] = scores["risks"]
     t = float(scores["threshold"])
     kinds = sorted(risks, key=lambda k: (not k.startswith("bona fide"), k))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(kinds) + 1.8))
+    fig, ax = plt.subplots(figsize=(8, max(3.5, 0.45 * len(kinds) + 1.8)))
     rng = np.random.default_rng(0)
     for y, kind in enumerate(kinds):
         values = np.asarray(risks[kind])
