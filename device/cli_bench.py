@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="replay:PATH to run (repeatable; default replay:demo); the first also gives the steady face",
     )
-    b.add_argument("--threads", type=int, default=1, help="model threads (1 = the reference, ~ one Pi core)")
+    b.add_argument(
+        "--threads", type=int, default=1, help="model and OpenCV threads (1 = the reference, ~ one Pi core)"
+    )
     b.add_argument("--pin", type=int, metavar="CORE", help="pin the process to this CPU core")
     b.add_argument("--broker", help="mqtt://host:port: also outbox + publish each event and wait for its ack")
     b.add_argument("--protocol", choices=PROTOCOLS, default="5", help="MQTT protocol version (default 5)")
@@ -66,6 +68,11 @@ def _bench(args: argparse.Namespace) -> int:
         except ImportError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
+    import cv2
+
+    # OpenCV runs its own thread pool beside LiteRT's: with --threads 1 the whole frame is on one thread,
+    # the reference for one Pi core (the service itself leaves OpenCV's default).
+    cv2.setNumThreads(args.threads)
     options = BenchOptions(
         sources=tuple(args.source or ("replay:demo",)),
         threads=args.threads,
