@@ -21,7 +21,7 @@ def stage_breakdown(report: dict[str, Any], path: Path) -> Path:
         ("idle, 720p\n(no face)", report["idle"]),
     ]
     rows += [(f"replay {r['source'].rsplit('/', 1)[-1]}\n(all frames)", r) for r in report["replays"]]
-    fig, ax = plt.subplots(figsize=(10, 1.1 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(11, 1.1 * len(rows) + 2.4))
     from matplotlib.patches import Patch
 
     colours = dict(zip(STAGE_ORDER, plt.get_cmap("tab20").colors, strict=False))
@@ -32,26 +32,27 @@ def stage_breakdown(report: dict[str, Any], path: Path) -> Path:
             ax.barh(y, ms, left=left, color=colours[stage], edgecolor="white", linewidth=0.5)
             left += ms
             seen += [stage] if stage not in seen else []
-        outside = part["outside_inference_share"]
-        ax.text(left, y, f" {left:.1f} ms\n {outside:.0%} outside models", va="center", fontsize=8)
+        face_work = part.get("face_frames", part["frames"])  # replays: the share is over face frames
+        note = f"{part['outside_inference_share']:.0%} outside models" if face_work else "no face frames"
+        ax.text(left, y, f" {left:.1f} ms\n {note}", va="center", fontsize=8)
     order = [s for s in STAGE_ORDER if s in seen]
-    ax.legend(
-        [Patch(color=colours[s]) for s in order], order, ncol=len(order), fontsize=8,
-        loc="upper center", bbox_to_anchor=(0.5, -0.2),
+    fig.legend(
+        [Patch(color=colours[s]) for s in order], order, ncol=min(len(order), 6), fontsize=8,
+        loc="lower center", title="stage", title_fontsize=8,
     )  # fmt: skip
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=9)
     ax.invert_yaxis()
     m = report["machine"]
     ax.set_xlabel(
-        "mean ms per frame by stage (averaged over all frames of the pass; landmarks = face mesh + iris + "
-        "replay cues; replays: outside share on face frames)",
+        "mean ms per frame by stage, over all frames of the pass\n(landmarks = face mesh + iris + replay "
+        "cues; for replays the outside-models share is over the frames with face work)",
         fontsize=8,
     )
     ax.set_title(
         f"faceonly: where a frame's time goes ({m['threads']} thread, {m['cpu']}, load {m['load_avg_1m']})"
     )
-    ax.margins(x=0.12)
-    fig.tight_layout()
+    ax.margins(x=0.18)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -101,7 +102,9 @@ def scaling(report: dict[str, Any], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8, loc="center right")
     fig.suptitle(
-        f"per-frame cost as the scene grows, {report['machine']['threads']} thread, same frames for both"
+        f"per-frame cost as the scene grows, {report['machine']['threads']} thread, the same frames for both "
+        f"(labels: peer time / our time; load {report['machine']['load_avg_1m']})",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -113,10 +113,15 @@ def text(report: dict[str, Any]) -> str:
             f"{r['wall_s']:.2f} s, {r['fps']:.1f} fps, {r['events']} events ({r['acked']} acked), CPU "
             f"{r['cpu_ms_per_frame']:.2f} ms/frame"
         )
-        lines.append(
-            f"  face frame p50 {r['face_frame_ms']['p50']:.2f} ms, idle frame p50 {r['idle_frame_ms']['p50']:.2f} ms, "
-            f"outside inference on face frames {r['outside_inference_share']:.0%}"
-        )
+        if r["face_frames"]:
+            lines.append(
+                f"  face frame p50 {r['face_frame_ms']['p50']:.2f} ms, idle frame p50 "
+                f"{r['idle_frame_ms']['p50']:.2f} ms, outside inference on face frames {r['outside_inference_share']:.0%}"
+            )
+        else:
+            lines.append(
+                f"  no face frames (no face found); idle frame p50 {r['idle_frame_ms']['p50']:.2f} ms"
+            )
         if r["frame_to_ack_ms"]["n"]:
             a = r["frame_to_ack_ms"]
             lines.append(
@@ -124,9 +129,14 @@ def text(report: dict[str, Any]) -> str:
             )
         if "peer" in r:
             p = r["peer"]
+            per_face = (
+                f", face frame p50 {p['face_frame_ms']['p50']:.1f} ms -> per face frame {r['ratio']['face_frame_p50']:.0f}x"
+                if r["face_frames"]
+                else ""
+            )
             lines.append(
-                f"  peer: {p['wall_s']:.2f} s ({p['fps']:.2f} fps), face frame p50 {p['face_frame_ms']['p50']:.1f} ms"
-                f" -> whole replay {r['ratio']['whole_replay']:.0f}x, per face frame {r['ratio']['face_frame_p50']:.0f}x"
+                f"  peer: {p['wall_s']:.2f} s ({p['fps']:.2f} fps, {p['faces_encoded']} faces encoded) -> whole replay "
+                f"{r['ratio']['whole_replay']:.0f}x{per_face}"
             )
     for axis, rows in report.get("scaling", {}).items():
         lines.append(f"\nscaling by {axis}: ours p50 ms | peer p50 ms | ratio | faces found (ours)")
