@@ -81,16 +81,21 @@ def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, floa
     return out, scale, float(pad_x), float(pad_y)
 
 
-def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int):
-    """Boxes (N,4) x0,y0,x1,y1 and keypoints (N,6,2) in input pixels, scores (N,) after clip + sigmoid."""
-    raw = raw_boxes.reshape(-1, 4 + 2 * NUM_KEYPOINTS)
+def decode(
+    raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int, min_score: float = 0.0
+):
+    """Boxes (N,4) x0,y0,x1,y1 and keypoints (N,6,2) in input pixels, scores (N,) after clip + sigmoid,
+    of the candidates scoring at least `min_score` (scored first: an empty frame decodes no box at all)."""
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float64), -SCORE_CLIP, SCORE_CLIP)
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    keep = np.flatnonzero(scores >= min_score)
+    raw = raw_boxes.reshape(-1, 4 + 2 * NUM_KEYPOINTS)[keep]
+    anchors = anchors[keep]
     centre = raw[:, 0:2] + anchors * size
     half = raw[:, 2:4] / 2.0
     boxes = np.concatenate([centre - half, centre + half], axis=1)
     keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + anchors[:, None, :] * size
-    logits = np.clip(raw_scores.reshape(-1).astype(np.float64), -SCORE_CLIP, SCORE_CLIP)
-    scores = 1.0 / (1.0 + np.exp(-logits))
-    return boxes, keypoints, scores
+    return boxes, keypoints, scores[keep]
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -156,13 +161,16 @@ class FaceDetector:
         dims = [int(d["shape"][-1]) for d in self._runner.outputs]
         return dims.index(4 + 2 * NUM_KEYPOINTS), dims.index(1)
 
-    def raw(self, frame_bgr: np.ndarray):
-        """Decoded, un-suppressed candidates in frame pixels: boxes (N,4), keypoints (N,6,2), scores (N,)."""
+    def raw(self, frame_bgr: np.ndarray, min_score: float = 0.0):
+        """Decoded, un-suppressed candidates scoring at least `min_score`, in frame pixels: boxes (N,4),
+        keypoints (N,6,2), scores (N,)."""
         size = self.spec.input_size
         image, scale, pad_x, pad_y = letterbox(frame_bgr, size)
         x = image.astype(np.float32)[None] / 127.5 - 1.0  # int8 models: the runner quantizes
         outputs = self._runner.run(x)
-        boxes, kps, scores = decode(outputs[self._box_index], outputs[self._score_index], self._anchors, size)
+        boxes, kps, scores = decode(
+            outputs[self._box_index], outputs[self._score_index], self._anchors, size, min_score
+        )
         offset = np.array([pad_x, pad_y], np.float32)
         boxes = (boxes - np.tile(offset, 2)) / scale
         kps = (kps - offset) / scale
@@ -171,11 +179,10 @@ class FaceDetector:
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
             raise ValueError("detect() wants an HxWx3 BGR uint8 frame")
-        boxes, kps, scores = self.raw(frame_bgr)
-        keep = scores >= self.min_score
-        if not np.any(keep):
+        boxes, kps, scores = self.raw(frame_bgr, self.min_score)
+        if not len(scores):
             return []
-        faces = weighted_nms(boxes[keep], kps[keep], scores[keep], self.iou_threshold)
+        faces = weighted_nms(boxes, kps, scores, self.iou_threshold)
         h, w = frame_bgr.shape[:2]
         result = []
         for box, kp, score in faces:
