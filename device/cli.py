@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "device.cli_gallery",
     "device.cli_doctor",
     "device.cli_homeassistant",
+    "device.cli_bench",
 )
 
 

@@ -10,6 +10,8 @@
 --identification CSV        open-set 1:N (path,subject,role): rank-1, known/unknown accept rates at the
                             threshold for --per-search (shipped curves for the template kind, or curves
                             made from --calibration CSV's images); --templates mean|each
+--plots DIR                 PNGs: LFW ROC and same/different histograms with the shipped thresholds, known vs
+                            unknown identification scores, replay-risk scores per attack type (plots extra)
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--models-dir", type=Path, default=None)
     ev.add_argument("--json", type=Path, help="also write the numbers as JSON here")
+    ev.add_argument("--plots", type=Path, help="write PNG plots of the scores here (needs the plots extra)")
     ev.set_defaults(func=_evaluate)
 
 
@@ -64,7 +67,10 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, dict[str, float]]:
+def run_evaluation(
+    args: argparse.Namespace, progress=_progress, scores: dict[str, dict] | None = None
+) -> dict[str, dict[str, float]]:
+    """The figures of every evaluation asked for; `scores`, when given, receives their raw scores (plots)."""
     from device.modelstore import ModelStore
     from device.vision import evaluation as ev
     from device.vision.detect import FaceDetector
@@ -96,14 +102,18 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
         from device.vision.landmarks import FaceMeshModel
 
         encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
+        lfw_scores = None if scores is None else scores.setdefault("lfw", {})
         results["verification"], results["thresholds"], curve, means = lfw.verification(
-            lfw.read_pairs(args.lfw), detector, encoder, progress
+            lfw.read_pairs(args.lfw), detector, encoder, progress, lfw_scores
         )
+        if lfw_scores is not None:
+            lfw_scores["shipped"] = store.entry("embedder").info["thresholds"]["per_comparison"]
         results["threshold_curve"] = lfw.curve_summary(curve)
         for k, points in means.items():
             results[f"threshold_curve_mean_of_{k}"] = lfw.curve_summary(points)
     if args.identification:
-        results["identification"] = _identification(args, store, detector, progress)
+        id_scores = None if scores is None else scores.setdefault("identification", {})
+        results["identification"] = _identification(args, store, detector, progress, id_scores)
     if args.detection_xml:
         results["detection"] = ev.detection(args.detection_xml, detector, progress)
     if args.negatives:
@@ -116,11 +126,12 @@ def run_evaluation(args: argparse.Namespace, progress=_progress) -> dict[str, di
             args.blink, args.blink_events, detector, FaceMeshModel(store), IrisModel(store)
         )
     if args.spoof_labels:
-        results["replay_cues"] = ev.spoof(args.spoof_labels, args.data_root, detector, progress)
+        spoof_scores = None if scores is None else scores.setdefault("liveness", {})
+        results["replay_cues"] = ev.spoof(args.spoof_labels, args.data_root, detector, progress, spoof_scores)
     return results
 
 
-def _identification(args: argparse.Namespace, store, detector, progress) -> dict[str, float]:
+def _identification(args: argparse.Namespace, store, detector, progress, scores=None) -> dict[str, float]:
     from device.identity import evaluation as idev
     from device.identity.thresholds import CurveSet
     from device.vision.embed import Embedder, FaceEncoder
@@ -136,7 +147,7 @@ def _identification(args: argparse.Namespace, store, detector, progress) -> dict
         curves = idev.calibration_curves(calib_rows, embeddings)
     else:
         curves = CurveSet.from_manifest(store.entry("embedder").info)
-    out = idev.identification(rows, embeddings, curves, args.per_search, args.templates)
+    out = idev.identification(rows, embeddings, curves, args.per_search, args.templates, scores)
     out["calibrated_on_other_set"] = float(bool(calib_rows))
     return out
 
@@ -155,9 +166,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from device.vision.sources import SourceError
     from device.vision.stills import ImageError
 
+    if args.plots is not None:
+        from device.plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            print(f"evaluate: {exc}", file=sys.stderr)
+            return 2
     started = time.monotonic()
+    scores: dict[str, dict] | None = {} if args.plots is not None else None
     try:
-        results = run_evaluation(args)
+        results = run_evaluation(args, scores=scores)
     except (ValueError, OSError, ModelError, SourceError, ImageError) as exc:
         print(f"evaluate failed: {exc}", file=sys.stderr)
         return 1
@@ -165,4 +185,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"schema": 1, "results": results}, indent=2), encoding="utf-8")
+    if scores:
+        for path in _plots(scores, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _plots(scores: dict[str, dict], folder: Path) -> list[Path]:
+    from device import evalplots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    if "lfw" in scores:
+        out += evalplots.lfw(scores["lfw"], scores["lfw"]["shipped"], folder)
+    if "identification" in scores:
+        out.append(evalplots.identification(scores["identification"], folder))
+    if scores.get("liveness", {}).get("risks"):
+        out.append(evalplots.liveness(scores["liveness"], folder))
+    return out

@@ -3,12 +3,16 @@
 # system packages, a venv in .venv (with system site packages, so apt's picamera2 is seen on a Pi),
 # the project, and the bundled demo replay. Idempotent.
 #   bash scripts/setup.sh          # runtime + embedded demo broker
-#   bash scripts/setup.sh --test   # also the test tools and the brokers the tests start
+#   bash scripts/setup.sh --test   # also the test tools, the brokers the tests start, and the bench's
+#                                  # peer and plots (CI runs this)
+#   bash scripts/setup.sh --bench  # runtime + the bench's peer (face_recognition) and plots
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
-[[ "${1:-}" == "--test" ]] && with_tests=1
+with_bench=0
+[[ "${1:-}" == "--test" ]] && with_tests=1 && with_bench=1
+[[ "${1:-}" == "--bench" ]] && with_bench=1
 
 sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
@@ -31,10 +35,15 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv --system-site-packages .venv
 fi
 extras=demo
-((with_tests)) && extras=demo,test
+((with_bench)) && extras=$extras,bench,plots
+((with_tests)) && extras=$extras,test
 echo "== installing faceonly[$extras]"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[$extras]"
+if ((with_bench)); then
+  # The peer without its `dlib` requirement: dlib-bin (in the bench extra) provides the same module.
+  .venv/bin/python -m pip install -q --no-deps "face_recognition>=1.3"
+fi
 
 echo "== checking models"
 .venv/bin/faceonly models verify

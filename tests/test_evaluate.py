@@ -78,3 +78,30 @@ def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
     assert measured["impostor_pairs"] > 7e6  # every cross-identity pair of the 3,811 images
     for key in ("far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5"):
         assert measured[key] == pytest.approx(shipped[key], abs=2e-4), key
+
+
+def test_evaluate_plots_write_every_png(shared_data, tmp_path):
+    import cv2
+
+    from device.identity.lfwsets import write_identification_csv
+
+    model_store()
+    lfw = shared_data / "verification/lfw"
+    rows = (lfw / "pairs_view2_local.csv").read_text().splitlines()
+    pairs = tmp_path / "pairs.csv"  # every 20th pair of folds 1-2 (paths made absolute): a quick ROC
+    body = [r for r in rows[1:] if r.startswith(("1,", "2,"))][::20]
+    pairs.write_text("\n".join([rows[0], *(r.replace(",lfw-", f",{lfw}/lfw-") for r in body)]) + "\n")
+    ident = tmp_path / "id.csv"
+    write_identification_csv(lfw / "pairs_view2_local.csv", ident, 1, "a")
+    ident.write_text("\n".join(ident.read_text().splitlines()[:121]) + "\n")
+    labels = (shared_data / "antispoof/labels_derived.csv").read_text().splitlines()
+    spoof = tmp_path / "spoof.csv"  # images only: a few bona fide and a few screen replays
+    spoof.write_text("\n".join([labels[0], *[r for r in labels[1:] if ",image," in r][::6]]) + "\n")
+    plots = tmp_path / "plots"
+    args = ["evaluate", "--lfw", str(pairs), "--identification", str(ident), "--spoof-labels", str(spoof)]
+    assert main([*args, "--data-root", str(shared_data), "--plots", str(plots)]) == 0
+    names = ("lfw_roc.png", "lfw_scores.png", "identification_scores.png", "liveness_scores.png")
+    for name in names:
+        image = cv2.imread(str(plots / name))
+        assert image is not None and min(image.shape[:2]) >= 300, name
+    assert sorted(p.name for p in plots.iterdir()) == sorted(names)

@@ -98,3 +98,40 @@ def test_real_head_turn_passes_the_turn_check(shared_data, store, seed):
     assert events[0].liveness["planarity"] >= config.liveness.planarity_threshold
     assert sink.seen[0].step in ("turn_left", "turn_right")
     assert sink.seen[-1].state == "passed"
+
+
+def _replay(pipeline, path):
+    from device.vision.replay import ReplaySource
+
+    source = ReplaySource(path, pace="fast")
+    events = []
+    for frame in source.frames():
+        try:
+            events += pipeline.process(frame)
+        finally:
+            source.release(frame)
+    return events + pipeline.flush()
+
+
+def test_real_blink_passes_and_the_iris_model_runs_only_for_the_blink_step(shared_data, store):
+    from device.bench.probe import Probe, TimedStore
+
+    video = shared_data / "video"
+    probe = Probe()
+    timed = TimedStore(store, probe)
+    blink = VisionConfig(liveness=LivenessConfig(steps=("blink",), seed=0, replay_risk_action="flag"))
+    events = _replay(
+        build_pipeline(blink, timed, prompt_sink=Prompts()), video / "blink/repeating_blink_video_v1.mp4"
+    )
+    assert [e.decision for e in events] == ["accepted"], events[0].reasons
+    assert events[0].liveness["blink_depth"] < blink.liveness.blink_dip
+    assert probe.samples.models["iris_landmark"]
+    # During a head-turn step the eye opening is not read, so the iris model never runs.
+    probe.new_pass()
+    turn = VisionConfig(liveness=LivenessConfig(steps=("turn",), seed=0, replay_risk_action="flag"))
+    events = _replay(
+        build_pipeline(turn, timed, prompt_sink=Prompts()), video / "krzysiek354/real_live_headturn.webm"
+    )
+    assert [e.decision for e in events] == ["accepted"], events[0].reasons
+    assert "iris_landmark" not in probe.samples.models
+    assert len(probe.samples.models["face_landmark"]) > 10

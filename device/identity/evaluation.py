@@ -93,8 +93,12 @@ def identification(
     curves: CurveSet,
     per_search: float,
     mode: TemplateMode = "each",
+    scores_out: dict | None = None,
 ) -> dict[str, float]:
-    """The open-set figures of one gallery/probe split at one per-search false-accept target."""
+    """The open-set figures of one gallery/probe split at one per-search false-accept target.
+
+    `scores_out`, when given, receives each probe's best subject score, split known / unknown (for plots).
+    """
     matcher, averaged = build_matcher(
         [(r.subject, embeddings[r.path]) for r in rows if r.role == "gallery" and r.path in embeddings], mode
     )
@@ -115,6 +119,11 @@ def identification(
     right = np.array([s == r.subject for s, r in zip(top_subject, found, strict=True)], bool)
     n_known = sum(r.subject in enrolled for r in probes)
     n_unknown = len(probes) - n_known
+
+    if scores_out is not None:
+        scores_out.update(
+            known=top[known], unknown=top[~known], threshold=point.threshold, per_search=per_search
+        )
 
     def share(mask: np.ndarray, total: int) -> float:
         return float(mask.sum() / total) if total else float("nan")

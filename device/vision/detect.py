@@ -38,6 +38,7 @@ VARIANTS: dict[str, DetectorSpec] = {
 
 SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh: logits reach about -1000
 NUM_KEYPOINTS = 6
+PRE_SUBSAMPLE = 4  # frames over 2x this many input sizes are subsampled to it before the area resize
 
 
 def ssd_anchors(spec: DetectorSpec) -> np.ndarray:
@@ -67,6 +68,13 @@ def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, floa
     h, w = frame_bgr.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if max(h, w) > 2 * PRE_SUBSAMPLE * size:
+        # An area resize reads every pixel of the frame (1.5 ms at 720p here, more than the model); a nearest
+        # subsample to 4x the input first keeps the area filter's anti-aliasing at a fraction of the cost
+        # (boxes move by 1-2% of the face width, p95 < 4.5%, on the shared clips).
+        frame_bgr = cv2.resize(
+            frame_bgr, (nw * PRE_SUBSAMPLE, nh * PRE_SUBSAMPLE), interpolation=cv2.INTER_NEAREST
+        )
     resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
     out = np.zeros((size, size, 3), np.uint8)
@@ -74,16 +82,21 @@ def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, floa
     return out, scale, float(pad_x), float(pad_y)
 
 
-def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int):
-    """Boxes (N,4) x0,y0,x1,y1 and keypoints (N,6,2) in input pixels, scores (N,) after clip + sigmoid."""
-    raw = raw_boxes.reshape(-1, 4 + 2 * NUM_KEYPOINTS)
+def decode(
+    raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int, min_score: float = 0.0
+):
+    """Boxes (N,4) x0,y0,x1,y1 and keypoints (N,6,2) in input pixels, scores (N,) after clip + sigmoid,
+    of the candidates scoring at least `min_score` (scored first: an empty frame decodes no box at all)."""
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float64), -SCORE_CLIP, SCORE_CLIP)
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    keep = np.flatnonzero(scores >= min_score)
+    raw = raw_boxes.reshape(-1, 4 + 2 * NUM_KEYPOINTS)[keep]
+    anchors = anchors[keep]
     centre = raw[:, 0:2] + anchors * size
     half = raw[:, 2:4] / 2.0
     boxes = np.concatenate([centre - half, centre + half], axis=1)
     keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + anchors[:, None, :] * size
-    logits = np.clip(raw_scores.reshape(-1).astype(np.float64), -SCORE_CLIP, SCORE_CLIP)
-    scores = 1.0 / (1.0 + np.exp(-logits))
-    return boxes, keypoints, scores
+    return boxes, keypoints, scores[keep]
 
 
 def weighted_nms(boxes, keypoints, scores, iou_threshold: float):
@@ -138,13 +151,16 @@ class FaceDetector:
         dims = [int(d["shape"][-1]) for d in self._runner.outputs]
         return dims.index(4 + 2 * NUM_KEYPOINTS), dims.index(1)
 
-    def raw(self, frame_bgr: np.ndarray):
-        """Decoded, un-suppressed candidates in frame pixels: boxes (N,4), keypoints (N,6,2), scores (N,)."""
+    def raw(self, frame_bgr: np.ndarray, min_score: float = 0.0):
+        """Decoded, un-suppressed candidates scoring at least `min_score`, in frame pixels: boxes (N,4),
+        keypoints (N,6,2), scores (N,)."""
         size = self.spec.input_size
         image, scale, pad_x, pad_y = letterbox(frame_bgr, size)
         x = image.astype(np.float32)[None] / 127.5 - 1.0  # int8 models: the runner quantizes
         outputs = self._runner.run(x)
-        boxes, kps, scores = decode(outputs[self._box_index], outputs[self._score_index], self._anchors, size)
+        boxes, kps, scores = decode(
+            outputs[self._box_index], outputs[self._score_index], self._anchors, size, min_score
+        )
         offset = np.array([pad_x, pad_y], np.float32)
         boxes = (boxes - np.tile(offset, 2)) / scale
         kps = (kps - offset) / scale
@@ -153,11 +169,10 @@ class FaceDetector:
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
             raise ValueError("detect() wants an HxWx3 BGR uint8 frame")
-        boxes, kps, scores = self.raw(frame_bgr)
-        keep = scores >= self.min_score
-        if not np.any(keep):
+        boxes, kps, scores = self.raw(frame_bgr, self.min_score)
+        if not len(scores):
             return []
-        faces = weighted_nms(boxes[keep], kps[keep], scores[keep], self.iou_threshold)
+        faces = weighted_nms(boxes, kps, scores, self.iou_threshold)
         h, w = frame_bgr.shape[:2]
         result = []
         for box, kp, score in faces:

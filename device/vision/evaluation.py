@@ -149,8 +149,13 @@ def _risk_of_image(image: np.ndarray, detector, sharpness_ref: float) -> float |
     return None if patch is None else replay_cues(image, face.box, patch, sharpness_ref).risk
 
 
-def spoof(labels_csv: Path, data_root: Path, detector, progress: Progress) -> dict[str, float]:
-    """APCER per attack type, BPCER and ACER (ISO/IEC 30107-3) of the replay-risk score at the shipped threshold."""
+def spoof(
+    labels_csv: Path, data_root: Path, detector, progress: Progress, scores_out: dict | None = None
+) -> dict[str, float]:
+    """APCER per attack type, BPCER and ACER (ISO/IEC 30107-3) of the replay-risk score at the shipped threshold.
+
+    `scores_out`, when given, receives the risk scores per kind ("bona fide" and each attack type) for plots.
+    """
     from device.vision.replay import ReplaySource
 
     config = VisionConfig().liveness
@@ -182,9 +187,13 @@ def spoof(labels_csv: Path, data_root: Path, detector, progress: Progress) -> di
         label = row["label"].strip()
         if label.startswith("real"):
             bona_fide.append(flagged)
+            kind = f"bona fide ({row['media']})"
         else:
-            kind = row["attack_type"].strip() or label
-            attacks.setdefault(f"{kind} ({row['media']})", []).append(not flagged)
+            kind = f"{row['attack_type'].strip() or label} ({row['media']})"
+            attacks.setdefault(kind, []).append(not flagged)
+        if scores_out is not None:
+            scores_out.setdefault("risks", {}).setdefault(kind, []).append(risk)
+            scores_out["threshold"] = config.replay_risk_threshold
     out: dict[str, float] = {"spoof_no_face": float(no_face), "spoof_threshold": config.replay_risk_threshold}
     for kind, accepted in sorted(attacks.items()):
         out[f"apcer[{kind}] n={len(accepted)}"] = float(np.mean(accepted))

@@ -236,11 +236,13 @@ def pair_thresholds(
 
 
 def verification(
-    pairs: list[Pair], detector, encoder, progress: Progress
+    pairs: list[Pair], detector, encoder, progress: Progress, scores_out: dict | None = None
 ) -> tuple[dict, dict, list[tuple[float, float]], dict[int, list[tuple[float, float]]]]:
     """(results, thresholds, curve, mean curves) of the terminal's own path (detect, mesh, 5-point chip, flip
     embed, cosine); thresholds and the dense threshold curve over every cross-identity pair of the images,
     and the curves of mean templates of 2..5 of an identity's images against every other identity's image.
+    `scores_out`, when given, receives the raw scores for plots (pair scores and labels, cross-identity
+    genuine and impostor scores).
 
     `encoder` is a device.vision.embed.FaceEncoder. An image without a detected face counts as a detection
     failure and scores as a mismatch with everything.
@@ -273,6 +275,8 @@ def verification(
     found = sorted(emb)
     x, identities = np.stack([emb[p] for p in found]), [p.parent.name for p in found]
     genuine, impostor = cross_identity_scores(x, identities)
+    if scores_out is not None:
+        scores_out.update(pair_scores=scores, pair_same=same, genuine=genuine, impostor=impostor)
     return (
         results,
         pair_thresholds(genuine, impostor),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,11 @@ NO_CHANNEL = Reason(
 # fps and latencies are over the last STATS_WINDOW_S seconds, not since start
 STATS_WINDOW_S = 10.0
 STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed")
+# The replay cues (2+ ms: the bezel search reads a region 2.2x the face) run on the 1st, 5th, 9th... good
+# frame of a track: their score is a median over the track, and neighbouring frames repeat each other.
+REPLAY_CUE_STRIDE = 4
+# (stage, ms) for every stage run: `faceonly bench` collects each sample; the service leaves it None.
+StageHook = Callable[[str, float], None]
 
 
 def _box_tuple(box: np.ndarray) -> tuple[float, float, float, float]:
@@ -100,6 +106,7 @@ class VisionPipeline:
         self._frame_times = RecentWindow(STATS_WINDOW_S)
         self._counts: Counter[str] = Counter()
         self._started: float | None = None
+        self.stage_hook: StageHook | None = None
         self.set_prompt_sink(prompt_sink)
 
     def set_prompt_sink(self, sink: PromptSink | None) -> None:
@@ -112,7 +119,10 @@ class VisionPipeline:
     # ---- stages ----------------------------------------------------------------------------------------
     def _timed(self, stage: str, t0: float) -> float:
         now = time.perf_counter()
-        self._latency[stage].add((now - t0) * 1000.0)
+        ms = (now - t0) * 1000.0
+        self._latency[stage].add(ms)
+        if self.stage_hook is not None:
+            self.stage_hook(stage, ms)
         return now
 
     def _detect(self, frame: Frame) -> list[Detection]:
@@ -215,7 +225,7 @@ class VisionPipeline:
     ) -> LiveFrame:
         """What liveness needs of this frame; `mesh` is given only while a challenge is pending."""
         risk = None
-        if q.ok and self.policy != "off":
+        if q.ok and self.policy != "off" and (tr.good_frames - 1) % REPLAY_CUE_STRIDE == 0:
             patch = face_patch(frame.image, det.box, shrink=0.1)
             if patch is not None:
                 risk = replay_cues(frame.image, det.box, patch, self.config.liveness.sharpness_ref).risk
@@ -233,7 +243,7 @@ class VisionPipeline:
             and motion <= self.config.liveness.steady_max_motion
         )
         openness = None
-        if self._iris is not None and steady:
+        if self._iris is not None and steady and tr.session.wants_eyes:
             right, left = self._iris.run(frame.image, mesh)
             openness = (right.aspect_ratio + left.aspect_ratio) / 2
         return LiveFrame(frame.timestamp, frame.index, yaw, xy.copy(), openness, steady, risk, q.ok)

@@ -97,6 +97,19 @@ class LivenessSession:
             return "blink"
         return "turn_left" if self._rng.random() < 0.5 else "turn_right"
 
+    @property
+    def wants_eyes(self) -> bool:
+        """True while the blink step runs or is the next to start: only then is the eye opening read.
+
+        The iris model costs as much as the face mesh; the blink detector builds its baseline from the
+        frames after the prompt (3 frames, 0.2 s at 15 fps: sooner than people react to a prompt).
+        """
+        if self.policy != "challenge" or self.status != "pending":
+            return False
+        if self._current is not None:
+            return self._current.step == "blink"
+        return len(self._done_steps) < len(self._steps) and self._steps[len(self._done_steps)] == "blink"
+
     # ---- per frame -------------------------------------------------------------------------------------
     def update(self, f: LiveFrame) -> LivenessResult:
         if f.risk is not None and f.good:
