@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "device.cli_keys",
     "device.cli_audit",
     "device.cli_gallery",
+    "device.cli_backend",
 )
 
 

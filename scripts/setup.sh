@@ -2,7 +2,7 @@
 # Sets up faceonly on a fresh Debian / Raspberry Pi OS machine for the demo or for the tests:
 # system packages, a venv in .venv (with system site packages, so apt's picamera2 is seen on a Pi),
 # the project, and the bundled demo replay. Idempotent.
-#   bash scripts/setup.sh          # runtime + embedded demo broker
+#   bash scripts/setup.sh          # runtime + embedded demo broker + the reference backend
 #   bash scripts/setup.sh --test   # also the test tools and the brokers the tests start
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,8 @@ sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 
 apt_packages=(python3-venv python3-pip)
-((with_tests)) && apt_packages+=(mosquitto systemd shellcheck)
+# The backend's tests start a real PostgreSQL and open its page in headless Chromium.
+((with_tests)) && apt_packages+=(mosquitto systemd shellcheck postgresql chromium chromium-driver)
 if ! dpkg -s "${apt_packages[@]}" >/dev/null 2>&1; then
   echo "== installing system packages: ${apt_packages[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -30,8 +31,8 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "== creating .venv"
   "$python" -m venv --system-site-packages .venv
 fi
-extras=demo
-((with_tests)) && extras=demo,test
+extras=demo,backend
+((with_tests)) && extras=demo,backend,test
 echo "== installing faceonly[$extras]"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[$extras]"
