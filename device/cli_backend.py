@@ -131,8 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     print(f"backend page: {service.page_url}", file=sys.stderr, flush=True)
     try:
-        while not service.stop_requested.is_set():
-            service.step(0.2)
+        service.loop()
     finally:
         service.close()
     return 0

@@ -90,6 +90,11 @@ class BackendService:
         self._web.start()
         self.consumer.start()
 
+    def loop(self) -> None:
+        """Ingest until `stop_requested`."""
+        while not self.stop_requested.is_set():
+            self.step(0.2)
+
     def close(self) -> None:
         self.consumer.stop()
         if self._web is not None:

@@ -219,10 +219,12 @@ class Subjects:
             self._ensure_pusher()
 
     def push_all(self) -> None:
+        """Push the latest version to every online terminal (the others catch up when they come online)."""
         if self.options is None:
             return
         for t in self.store.terminals():
-            self._pushes.put(t.id)
+            if t.state == "online":
+                self._pushes.put(t.id)
         self._ensure_pusher()
 
     def _ensure_pusher(self) -> None:
