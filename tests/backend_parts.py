@@ -69,10 +69,12 @@ class Proc:
 
 
 class TerminalProc(Proc):
-    def __init__(self, tmp: Path, broker_url: str, tid: str, replay: Path, conf_extra: str = "") -> None:
+    def __init__(
+        self, tmp: Path, broker_url: str, tid: str, replay: Path, pace: str = "fast", conf_extra: str = ""
+    ) -> None:
         conf = tmp / f"{tid}.toml"
         conf.write_text(
-            '[vision]\nreplay_pace = "fast"\n[vision.liveness]\npolicy = "off"\n'
+            f'[vision]\nreplay_pace = "{pace}"\n[vision.liveness]\npolicy = "off"\n'
             "[service]\nhealth_interval_s = 1.0\nstop_flush_s = 3\n"
             "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n" + conf_extra
         )
