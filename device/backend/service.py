@@ -27,6 +27,7 @@ from device.transport.client import ClientOptions, parse_broker_url
 log = logging.getLogger(__name__)
 BATCH = 500
 RETRY_MAX_S = 5.0
+HOUSEKEEPING_S = 5.0
 
 
 def instance_id(state_dir: Path) -> str:
@@ -75,6 +76,7 @@ class BackendService:
             mq.receive_maximum,
         )
         self.stop_requested = threading.Event()
+        self._next_housekeeping = 0.0
         self.notice: str | None = None  # shown on top of the page (the demo explains itself there)
         self._web = None
 
@@ -106,7 +108,7 @@ class BackendService:
         try:
             batch = [self.consumer.inbox.get(timeout=wait_s)]
         except queue.Empty:
-            self.subjects.tick()
+            self._housekeeping(time.monotonic())
             return 0
         while len(batch) < BATCH:
             try:
@@ -115,6 +117,21 @@ class BackendService:
                 break
         self.process(batch)
         return len(batch)
+
+    def _housekeeping(self, now: float) -> None:
+        """When idle, at most every HOUSEKEEPING_S: another instance's gallery, attendance retention."""
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        try:
+            self.subjects.tick()
+            days = self.cfg.retention.attendance_days
+            if days is not None:
+                expired = self.store.expire_attendance(time.time() - days * 86400)
+                if expired:
+                    log.info("retention: %d attendance records older than %d days deleted", expired, days)
+        except Exception as exc:  # the store's errors vary by driver; ingest goes on, this is retried
+            log.warning("housekeeping failed (retried): %s", exc)
 
     def process(self, batch: list[Incoming]) -> None:
         now = time.time()

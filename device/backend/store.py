@@ -308,6 +308,10 @@ class Store:
         with self._lock, self._tx() as tx:
             tx.execute("INSERT INTO galleries (version, update_file) VALUES (?, ?)", (version, update_file))
 
+    def latest_gallery_version(self) -> int | None:
+        rows = self._query("SELECT MAX(version) FROM galleries")
+        return None if rows[0][0] is None else int(rows[0][0])
+
     def latest_gallery(self) -> bytes | None:
         rows = self._query("SELECT update_file FROM galleries ORDER BY version DESC LIMIT 1")
         return bytes(rows[0][0]) if rows else None

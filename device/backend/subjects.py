@@ -101,12 +101,10 @@ class Subjects:
         return decision.subject, decision.score
 
     def tick(self) -> None:
-        """Called by the ingest loop when idle: pick up a gallery another instance stored."""
-        latest = self.store.latest_gallery()
-        if latest is not None and (
-            self.update is None or update_from_bytes(latest).manifest != self.update.manifest
-        ):
-            self._load(latest)
+        """Called by the ingest loop when idle: pick up a gallery version another instance stored."""
+        latest = self.store.latest_gallery_version()
+        if latest is not None and latest != self.version:
+            self._load(self.store.latest_gallery())
 
     # ---- changes ---------------------------------------------------------------------------------
 
