@@ -112,7 +112,8 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         # Removal: a delta without the subject, and its records purged.
         request = urllib.request.Request(backend.url + "api/subjects/astro", method="DELETE")
         with urllib.request.urlopen(request, timeout=60) as r:
-            assert json.loads(r.read()) == {"removed": "astro", "gallery_version": 2}
+            removed = json.loads(r.read())
+        assert removed["gallery_version"] == 2 and removed["records_purged"] >= 1
         assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 2, 30)
         assert not recorded_under_subject() and backend.json("/api/subjects")["subjects"] == []
         # An enrolment at a terminal nobody knows is a clear error, and changes nothing.

@@ -298,11 +298,18 @@ class Store:
     def subjects(self) -> list[tuple[str, str | None, float, str]]:
         return self._query("SELECT id, display_name, added_at, source FROM subjects ORDER BY id")  # type: ignore[return-value]
 
-    def remove_subject(self, subject_id: str) -> int:
-        """Delete the subject and its attendance records (a purge); returns the records deleted."""
+    def remove_subject(self, subject_id: str) -> list[str]:
+        """Delete the subject and its attendance records (a purge); returns the deleted records' event ids."""
         with self._lock, self._tx() as tx:
             tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
-            return tx.execute("DELETE FROM attendance WHERE subject = ?", (subject_id,)).rowcount
+            ids = [
+                r[0]
+                for r in tx.execute(
+                    "SELECT event_id FROM attendance WHERE subject = ?", (subject_id,)
+                ).fetchall()
+            ]
+            tx.execute("DELETE FROM attendance WHERE subject = ?", (subject_id,))
+            return ids
 
     def put_gallery(self, version: int, update_file: bytes) -> None:
         with self._lock, self._tx() as tx:

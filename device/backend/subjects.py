@@ -171,15 +171,15 @@ class Subjects:
             raise EnrolError(f"the template is not usable: {exc}") from None
         return self.change((made,), source="walk-up")
 
-    def remove(self, subject: str) -> int:
-        """Remove `subject` from the gallery (a signed delta to every terminal) and purge its records."""
+    def remove(self, subject: str) -> tuple[int, list[str]]:
+        """Remove `subject` from the gallery (a signed delta to every terminal) and purge its records;
+        (gallery version, event ids purged). A subject the gallery does not hold only has its records purged."""
         with self._lock:
             held = self.update is not None and any(
                 s.id == subject for s in self.update.gallery(self.embedder).subjects
             )
         version = self.change(remove=(subject,)) if held else (self.version or 0)
-        self.store.remove_subject(subject)
-        return version
+        return version, self.store.remove_subject(subject)
 
     def enrol_at(self, terminal: str, subject: str, display_name: str | None, timeout_s: float) -> int:
         """Walk-up enrolment: `enroll` on `terminal`, then the delta with its template to every terminal."""

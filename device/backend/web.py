@@ -159,10 +159,11 @@ def build_app(service: BackendService, token: str | None) -> Starlette:
     async def remove(request: Request) -> Response:
         subject = request.path_params["subject"]
         try:
-            version = await run_in_threadpool(service.subjects.remove, subject)
+            version, purged = await run_in_threadpool(service.subjects.remove, subject)
         except (EnrolError, OSError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, 409)
-        return JSONResponse({"removed": subject, "gallery_version": version})
+        live.forget(set(purged))  # its thumbnails and raw bytes go with the records
+        return JSONResponse({"removed": subject, "gallery_version": version, "records_purged": len(purged)})
 
     async def health(request: Request) -> Response:
         snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
