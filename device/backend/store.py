@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ RECORD_COLUMNS = (
     "reasons",
     "liveness",
 )
+
+
+ROWS_PER_INSERT = 100  # 1,000 bound values: within every SQLite build's limit
 
 
 class StoreError(RuntimeError):
@@ -236,24 +240,33 @@ class Store:
     def record(self, records: Iterable[Record], quarantined: Iterable[str] = ()) -> list[bool]:
         """Insert `records` and count `quarantined` reasons in one transaction. Returns, per record, True
         if it was new; a record whose event id is already stored changes nothing and counts as a duplicate."""
-        inserted: list[bool] = []
+        rows = [rec.row() for rec in records]
         reasons = list(quarantined)
         with self._lock, self._tx() as tx:
-            for rec in records:
+            new_ids: set[str] = set()
+            for at in range(0, len(rows), ROWS_PER_INSERT):
+                chunk = rows[at : at + ROWS_PER_INSERT]
+                # One statement per chunk (a round trip, not one per row, matters on PostgreSQL); a conflict,
+                # with a stored row or an earlier one in the same statement, inserts nothing and returns nothing.
                 cur = tx.execute(
                     f"INSERT INTO attendance ({', '.join(RECORD_COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(RECORD_COLUMNS))}) ON CONFLICT DO NOTHING",
-                    rec.row(),
+                    + ", ".join([f"({', '.join('?' * len(RECORD_COLUMNS))})"] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING event_id",
+                    [v for row in chunk for v in row],
                 )
-                new = cur.rowcount == 1
+                new_ids.update(r[0] for r in cur.fetchall())
+            inserted = []
+            for row in rows:
+                new = row[0] in new_ids
+                new_ids.discard(row[0])  # a second record with the same id in this batch is a duplicate
                 inserted.append(new)
                 if not new:
                     reasons.append("duplicate")
-            for reason in reasons:
+            for reason, count in Counter(reasons).items():
                 tx.execute(
-                    "INSERT INTO quarantine (reason, count) VALUES (?, 1) "
-                    "ON CONFLICT (reason) DO UPDATE SET count = quarantine.count + 1",
-                    (reason,),
+                    "INSERT INTO quarantine (reason, count) VALUES (?, ?) "
+                    "ON CONFLICT (reason) DO UPDATE SET count = quarantine.count + excluded.count",
+                    (reason, count),
                 )
         return inserted
 

@@ -16,6 +16,7 @@ import queue
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -183,11 +184,14 @@ class Subjects:
 
     def enrol_at(self, terminal: str, subject: str, display_name: str | None, timeout_s: float) -> int:
         """Walk-up enrolment: `enroll` on `terminal`, then the delta with its template to every terminal."""
-        reply = self._requester(terminal, timeout_s + 10).request(
-            "enroll",
-            {"subject": subject, "timeout_s": timeout_s}
-            | ({"display_name": display_name} if display_name else {}),
+        args = {"subject": subject, "timeout_s": timeout_s} | (
+            {"display_name": display_name} if display_name else {}
         )
+        requester = self._requester(terminal, timeout_s + 10)
+        try:
+            reply = requester.request("enroll", args)
+        finally:
+            requester.close()
         if not reply.get("ok"):
             err = reply.get("error") or {}
             raise EnrolError(f"enroll on {terminal}: {err.get('code')}: {err.get('message')}")
@@ -203,7 +207,7 @@ class Subjects:
 
         key_path = self.cfg.identity.command_key_file
         key = read_signing_key(key_path) if key_path is not None else None
-        client = new_client(self.options, f"backend-cmd-{terminal}"[:40] + f"-{id(self) % 10000}")
+        client = new_client(self.options, f"backend-cmd-{uuid.uuid4().hex[:12]}")
         client.connect(self.options.broker.host, self.options.broker.port)
         return Requester(client, Topics(self.cfg.mqtt.topic_prefix, terminal), timeout_s, key)
 
