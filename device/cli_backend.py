@@ -3,8 +3,9 @@
 faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE]
 faceonly backend --validate-config [--config FILE ...]
 faceonly backend terminals add --db PATH_OR_URL --id T --public-key K
+faceonly backend terminals add --db PATH_OR_URL --id T --from-broker URL [--confirm KEY_ID]   # from privacy.report
 faceonly backend terminals list --db PATH_OR_URL
-faceonly backend subjects add --db ... --photos DIR --gallery-key K [--broker URL --command-key C]
+faceonly backend subjects add --config FILE --photos DIR [--broker URL]   # keys from [identity]
 
 Exit status: 0 clean stop, 1 a start-up failure worth retrying (broker, database), 2 invalid config,
 3 a permanent fault (unreadable key, state dir that is not a directory), 4 another instance holds the state dir.
@@ -13,6 +14,7 @@ Exit status: 0 clean stop, 1 a start-up failure worth retrying (broker, database
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import signal
@@ -40,7 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = ts.add_parser("add", help="pin a terminal's Ed25519 public key (from its privacy.report)")
     _common(add)
     add.add_argument("--id", dest="terminal_id", required=True)
-    add.add_argument("--public-key", required=True, help="base64 (privacy.report: sends.signing.public_key)")
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--public-key", help="base64 (privacy.report: sends.signing.public_key)")
+    source.add_argument(
+        "--from-broker",
+        metavar="URL",
+        help="ask the running terminal for its privacy.report and pin the key it names, once --confirm matches",
+    )
+    add.add_argument(
+        "--confirm", metavar="KEY_ID", help="the key id the terminal shows (its log, privacy.report), checked"
+    )
     add.set_defaults(func=_terminals_add)
     ls = ts.add_parser("list", help="registered terminals, state and gallery version")
     _common(ls)
@@ -145,6 +156,18 @@ def _terminals_add(args: argparse.Namespace) -> int:
         cfg = _config(args)
     except ConfigError as exc:
         return _config_error(exc)
+    if args.from_broker is not None:
+        found = _key_from_report(args.from_broker, args.terminal_id, cfg.mqtt.topic_prefix)
+        if found is None:
+            return EXIT_FATAL
+        args.public_key, key_id = found
+        if args.confirm != key_id:
+            print(
+                f"terminal {args.terminal_id} reports signing key {key_id} ({args.public_key}); check it on the "
+                f"terminal, then run again with --confirm {key_id}. Nothing registered.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     try:
         decode_public_key(args.public_key)
     except ValueError as exc:
@@ -168,6 +191,39 @@ def _terminals_add(args: argparse.Namespace) -> int:
         store.close()
     print(f"terminal {args.terminal_id} registered ({store.where})")
     return 0
+
+
+def _key_from_report(broker: str, terminal: str, prefix: str) -> tuple[str, str] | None:
+    """(public key, key id) from the terminal's privacy.report, or None (the reason printed)."""
+    from device.identity.push import PushError, Requester
+    from device.privacy.signing import key_id
+    from device.transport.client import BrokerUrlError, ClientOptions, new_client, parse_broker_url
+    from device.transport.topics import Topics
+
+    try:
+        options = ClientOptions(parse_broker_url(broker))
+        client = new_client(options, f"backend-pin-{terminal}"[:60])
+        client.connect(options.broker.host, options.broker.port)
+        requester = Requester(client, Topics(prefix, terminal), 10.0)
+    except (BrokerUrlError, OSError) as exc:
+        print(f"cannot reach broker {broker}: {exc}", file=sys.stderr)
+        return None
+    try:
+        reply = requester.request("privacy.report", {})
+    except PushError as exc:
+        print(f"terminal {terminal}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        requester.close()
+    signing = ((reply.get("result") or {}).get("sends") or {}).get("signing") or {}
+    public = signing.get("public_key")
+    if not reply.get("ok") or not isinstance(public, str):
+        print(
+            f"terminal {terminal} sent no signing key in its privacy.report: {reply.get('error')}",
+            file=sys.stderr,
+        )
+        return None
+    return public, key_id(base64.b64decode(public))
 
 
 def _terminals_list(args: argparse.Namespace) -> int:

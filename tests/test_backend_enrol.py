@@ -9,6 +9,9 @@ The terminal runs a recorded-pace replay with liveness OFF: a photo replay canno
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from tests.backend_parts import BackendProc, TerminalProc, register, terminal_ke
 from tests.broker import Broker
 
 FPS = 10.0
-LEAD_S, FACE_S, GAP_S = 10.0, 1.5, 8.0
+LEAD_S, FACE_S, GAP_S = 12.0, 1.5, 8.0
 
 
 def _replay(folder: Path) -> Path:
@@ -48,6 +51,10 @@ def _replay(folder: Path) -> Path:
             t += 1 / FPS
     (folder / "replay.json").write_text(json.dumps({"format": 1, "frames": frames}))
     return folder
+
+
+def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=60)
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
@@ -86,6 +93,12 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert backend.wait_for(
             lambda: any(t["state"] == "online" for t in backend.json("/api/terminals")), 30
         ), terminal.text()[-2000:]
+        # Pinning from the terminal's own privacy.report takes the operator's confirmation of its key id.
+        pin = ["backend", "terminals", "add", "--db", db, "--id", "gate-01", "--from-broker", broker.url]
+        unconfirmed = _faceonly(*pin)
+        assert unconfirmed.returncode == 2 and "Nothing registered" in unconfirmed.stderr
+        key_id = re.search(r"--confirm (\w+)", unconfirmed.stderr).group(1)
+        assert _faceonly(*pin, "--confirm", key_id).returncode == 0
         status, reply = _post(
             backend.url + "api/subjects/astro/enroll",
             {"terminal": "gate-01", "display_name": "Astro", "timeout_s": 20},
