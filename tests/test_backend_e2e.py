@@ -1,7 +1,7 @@
 """Backend end to end: real mosquitto, real terminals on replays, two `faceonly backend` processes in one
 shared-subscription group, the broker SIGKILLed and restarted mid-run, on SQLite and on PostgreSQL.
 
-Every event id a terminal queued lands exactly once in the attendance store; injected duplicates, forged,
+On PostgreSQL the database server is restarted mid-run as well. Every event id a terminal queued lands exactly once in the attendance store; injected duplicates, forged,
 unsigned, expired and unknown-terminal events add no row and are counted in quarantine; both instances
 took a share of the work; `GET /api/events` lists the records newest first.
 """
@@ -30,11 +30,12 @@ APPEARANCES = 30
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path: Path):
+    """(target, the PostgreSQL server or None)."""
     if request.param == "sqlite":
-        yield str(tmp_path / "attendance.sqlite")
+        yield str(tmp_path / "attendance.sqlite"), None
     else:
         with Postgres() as pg:
-            yield pg.url
+            yield pg.url, pg
 
 
 def _models_ready() -> None:
@@ -75,8 +76,9 @@ def _inject(broker: Broker, injector: Signer, ghost: Signer) -> tuple[list[str],
     return [e["id"] for e in valid], least
 
 
-def test_exactly_once_two_instances_broker_killed(tmp_path: Path, db: str) -> None:
+def test_exactly_once_two_instances_broker_killed(tmp_path: Path, db) -> None:
     _models_ready()
+    db, pg = db
     broker = Broker(tmp_path / "mq")
     injector, ghost = Signer(SigningKey.generate()), Signer(SigningKey.generate())
     for tid in ("t1", "t2"):
@@ -98,6 +100,11 @@ def test_exactly_once_two_instances_broker_killed(tmp_path: Path, db: str) -> No
             time.sleep(1.0)
             broker.start()
             time.sleep(2.0)
+        if pg is not None:
+            # The database restarts too: batches wait (unacknowledged) and are written when it is back.
+            pg.stop()
+            time.sleep(2.0)
+            pg.start()
         for t in terminals:
             assert t.wait_for(lambda t=t: "source finished" in t.text(), 120), t.text()[-3000:]
         expected = set(valid) | {e for t in terminals for e in t.queued()}

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from device.backend.config import BackendConfig, parse_listen
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 RETRY_MAX_S = 5.0
 HOUSEKEEPING_S = 5.0
+KEYS_S = 1.0
 
 
 def instance_id(state_dir: Path) -> str:
@@ -61,9 +63,11 @@ class BackendService:
             parse_broker_url(mq.broker or ""), "5", mq.username, password, mq.tls_ca, mq.tls_cert, mq.tls_key
         )
         self.subjects = Subjects(cfg, self.store, self.options)
+        self._keys: dict[str, str] = self.store.terminal_keys()
+        self._keys_read = time.monotonic()
         self.ingest = Ingest(
             mq.topic_prefix,
-            self.store.terminal_keys,
+            self._terminal_keys,
             read_private_key(cfg.identity.private_key_file),
             self.subjects.identify,
         )
@@ -118,6 +122,20 @@ class BackendService:
         self.process(batch)
         return len(batch)
 
+    def _terminal_keys(self) -> dict[str, str]:
+        """The pinned keys, re-read at most every KEYS_S (a terminal registered meanwhile is seen within
+        it); while the store cannot be read, the keys last read."""
+        now = time.monotonic()
+        if now - self._keys_read >= KEYS_S:
+            self._keys_read = now
+            try:
+                self._keys = self.store.terminal_keys()
+            except Exception as exc:  # the store's own errors vary by driver
+                log.warning(
+                    "store %s: pinned keys not re-read: %s", self.store.where, " ".join(str(exc).split())
+                )
+        return self._keys
+
     def _housekeeping(self, now: float) -> None:
         """When idle, at most every HOUSEKEEPING_S: another instance's gallery, attendance retention."""
         if now < self._next_housekeeping:
@@ -165,24 +183,45 @@ class BackendService:
     def _commit(
         self, accepted: list[Accepted], reasons: list[str], updates: list[TerminalUpdate]
     ) -> list[bool]:
+        """Record the batch (retried until the store takes it), then the terminals' state (best effort:
+        the next status or health message brings it again)."""
+        inserted = self._retry(lambda: self.store.record([a.record for a in accepted], reasons))
+        try:
+            for u in updates:
+                if u.kind == "status":
+                    self.store.terminal_status(
+                        u.terminal, str(u.body.get("state")), u.at, _gallery_version(u.body)
+                    )
+                else:
+                    self.store.terminal_health(u.terminal, _health_summary(u.body), u.at)
+        except Exception as exc:  # the store's own errors vary by driver
+            log.warning(
+                "store %s: terminal state not updated: %s", self.store.where, " ".join(str(exc).split())
+            )
+        return inserted
+
+    def _retry(self, write: Callable[[], list[bool]]) -> list[bool]:
         delay = 0.2
         while True:
             try:
-                inserted = self.store.record([a.record for a in accepted], reasons)
-                for u in updates:
-                    if u.kind == "status":
-                        self.store.terminal_status(
-                            u.terminal, str(u.body.get("state")), u.at, _gallery_version(u.body)
-                        )
-                    else:
-                        self.store.terminal_health(u.terminal, _health_summary(u.body), u.at)
-                return inserted
+                return write()
             except Exception as exc:  # the store's own errors vary by driver; none may stop ingest
                 self.health.store_errors += 1
-                log.error("store %s failed, retrying in %.1f s: %s", self.store.where, delay, exc)
+                log.error(
+                    "store %s failed, retrying in %.1f s: %s",
+                    self.store.where,
+                    delay,
+                    " ".join(str(exc).split()),
+                )
                 if self.stop_requested.wait(delay):
                     raise
                 delay = min(delay * 2, RETRY_MAX_S)
+                try:
+                    self.store.reconnect()
+                except Exception as again:  # still down: the next round tries again
+                    log.warning(
+                        "store %s: reconnect failed: %s", self.store.where, " ".join(str(again).split())
+                    )
 
 
 def _gallery_version(body: dict) -> int | None:

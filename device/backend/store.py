@@ -10,6 +10,7 @@ connection, and a batch (records, quarantine counts) is one transaction.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import sqlite3
 import threading
@@ -136,6 +137,15 @@ class Store:
             if self.postgres and type(exc).__module__.startswith("psycopg"):
                 raise StoreError(f"store {self.where}: {' '.join(str(exc).split())}") from None
             raise
+
+    def reconnect(self) -> None:
+        """A new connection after a failure (a restarted PostgreSQL drops every connection)."""
+        with self._lock:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = (
+                self._open_postgres(self.target) if self.postgres else self._open_sqlite(Path(self.target))
+            )
 
     @property
     def where(self) -> str:
