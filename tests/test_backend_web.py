@@ -77,8 +77,23 @@ def test_removing_a_subject_purges_its_records_and_live_thumbnails(service) -> N
     assert reply.json() == {"removed": "emp-1", "gallery_version": 0, "records_purged": 1}
     assert [e.event_id for e in service.store.events()] == ["e1", "e2"]
     assert service.live.get("e0") is None
-    bad = client.post("/api/subjects/emp-9/enroll", content=b"not json")
+    bad = client.post(
+        "/api/subjects/emp-9/enroll", content=b"not json", headers={"Content-Type": "application/json"}
+    )
     assert bad.status_code == 400 and len(service.store.events()) == 2
+    # A cross-site form or text/plain post (no preflight) is refused before anything happens.
+    simple = client.post(
+        "/api/subjects/emp-9/enroll", content=b'{"terminal": "t1"}', headers={"Content-Type": "text/plain"}
+    )
+    assert simple.status_code == 415
+
+
+def test_loopback_page_serves_only_its_own_host_names(service) -> None:
+    client = TestClient(
+        build_app(service, None, ["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8080"
+    )
+    assert client.get("/api/events").status_code == 200
+    assert client.get("/api/events", headers={"Host": "rebound.example:8080"}).status_code == 400
 
 
 def test_config_refuses_unknown_keys_and_an_open_page_without_token(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -47,7 +48,9 @@ def _day(request: Request) -> str | None:
     return day
 
 
-def build_app(service: BackendService, token: str | None) -> Starlette:
+def build_app(service: BackendService, token: str | None, hosts: list[str] | None = None) -> Starlette:
+    """The app; `token`: required on every request; `hosts`: the only Host headers served (a page on
+    loopback without a token refuses others, so a DNS-rebinding web page cannot reach it)."""
     store, live = service.store, service.live
 
     def events_json(request: Request) -> list[dict]:
@@ -135,6 +138,9 @@ def build_app(service: BackendService, token: str | None) -> Starlette:
 
     async def enrol(request: Request) -> Response:
         subject = request.path_params["subject"]
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # Not a "simple" cross-site request: another web page cannot make the browser send it.
+            return JSONResponse({"error": "the body must be application/json"}, 415)
         try:
             body = await request.json()
         except ValueError:
@@ -186,6 +192,8 @@ def build_app(service: BackendService, token: str | None) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={ValueError: _bad_request})
     if token is not None:
         app.add_middleware(_TokenGate, token=token)
+    if hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     return app
 
 
@@ -219,7 +227,8 @@ class WebServer:
         token = http.token_file.read_text(encoding="utf-8").strip() if http.token_file else None
         if not is_loopback(host) and not token:
             raise ValueError(f"the page on {http.listen} needs a non-empty token file")
-        app = build_app(service, token)
+        hosts = None if token else sorted({host, "localhost", "127.0.0.1", "::1", "[::1]"})
+        app = build_app(service, token, hosts)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="backend-web", daemon=True)
