@@ -1,6 +1,7 @@
 """Walk-up enrolment round trip through a real mosquitto: backend -> terminal `enroll` (signed) -> the
 template in the reply -> a signed gallery delta pushed to the terminal -> the next pass of that person is
-recorded under the subject. Then removal: a signed delta removes the subject and its records are purged.
+recorded under the subject. Then, while the terminal is away: removal (a delta; its records purged) and a
+subject added from a photo by a second process; the returning terminal is caught up with a snapshot.
 
 The terminal runs a recorded-pace replay with liveness OFF: a photo replay cannot pass the challenge
 (turn the head, blink), so with the challenge on the enrolment would rightly end in `no_live_face`.
@@ -53,6 +54,14 @@ def _replay(folder: Path) -> Path:
     return folder
 
 
+def _idle(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "empty.png"), np.full((300, 400, 3), 96, np.uint8))
+    frames = [{"file": "empty.png", "t": round(i / FPS, 3)} for i in range(20)]
+    (folder / "replay.json").write_text(json.dumps({"format": 1, "frames": frames}))
+    return folder
+
+
 def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=60)
 
@@ -79,6 +88,10 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
     register(db, "gate-01", terminal_key(tmp_path / "state-gate-01"))
     backend = BackendProc(tmp_path, broker.url, db, "a", "--config", str(conf))
     terminal = None
+    extra = (
+        f'[identity]\ngallery_public_key_file = "{tmp_path / "gallery.key.pub"}"\n'
+        f'[control]\ncommand_public_key_file = "{tmp_path / "command.key.pub"}"\n'
+    )
     try:
         assert backend.wait_for(lambda: "subscribed:" in backend.text(), 20)
         terminal = TerminalProc(
@@ -87,8 +100,7 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
             "gate-01",
             _replay(tmp_path / "replay"),
             pace="recorded",
-            conf_extra=f'[identity]\ngallery_public_key_file = "{tmp_path / "gallery.key.pub"}"\n'
-            f'[control]\ncommand_public_key_file = "{tmp_path / "command.key.pub"}"\n',
+            conf_extra=extra,
         )
         assert backend.wait_for(
             lambda: any(t["state"] == "online" for t in backend.json("/api/terminals")), 30
@@ -122,18 +134,33 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 1, 20)
         subjects = backend.json("/api/subjects")
         assert subjects["gallery_version"] == 1 and [s["id"] for s in subjects["subjects"]] == ["astro"]
-        # Removal: a delta without the subject, and its records purged.
+        # The terminal goes away; meanwhile the subject is removed (v2, a delta: records purged) and another
+        # is enrolled from a photo by a second process on the same store (v3, a delta on v2).
+        assert terminal.stop() == 0
         request = urllib.request.Request(backend.url + "api/subjects/astro", method="DELETE")
         with urllib.request.urlopen(request, timeout=60) as r:
             removed = json.loads(r.read())
         assert removed["gallery_version"] == 2 and removed["records_purged"] >= 1
-        assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 2, 30)
         assert not recorded_under_subject() and backend.json("/api/subjects")["subjects"] == []
+        photos = tmp_path / "photos" / "astro2"
+        photos.mkdir(parents=True)
+        cv2.imwrite(str(photos / "face.png"), cv2.imread(str(tmp_path / "replay" / "face.png")))
+        added = _faceonly(
+            "backend", "subjects", "add", "--config", str(conf), "--db", db, "--photos", str(photos.parent)
+        )
+        assert added.returncode == 0 and "gallery version 3" in added.stdout, added.stderr
+        assert backend.wait_for(lambda: backend.json("/api/subjects")["gallery_version"] == 3, 20)
+        # Back online holding v1, which v3's base is not: it is caught up with a signed snapshot of v3.
+        terminal = TerminalProc(tmp_path, broker.url, "gate-01", _idle(tmp_path / "idle"), conf_extra=extra)
+        assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 3, 40), (
+            backend.text()[-2000:]
+        )
+        assert "gallery version 3 pushed to gate-01" in backend.text()
         # An enrolment at a terminal nobody knows is a clear error, and changes nothing.
         status, reply = _post(backend.url + "api/subjects/x1/enroll", {"terminal": "nope", "timeout_s": 1})
         assert status == 409 and "no reply to enroll" in reply["error"]
         store = Store(db)
-        assert store.latest_gallery() is not None and len(store.subjects()) == 0
+        assert [s[0] for s in store.subjects()] == ["astro2"]
         store.close()
     finally:
         if terminal is not None:
