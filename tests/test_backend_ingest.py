@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined, TerminalUpdate
 from device.backend.store import Record, Store
 from device.privacy.protector import encode_embedding
 from device.privacy.seal import seal
@@ -60,6 +60,7 @@ def test_each_refusal_has_its_reason(keys) -> None:
         "forged": [altered, face_event("t1", other), face_event("t2", signer)],  # t2's event on t1's topic
         "expired": [face_event("t1", signer, ttl_s=10, now=time.time() - 60)],
     }
+    assert {*cases, "unknown_terminal", "duplicate"} == set(QUARANTINE_REASONS)
     for reason, payloads in cases.items():
         for payload in payloads:
             verdict = _judge(ingest, payload)

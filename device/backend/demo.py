@@ -18,6 +18,7 @@ can show them; the backend keeps them in memory only.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import sys
@@ -114,8 +115,6 @@ class DemoBackend:
 
     def start(self) -> str:
         """Enrol (first run only), register the terminal, start the backend; returns the page URL."""
-        import base64
-
         from device.backend.service import BackendService
 
         service = BackendService(self.cfg)

@@ -8,6 +8,7 @@ accepted event is never lost and the service keeps running.
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import threading
@@ -43,8 +44,6 @@ def instance_id(state_dir: Path) -> str:
 def read_private_key(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    import base64
-
     raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
     if len(raw) != 32:
         raise ValueError(f"{path}: an X25519 private key is 32 bytes, this one {len(raw)}")
