@@ -107,6 +107,8 @@ def test_config_refuses_unknown_keys_and_an_open_page_without_token(tmp_path: Pa
     assert result.returncode == 2 and "store.surprise: unknown key" in result.stderr
     ok = _faceonly("backend", "--validate-config", "--broker", "mqtt://b:1883", "--http", "127.0.0.1:9000")
     assert ok.returncode == 0 and "config OK" in ok.stderr
+    example = _faceonly("backend", "--config", str(ROOT / "backend.example.toml"), "--validate-config")
+    assert example.returncode == 0, example.stderr
     bad_broker = _faceonly("backend", "--validate-config", "--broker", "b:1883")
     assert bad_broker.returncode == 2 and "mqtt://" in bad_broker.stderr
 
