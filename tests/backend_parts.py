@@ -70,13 +70,21 @@ class Proc:
 
 class TerminalProc(Proc):
     def __init__(
-        self, tmp: Path, broker_url: str, tid: str, replay: Path, pace: str = "fast", conf_extra: str = ""
+        self,
+        tmp: Path,
+        broker_url: str,
+        tid: str,
+        replay: Path,
+        pace: str = "fast",
+        conf_extra: str = "",
+        reconnect_s: tuple[float, float] = (0.2, 1.0),
     ) -> None:
         conf = tmp / f"{tid}.toml"
         conf.write_text(
             f'[vision]\nreplay_pace = "{pace}"\n[vision.liveness]\npolicy = "off"\n'
             "[service]\nhealth_interval_s = 1.0\nstop_flush_s = 3\n"
-            "[mqtt]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nwill_delay_s = 0\n" + conf_extra
+            f"[mqtt]\nreconnect_min_s = {reconnect_s[0]}\nreconnect_max_s = {reconnect_s[1]}\nwill_delay_s = 0\n"
+            + conf_extra
         )
         cmd = [sys.executable, "-m", "device", "run", "--config", str(conf), "--broker", broker_url]
         cmd += ["--id", tid, "--source", f"replay:{replay}", "--state-dir", str(tmp / f"state-{tid}")]

@@ -4,6 +4,12 @@ shared-subscription group, the broker SIGKILLed and restarted mid-run, on SQLite
 On PostgreSQL the database server is restarted mid-run as well. Every event id a terminal queued lands exactly once in the attendance store; injected duplicates, forged,
 unsigned, expired and unknown-terminal events add no row and are counted in quarantine; both instances
 took a share of the work; `GET /api/events` lists the records newest first.
+
+Known broker limit, arranged for here: mosquitto 2.0.11 (Debian 12) does not restore `$share` subscriptions
+from its persistence (checked: a persistent shared subscriber gets nothing published after a restart until it
+subscribes again, a plain one does). An event a terminal publishes after a broker restart, before any instance
+of the group has subscribed again, is acknowledged and dropped by the broker. The backend reconnects within
+0.1-1 s; the terminals here back off 3-5 s, so the test measures the backend, not that race.
 """
 
 from __future__ import annotations
@@ -91,7 +97,8 @@ def test_exactly_once_two_instances_broker_killed(tmp_path: Path, db) -> None:
             assert b.wait_for(lambda b=b: "subscribed:" in b.text(), 20), b.text()
         for tid in ("t1", "t2"):
             replay = make_replay(tmp_path / f"replay-{tid}", APPEARANCES)
-            terminals.append(TerminalProc(tmp_path, broker.url, tid, replay))
+            # Terminals come back after the backends (see the module doc: mosquitto 2.0 and `$share`).
+            terminals.append(TerminalProc(tmp_path, broker.url, tid, replay, reconnect_s=(3.0, 5.0)))
         valid, least = _inject(broker, injector, ghost)
         # The broker dies twice while the terminals send.
         for _ in range(2):

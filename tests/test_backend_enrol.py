@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -161,7 +162,10 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert status == 409 and "no reply to enroll" in reply["error"]
         store = Store(db)
         assert [s[0] for s in store.subjects()] == ["astro2"]
+        # Only the latest version is kept: no stored gallery still holds the removed subject's templates.
         store.close()
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT version FROM galleries").fetchall() == [(3,)]
     finally:
         if terminal is not None:
             terminal.stop()

@@ -64,7 +64,10 @@ class Consumer:
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
         client = new_client(options, client_id, manual_ack=True)
-        client.reconnect_delay_set(0.2, 5.0)
+        # Back quickly after a broker restart: mosquitto 2.0 does not restore `$share` subscriptions from its
+        # persistence, so until an instance of the group has subscribed again the broker drops (after
+        # acknowledging them to the terminal) the events it receives. Terminals back off from 0.5 s.
+        client.reconnect_delay_set(0.1, 1.0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

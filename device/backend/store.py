@@ -335,8 +335,12 @@ class Store:
             return ids
 
     def put_gallery(self, version: int, update_file: bytes) -> None:
+        """Store the new version and drop the older ones: only the latest is ever needed (the next delta is
+        made on it, a terminal that lacks its base gets its snapshot), and an older version would still hold
+        the templates of a subject removed since."""
         with self._lock, self._tx() as tx:
             tx.execute("INSERT INTO galleries (version, update_file) VALUES (?, ?)", (version, update_file))
+            tx.execute("DELETE FROM galleries WHERE version < ?", (version,))
 
     def latest_gallery_version(self) -> int | None:
         rows = self._query("SELECT MAX(version) FROM galleries")
