@@ -124,12 +124,14 @@ def _run(args: argparse.Namespace) -> int:
     except statedir.StateDirError as exc:
         log.error("cannot start (permanent fault): %s", exc)
         return EXIT_PERMANENT
+    from device.modelstore import ModelError
+
     try:
         service = BackendService(cfg)
     except StoreError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FATAL
-    except (ValueError, OSError) as exc:  # an unreadable key or token file
+    except (ValueError, OSError, ModelError) as exc:  # an unreadable key or token file, no model manifest
         log.error("cannot start (permanent fault): %s", " ".join(str(exc).split()))
         return EXIT_PERMANENT
     for sig in (signal.SIGTERM, signal.SIGINT):
