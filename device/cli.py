@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "device.cli_doctor",
     "device.cli_homeassistant",
     "device.cli_bench",
+    "device.cli_backend",
 )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from device.config import Config, ConfigError, load_config, merge, redact
 
 if TYPE_CHECKING:
+    from device.lifecycle import Lifecycle
     from device.modelstore import ModelStore
     from device.stages import FacePipeline, FrameSource, Protector
 
@@ -104,15 +105,38 @@ def _run(args: argparse.Namespace) -> int:
             f"backend receives. Try: {tool} --id {cfg.terminal_id} cmd status",
             file=sys.stderr,
         )
+    demo = _demo_backend(cfg, embedded) if embedded is not None else None
     try:
-        status = _run_service(cfg, lambda: base_config(args) if embedded is None else cfg)
+        if demo is not None:
+            cfg = demo.terminal_config(cfg)
+            print(f"backend page: {demo.start()}", file=sys.stderr, flush=True)
+            status = demo.run_passes(cfg, lambda c, lifecycle: _run_service(c, lambda: c, lifecycle))
+        else:
+            status = _run_service(cfg, lambda: base_config(args) if embedded is None else cfg)
     finally:
+        if demo is not None:
+            demo.stop()
         if embedded is not None:
             embedded.stop()
     if isinstance(status, str):  # "restart"
         log.warning("restarting: exec %s", " ".join(sys.orig_argv))
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return status
+
+
+def _demo_backend(cfg: Config, embedded: Any) -> Any:
+    """The reference backend beside the embedded broker (device/backend/demo.py), when it can run here."""
+    if embedded.protocol != "5":
+        print(
+            "no backend page: the backend needs an MQTT 5 broker (apt-get install mosquitto)", file=sys.stderr
+        )
+        return None
+    try:
+        from device.backend.demo import DemoBackend
+    except ImportError as exc:  # the `backend` extra is not installed
+        print(f"no backend page: {exc} (pip install 'faceonly[backend]')", file=sys.stderr)
+        return None
+    return DemoBackend(cfg, embedded.url)
 
 
 class PermanentFault(Exception):
@@ -153,14 +177,16 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
     return store, source, pipeline, protector
 
 
-def _run_service(cfg: Config, reload_base: Callable[[], Config]) -> int | str:
+def _run_service(
+    cfg: Config, reload_base: Callable[[], Config], lifecycle: Lifecycle | None = None
+) -> int | str:
     from device.lifecycle import Lifecycle
     from device.modelstore import ModelError
     from device.runtime_config import RuntimeConfig
     from device.service import Service
     from device.vision.sources import SourceError
 
-    lifecycle = Lifecycle()
+    lifecycle = lifecycle or Lifecycle()
     lifecycle.install_signal_handlers()
     runtime = RuntimeConfig(cfg)
     errors = (PermanentFault, ModelError, SourceError, OSError, ValueError)

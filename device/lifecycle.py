@@ -104,6 +104,7 @@ class Lifecycle:
         self._clock = clock
         self._last_pet: float | None = None
         self._stop = False
+        self._signalled = False
         self._reload = False
 
     # ---- signals ---------------------------------------------------------------------------------
@@ -116,6 +117,15 @@ class Lifecycle:
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
+        self._signalled = True
+
+    def request_stop(self) -> None:
+        """A graceful stop asked for by the program itself (the demo ends its first pass), as SIGTERM would."""
+        self._stop = True
+
+    @property
+    def stopped_by_signal(self) -> bool:
+        return self._signalled
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True

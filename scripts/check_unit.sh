@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI: the systemd unit must pass `systemd-analyze verify` with no complaint at all (verify exits 0 even on
 # unknown keys, so any output is a failure) and score <= 2.5 in `systemd-analyze security --offline=yes`.
-#   bash scripts/check_unit.sh [UNIT]        # default systemd/faceonly.service; FACEONLY_MAX_EXPOSURE=2.5
+#   bash scripts/check_unit.sh [UNIT]        # default: every systemd/*.service; FACEONLY_MAX_EXPOSURE=2.5
 #
 # verify checks that ExecStart's program exists. On a machine where faceonly is not installed, the check
 # runs in a private mount namespace where a tmpfs over the program's top directory (/opt) holds a symlink
@@ -10,7 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-unit=$(realpath "${1:-systemd/faceonly.service}")
+if [[ $# -eq 0 ]]; then
+  for each in systemd/*.service; do
+    bash "$0" "$each"
+  done
+  exit 0
+fi
+
+unit=$(realpath "$1")
 max_exposure=${FACEONLY_MAX_EXPOSURE:-2.5}
 
 if ! command -v systemd-analyze >/dev/null; then

@@ -2,7 +2,7 @@
 # Sets up faceonly on a fresh Debian / Raspberry Pi OS machine for the demo or for the tests:
 # system packages, a venv in .venv (with system site packages, so apt's picamera2 is seen on a Pi),
 # the project, and the bundled demo replay. Idempotent.
-#   bash scripts/setup.sh          # runtime + embedded demo broker
+#   bash scripts/setup.sh          # runtime + embedded demo broker + the reference backend
 #   bash scripts/setup.sh --test   # also the test tools, the brokers the tests start, and the bench's
 #                                  # peer and plots (CI runs this)
 #   bash scripts/setup.sh --bench  # runtime + the bench's peer (face_recognition) and plots
@@ -18,7 +18,8 @@ sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 
 apt_packages=(python3-venv python3-pip)
-((with_tests)) && apt_packages+=(mosquitto systemd shellcheck)
+# The backend's tests start a real PostgreSQL and open its page in headless Chromium.
+((with_tests)) && apt_packages+=(mosquitto systemd shellcheck postgresql chromium chromium-driver)
 if ! dpkg -s "${apt_packages[@]}" >/dev/null 2>&1; then
   echo "== installing system packages: ${apt_packages[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -34,7 +35,7 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "== creating .venv"
   "$python" -m venv --system-site-packages .venv
 fi
-extras=demo
+extras=demo,backend
 ((with_bench)) && extras=$extras,bench,plots
 ((with_tests)) && extras=$extras,test
 echo "== installing faceonly[$extras]"

@@ -1,0 +1,235 @@
+"""The backend service: one loop owns ingest and the store; MQTT and the web page run beside it.
+
+MQTT callbacks enqueue (consumer.py); this loop takes messages in batches, judges each (ingest.py),
+writes the batch in one transaction, and only then acknowledges it to the broker. A store that
+fails keeps its batch: the loop retries it with backoff and acknowledges nothing meanwhile, so an
+accepted event is never lost and the service keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from device.backend.config import BackendConfig, parse_listen
+from device.backend.consumer import Consumer, Incoming
+from device.backend.health import Health
+from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.live import LiveEntry, LiveView
+from device.backend.store import Store
+from device.backend.subjects import Subjects
+from device.transport.client import ClientOptions, parse_broker_url
+
+log = logging.getLogger(__name__)
+BATCH = 500
+RETRY_MAX_S = 5.0
+HOUSEKEEPING_S = 5.0
+KEYS_S = 1.0
+
+
+def instance_id(state_dir: Path) -> str:
+    """A client id made once per state dir: the broker keeps this instance's session across restarts."""
+    path = state_dir / "instance-id"
+    if not path.exists():
+        path.write_text(f"backend-{uuid.uuid4().hex[:12]}\n", encoding="ascii")
+    return path.read_text(encoding="ascii").strip()
+
+
+def read_private_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"{path}: an X25519 private key is 32 bytes, this one {len(raw)}")
+    return raw
+
+
+class BackendService:
+    def __init__(self, cfg: BackendConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.db)
+        self.health = Health()
+        self.live = LiveView(cfg.retention.live_view_events)
+        mq = cfg.mqtt
+        password = mq.password_file.read_text(encoding="utf-8").rstrip("\r\n") if mq.password_file else None
+        self.options = ClientOptions(
+            parse_broker_url(mq.broker or ""), "5", mq.username, password, mq.tls_ca, mq.tls_cert, mq.tls_key
+        )
+        self.subjects = Subjects(cfg, self.store, self.options)
+        self._keys: dict[str, str] = self.store.terminal_keys()
+        self._keys_read = time.monotonic()
+        self.ingest = Ingest(
+            mq.topic_prefix,
+            self._terminal_keys,
+            read_private_key(cfg.identity.private_key_file),
+            self.subjects.identify,
+        )
+        self.consumer = Consumer(
+            self.options,
+            mq.client_id or instance_id(cfg.state_dir),
+            mq.group,
+            mq.topic_prefix,
+            mq.session_expiry_s,
+            mq.receive_maximum,
+        )
+        self.stop_requested = threading.Event()
+        self._next_housekeeping = 0.0
+        self.notice: str | None = None  # shown on top of the page (the demo explains itself there)
+        self._web = None
+
+    @property
+    def page_url(self) -> str:
+        host, port = parse_listen(self.cfg.http.listen)
+        return f"http://{host}:{port}/"
+
+    def start(self) -> None:
+        from device.backend.web import WebServer
+
+        self._web = WebServer(self)
+        self._web.start()
+        self.consumer.start()
+
+    def loop(self) -> None:
+        """Ingest until `stop_requested`."""
+        while not self.stop_requested.is_set():
+            self.step(0.2)
+
+    def close(self) -> None:
+        self.consumer.stop()
+        if self._web is not None:
+            self._web.stop()
+        self.store.close()
+
+    def step(self, wait_s: float) -> int:
+        """Take one batch from the inbox, judge, store and acknowledge it; returns its size."""
+        try:
+            batch = [self.consumer.inbox.get(timeout=wait_s)]
+        except queue.Empty:
+            self._housekeeping(time.monotonic())
+            return 0
+        while len(batch) < BATCH:
+            try:
+                batch.append(self.consumer.inbox.get_nowait())
+            except queue.Empty:
+                break
+        self.process(batch)
+        return len(batch)
+
+    def _terminal_keys(self) -> dict[str, str]:
+        """The pinned keys, re-read at most every KEYS_S (a terminal registered meanwhile is seen within
+        it); while the store cannot be read, the keys last read."""
+        now = time.monotonic()
+        if now - self._keys_read >= KEYS_S:
+            self._keys_read = now
+            try:
+                self._keys = self.store.terminal_keys()
+            except Exception as exc:  # the store's own errors vary by driver
+                log.warning(
+                    "store %s: pinned keys not re-read: %s", self.store.where, " ".join(str(exc).split())
+                )
+        return self._keys
+
+    def _housekeeping(self, now: float) -> None:
+        """When idle, at most every HOUSEKEEPING_S: another instance's gallery, attendance retention."""
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        try:
+            self.subjects.tick()
+            days = self.cfg.retention.attendance_days
+            if days is not None:
+                expired = self.store.expire_attendance(time.time() - days * 86400)
+                if expired:
+                    log.info("retention: %d attendance records older than %d days deleted", expired, days)
+        except Exception as exc:  # the store's errors vary by driver; ingest goes on, this is retried
+            log.warning("housekeeping failed (retried): %s", exc)
+
+    def process(self, batch: list[Incoming]) -> None:
+        now = time.time()
+        accepted: list[Accepted] = []
+        reasons: list[str] = []
+        updates: list[TerminalUpdate] = []
+        for message in batch:
+            verdict = self.ingest.handle(message.topic, message.payload, now)
+            if isinstance(verdict, Accepted):
+                accepted.append(verdict)
+            elif isinstance(verdict, Quarantined):
+                reasons.append(verdict.reason)
+                log.warning("quarantined (%s): %s", verdict.reason, verdict.detail)
+            elif isinstance(verdict, TerminalUpdate):
+                updates.append(verdict)
+        inserted = self._commit(accepted, reasons, updates)
+        for item, new in zip(accepted, inserted, strict=True):
+            if new:
+                self.live.add(item.record.event_id, LiveEntry(item.thumbnail, item.raw, item.note))
+            else:
+                reasons.append("duplicate")
+                log.info("quarantined (duplicate): event %s is recorded already", item.record.event_id)
+        lag = max((a.record.received_at - a.record.created_at for a in accepted), default=None)
+        self.health.batch(len(batch), sum(inserted), reasons, lag, now)
+        for message in batch:
+            self.consumer.ack(message)
+        for update in updates:
+            if update.kind == "status" and update.body.get("state") == "online":
+                self.subjects.terminal_online(update.terminal, _gallery_version(update.body))
+
+    def _commit(
+        self, accepted: list[Accepted], reasons: list[str], updates: list[TerminalUpdate]
+    ) -> list[bool]:
+        """Record the batch (retried until the store takes it), then the terminals' state (best effort:
+        the next status or health message brings it again)."""
+        inserted = self._retry(lambda: self.store.record([a.record for a in accepted], reasons))
+        try:
+            for u in updates:
+                if u.kind == "status":
+                    self.store.terminal_status(
+                        u.terminal, str(u.body.get("state")), u.at, _gallery_version(u.body)
+                    )
+                else:
+                    self.store.terminal_health(u.terminal, _health_summary(u.body), u.at)
+        except Exception as exc:  # the store's own errors vary by driver
+            log.warning(
+                "store %s: terminal state not updated: %s", self.store.where, " ".join(str(exc).split())
+            )
+        return inserted
+
+    def _retry(self, write: Callable[[], list[bool]]) -> list[bool]:
+        delay = 0.2
+        while True:
+            try:
+                return write()
+            except Exception as exc:  # the store's own errors vary by driver; none may stop ingest
+                self.health.store_errors += 1
+                log.error(
+                    "store %s failed, retrying in %.1f s: %s",
+                    self.store.where,
+                    delay,
+                    " ".join(str(exc).split()),
+                )
+                if self.stop_requested.wait(delay):
+                    raise
+                delay = min(delay * 2, RETRY_MAX_S)
+                try:
+                    self.store.reconnect()
+                except Exception as again:  # still down: the next round tries again
+                    log.warning(
+                        "store %s: reconnect failed: %s", self.store.where, " ".join(str(again).split())
+                    )
+
+
+def _gallery_version(body: dict) -> int | None:
+    gallery = body.get("gallery")
+    version = gallery.get("version") if isinstance(gallery, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _health_summary(body: dict) -> dict:
+    """What the page shows of a terminal's health (numbers only, as the terminal sent them)."""
+    keep = ("fps", "outbox", "cpu_temp_c", "uptime_s", "events")
+    return {k: body[k] for k in keep if k in body}

@@ -1,0 +1,272 @@
+"""`faceonly backend`: the reference backend (device/backend/) and its operator commands.
+
+faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE]
+faceonly backend --validate-config [--config FILE ...]
+faceonly backend terminals add --db PATH_OR_URL --id T --public-key K
+faceonly backend terminals add --db PATH_OR_URL --id T --from-broker URL [--confirm KEY_ID]   # from privacy.report
+faceonly backend terminals list --db PATH_OR_URL
+faceonly backend subjects add --config FILE --photos DIR [--broker URL]   # keys from [identity]
+
+Exit status: 0 clean stop, 1 a start-up failure worth retrying (broker, database), 2 invalid config,
+3 a permanent fault (unreadable key, state dir that is not a directory), 4 another instance holds the state dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from device.config import ConfigError
+
+log = logging.getLogger(__name__)
+EXIT_FATAL, EXIT_CONFIG, EXIT_PERMANENT, EXIT_LOCKED = 1, 2, 3, 4
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("backend", help="run the reference backend: verify, identify, attendance, a page")
+    _common(b)
+    b.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port (MQTT 5)")
+    b.add_argument("--http", default=None, help="HOST:PORT of the page (default 127.0.0.1:8080)")
+    b.add_argument("--group", default=None, help="shared-subscription group (instances that split the load)")
+    b.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
+    b.set_defaults(func=_run)
+    bs = b.add_subparsers(dest="backend_command")
+    t = bs.add_parser("terminals", help="the registered terminals and their pinned keys")
+    ts = t.add_subparsers(dest="terminals_command", required=True)
+    add = ts.add_parser("add", help="pin a terminal's Ed25519 public key (from its privacy.report)")
+    _common(add)
+    add.add_argument("--id", dest="terminal_id", required=True)
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--public-key", help="base64 (privacy.report: sends.signing.public_key)")
+    source.add_argument(
+        "--from-broker",
+        metavar="URL",
+        help="ask the running terminal for its privacy.report and pin the key it names, once --confirm matches",
+    )
+    add.add_argument(
+        "--confirm", metavar="KEY_ID", help="the key id the terminal shows (its log, privacy.report), checked"
+    )
+    add.set_defaults(func=_terminals_add)
+    ls = ts.add_parser("list", help="registered terminals, state and gallery version")
+    _common(ls)
+    ls.set_defaults(func=_terminals_list)
+    s = bs.add_parser("subjects", help="enrol subjects from photos")
+    ss = s.add_subparsers(dest="subjects_command", required=True)
+    sa = ss.add_parser("add", help="one folder per subject (its id); signs the next gallery version")
+    _common(sa)
+    sa.add_argument("--photos", type=Path, required=True)
+    sa.add_argument("--broker", default=None, help="push the new version to the registered terminals")
+    sa.set_defaults(func=_subjects_add)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="the backend's TOML config")
+    parser.add_argument("--db", default=None, help="SQLite file or postgresql:// URL")
+    parser.add_argument("--state-dir", type=Path, default=None, help="the backend's own directory")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    if getattr(args, "broker", None) is not None:
+        flags.setdefault("mqtt", {})["broker"] = args.broker
+    if getattr(args, "group", None) is not None:
+        flags.setdefault("mqtt", {})["group"] = args.group
+    if getattr(args, "http", None) is not None:
+        flags["http"] = {"listen": args.http}
+    if args.db is not None:
+        flags["store"] = {"db": args.db}
+    if args.state_dir is not None:
+        flags["state_dir"] = str(args.state_dir)
+    return flags
+
+
+def _config(args: argparse.Namespace):
+    from device.backend.config import load_backend_config
+
+    return load_backend_config(args.config, _flags(args))
+
+
+def _config_error(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        return _config_error(exc)
+    if args.validate_config:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        print("config OK", file=sys.stderr)
+        return 0
+    if cfg.mqtt.broker is None:
+        return _config_error(ConfigError(["mqtt.broker: required to run (give --broker)"]))
+    from device import statedir
+    from device.backend.service import BackendService
+    from device.backend.store import StoreError
+    from device.privacy.hardening import disable_core_dumps
+
+    disable_core_dumps()
+    try:
+        statedir.prepare(cfg.state_dir)
+        statedir.hold(cfg.state_dir)
+    except statedir.StateDirLocked as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_LOCKED
+    except statedir.StateDirError as exc:
+        log.error("cannot start (permanent fault): %s", exc)
+        return EXIT_PERMANENT
+    from device.modelstore import ModelError
+
+    try:
+        service = BackendService(cfg)
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FATAL
+    except (ValueError, OSError, ModelError) as exc:  # an unreadable key or token file, no model manifest
+        log.error("cannot start (permanent fault): %s", " ".join(str(exc).split()))
+        return EXIT_PERMANENT
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.stop_requested.set())
+    try:
+        service.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        service.close()
+        return EXIT_FATAL
+    print(f"backend page: {service.page_url}", file=sys.stderr, flush=True)
+    try:
+        service.loop()
+    finally:
+        service.close()
+    return 0
+
+
+def _terminals_add(args: argparse.Namespace) -> int:
+    from device.backend.store import Store, StoreError
+    from device.config.privacy import decode_public_key
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        return _config_error(exc)
+    if args.from_broker is not None:
+        found = _key_from_report(args.from_broker, args.terminal_id, cfg.mqtt.topic_prefix)
+        if found is None:
+            return EXIT_FATAL
+        args.public_key, key_id = found
+        if args.confirm != key_id:
+            print(
+                f"terminal {args.terminal_id} reports signing key {key_id} ({args.public_key}); check it on the "
+                f"terminal, then run again with --confirm {key_id}. Nothing registered.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    try:
+        decode_public_key(args.public_key)
+    except ValueError as exc:
+        print(f"--public-key {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        store = Store(cfg.db)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FATAL
+    try:
+        pinned = store.terminal_keys().get(args.terminal_id)
+        if pinned is not None and pinned != args.public_key:
+            print(
+                f"terminal {args.terminal_id} is registered with another key; nothing changed",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        store.add_terminal(args.terminal_id, args.public_key)
+    finally:
+        store.close()
+    print(f"terminal {args.terminal_id} registered ({store.where})")
+    return 0
+
+
+def _key_from_report(broker: str, terminal: str, prefix: str) -> tuple[str, str] | None:
+    """(public key, key id) from the terminal's privacy.report, or None (the reason printed)."""
+    from device.identity.push import PushError, Requester
+    from device.privacy.signing import key_id
+    from device.transport.client import BrokerUrlError, ClientOptions, new_client, parse_broker_url
+    from device.transport.topics import Topics
+
+    try:
+        options = ClientOptions(parse_broker_url(broker))
+        client = new_client(options, f"backend-pin-{terminal}"[:60])
+        client.connect(options.broker.host, options.broker.port)
+        requester = Requester(client, Topics(prefix, terminal), 10.0)
+    except (BrokerUrlError, OSError) as exc:
+        print(f"cannot reach broker {broker}: {exc}", file=sys.stderr)
+        return None
+    try:
+        reply = requester.request("privacy.report", {})
+    except PushError as exc:
+        print(f"terminal {terminal}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        requester.close()
+    signing = ((reply.get("result") or {}).get("sends") or {}).get("signing") or {}
+    public = signing.get("public_key")
+    if not reply.get("ok") or not isinstance(public, str):
+        print(
+            f"terminal {terminal} sent no signing key in its privacy.report: {reply.get('error')}",
+            file=sys.stderr,
+        )
+        return None
+    return public, key_id(base64.b64decode(public))
+
+
+def _terminals_list(args: argparse.Namespace) -> int:
+    from device.backend.store import Store, StoreError
+
+    try:
+        store = Store(_config(args).db)
+    except ConfigError as exc:
+        return _config_error(exc)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FATAL
+    for t in store.terminals():
+        print(f"{t.id}\t{t.state or 'unknown'}\tgallery {t.gallery_version}\tkey {t.public_key}")
+    store.close()
+    return 0
+
+
+def _subjects_add(args: argparse.Namespace) -> int:
+    from device.backend.store import Store, StoreError
+    from device.backend.subjects import EnrolError, Subjects
+    from device.transport.client import ClientOptions, parse_broker_url
+
+    try:
+        cfg = _config(args)
+        store = Store(cfg.db)
+    except ConfigError as exc:
+        return _config_error(exc)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FATAL
+    options = ClientOptions(parse_broker_url(cfg.mqtt.broker)) if cfg.mqtt.broker else None
+    subjects = Subjects(cfg, store, options)
+    try:
+        version, refused = subjects.add_from_photos(args.photos)
+        if cfg.mqtt.broker is not None:
+            subjects.wait_pushed()
+    except (EnrolError, OSError, ValueError) as exc:
+        print(f"subjects add failed: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    finally:
+        store.close()
+    print(f"gallery version {version}; {refused} photos refused")
+    return 0

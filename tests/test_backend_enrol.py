@@ -1,0 +1,173 @@
+"""Walk-up enrolment round trip through a real mosquitto: backend -> terminal `enroll` (signed) -> the
+template in the reply -> a signed gallery delta pushed to the terminal -> the next pass of that person is
+recorded under the subject. Then, while the terminal is away: removal (a delta; its records purged) and a
+subject added from a photo by a second process; the returning terminal is caught up with a snapshot.
+
+The terminal runs a recorded-pace replay with liveness OFF: a photo replay cannot pass the challenge
+(turn the head, blink), so with the challenge on the enrolment would rightly end in `no_live_face`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.backend.store import Store
+from device.identity.operator import keygen
+from device.transport.auth import write_keypair
+from tests.backend_parts import BackendProc, TerminalProc, register, terminal_key
+from tests.broker import Broker
+
+FPS = 10.0
+LEAD_S, FACE_S, GAP_S = 12.0, 1.5, 8.0
+
+
+def _replay(folder: Path) -> Path:
+    """Empty frames, the astronaut's face (the enrolment), a gap (the push), the face again (the pass)."""
+    from skimage import data
+
+    folder.mkdir(parents=True)
+    empty = np.full((300, 400, 3), 96, np.uint8)
+    face = empty.copy()
+    face[25:275, 75:325] = cv2.resize(data.astronaut()[20:230, 130:330, ::-1], (250, 250))
+    cv2.imwrite(str(folder / "empty.png"), empty)
+    cv2.imwrite(str(folder / "face.png"), face)
+    frames, t = [], 0.0
+    for name, seconds in (
+        ("empty", LEAD_S),
+        ("face", FACE_S),
+        ("empty", GAP_S),
+        ("face", FACE_S),
+        ("empty", 3),
+    ):
+        for _ in range(int(seconds * FPS)):
+            frames.append({"file": f"{name}.png", "t": round(t, 3)})
+            t += 1 / FPS
+    (folder / "replay.json").write_text(json.dumps({"format": 1, "frames": frames}))
+    return folder
+
+
+def _idle(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "empty.png"), np.full((300, 400, 3), 96, np.uint8))
+    frames = [{"file": "empty.png", "t": round(i / FPS, 3)} for i in range(20)]
+    (folder / "replay.json").write_text(json.dumps({"format": 1, "frames": frames}))
+    return folder
+
+
+def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=60)
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path: Path) -> None:
+    keygen(tmp_path / "gallery.key")
+    write_keypair(tmp_path / "command.key")
+    db = str(tmp_path / "attendance.sqlite")
+    broker = Broker(tmp_path / "mq")
+    conf = tmp_path / "backend.toml"
+    conf.write_text(
+        f'[identity]\ngallery_key_file = "{tmp_path / "gallery.key"}"\n'
+        f'command_key_file = "{tmp_path / "command.key"}"\n'
+    )
+    register(db, "gate-01", terminal_key(tmp_path / "state-gate-01"))
+    backend = BackendProc(tmp_path, broker.url, db, "a", "--config", str(conf))
+    terminal = None
+    extra = (
+        f'[identity]\ngallery_public_key_file = "{tmp_path / "gallery.key.pub"}"\n'
+        f'[control]\ncommand_public_key_file = "{tmp_path / "command.key.pub"}"\n'
+    )
+    try:
+        assert backend.wait_for(lambda: "subscribed:" in backend.text(), 20)
+        terminal = TerminalProc(
+            tmp_path,
+            broker.url,
+            "gate-01",
+            _replay(tmp_path / "replay"),
+            pace="recorded",
+            conf_extra=extra,
+        )
+        assert backend.wait_for(
+            lambda: any(t["state"] == "online" for t in backend.json("/api/terminals")), 30
+        ), terminal.text()[-2000:]
+        # Pinning from the terminal's own privacy.report takes the operator's confirmation of its key id.
+        pin = ["backend", "terminals", "add", "--db", db, "--id", "gate-01", "--from-broker", broker.url]
+        unconfirmed = _faceonly(*pin)
+        assert unconfirmed.returncode == 2 and "Nothing registered" in unconfirmed.stderr
+        key_id = re.search(r"--confirm (\w+)", unconfirmed.stderr).group(1)
+        assert _faceonly(*pin, "--confirm", key_id).returncode == 0
+        status, reply = _post(
+            backend.url + "api/subjects/astro/enroll",
+            {"terminal": "gate-01", "display_name": "Astro", "timeout_s": 20},
+        )
+        assert status == 200, reply
+        assert reply == {"subject": "astro", "gallery_version": 1}
+
+        def recorded_under_subject() -> list[dict]:
+            return [e for e in backend.json("/api/events") if e["subject"] == "astro"]
+
+        def matched_on_terminal() -> list[dict]:
+            return [e for e in recorded_under_subject() if e["match_source"] == "terminal"]
+
+        # The next pass is matched on the terminal, against the pushed delta. (The enrolment pass itself
+        # may also be recorded under the subject: its event carried the embedding, matched centrally.)
+        assert backend.wait_for(lambda: matched_on_terminal(), 40), terminal.text()[-3000:]
+        passed = matched_on_terminal()
+        assert len(passed) == 1 and passed[0]["decision"] == "accepted" and passed[0]["score"] > 0.9
+        assert {e["match_source"] for e in recorded_under_subject()} <= {"terminal", "backend"}
+        # The terminal holds the pushed version (its status says so).
+        assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 1, 20)
+        subjects = backend.json("/api/subjects")
+        assert subjects["gallery_version"] == 1 and [s["id"] for s in subjects["subjects"]] == ["astro"]
+        # The terminal goes away; meanwhile the subject is removed (v2, a delta: records purged) and another
+        # is enrolled from a photo by a second process on the same store (v3, a delta on v2).
+        assert terminal.stop() == 0
+        request = urllib.request.Request(backend.url + "api/subjects/astro", method="DELETE")
+        with urllib.request.urlopen(request, timeout=60) as r:
+            removed = json.loads(r.read())
+        assert removed["gallery_version"] == 2 and removed["records_purged"] >= 1
+        assert not recorded_under_subject() and backend.json("/api/subjects")["subjects"] == []
+        photos = tmp_path / "photos" / "astro2"
+        photos.mkdir(parents=True)
+        cv2.imwrite(str(photos / "face.png"), cv2.imread(str(tmp_path / "replay" / "face.png")))
+        added = _faceonly(
+            "backend", "subjects", "add", "--config", str(conf), "--db", db, "--photos", str(photos.parent)
+        )
+        assert added.returncode == 0 and "gallery version 3" in added.stdout, added.stderr
+        assert backend.wait_for(lambda: backend.json("/api/subjects")["gallery_version"] == 3, 20)
+        # Back online holding v1, which v3's base is not: it is caught up with a signed snapshot of v3.
+        terminal = TerminalProc(tmp_path, broker.url, "gate-01", _idle(tmp_path / "idle"), conf_extra=extra)
+        assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 3, 40), (
+            backend.text()[-2000:]
+        )
+        assert "gallery version 3 pushed to gate-01" in backend.text()
+        # An enrolment at a terminal nobody knows is a clear error, and changes nothing.
+        status, reply = _post(backend.url + "api/subjects/x1/enroll", {"terminal": "nope", "timeout_s": 1})
+        assert status == 409 and "no reply to enroll" in reply["error"]
+        store = Store(db)
+        assert [s[0] for s in store.subjects()] == ["astro2"]
+        # Only the latest version is kept: no stored gallery still holds the removed subject's templates.
+        store.close()
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT version FROM galleries").fetchall() == [(3,)]
+    finally:
+        if terminal is not None:
+            terminal.stop()
+        backend.stop()
+        broker.kill()

@@ -1,0 +1,172 @@
+"""The backend's judgement of one message (device/backend/ingest.py) and its idempotent store.
+
+Every quarantine reason from real signed payloads (Ed25519 over JCS, sealed boxes), fail-closed matching,
+the embedder check, and a property test of the store: rows == distinct event ids, and every repeat is
+counted as a duplicate, whatever the order and batching.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nacl.public import PrivateKey
+from nacl.signing import SigningKey
+
+from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.store import Record, Store
+from device.privacy.protector import encode_embedding
+from device.privacy.seal import seal
+from device.privacy.signing import Signer, verify_payload
+from tests.backend_parts import face_event, public_key
+
+TOPIC = "faceonly/v1/dev/{}/event/face"
+SHA = "ab" * 32
+
+
+@pytest.fixture
+def keys():
+    return Signer(SigningKey.generate()), PrivateKey.generate()
+
+
+def _ingest(signer: Signer, backend_key: PrivateKey | None = None, identify=None) -> Ingest:
+    pinned = {"t1": public_key(signer)}
+    return Ingest("faceonly", lambda: pinned, bytes(backend_key) if backend_key else None, identify)
+
+
+def _judge(ingest: Ingest, payload: dict | bytes, terminal: str = "t1"):
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return ingest.handle(TOPIC.format(terminal), raw, time.time())
+
+
+def test_each_refusal_has_its_reason(keys) -> None:
+    signer, _ = keys
+    ingest = _ingest(signer)
+    other = Signer(SigningKey.generate())
+    altered = face_event("t1", signer)
+    altered["observation"]["decision"] = "rejected"
+    no_id = face_event("t1", None)
+    del no_id["id"]
+    cases = {
+        "malformed": [b"{nope", b"[1, 2]", signer.sign(no_id), b""],
+        "unsigned": [face_event("t1", None)],
+        "forged": [altered, face_event("t1", other), face_event("t2", signer)],  # t2's event on t1's topic
+        "expired": [face_event("t1", signer, ttl_s=10, now=time.time() - 60)],
+    }
+    assert {*cases, "unknown_terminal", "duplicate"} == set(QUARANTINE_REASONS)
+    for reason, payloads in cases.items():
+        for payload in payloads:
+            verdict = _judge(ingest, payload)
+            assert isinstance(verdict, Quarantined) and verdict.reason == reason, (reason, verdict)
+    ghost = _judge(ingest, face_event("ghost", other), terminal="ghost")
+    assert isinstance(ghost, Quarantined) and ghost.reason == "unknown_terminal"
+    # Not ours: prompts, command replies, other prefixes.
+    assert ingest.handle("faceonly/v1/dev/t1/prompt", b"{}", time.time()) is None
+    assert ingest.handle("other/v1/dev/t1/event/face", b"{}", time.time()) is None
+
+
+def test_accepted_event_takes_the_terminals_match_and_fails_closed(keys) -> None:
+    signer, _ = keys
+    ingest = _ingest(signer)
+    event = face_event("t1", None)
+    event["match"] = {
+        "subject": "emp-1",
+        "score": 0.97,
+        "margin": 0.1,
+        "threshold": 0.93,
+        "gallery_version": 3,
+    }
+    verdict = _judge(ingest, signer.sign(event))
+    assert isinstance(verdict, Accepted)
+    assert (verdict.record.subject, verdict.record.score, verdict.record.match_source) == (
+        "emp-1",
+        0.97,
+        "terminal",
+    )
+    event["match"]["score"] = None  # a match without a finite score is no match
+    verdict = _judge(ingest, signer.sign(event))
+    assert isinstance(verdict, Accepted) and verdict.record.subject is None
+    status = {
+        "schema": 1,
+        "id": "s1",
+        "type": "status",
+        "terminal_id": "t1",
+        "created_at": 5.0,
+        "state": "online",
+    }
+    update = ingest.handle("faceonly/v1/dev/t1/status", json.dumps(status).encode(), time.time())
+    assert isinstance(update, TerminalUpdate) and update.body["state"] == "online"
+
+
+def _sealed_event(signer: Signer, backend: PrivateKey, vector: np.ndarray, sha: str = SHA) -> dict:
+    event = face_event("t1", None)
+    thumb = base64.b64encode(b"\xff\xd8 jpeg bytes").decode()
+    event["biometric"] = {
+        "template_key_id": None,
+        "embedder": {"name": "embedder", "file": "e.tflite", "sha256": sha},
+        "sealed": seal(
+            bytes(backend.public_key), {"embedding": encode_embedding(vector), "thumbnail": thumb}
+        ),
+    }
+    return signer.sign(event)
+
+
+def test_sealed_event_is_opened_and_matched_centrally_only_for_the_same_embedder(keys) -> None:
+    signer, backend = keys
+    seen = []
+
+    def identify(vector: np.ndarray, sha: str | None) -> tuple[str | None, float]:
+        seen.append(sha)
+        return ("emp-2", 0.99) if sha == SHA else (None, math.nan)
+
+    vector = np.ones(128, np.float32) / math.sqrt(128)
+    verdict = _judge(_ingest(signer, backend, identify), _sealed_event(signer, backend, vector))
+    assert isinstance(verdict, Accepted)
+    assert (verdict.record.subject, verdict.record.match_source) == ("emp-2", "backend")
+    assert verdict.thumbnail == b"\xff\xd8 jpeg bytes"
+    other_model = _judge(
+        _ingest(signer, backend, identify), _sealed_event(signer, backend, vector, "cd" * 32)
+    )
+    assert isinstance(other_model, Accepted) and other_model.record.subject is None
+    # Without the private key the event is still recorded (nothing is lost), unidentified, and says why.
+    blind = _judge(_ingest(signer, None, identify), _sealed_event(signer, backend, vector))
+    assert isinstance(blind, Accepted) and blind.record.subject is None and "private key" in blind.note
+    assert blind.thumbnail is None
+
+
+def test_signature_fast_path_falls_back_to_full_jcs(keys) -> None:
+    signer, _ = keys
+    payload = signer.sign({"tiny": 1e-07, "big": 1e21, "whole": 10.0, "text": "ü\u2028"})
+    roundtrip = json.loads(json.dumps(payload))
+    verify_payload(roundtrip, signer.public_key)  # JCS writes 1e-7 and 1e+21, Python 1e-07 and 1e+21
+    roundtrip["tiny"] = 2e-07
+    with pytest.raises(ValueError):
+        verify_payload(roundtrip, signer.public_key)
+
+
+def _record(event_id: str) -> Record:
+    return Record(event_id, "t1", 1.0, 2.0, "accepted", None, None, "none", (), {})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.sampled_from([f"e{i}" for i in range(12)]), max_size=8), max_size=8))
+def test_store_rows_are_distinct_ids_and_repeats_are_duplicates(tmp_path: Path, batches) -> None:
+    path = tmp_path / f"p{abs(hash(str(batches)))}.sqlite"
+    store = Store(str(path))
+    try:
+        for batch in batches:
+            store.record([_record(e) for e in batch])
+        sent = [e for batch in batches for e in batch]
+        assert sorted(store.event_ids()) == sorted(set(sent))
+        assert store.quarantine().get("duplicate", 0) == len(sent) - len(set(sent))
+    finally:
+        store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
