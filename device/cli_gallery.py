@@ -83,20 +83,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | None, templates: TemplateMode):
     """(subjects, refused count) from a photo folder, printing the report of every refused photo."""
-    from device.config.vision import VisionConfig
-    from device.identity.builder import build_subjects
-    from device.modelstore import ModelStore
-    from device.vision.detect import FaceDetector
-    from device.vision.embed import Embedder, FaceEncoder
-    from device.vision.landmarks import FaceMeshModel
-    from device.vision.quality import QualityGate
+    from device.identity.builder import subjects_from_photos
 
-    store, vision = ModelStore(models_dir), VisionConfig()
-    detector = FaceDetector(store, vision.detector, vision.detector_min_score, vision.nms_iou)
-    embedder = Embedder(store)
-    subjects, report = build_subjects(
-        photos, detector, QualityGate(vision.quality), FaceEncoder(embedder, FaceMeshModel(store)), templates
-    )
+    subjects, report, model = subjects_from_photos(photos, models_dir, templates)
     refused = [r for r in report if r.status != "ok"]
     for r in refused:
         why = f" ({'; '.join(r.reasons)})" if r.reasons else ""
@@ -106,7 +95,7 @@ def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | N
             json.dumps([r.__dict__ | {"reasons": list(r.reasons)} for r in report], indent=1),
             encoding="utf-8",
         )
-    return subjects, refused, embedder.model
+    return subjects, refused, model
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ class Consumer:
         # Back quickly after a broker restart: mosquitto 2.0 does not restore `$share` subscriptions from its
         # persistence, so until an instance of the group has subscribed again the broker drops (after
         # acknowledging them to the terminal) the events it receives. Terminals back off from 0.5 s.
-        client.reconnect_delay_set(0.1, 1.0)
+        client.reconnect_delay_set(0.1, 1.0)  # type: ignore[arg-type]  # paho annotates int; sleeps any number
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.backend.config import BackendConfig, parse_listen
 from device.backend.consumer import Consumer, Incoming
@@ -25,6 +26,9 @@ from device.backend.live import LiveEntry, LiveView
 from device.backend.store import Store
 from device.backend.subjects import Subjects
 from device.transport.client import ClientOptions, parse_broker_url
+
+if TYPE_CHECKING:
+    from device.backend.web import WebServer
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -81,7 +85,7 @@ class BackendService:
         self.stop_requested = threading.Event()
         self._next_housekeeping = 0.0
         self.notice: str | None = None  # shown on top of the page (the demo explains itself there)
-        self._web = None
+        self._web: WebServer | None = None
 
     @property
     def page_url(self) -> str:
@@ -91,8 +95,9 @@ class BackendService:
     def start(self) -> None:
         from device.backend.web import WebServer
 
-        self._web = WebServer(self)
-        self._web.start()
+        web = WebServer(self)
+        self._web = web
+        web.start()
         self.consumer.start()
 
     def loop(self) -> None:

@@ -221,14 +221,17 @@ class Store:
             return cur.rowcount == 1
 
     def terminal_keys(self) -> dict[str, str]:
-        return dict(self._query("SELECT id, public_key FROM terminals"))  # type: ignore[arg-type]
+        return {str(tid): str(key) for tid, key in self._query("SELECT id, public_key FROM terminals")}
 
     def terminals(self) -> list[Terminal]:
         rows = self._query(
             "SELECT id, public_key, added_at, state, status_at, health, health_at, gallery_version "
             "FROM terminals ORDER BY id"
         )
-        return [Terminal(*r[:5], json.loads(r[5]) if r[5] else None, *r[6:]) for r in rows]  # type: ignore[misc]
+        return [
+            Terminal(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7])
+            for r in rows
+        ]
 
     def terminal_status(self, terminal_id: str, state: str, at: float, gallery_version: int | None) -> None:
         with self._lock, self._tx() as tx:
@@ -282,7 +285,8 @@ class Store:
 
     def events(self, limit: int = 100, day: str | None = None, terminal: str | None = None) -> list[Record]:
         """Recorded events newest first; `day` (YYYY-MM-DD, UTC) filters by the terminal's event time."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if day is not None:
             start = _utc_midnight(day)
             where.append("created_at >= ? AND created_at < ?")
@@ -319,7 +323,8 @@ class Store:
             )
 
     def subjects(self) -> list[tuple[str, str | None, float, str]]:
-        return self._query("SELECT id, display_name, added_at, source FROM subjects ORDER BY id")  # type: ignore[return-value]
+        rows = self._query("SELECT id, display_name, added_at, source FROM subjects ORDER BY id")
+        return [(str(i), n, float(a), str(s)) for i, n, a, s in rows]
 
     def remove_subject(self, subject_id: str) -> list[str]:
         """Delete the subject and its attendance records (a purge); returns the deleted records' event ids."""

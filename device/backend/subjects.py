@@ -141,12 +141,12 @@ class Subjects:
 
     def add_from_photos(self, photos: Path) -> tuple[int, int]:
         """(version, refused photos): one folder per subject, templates made as the terminal makes them."""
-        from device.cli_gallery import _photo_subjects
+        from device.identity.builder import subjects_from_photos
 
-        subjects, refused, _ = _photo_subjects(photos, self.cfg.identity.models_dir, None)
+        subjects, report, _ = subjects_from_photos(photos, self.cfg.identity.models_dir)
         if not subjects:
             raise EnrolError(f"{photos}: no subject has a usable photo")
-        return self.change(tuple(subjects), source="photos"), len(refused)
+        return self.change(tuple(subjects), source="photos"), sum(r.status != "ok" for r in report)
 
     def add_from_enrolment(self, subject: str, display_name: str | None, biometric: dict) -> int:
         """A subject from a terminal's `enroll` reply (its template, opened if sealed)."""
@@ -207,6 +207,8 @@ class Subjects:
 
         key_path = self.cfg.identity.command_key_file
         key = read_signing_key(key_path) if key_path is not None else None
+        if self.options is None:
+            raise EnrolError("no broker configured: nothing can be sent to a terminal")
         client = new_client(self.options, f"backend-cmd-{uuid.uuid4().hex[:12]}")
         client.connect(self.options.broker.host, self.options.broker.port)
         return Requester(client, Topics(self.cfg.mqtt.topic_prefix, terminal), timeout_s, key)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.events import ModelRef
 from device.identity.gallery import ID_PATTERN, MAX_TEMPLATES_PER_SUBJECT, Subject, check_subject
 from device.identity.templates import TemplateMode, make_templates
 from device.vision.stills import ImageError, load_image
@@ -80,3 +81,23 @@ def build_subjects(
         else:
             report.append(PhotoResult(sid, "", "no_usable_photo"))
     return subjects, report
+
+
+def subjects_from_photos(
+    photos: Path, models_dir: Path | None, mode: TemplateMode = "mean"
+) -> tuple[list[Subject], list[PhotoResult], ModelRef]:
+    """build_subjects with the terminal's own detector, quality gate, mesh and embedder from `models_dir`
+    (verified against its manifest); also the embedder the templates were made with."""
+    from device.config.vision import VisionConfig
+    from device.modelstore import ModelStore
+    from device.vision.detect import FaceDetector
+    from device.vision.embed import Embedder, FaceEncoder
+    from device.vision.landmarks import FaceMeshModel
+    from device.vision.quality import QualityGate
+
+    store, vision = ModelStore(models_dir), VisionConfig()
+    detector = FaceDetector(store, vision.detector, vision.detector_min_score, vision.nms_iou)
+    encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
+    subjects, report = build_subjects(photos, detector, QualityGate(vision.quality), encoder, mode)
+    entry = store.entry("embedder")
+    return subjects, report, ModelRef("embedder", entry.file, entry.sha256)
