@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 
 from device.config.privacy import decode_public_key
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message, message_line, render_text
-from device.privacy.seal import fingerprint
+from device.privacy.signing import key_id
 from device.transport.client import add_broker_flags, connect_tool, options_from_args
 from device.transport.topics import API_VERSION
 
@@ -124,7 +124,7 @@ def _policy(args: argparse.Namespace) -> AuditPolicy:
     return AuditPolicy(
         max_image_size=args.policy_size,
         require_sealed=args.require_sealed or backend is not None,
-        backend_fingerprint=fingerprint(backend) if backend is not None else None,
+        backend_fingerprint=key_id(backend) if backend is not None else None,
         terminal_public_key=read_key(args.terminal_key) if args.terminal_key else None,
         backend_private_key=private,
         identity_send=args.identity_send,

@@ -21,7 +21,7 @@ from device.config import parse_config
 from device.events import FaceObservation
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message
 from device.privacy.protector import UNSAFE_TEST_ENV, build_protector
-from device.privacy.seal import fingerprint
+from device.privacy.signing import key_id
 from device.transport.envelope import encode, envelope
 from tests.broker import Broker
 
@@ -131,7 +131,7 @@ def test_sealing_rules(tmp_path, observation):
     pub = base64.b64encode(bytes(backend.public_key)).decode()
     sealed, _ = event_bytes(tmp_path / "a", observation, seal=True, backend_public_key=pub)
     clear, _ = event_bytes(tmp_path / "b", observation)
-    policy = AuditPolicy(require_sealed=True, backend_fingerprint=fingerprint(bytes(backend.public_key)))
+    policy = AuditPolicy(require_sealed=True, backend_fingerprint=key_id(bytes(backend.public_key)))
     assert audit_result([inspect_message(TOPIC, sealed, False, policy)], policy)["result"] == "pass"
     failed = audit_result([inspect_message(TOPIC, clear, False, policy)], policy)
     detail = next(v["detail"] for v in failed["verdicts"] if v["rule"] == "biometric_sealed")

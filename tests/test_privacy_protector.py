@@ -21,8 +21,8 @@ from device.config.privacy import decode_public_key
 from device.events import FaceObservation
 from device.privacy.keyfile import load_secret
 from device.privacy.protector import UNSAFE_TEST_ENV, build_protector, decode_embedding
-from device.privacy.seal import fingerprint, open_sealed
-from device.privacy.signing import verify_payload
+from device.privacy.seal import open_sealed
+from device.privacy.signing import key_id, verify_payload
 from device.privacy.template import TemplateTransform
 from device.privacy.thumbnail import outside_ellipse
 from device.reasons import Reason
@@ -91,8 +91,8 @@ def test_sealed_payload_reveals_nothing_but_opens_for_the_backend(tmp_path, obse
     assert np.array_equal(decode_embedding(content["embedding"]), observation.embedding)
     assert base64.b64decode(content["thumbnail"]).startswith(b"\xff\xd8")
     report = protector.report()
-    assert report["sends"]["sealing"]["backend_key_fingerprint"] == fingerprint(bytes(backend.public_key))
-    assert "sealed" in report["text"] and fingerprint(bytes(backend.public_key)) in report["text"]
+    assert report["sends"]["sealing"]["backend_key_fingerprint"] == key_id(bytes(backend.public_key))
+    assert "sealed" in report["text"] and key_id(bytes(backend.public_key)) in report["text"]
 
 
 def test_backend_key_from_file(tmp_path, observation):

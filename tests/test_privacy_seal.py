@@ -10,7 +10,8 @@ import pytest
 from nacl.public import PrivateKey
 
 from device.privacy.protector import decode_embedding, encode_embedding
-from device.privacy.seal import SealError, fingerprint, open_sealed, seal
+from device.privacy.seal import SealError, open_sealed, seal
+from device.privacy.signing import key_id
 
 
 @pytest.fixture
@@ -44,12 +45,12 @@ def test_subscriber_without_the_key_reads_nothing(backend):
     wire = json.dumps(blob)
     assert encoded not in wire and embedding.tobytes() not in base64.b64decode(blob["ciphertext"])
     assert set(blob) == {"alg", "recipient", "ciphertext"}
-    assert blob["recipient"] == fingerprint(bytes(backend.public_key))
+    assert blob["recipient"] == key_id(bytes(backend.public_key))
     eavesdropper = PrivateKey.generate()
     with pytest.raises(SealError, match="sealed to key"):
         open_sealed(eavesdropper, blob)
     # Even lying about the recipient does not help: the box does not open.
-    forged = dict(blob, recipient=fingerprint(bytes(eavesdropper.public_key)))
+    forged = dict(blob, recipient=key_id(bytes(eavesdropper.public_key)))
     with pytest.raises(SealError, match="does not decrypt"):
         open_sealed(eavesdropper, forged)
 

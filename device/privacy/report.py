@@ -9,7 +9,7 @@ from typing import Any
 from device.config import Config
 from device.modelstore import ModelError, ModelStore
 from device.privacy import seal as sealing
-from device.privacy.signing import Signer
+from device.privacy.signing import Signer, key_id
 from device.privacy.template import TemplateTransform
 
 REPORT_SCHEMA = 1
@@ -77,9 +77,7 @@ def build_report(
                 "enabled": backend_key is not None,
                 "alg": sealing.ALG if backend_key is not None else None,
                 "sealed_fields": clear if backend_key is not None else [],
-                "backend_key_fingerprint": sealing.fingerprint(backend_key)
-                if backend_key is not None
-                else None,
+                "backend_key_fingerprint": key_id(backend_key) if backend_key is not None else None,
             },
             "template_transform": {
                 "enabled": template is not None,

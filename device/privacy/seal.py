@@ -11,12 +11,13 @@ opens a payload with one call::
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
+
+from device.privacy.signing import key_id
 
 ALG = "x25519-xsalsa20poly1305-sealedbox"
 SEALED_SCHEMA = 1
@@ -24,11 +25,6 @@ SEALED_SCHEMA = 1
 
 class SealError(ValueError):
     """A sealed blob is malformed, addressed to another key, or was altered."""
-
-
-def fingerprint(public_key: bytes) -> str:
-    """The key's SHA-256 in hex, first 16 digits: names the recipient without revealing anything."""
-    return hashlib.sha256(bytes(public_key)).hexdigest()[:16]
 
 
 def seal(public_key: bytes, content: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +35,7 @@ def seal(public_key: bytes, content: dict[str, Any]) -> dict[str, Any]:
     ciphertext = SealedBox(PublicKey(bytes(public_key))).encrypt(plaintext)
     return {
         "alg": ALG,
-        "recipient": fingerprint(public_key),
+        "recipient": key_id(public_key),
         "ciphertext": base64.b64encode(ciphertext).decode(),
     }
 
@@ -69,7 +65,7 @@ def open_sealed(private_key: PrivateKey | bytes | str, payload: dict[str, Any]) 
     """
     blob = find_sealed(payload)
     key = _as_private_key(private_key)
-    mine = fingerprint(bytes(key.public_key))
+    mine = key_id(bytes(key.public_key))
     if blob.get("recipient") != mine:
         raise SealError(f"sealed to key {blob.get('recipient')!r}, this private key is {mine!r}")
     try:
