@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.stages import FrameSource
-from device.vision.types import Frame
+from device.contracts import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ def _bench(args: argparse.Namespace) -> int:
     from device.bench import report as rep
     from device.bench.peer import PeerUnavailable
     from device.bench.runner import Bench, BenchOptions
+    from device.contracts import SourceError
     from device.modelstore import ModelError
-    from device.vision.sources import SourceError
 
     if args.threads < 1 or args.steady_frames < 1 or args.scaling_frames < 0:
         print("bench: --threads and --steady-frames must be >= 1, --scaling-frames >= 0", file=sys.stderr)

@@ -162,8 +162,8 @@ def markdown(results: dict[str, dict[str, float]]) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from device.contracts import SourceError
     from device.modelstore import ModelError
-    from device.vision.sources import SourceError
     from device.vision.stills import ImageError
 
     if args.plots is not None:

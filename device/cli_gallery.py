@@ -128,7 +128,7 @@ def _delta(args: argparse.Namespace) -> int:
             else ([], [], None)
         )
         if model is None:
-            from device.events import ModelRef
+            from device.contracts import ModelRef
 
             e = base.manifest["embedder"]
             model = ModelRef(e["name"], e["file"], e["sha256"])

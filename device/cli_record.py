@@ -16,8 +16,9 @@ from typing import Any
 import cv2
 
 from device.config.vision import VisionConfig
+from device.contracts import SourceError
 from device.vision.replay import MANIFEST_FORMAT, MANIFEST_NAME
-from device.vision.sources import SourceError, open_source
+from device.vision.sources import open_source
 
 BANNER = (
     "faceonly record is a DEVELOPMENT TOOL: it writes camera frames to {out}.\n"

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from device.config import Config, ConfigError, load_config, merge, redact
 
 if TYPE_CHECKING:
+    from device.contracts import FacePipeline, FrameSource, Protector
     from device.lifecycle import Lifecycle
     from device.modelstore import ModelStore
-    from device.stages import FacePipeline, FrameSource, Protector
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,11 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
 def _run_service(
     cfg: Config, reload_base: Callable[[], Config], lifecycle: Lifecycle | None = None
 ) -> int | str:
+    from device.contracts import SourceError
     from device.lifecycle import Lifecycle
     from device.modelstore import ModelError
     from device.runtime_config import RuntimeConfig
     from device.service import Service
-    from device.vision.sources import SourceError
 
     lifecycle = lifecycle or Lifecycle()
     lifecycle.install_signal_handlers()
@@ -208,11 +208,11 @@ def _run_service(
 def _run_offline(cfg: Config) -> int:
     """Events as JSON lines on stdout (long strings elided): for trying a camera or a replay."""
     from device.capture import Capture
+    from device.contracts import SourceError
     from device.lifecycle import Lifecycle
     from device.modelstore import ModelError
     from device.transport.envelope import envelope
     from device.vision.liveness.prompts import ConsolePromptSink
-    from device.vision.sources import SourceError
 
     lifecycle = Lifecycle()
     lifecycle.install_signal_handlers()

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from device.config import ConfigError
+from device.contracts import Protector
 from device.modelstore import ModelError, ModelStore
 from device.runtime_config import RuntimeConfig
-from device.stages import Protector
 from device.transport.commands import FAILED, INVALID_CONFIG, CommandError, CommandPlane, parse_args
 from device.transport.outbox import Outbox
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.reasons import CODES, Reason
+from device.contracts import CODES, Reason
 
 TimeSource = Literal["camera_utc", "replay_recorded"]
 

@@ -19,6 +19,7 @@ from device.alarms import Alarms
 from device.capture import Capture
 from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
+from device.contracts import FacePipeline, FrameSource, Prompt, Protector
 from device.control import register_all
 from device.health import cpu_temperature_c
 from device.homeassistant import Discovery, HomeAssistant
@@ -27,7 +28,6 @@ from device.lifecycle import Lifecycle
 from device.linkwatch import LinkWatch
 from device.modelstore import ModelStore
 from device.runtime_config import RuntimeConfig
-from device.stages import FacePipeline, FrameSource, Protector
 from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
@@ -36,7 +36,6 @@ from device.transport.link import Acked, Connected, Inbound, Link, LinkEvent
 from device.transport.outbox import Outbox
 from device.transport.presence import foreign_birth
 from device.transport.topics import Topics
-from device.vision.liveness.prompts import Prompt
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from nacl.signing import SigningKey  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.events import ModelRef  # noqa: E402
+from device.contracts import ModelRef  # noqa: E402
 from device.identity import gallery as gal  # noqa: E402
 from device.identity import operator as op  # noqa: E402
 from device.identity.matcher import Matcher  # noqa: E402

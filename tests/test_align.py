@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from device.contracts import Detection
 from device.vision.align import (
     CHIP_SIZE,
     KEYPOINT_TEMPLATE,
@@ -18,7 +19,6 @@ from device.vision.align import (
     cut_chip,
     similarity_transform,
 )
-from device.vision.types import Detection
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

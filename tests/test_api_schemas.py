@@ -9,8 +9,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from device.config import Config
+from device.contracts import CODES
 from device.payloads import EVENT_FACE_PARTS
-from device.reasons import CODES
 from device.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from device.capture import Capture, Handoff
 from device.config.vision import CameraConfig
+from device.contracts import Frame
 from device.vision.camera import RetryingCamera
 from device.vision.replay import ReplaySource
-from device.vision.types import Frame
 
 FPS = 30.0
 

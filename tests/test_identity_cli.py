@@ -64,7 +64,7 @@ def test_gallery_build_refuses_bad_photos_by_name_and_signs_the_rest(shared_data
     assert statuses[("colin", "1.jpg")] == statuses[("tony", "2.jpg")] == "ok"
     update = op.read_update(out)
     embedder = ModelStore().entry("embedder")
-    from device.events import ModelRef
+    from device.contracts import ModelRef
 
     model = ModelRef("embedder", embedder.file, embedder.sha256)
     key = op.read_public_key(tmp_path / "g.key.pub")

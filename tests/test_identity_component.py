@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory
 from nacl.signing import SigningKey
 
 from device.config.gate import GateConfig
-from device.events import FaceObservation
+from device.contracts import FaceObservation
 from device.identity import operator as op
 from device.identity.component import REFUSED, IdentityComponent
 from device.identity.gate import GpioGate

@@ -289,7 +289,7 @@ def test_chunked_sync_through_the_broker_resumes_where_it_stopped(rig):
 
     from nacl.signing import SigningKey
 
-    from device.events import ModelRef
+    from device.contracts import ModelRef
     from device.identity import gallery as gal
     from device.identity import operator as op
     from device.identity.push import Requester, push

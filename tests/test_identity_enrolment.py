@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device.events import FaceObservation
+from device.contracts import FaceObservation
 from device.identity.enrolment import Enrolment, EnrolRequest, check_enrol_args
 from device.identity.gallery import ID_PATTERN
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey
 
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.identity import gallery as gal
 from device.identity import operator as op
 from device.identity.store import GalleryStore, open_box

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from device.config.vision import LivenessConfig, VisionConfig
-from device.vision.liveness.prompts import Prompt
+from device.contracts import Frame, Prompt
 from device.vision.pipeline import build_pipeline
-from device.vision.types import Frame
 from tests.photo_attacks import photo_attack_frames
 from tests.vision_helpers import model_store
 

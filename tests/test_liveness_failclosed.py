@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.config.vision import LivenessConfig
+from device.contracts import Prompt
 from device.privacy.signing import canonical_json
 from device.vision.liveness.planarity import homography_residual, planarity_score
-from device.vision.liveness.prompts import Prompt
 from device.vision.liveness.session import LiveFrame, LivenessSession
 
 FPS = 15.0

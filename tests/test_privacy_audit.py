@@ -18,7 +18,7 @@ from nacl.public import PrivateKey
 
 from device.cli import main as cli_main
 from device.config import parse_config
-from device.events import FaceObservation
+from device.contracts import FaceObservation
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message
 from device.privacy.protector import UNSAFE_TEST_ENV, build_protector
 from device.privacy.signing import key_id

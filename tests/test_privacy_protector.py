@@ -18,14 +18,13 @@ from nacl.public import PrivateKey
 
 from device.config import ConfigError, merge, parse_config
 from device.config.privacy import decode_public_key
-from device.events import FaceObservation
+from device.contracts import FaceObservation, Reason
 from device.privacy.keyfile import load_secret
 from device.privacy.protector import UNSAFE_TEST_ENV, build_protector, decode_embedding
 from device.privacy.seal import open_sealed
 from device.privacy.signing import key_id, verify_payload
 from device.privacy.template import TemplateTransform
 from device.privacy.thumbnail import outside_ellipse
-from device.reasons import Reason
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from device.config.vision import QualityConfig
+from device.contracts import Detection
 from device.vision.quality import QualityGate, keypoint_pose
 from device.vision.stills import load_image
-from device.vision.types import Detection
 
 
 def frontal(cx=320.0, cy=240.0, iod=60.0, nose_dx=0.0):

@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device.config.vision import VisionConfig
+from device.contracts import SourceError
 from device.vision.framering import FrameRing, RingFull
 from device.vision.replay import ReplayError, ReplaySource, parse_manifest
-from device.vision.sources import SourceError, open_source
+from device.vision.sources import open_source
 
 
 def _folder(tmp_path: Path, n: int = 4, fps: float = 10.0) -> Path:

@@ -1,8 +1,8 @@
 import numpy as np
 
 from device.config.vision import TrackerConfig
+from device.contracts import Detection
 from device.vision.tracker import Tracker
-from device.vision.types import Detection
 
 
 def det(x, y, size=100):

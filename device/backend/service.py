@@ -8,7 +8,6 @@ accepted event is never lost and the service keeps running.
 
 from __future__ import annotations
 
-import base64
 import logging
 import queue
 import threading
@@ -22,6 +21,7 @@ from device.backend.config import BackendConfig, parse_listen
 from device.backend.consumer import Consumer, Incoming
 from device.backend.health import Health
 from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
 from device.backend.store import Store
 from device.backend.subjects import Subjects
@@ -43,15 +43,6 @@ def instance_id(state_dir: Path) -> str:
     if not path.exists():
         path.write_text(f"backend-{uuid.uuid4().hex[:12]}\n", encoding="ascii")
     return path.read_text(encoding="ascii").strip()
-
-
-def read_private_key(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
-    if len(raw) != 32:
-        raise ValueError(f"{path}: an X25519 private key is 32 bytes, this one {len(raw)}")
-    return raw
 
 
 class BackendService:

@@ -23,7 +23,7 @@ import numpy as np
 
 from device.backend.config import BackendConfig
 from device.backend.store import Store
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.identity import operator as op
 from device.identity.gallery import Subject, check_subject
 from device.identity.matcher import Matcher
@@ -150,7 +150,7 @@ class Subjects:
 
     def add_from_enrolment(self, subject: str, display_name: str | None, biometric: dict) -> int:
         """A subject from a terminal's `enroll` reply (its template, opened if sealed)."""
-        from device.backend.service import read_private_key
+        from device.backend.keys import read_private_key
         from device.privacy.protector import decode_embedding
         from device.privacy.seal import SealError, open_sealed
 

@@ -12,9 +12,9 @@ import math
 import cv2
 import numpy as np
 
+from device.contracts import Frame
 from device.vision.detect import FaceDetector
 from device.vision.quality import QualityGate
-from device.vision.types import Frame
 
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 FACE_COUNTS = (1, 2, 4, 8)

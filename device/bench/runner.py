@@ -21,6 +21,7 @@ from device.bench.peer import FaceRecognitionPeer, load_peer
 from device.bench.probe import Probe, Samples, TimedStore, peak_rss_mb, percentiles
 from device.bench.publish import PublishPath
 from device.config.vision import VisionConfig
+from device.contracts import Frame
 from device.identity.matcher import Matcher
 from device.modelstore import ModelError, ModelStore
 from device.vision.detect import FaceDetector
@@ -29,7 +30,6 @@ from device.vision.landmarks import FaceMeshModel, IrisModel
 from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
 from device.vision.sources import open_source
-from device.vision.types import Frame
 
 GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
 WARMUP_FRAMES = 5

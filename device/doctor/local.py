@@ -18,7 +18,8 @@ UNIT = "faceonly.service"
 def camera(cfg: Config, seconds: float = 3.0, max_frames: int = 60) -> Check:
     """Open the configured source the way the service does, count frames for a few seconds, close it."""
     from device.capture import Capture
-    from device.vision.sources import SourceError, open_source
+    from device.contracts import SourceError
+    from device.vision.sources import open_source
 
     spec = cfg.vision.source
     try:

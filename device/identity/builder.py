@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.identity.gallery import ID_PATTERN, MAX_TEMPLATES_PER_SUBJECT, Subject, check_subject
 from device.identity.templates import TemplateMode, make_templates
 from device.vision.stills import ImageError, load_image

@@ -24,7 +24,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from device.config import Config
-from device.events import FaceObservation, ModelRef
+from device.contracts import FaceObservation, ModelRef, Prompt
 from device.identity import gallery as gal
 from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
 from device.identity.feedback import feedback_prompt
@@ -33,7 +33,6 @@ from device.identity.operator import read_public_key
 from device.identity.runtime import Identity, MatchResult, load_curves
 from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
 from device.transport.commands import BAD_REQUEST, FAILED, CommandError, parse_args
-from device.vision.liveness.prompts import Prompt
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from device.events import FaceObservation
+from device.contracts import FaceObservation
 
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1.0, 300.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from device.vision.liveness.prompts import Prompt
+from device.contracts import Prompt
 
 Feedback = Literal["welcome", "not_recognised", "look_at_camera", "enrolled"]
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.privacy.signing import SignatureError, Signer, verify_payload
 
 MAGIC = b"FOG1"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.identity import gallery as gal
 from device.identity.matcher import Matcher
 from device.identity.store import GalleryStore, open_box

@@ -15,7 +15,7 @@ from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
 from device.atomicfile import write_atomic
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.identity.gallery import Gallery, GalleryRefused, encode_body, load_verified
 from device.privacy.keyfile import load_or_create_secret
 

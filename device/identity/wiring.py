@@ -8,12 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from device.config import Config
-from device.events import FaceObservation, ModelRef
+from device.contracts import FaceObservation, ModelRef, Prompt
 from device.identity.component import IdentityComponent, build_identity
 from device.identity.gate import build_gate
 from device.modelstore import ModelStore
 from device.transport.commands import CommandError, Reply
-from device.vision.liveness.prompts import Prompt
 
 
 def names_subject(payload: bytes, subject: str) -> bool:

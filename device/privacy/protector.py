@@ -18,7 +18,7 @@ import numpy as np
 
 from device.config import Config
 from device.config.identity import SendPolicy
-from device.events import FaceObservation
+from device.contracts import FaceObservation
 from device.identity.runtime import MatchResult
 from device.payloads import Biometric, Liveness, Match, Observation, Quality, ReasonItem, TimeSource, dump
 from device.privacy import seal as sealing

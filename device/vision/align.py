@@ -15,8 +15,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from device.contracts import Detection
 from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS, SUBNASAL
-from device.vision.types import Detection
 
 CHIP_SIZE = 150
 # Face mesh indices: outer/inner corner of the subject's left eye, of the right eye, sub-nasal point.

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from device.config.vision import CameraConfig
+from device.contracts import Frame, SourceError
 from device.vision.framering import FrameRing, RingFull
-from device.vision.sources import SourceError
-from device.vision.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +27,6 @@ class CameraError(Exception):
     def __init__(self, message: str, temporary: bool = True) -> None:
         super().__init__(message)
         self.temporary = temporary
-
-
-@dataclass(frozen=True)
-class DetectFrame(Frame):
-    """A frame with a second, smaller image for detection (picamera2's lores stream), same field of view."""
-
-    detect_image: np.ndarray | None = None
 
 
 class Backoff:
@@ -136,11 +127,11 @@ class RetryingCamera:
         self._index += 1
         if detect_image is None:
             return Frame(index=index, timestamp=time.time(), image=buf)
-        return DetectFrame(index=index, timestamp=time.time(), image=buf, detect_image=detect_image)
+        return Frame(index=index, timestamp=time.time(), image=buf, detect_image=detect_image)
 
     def release(self, frame: Frame) -> None:
         self._ring.release(frame.image)
-        if isinstance(frame, DetectFrame) and frame.detect_image is not None:
+        if frame.detect_image is not None:
             frame.detect_image.fill(0)
 
     def close(self) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.contracts import Detection
 from device.inference import TfliteRunner
 from device.vision.boxes import box_iou
-from device.vision.types import Detection
 
 
 @dataclass(frozen=True)

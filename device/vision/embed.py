@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from device.events import ModelRef
+from device.contracts import Detection, ModelRef
 from device.inference import TfliteRunner
 from device.vision.align import CHIP_SIZE, AlignedChip, align_face
 from device.vision.landmarks import FaceMesh, FaceMeshModel, trusted_xy
-from device.vision.types import Detection
 
 MODEL_NAME = "embedder"
 

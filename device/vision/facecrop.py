@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.vision.types import Detection
+from device.contracts import Detection
 
 # MediaPipe face mesh FACEMESH_FACE_OVAL, in order around the face (forehead, right side, chin, left side).
 FACE_OVAL = (

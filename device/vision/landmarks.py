@@ -23,10 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.contracts import Detection
 from device.inference import TfliteRunner
 from device.vision.align import square_roi_transform
 from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
-from device.vision.types import Detection
 
 MESH_MODEL, IRIS_MODEL = "face_landmark", "iris_landmark"
 NUM_MESH_POINTS = 468

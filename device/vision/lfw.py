@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.contracts import Detection
 from device.vision.stills import load_image
-from device.vision.types import Detection
 
 Progress = Callable[[str], None]
 FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5)

@@ -24,8 +24,7 @@ import numpy as np
 
 from device.config import Config
 from device.config.vision import VisionConfig
-from device.events import FaceObservation
-from device.reasons import Reason
+from device.contracts import Detection, FaceObservation, Frame, PromptSink, Reason
 from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -33,12 +32,10 @@ from device.vision.facecrop import FaceCrop, cut_face_crop
 from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
 from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.planarity import mesh_yaw
-from device.vision.liveness.prompts import PromptSink
 from device.vision.liveness.session import LiveFrame, LivenessSession
 from device.vision.meshpoints import inter_ocular
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
-from device.vision.types import Detection, Frame
 from device.vision.window import RecentWindow
 
 log = logging.getLogger(__name__)
@@ -126,7 +123,7 @@ class VisionPipeline:
         return now
 
     def _detect(self, frame: Frame) -> list[Detection]:
-        small = getattr(frame, "detect_image", None)
+        small = frame.detect_image
         if small is None:
             return self._detector.detect(frame.image)
         # picamera2 lores stream: same field of view, smaller; map boxes back to the main stream.

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 
 from device.config.vision import QualityConfig
-from device.reasons import Reason
-from device.vision.types import Detection
+from device.contracts import Detection, Reason
 
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = range(4)
 NORM_SIZE = 112

@@ -21,10 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.contracts import Frame, SourceError
 from device.vision.framering import FrameRing, RingFull
-from device.vision.sources import SourceError
 from device.vision.stills import ImageError, load_image
-from device.vision.types import Frame
 from device.wire.base import validate
 from device.wire.manifests import ReplayManifest
 

@@ -10,14 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from device.config.vision import VisionConfig
+from device.contracts import FrameSource, SourceError
 from device.paths import demo_dir
-from device.stages import FrameSource
 
 SPEC_HELP = "picamera2 | v4l2:N (N = /dev/videoN) | replay:PATH (video, still, or folder with replay.json)"
-
-
-class SourceError(Exception):
-    """A frame source cannot start or has given up; the service reports it and stays up."""
 
 
 def open_source(spec: str, config: VisionConfig) -> FrameSource:

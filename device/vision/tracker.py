@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.config.vision import TrackerConfig
+from device.contracts import Detection
 from device.vision.boxes import iou
-from device.vision.types import Detection
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.events import ModelRef
+from device.contracts import ModelRef
 from device.vision import lfw
 from device.vision.embed import Embedder, FaceEncoder, aligned_chip
 from device.vision.landmarks import FaceMeshModel

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.contracts import Detection
 from device.vision.detect import VARIANTS, FaceDetector, letterbox
 from device.vision.landmarks import (
     LEFT_EYE_CORNERS,
@@ -15,7 +16,6 @@ from device.vision.landmarks import (
     _crop_rgb01,
     square_roi_transform,
 )
-from device.vision.types import Detection
 
 from .evaluate import interpreter
 

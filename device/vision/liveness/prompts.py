@@ -7,41 +7,15 @@ channel there can be no challenge: the pipeline then says it runs without one (s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Literal, Protocol, TextIO
+from typing import TextIO
 
-PROMPT_SCHEMA = 1
-
-Step = Literal["turn_left", "turn_right", "blink"]
-PromptState = Literal["prompt", "passed", "failed", "feedback"]  # feedback: device.identity.feedback
+from device.contracts import Prompt, PromptState, Step
 
 TEXT = {
     "turn_left": "Please turn your head slowly to your left",
     "turn_right": "Please turn your head slowly to your right",
     "blink": "Please blink",
 }
-
-
-@dataclass(frozen=True)
-class Prompt:
-    track_id: int
-    state: PromptState  # "prompt": do `step` now; "passed"/"failed": the whole challenge is over
-    step: Step | None
-    step_index: int  # 1-based position of `step` in the challenge
-    steps: int
-    deadline_s: float  # seconds left for this step at the time of the prompt
-    text: str
-    t: float  # frame time
-    schema: int = PROMPT_SCHEMA
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class PromptSink(Protocol):
-    """Receives prompt state changes; must return quickly (enqueue, do not block the pipeline)."""
-
-    def publish(self, prompt: Prompt) -> None: ...
 
 
 class ConsolePromptSink:

@@ -22,10 +22,10 @@ from typing import Literal
 import numpy as np
 
 from device.config.vision import LivenessConfig
-from device.reasons import Reason
+from device.contracts import Prompt, PromptSink, PromptState, Reason, Step
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.planarity import planarity_score
-from device.vision.liveness.prompts import Prompt, PromptSink, PromptState, Step, prompt_text
+from device.vision.liveness.prompts import prompt_text
 
 HISTORY_S = 0.6  # frames kept from before a turn prompt: the frontal start of the turn
 MAX_TURN_FRAMES = 90

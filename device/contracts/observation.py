@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from device.reasons import Reason
+from device.contracts.reasons import Reason
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,11 @@ class Detection:
 
 @dataclass(frozen=True)
 class Frame:
-    """A captured frame. `image` is BGR uint8 (OpenCV order) and lives only in RAM."""
+    """A captured frame. `image` is BGR uint8 (OpenCV order) and lives only in RAM. `detect_image`: a second,
+    smaller image of the same field of view to detect faces on (picamera2's lores stream), when the source
+    has one; released with the frame."""
 
     index: int
     timestamp: float
     image: np.ndarray = field(repr=False)
+    detect_image: np.ndarray | None = field(default=None, repr=False)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from device.events import FaceObservation
-from device.vision.liveness.prompts import PromptSink
-from device.vision.types import Frame
+from device.contracts.frames import Frame
+from device.contracts.observation import FaceObservation
+from device.contracts.prompts import PromptSink
 
 
 class FrameSource(Protocol):
-    """Camera or replay. Yields frames in order; raises SourceError (device.vision.sources) when it gives up."""
+    """Camera or replay. Yields frames in order; raises SourceError when it gives up."""
 
     # True for a camera (only its latest frame matters: older ones are dropped), False for a replay
     # (every frame, in order: the consumer's pace is the source's pace).

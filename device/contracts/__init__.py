@@ -1,0 +1,31 @@
+"""The contracts between the terminal's stages: the values that flow (frames, detections, observations,
+prompts, reasons), the interfaces between stages, and the errors that cross them.
+
+A leaf: nothing here imports the rest of `device` (tests/test_import_graph.py), so every stage, the
+service loop and the tools can depend on it without depending on each other.
+"""
+
+from device.contracts.errors import SourceError
+from device.contracts.frames import Detection, Frame
+from device.contracts.observation import FaceObservation, ModelRef
+from device.contracts.prompts import PROMPT_SCHEMA, Prompt, PromptSink, PromptState, Step
+from device.contracts.reasons import CODES, Reason
+from device.contracts.stages import FacePipeline, FrameSource, Protector
+
+__all__ = [
+    "CODES",
+    "PROMPT_SCHEMA",
+    "Detection",
+    "FaceObservation",
+    "FacePipeline",
+    "Frame",
+    "FrameSource",
+    "ModelRef",
+    "Prompt",
+    "PromptSink",
+    "PromptState",
+    "Protector",
+    "Reason",
+    "SourceError",
+    "Step",
+]

@@ -1,0 +1,141 @@
+"""The package's import graph: no cycles (module-level or inside functions), contracts as a leaf, and the
+pure stages (vision, liveness, privacy, the matcher) free of transport, service, CLI and backend code.
+
+Imports under `if TYPE_CHECKING:` are left out: they are never executed, so they cannot form a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "device"
+PURE = (
+    "device.vision",
+    "device.privacy",
+    "device.identity.matcher",
+    "device.identity.thresholds",
+)
+OUTER = ("device.transport", "device.service", "device.cli", "device.backend", "device.command_server")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _type_only(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            skip.update(id(n) for sub in node.body for n in ast.walk(sub))
+    return skip
+
+
+def _imports(module: str) -> set[str]:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    skip, found = _type_only(tree), set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(_resolve(a.name) for a in node.names if a.name.startswith("device"))
+        elif (
+            isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("device")
+        ):
+            assert node.module is not None
+            for a in node.names:
+                target = _resolve(f"{node.module}.{a.name}")
+                found.add(target if target not in (None, module) else _resolve(node.module))
+    found.discard(module)
+    found.discard(None)
+    return {m for m in found if m is not None}
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    assert _cycles(GRAPH) == []
+
+
+def test_contracts_are_a_leaf() -> None:
+    assert "device.contracts" in MODULES
+    for module, targets in GRAPH.items():
+        if module.startswith("device.contracts"):
+            outside = sorted(t for t in targets if not t.startswith("device.contracts"))
+            assert outside == [], f"{module} imports {outside}"
+
+
+@pytest.mark.parametrize("layer", PURE)
+def test_pure_stages_do_not_reach_outwards(layer: str) -> None:
+    for module, targets in GRAPH.items():
+        if module.startswith(layer):
+            outward = sorted(t for t in targets if t.startswith(OUTER))
+            assert outward == [], f"{module} imports {outward}"
