@@ -26,7 +26,9 @@ class _Part(BaseModel):
 
 
 class ReasonItem(_Part):
-    code: Literal[tuple(CODES)] = Field(description="stable machine-readable code (device/reasons.py)")  # type: ignore[valid-type]
+    code: Literal[tuple(CODES)] = Field(
+        description="stable machine-readable code (device/contracts/reasons.py)"
+    )  # type: ignore[valid-type]
     text: str = Field(description="human text; may be reworded between versions, the code is not")
 
     @classmethod
