@@ -26,9 +26,9 @@ class _Part(BaseModel):
 
 
 class ReasonItem(_Part):
-    code: Literal[tuple(CODES)] = Field(
+    code: Literal[tuple(CODES)] = Field(  # type: ignore[valid-type]
         description="stable machine-readable code (device/contracts/reasons.py)"
-    )  # type: ignore[valid-type]
+    )
     text: str = Field(description="human text; may be reworded between versions, the code is not")
 
     @classmethod

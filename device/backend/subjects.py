@@ -27,7 +27,7 @@ from device.contracts import ModelRef
 from device.identity import operator as op
 from device.identity.gallery import Subject, check_subject
 from device.identity.matcher import Matcher
-from device.identity.thresholds import CurveError, ThresholdCurve, operating_point
+from device.identity.thresholds import CurveError, CurveSet, gallery_operating_point
 from device.transport.client import ClientOptions
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,10 @@ class Subjects:
         entry = ModelStore(cfg.identity.models_dir).entry("embedder")
         self.embedder = ModelRef("embedder", entry.file, entry.sha256)
         try:
-            self.curve: ThresholdCurve | None = ThresholdCurve.from_manifest(entry.info)
+            self.curves: CurveSet | None = CurveSet.from_manifest(entry.info)
         except CurveError as exc:
             log.error("no central 1:N decisions: %s", exc)
-            self.curve = None
+            self.curves = None
         self._lock = threading.Lock()
         self.update: op.UpdateFile | None = None
         self.matcher = Matcher([], [])
@@ -79,12 +79,20 @@ class Subjects:
         update = update_from_bytes(data)
         gallery = update.gallery(self.embedder)
         matcher = Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
-        threshold = math.nan  # fail closed without a curve
-        if self.curve is not None and matcher.comparisons:
-            point = operating_point(
-                self.curve, self.cfg.identity.false_accept_per_search, matcher.comparisons
-            )
-            threshold = point.threshold
+        threshold = math.nan  # fail closed without a curve for every template kind the gallery holds
+        if self.curves is not None and matcher.comparisons:
+            try:
+                point = gallery_operating_point(
+                    self.curves,
+                    self.cfg.identity.false_accept_per_search,
+                    matcher.comparisons,
+                    gallery.averaged,
+                )
+                threshold = point.threshold
+            except CurveError as exc:
+                log.error(
+                    "no central 1:N decisions on gallery version %s: %s", update.manifest["version"], exc
+                )
         with self._lock:
             self.update, self.matcher, self.threshold = update, matcher, threshold
 
