@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config
-from device.inference import TfliteRunner
-from device.modelstore import ModelStore
+from device.infra.inference import TfliteRunner
+from device.infra.modelstore import ModelStore
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel

@@ -41,7 +41,7 @@ def _embeddings(rows: list[idev.Row], cache: Path) -> dict[Path, np.ndarray]:
         data = np.load(cache, allow_pickle=False)
         return {Path(p): e for p, e in zip(data["paths"], data["embeddings"], strict=True)}
     from device.config.vision import VisionConfig
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.vision.detect import FaceDetector
     from device.vision.embed import Embedder, FaceEncoder
     from device.vision.landmarks import FaceMeshModel

@@ -83,7 +83,7 @@ check_debian() {
 # ---- install ----------------------------------------------------------------------------------
 
 apt_packages() {
-  # python3-systemd: log records go to the journal with structured fields (device/logsetup.py).
+  # python3-systemd: log records go to the journal with structured fields (device/infra/logsetup.py).
   local wanted=(python3 python3-venv python3-systemd)
   # Raspberry Pi OS ships picamera2 (with its libcamera bindings) only as an apt package.
   if apt-cache show python3-picamera2 >/dev/null 2>&1; then

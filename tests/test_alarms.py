@@ -1,4 +1,4 @@
-"""Health alarms (device/alarms.py): each rule raises and clears, with one log line per change."""
+"""Health alarms (device/runtime/alarms.py): each rule raises and clears, with one log line per change."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from device.alarms import Alarms
 from device.config.mqtt import OutboxConfig
+from device.runtime.alarms import Alarms
 from device.transport.outbox import Outbox
 from tests.api_schemas import validator
 
@@ -49,7 +49,7 @@ def test_camera_stall_raises_after_the_limit_and_clears_on_the_next_frame(
     clock.t += 9.9
     assert not alarms.snapshot(RUNNING, ROOMY)["camera_stall"]["active"]  # grace period from start
     clock.t += 0.2
-    with caplog.at_level(logging.INFO, "device.alarms"):
+    with caplog.at_level(logging.INFO, "device.runtime.alarms"):
         for _ in range(5):  # five health ticks while stalled: one log line
             stalled = alarms.snapshot(RUNNING, ROOMY)["camera_stall"]
             clock.t += 1

@@ -10,10 +10,10 @@ from jsonschema import Draft202012Validator
 
 from device.config import Config
 from device.contracts import CODES
-from device.payloads import EVENT_FACE_PARTS
-from device.runtime_config import RuntimeConfig
+from device.runtime.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope
+from device.wire.payloads import EVENT_FACE_PARTS
 from device.wire.schemas import render, schema_documents
 from tests.api_schemas import SCHEMAS, errors
 from tests.control_keys import CommandKey

@@ -25,7 +25,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from device.backend.store import Store
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from device.privacy.signing import Signer
 from tests.backend_parts import BackendProc, TerminalProc, face_event, public_key, register, terminal_key
 from tests.broker import Broker

@@ -13,9 +13,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device.capture import Capture, Handoff
 from device.config.vision import CameraConfig
 from device.contracts import Frame
+from device.runtime.capture import Capture, Handoff
 from device.vision.camera import RetryingCamera
 from device.vision.replay import ReplaySource
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from device import statedir
-from device.cli_run import EXIT_LOCKED, EXIT_PERMANENT
-from device.paths import models_dir
+from device.cli.run import EXIT_LOCKED, EXIT_PERMANENT
+from device.infra.paths import models_dir
+from device.runtime import statedir
 from tests.broker import Broker
 from tests.test_service_lifecycle import make_replay, retained_status
 
@@ -218,11 +218,11 @@ class _BrokenPipeline:
 
 def test_service_run_shuts_down_even_when_the_loop_raises(tmp_path: Path) -> None:
     from device.config import load_config
-    from device.lifecycle import Lifecycle
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.privacy.protector import build_protector
-    from device.runtime_config import RuntimeConfig
-    from device.service import Service
+    from device.runtime.lifecycle import Lifecycle
+    from device.runtime.runtime_config import RuntimeConfig
+    from device.runtime.service import Service
     from device.vision.sources import open_source
 
     replay = make_replay(tmp_path / "replay", visits=1)

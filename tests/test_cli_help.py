@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from device.control import COMMANDS
+from device.runtime.control import COMMANDS
 from device.transport.commands import CommandPlane
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def test_version_and_plain_top_level_help() -> None:
 
 
 def test_ctl_cmd_help_lists_every_registered_command_with_its_arguments() -> None:
-    from device.control import register_all
+    from device.runtime.control import register_all
 
     plane = CommandPlane("x/cmd/res", 1024)
     noop = lambda *a, **k: {}  # noqa: E731 - the handlers are never called here

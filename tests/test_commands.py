@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.config import Config
-from device.runtime_config import RuntimeConfig
+from device.runtime.runtime_config import RuntimeConfig
 from device.transport.auth import Authenticator
 from device.transport.commands import (
     BAD_JSON,
@@ -198,9 +198,9 @@ def _tiny_models(root: Path) -> Path:
 
 def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) -> None:
     from device.config.mqtt import OutboxConfig
-    from device.control import register_all
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.privacy.protector import build_protector
+    from device.runtime.control import register_all
     from device.transport.outbox import Outbox
 
     plane = make_plane(key, tmp_path, 4096, clock=time.time)
@@ -237,9 +237,9 @@ def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) ->
 
 def test_unsigned_lab_setting_is_loud_in_privacy_report(tmp_path: Path) -> None:
     from device.config.mqtt import OutboxConfig
-    from device.control import register_all
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.privacy.protector import build_protector
+    from device.runtime.control import register_all
     from device.transport.outbox import Outbox
 
     auth = Authenticator(

@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from tests.asyncapi_contract import channels, violations
 from tests.broker import Broker
 from tests.conftest import missing_data

@@ -71,7 +71,7 @@ def test_lfw_end_to_end_meets_the_floor(lfw_results):
 @pytest.mark.slow
 def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
     """`evaluate --lfw` reproduces the per-comparison thresholds the build shipped (same data, same code)."""
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
 
     shipped = ModelStore().entry("embedder").info["thresholds"]["per_comparison"]
     measured = lfw_results["thresholds"]

@@ -21,9 +21,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from device.config.homeassistant import HomeAssistantConfig
-from device.health import cpu_temperature_c
-from device.homeassistant import Discovery
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
+from device.runtime.health import cpu_temperature_c
+from device.runtime.homeassistant import Discovery
 from device.transport.topics import Topics
 from tests.asyncapi_contract import channels, violations
 from tests.broker import Broker

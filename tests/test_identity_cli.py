@@ -14,7 +14,7 @@ from device.cli import main
 from device.identity import gallery as gal
 from device.identity import operator as op
 from device.identity.lfwsets import write_identification_csv
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 from tests.vision_helpers import model_store
 
 LFW = "verification/lfw/lfw-deepfunneled"

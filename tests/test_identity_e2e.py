@@ -144,11 +144,11 @@ class Terminal:
     """The real Service in a thread (gpiozero's pin factory is the test's MockFactory)."""
 
     def __init__(self, conf: Path) -> None:
-        from device.cli_run import _stages
+        from device.cli.run import _stages
         from device.config import load_config
-        from device.lifecycle import Lifecycle
-        from device.runtime_config import RuntimeConfig
-        from device.service import Service
+        from device.runtime.lifecycle import Lifecycle
+        from device.runtime.runtime_config import RuntimeConfig
+        from device.runtime.service import Service
 
         cfg = load_config(conf)
         self.lifecycle = Lifecycle()
@@ -293,7 +293,7 @@ def test_chunked_sync_through_the_broker_resumes_where_it_stopped(rig):
     from device.identity import gallery as gal
     from device.identity import operator as op
     from device.identity.push import Requester, push
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.transport.topics import Topics
     from device.vision.embed import l2_normalise
 

@@ -9,7 +9,7 @@ import pytest
 from device.cli import main
 from device.identity.lfwsets import write_identification_csv
 from device.identity.thresholds import ThresholdCurve
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 from tests.vision_helpers import model_store
 
 

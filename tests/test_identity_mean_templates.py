@@ -13,7 +13,7 @@ from device.identity import operator as op
 from device.identity.runtime import Identity
 from device.identity.templates import make_templates
 from device.identity.thresholds import CurveError, CurveSet, ThresholdCurve, gallery_operating_point
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 from device.vision import lfw
 from device.vision.embed import l2_normalise
 from tests.test_identity_gallery import EMBEDDER, GALLERY_KEY, SIGNER, _apply

@@ -18,7 +18,13 @@ PURE = (
     "device.identity.matcher",
     "device.identity.thresholds",
 )
-OUTER = ("device.transport", "device.service", "device.cli", "device.backend", "device.command_server")
+OUTER = (
+    "device.transport",
+    "device.runtime.service",
+    "device.cli",
+    "device.backend",
+    "device.runtime.command_server",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -139,3 +145,10 @@ def test_pure_stages_do_not_reach_outwards(layer: str) -> None:
         if module.startswith(layer):
             outward = sorted(t for t in targets if t.startswith(OUTER))
             assert outward == [], f"{module} imports {outward}"
+
+
+def test_the_top_level_holds_packages_and_every_package_has_an_init() -> None:
+    top = sorted(p.name for p in ROOT.glob("*.py"))
+    assert top == ["__init__.py", "__main__.py"], top
+    for folder in {p.parent for p in ROOT.rglob("*.py")}:
+        assert (folder / "__init__.py").is_file(), f"{folder} holds modules but is not a package"

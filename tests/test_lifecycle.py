@@ -1,4 +1,4 @@
-"""device.lifecycle against a real AF_UNIX datagram receiver (path and abstract), and real signals."""
+"""device.runtime.lifecycle against a real AF_UNIX datagram receiver (path and abstract), and real signals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device.lifecycle import Lifecycle, Notifier, watchdog_interval
+from device.runtime.lifecycle import Lifecycle, Notifier, watchdog_interval
 
 
 class Receiver:

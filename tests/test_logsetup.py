@@ -1,4 +1,4 @@
-"""device/logsetup.py: the journal only when stderr really is the journal stream and python-systemd is there."""
+"""device/infra/logsetup.py: the journal only when stderr really is the journal stream and python-systemd is there."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device import logsetup
+from device.infra import logsetup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_plain_lines_when_not_under_journald_or_without_python_systemd(tmp_path:
     # only if python-systemd is importable, else plain text (what the line format shows).
     err = tmp_path / "err"
     code = (
-        "import logging, os, sys; from device import logsetup;"
+        "import logging, os, sys; from device.infra import logsetup;"
         "st = os.fstat(2); os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}';"
         "print(logsetup.configure(logging.INFO)); logging.getLogger('x').info('hello')"
     )

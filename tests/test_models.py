@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 REQUIRED = (

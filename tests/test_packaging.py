@@ -48,7 +48,7 @@ def test_a_non_editable_install_finds_its_models(tmp_path):
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"5/5 models OK in {venv / 'share' / 'faceonly' / 'models'}" in verify.stdout
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "from device.paths import demo_dir; print(demo_dir())"],
+        [str(venv / "bin" / "python"), "-c", "from device.infra.paths import demo_dir; print(demo_dir())"],
         cwd=home,
         env=env,
         capture_output=True,

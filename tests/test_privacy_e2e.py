@@ -70,8 +70,8 @@ HOOKED_SERVICE = textwrap.dedent(
 
 def require_service() -> None:
     try:
-        import device.service  # noqa: F401
-        from device.modelstore import ModelStore
+        import device.runtime.service  # noqa: F401
+        from device.infra.modelstore import ModelStore
         from device.vision.pipeline import build_pipeline  # noqa: F401
 
         ModelStore()
@@ -372,7 +372,7 @@ def test_sealed_and_renewable_nothing_readable_on_the_wire(tmp_path, broker, see
 def _decrypted_embedding_is_the_terminals(run: Run, backend: PrivateKey, replay: Path) -> None:
     """Recompute the embedding in this process from the same replay and models: it must match the sealed one."""
     from device.config import load_config
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.privacy.keyfile import load_secret
     from device.privacy.protector import decode_embedding
     from device.privacy.template import TemplateTransform

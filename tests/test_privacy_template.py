@@ -87,7 +87,7 @@ def test_key_file_created_and_damage_reported(tmp_path):
 
 
 def _lfw_embeddings(shared_data):
-    from device.modelstore import ModelError, ModelStore
+    from device.infra.modelstore import ModelError, ModelStore
 
     try:
         store = ModelStore()

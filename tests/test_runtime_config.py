@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from device.config import Config, ConfigError
-from device.runtime_config import OVERRIDES_FILE, REJECTED_FILE, RULES, RuntimeConfig, remote_problems
+from device.runtime.runtime_config import OVERRIDES_FILE, REJECTED_FILE, RULES, RuntimeConfig, remote_problems
 
 # Every key that weakens liveness, recognition, durability or privacy, or cuts the terminal off.
 FORBIDDEN = [

@@ -28,7 +28,7 @@ import pytest
 from skimage import data as skdata
 
 from device.config.mqtt import OutboxConfig
-from device.paths import models_dir
+from device.infra.paths import models_dir
 from device.transport.envelope import encode, envelope
 from device.transport.outbox import Outbox
 from device.transport.topics import Topics

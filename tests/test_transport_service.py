@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from tests.api_schemas import errors
 from tests.broker import Broker
 from tests.conftest import missing_data

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.config.service import ServiceConfig
-from device.paths import models_dir
+from device.infra.paths import models_dir
 from tests.conftest import missing_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ try:
     sys.exit("W+X mapping was allowed: MDWE is not in force")
 except PermissionError:
     pass
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 store = ModelStore()
 rng = np.random.default_rng(0)
 ran = []

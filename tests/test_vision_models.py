@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 from device.vision.align import MESH_ALIGN_POINTS, MESH_TEMPLATE, mesh_chip_transform
 from device.vision.boxes import box_iou
 from device.vision.detect import VARIANTS, FaceDetector

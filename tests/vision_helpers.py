@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from tests.conftest import missing_data
 
 

@@ -32,7 +32,7 @@ from device.config import Config, merge
 
 if TYPE_CHECKING:
     from device.backend.service import BackendService
-    from device.lifecycle import Lifecycle
+    from device.runtime.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 SUBJECT, DISPLAY_NAME = "astronaut", "Eileen Collins (demo photo)"
@@ -139,7 +139,7 @@ class DemoBackend:
 
     def run_passes(self, cfg: Config, run: Callable[[Config, Lifecycle], int | str]) -> int | str:
         """Pass 1 with the challenge, pass 2 with liveness off (see the module doc); Ctrl-C stops either."""
-        from device.lifecycle import Lifecycle
+        from device.runtime.lifecycle import Lifecycle
 
         first = Lifecycle()
         started = time.time()

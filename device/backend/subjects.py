@@ -55,7 +55,7 @@ def update_from_bytes(data: bytes) -> op.UpdateFile:
 class Subjects:
     def __init__(self, cfg: BackendConfig, store: Store, options: ClientOptions | None) -> None:
         """`options`: the broker to push galleries through; None: changes are stored, not pushed."""
-        from device.modelstore import ModelStore
+        from device.infra.modelstore import ModelStore
 
         self.cfg, self.store, self.options = cfg, store, options
         entry = ModelStore(cfg.identity.models_dir).entry("embedder")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from device.bench.report import STAGE_ORDER
-from device.plots import require_matplotlib
+from device.plots.base import require_matplotlib
 
 
 def _per_frame(stages: dict[str, Any], frames: int) -> dict[str, float]:

@@ -23,7 +23,7 @@ from device.bench.publish import PublishPath
 from device.config.vision import VisionConfig
 from device.contracts import Frame
 from device.identity.matcher import Matcher
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel, IrisModel

@@ -167,7 +167,7 @@ def _round_trip(
 
 def _home_assistant(client, cfg: Config, options: ClientOptions) -> Check:
     """May the terminal write its discovery configs? Only MQTT 5 says (PUBACK Not authorized)."""
-    from device.homeassistant import node_id
+    from device.runtime.homeassistant import node_id
 
     prefix, node = cfg.homeassistant.discovery_prefix, node_id(cfg.terminal_id)
     if not options.v5:

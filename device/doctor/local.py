@@ -17,8 +17,8 @@ UNIT = "faceonly.service"
 
 def camera(cfg: Config, seconds: float = 3.0, max_frames: int = 60) -> Check:
     """Open the configured source the way the service does, count frames for a few seconds, close it."""
-    from device.capture import Capture
     from device.contracts import SourceError
+    from device.runtime.capture import Capture
     from device.vision.sources import open_source
 
     spec = cfg.vision.source
@@ -63,7 +63,7 @@ def _camera_fix(spec: str) -> str:
 
 
 def models(cfg: Config) -> Check:
-    from device.modelstore import ModelError, ModelStore
+    from device.infra.modelstore import ModelError, ModelStore
 
     try:
         store = ModelStore(cfg.service.models_dir)

@@ -89,7 +89,7 @@ def subjects_from_photos(
     """build_subjects with the terminal's own detector, quality gate, mesh and embedder from `models_dir`
     (verified against its manifest); also the embedder the templates were made with."""
     from device.config.vision import VisionConfig
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.vision.detect import FaceDetector
     from device.vision.embed import Embedder, FaceEncoder
     from device.vision.landmarks import FaceMeshModel

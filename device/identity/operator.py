@@ -19,9 +19,9 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from device.atomicfile import write_atomic
 from device.contracts import ModelRef
 from device.identity.gallery import Gallery, Subject, decode_body, encode_body, gallery_digest, make_manifest
+from device.infra.atomicfile import write_atomic
 from device.privacy.keyfile import load_or_create_secret, load_secret
 from device.privacy.signing import SEED_BYTES, Signer
 

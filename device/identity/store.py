@@ -14,9 +14,9 @@ from pathlib import Path
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
-from device.atomicfile import write_atomic
 from device.contracts import ModelRef
 from device.identity.gallery import Gallery, GalleryRefused, encode_body, load_verified
+from device.infra.atomicfile import write_atomic
 from device.privacy.keyfile import load_or_create_secret
 
 _LEN = struct.Struct("<I")

@@ -15,8 +15,8 @@ from pathlib import Path
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
-from device.atomicfile import write_atomic
 from device.identity.gallery import sha256_hex
+from device.infra.atomicfile import write_atomic
 from device.privacy.signing import canonical_json
 
 MAX_CHUNK_BYTES = 512 * 1024

@@ -11,7 +11,7 @@ from device.config import Config
 from device.contracts import FaceObservation, ModelRef, Prompt
 from device.identity.component import IdentityComponent, build_identity
 from device.identity.gate import build_gate
-from device.modelstore import ModelStore
+from device.infra.modelstore import ModelStore
 from device.transport.commands import CommandError, Reply
 
 

@@ -11,7 +11,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from device.atomicfile import TornFileError, read_checksummed, write_checksummed
+from device.infra.atomicfile import TornFileError, read_checksummed, write_checksummed
 
 KEY_MODE = 0o600
 

@@ -20,12 +20,21 @@ from device.config import Config
 from device.config.identity import SendPolicy
 from device.contracts import FaceObservation
 from device.identity.runtime import MatchResult
-from device.payloads import Biometric, Liveness, Match, Observation, Quality, ReasonItem, TimeSource, dump
 from device.privacy import seal as sealing
 from device.privacy.report import build_report
 from device.privacy.signing import Signer, load_signer
 from device.privacy.template import TemplateTransform, load_transform
 from device.privacy.thumbnail import ThumbnailError, ThumbnailPolicy, make_thumbnail
+from device.wire.payloads import (
+    Biometric,
+    Liveness,
+    Match,
+    Observation,
+    Quality,
+    ReasonItem,
+    TimeSource,
+    dump,
+)
 
 log = logging.getLogger(__name__)
 

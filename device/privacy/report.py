@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from device.config import Config
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 from device.privacy import seal as sealing
 from device.privacy.signing import Signer, key_id
 from device.privacy.template import TemplateTransform

@@ -23,7 +23,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from device.atomicfile import write_atomic
+from device.infra.atomicfile import write_atomic
 from device.privacy.signing import SEED_BYTES, SignatureError, Signer, key_id, verify_payload
 from device.transport.commands import BUSY, EXPIRED, FAILED, REPLAYED, UNAUTHENTICATED, CommandError
 from device.transport.nonces import CacheFull, ReplayCache

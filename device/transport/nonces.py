@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from device.atomicfile import write_atomic
+from device.infra.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 

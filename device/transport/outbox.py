@@ -1,6 +1,6 @@
 """The durable outbox: every event is on disk before it is published, and leaves only on PUBACK.
 
-One checksummed file per event (device.atomicfile: temp file, fsync, rename, fsync dir; magic + length +
+One checksummed file per event (device.infra.atomicfile: temp file, fsync, rename, fsync dir; magic + length +
 sha256 header), named by a monotonic sequence number so the directory order is the publish order.
 A power cut or SIGKILL leaves either a whole record or a stray temp file; a record whose checksum
 does not match is reported as torn, deleted and never loaded or published.
@@ -29,8 +29,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from device.atomicfile import TornFileError, checksummed, read_checksummed, verified_payload, write_atomic
 from device.config.mqtt import OutboxConfig
+from device.infra.atomicfile import (
+    TornFileError,
+    checksummed,
+    read_checksummed,
+    verified_payload,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 

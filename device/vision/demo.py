@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.paths import demo_dir
+from device.infra.paths import demo_dir
 from device.vision.replay import MANIFEST_FORMAT, MANIFEST_NAME
 
 SIZE = (640, 480)  # width, height
@@ -67,7 +67,7 @@ def demo_frames(fps: float = 15.0, walk_s: float = 2.5, stand_s: float = 6.0) ->
 
 
 def make_demo(out: Path | None = None, fps: float = 15.0) -> Path:
-    """Write the demo replay folder (JPEG frames + replay.json, default device.paths.demo_dir()); replaces an
+    """Write the demo replay folder (JPEG frames + replay.json, default device.infra.paths.demo_dir()); replaces an
     earlier demo at `out`."""
     out = Path(out) if out is not None else demo_dir()
     if out.exists():

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from device.contracts import Detection
-from device.inference import TfliteRunner
+from device.infra.inference import TfliteRunner
 from device.vision.boxes import box_iou
 
 

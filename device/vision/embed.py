@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from device.contracts import Detection, ModelRef
-from device.inference import TfliteRunner
+from device.infra.inference import TfliteRunner
 from device.vision.align import CHIP_SIZE, AlignedChip, align_face
 from device.vision.landmarks import FaceMesh, FaceMeshModel, trusted_xy
 

@@ -1,6 +1,6 @@
 """Measurements behind `faceonly evaluate`: detection, blinks and replay cues (verification: device.vision.lfw).
 
-Pure functions over file lists and models; the CLI (device/cli_evaluate.py) only parses arguments and prints.
+Pure functions over file lists and models; the CLI (device/cli/evaluate.py) only parses arguments and prints.
 """
 
 from __future__ import annotations

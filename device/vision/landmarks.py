@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from device.contracts import Detection
-from device.inference import TfliteRunner
+from device.infra.inference import TfliteRunner
 from device.vision.align import square_roi_transform
 from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
 

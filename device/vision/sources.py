@@ -11,7 +11,7 @@ from pathlib import Path
 
 from device.config.vision import VisionConfig
 from device.contracts import FrameSource, SourceError
-from device.paths import demo_dir
+from device.infra.paths import demo_dir
 
 SPEC_HELP = "picamera2 | v4l2:N (N = /dev/videoN) | replay:PATH (video, still, or folder with replay.json)"
 

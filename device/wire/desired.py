@@ -2,7 +2,7 @@
 
 Signed like a state-changing command (device.transport.auth) as the command `config.desired` with args
 {config, version}; the signature fields travel beside them. Only keys settable remotely are applied
-(device.runtime_config); this model checks the message's shape, not the keys' values.
+(device.runtime.runtime_config); this model checks the message's shape, not the keys' values.
 """
 
 from __future__ import annotations

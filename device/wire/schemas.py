@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
-from device.payloads import EVENT_FACE_PARTS
 from device.wire.command import CommandReply, CommandRequest
 from device.wire.desired import ConfigDesired
 from device.wire.manifests import ModelManifest, ReplayManifest
+from device.wire.payloads import EVENT_FACE_PARTS
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "api" / "schemas"
 SCHEMA_BASE = "https://faceonly.example/schemas/v1/"
@@ -45,7 +45,7 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema document."""
     docs = {
         f"{name}.json": _generated(
-            f"{name}.json", f"device/payloads.py ({model.__name__})", _model(model, "serialization")
+            f"{name}.json", f"device/wire/payloads.py ({model.__name__})", _model(model, "serialization")
         )
         for name, model in EVENT_FACE_PARTS.items()
     }

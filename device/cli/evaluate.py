@@ -71,7 +71,7 @@ def run_evaluation(
     args: argparse.Namespace, progress=_progress, scores: dict[str, dict] | None = None
 ) -> dict[str, dict[str, float]]:
     """The figures of every evaluation asked for; `scores`, when given, receives their raw scores (plots)."""
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
     from device.vision import evaluation as ev
     from device.vision.detect import FaceDetector
 
@@ -163,11 +163,11 @@ def markdown(results: dict[str, dict[str, float]]) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from device.contracts import SourceError
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
     from device.vision.stills import ImageError
 
     if args.plots is not None:
-        from device.plots import require_matplotlib
+        from device.plots.base import require_matplotlib
 
         try:
             require_matplotlib()
@@ -192,7 +192,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _plots(scores: dict[str, dict], folder: Path) -> list[Path]:
-    from device import evalplots
+    from device.plots import evaluation as evalplots
 
     folder.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []

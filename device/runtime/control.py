@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device.config import ConfigError
 from device.contracts import Protector
-from device.modelstore import ModelError, ModelStore
-from device.runtime_config import RuntimeConfig
+from device.infra.modelstore import ModelError, ModelStore
+from device.runtime.runtime_config import RuntimeConfig
 from device.transport.commands import FAILED, INVALID_CONFIG, CommandError, CommandPlane, parse_args
 from device.transport.outbox import Outbox
 

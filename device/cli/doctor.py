@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from device.cli_run import base_config
+    from device.cli.run import base_config
     from device.doctor import broker, local
 
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.paths import models_dir
+from device.infra.paths import models_dir
 from device.wire.base import validate
 from device.wire.manifests import ModelManifest
 

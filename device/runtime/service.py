@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import device
-from device.alarms import Alarms
-from device.capture import Capture
-from device.command_server import CommandServer, build_plane
 from device.config import Config, ConfigError
 from device.contracts import FacePipeline, FrameSource, Prompt, Protector
-from device.control import register_all
-from device.health import cpu_temperature_c
-from device.homeassistant import Discovery, HomeAssistant
 from device.identity.wiring import build_component
-from device.lifecycle import Lifecycle
-from device.linkwatch import LinkWatch
-from device.modelstore import ModelStore
-from device.runtime_config import RuntimeConfig
+from device.infra.modelstore import ModelStore
+from device.runtime.alarms import Alarms
+from device.runtime.capture import Capture
+from device.runtime.command_server import CommandServer, build_plane
+from device.runtime.control import register_all
+from device.runtime.health import cpu_temperature_c
+from device.runtime.homeassistant import Discovery, HomeAssistant
+from device.runtime.lifecycle import Lifecycle
+from device.runtime.linkwatch import LinkWatch
+from device.runtime.runtime_config import RuntimeConfig
 from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired

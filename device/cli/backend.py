@@ -109,10 +109,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if cfg.mqtt.broker is None:
         return _config_error(ConfigError(["mqtt.broker: required to run (give --broker)"]))
-    from device import statedir
     from device.backend.service import BackendService
     from device.backend.store import StoreError
     from device.privacy.hardening import disable_core_dumps
+    from device.runtime import statedir
 
     disable_core_dumps()
     try:
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     except statedir.StateDirError as exc:
         log.error("cannot start (permanent fault): %s", exc)
         return EXIT_PERMANENT
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
 
     try:
         service = BackendService(cfg)

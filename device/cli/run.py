@@ -23,8 +23,8 @@ from device.config import Config, ConfigError, load_config, merge, redact
 
 if TYPE_CHECKING:
     from device.contracts import FacePipeline, FrameSource, Protector
-    from device.lifecycle import Lifecycle
-    from device.modelstore import ModelStore
+    from device.infra.modelstore import ModelStore
+    from device.runtime.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(redact(cfg), indent=2))
         print("config OK", file=sys.stderr)
         return 0
-    from device import statedir
     from device.privacy.hardening import disable_core_dumps
+    from device.runtime import statedir
 
     disable_core_dumps()
     try:
@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_offline(cfg)
     embedded = None
     if cfg.mqtt.broker is None:
-        from device.demo_broker import EmbeddedBroker
+        from device.runtime.demo_broker import EmbeddedBroker
 
         embedded = EmbeddedBroker(cfg.mqtt.topic_prefix)
         url = embedded.start()
@@ -145,7 +145,7 @@ class PermanentFault(Exception):
 
 def _start_error(exc: Exception) -> int:
     """One log line (no traceback) and the exit status for a start-up failure."""
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
 
     message = " ".join(str(exc).split())  # one line, whatever the exception put in it
     if isinstance(exc, PermanentFault | ModelError):
@@ -156,7 +156,7 @@ def _start_error(exc: Exception) -> int:
 
 
 def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protector]:
-    from device.modelstore import ModelError, ModelStore
+    from device.infra.modelstore import ModelError, ModelStore
     from device.privacy.keyfile import KeyFileError
     from device.privacy.protector import build_protector
     from device.vision.pipeline import build_pipeline
@@ -181,10 +181,10 @@ def _run_service(
     cfg: Config, reload_base: Callable[[], Config], lifecycle: Lifecycle | None = None
 ) -> int | str:
     from device.contracts import SourceError
-    from device.lifecycle import Lifecycle
-    from device.modelstore import ModelError
-    from device.runtime_config import RuntimeConfig
-    from device.service import Service
+    from device.infra.modelstore import ModelError
+    from device.runtime.lifecycle import Lifecycle
+    from device.runtime.runtime_config import RuntimeConfig
+    from device.runtime.service import Service
 
     lifecycle = lifecycle or Lifecycle()
     lifecycle.install_signal_handlers()
@@ -207,10 +207,10 @@ def _run_service(
 
 def _run_offline(cfg: Config) -> int:
     """Events as JSON lines on stdout (long strings elided): for trying a camera or a replay."""
-    from device.capture import Capture
     from device.contracts import SourceError
-    from device.lifecycle import Lifecycle
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
+    from device.runtime.capture import Capture
+    from device.runtime.lifecycle import Lifecycle
     from device.transport.envelope import envelope
     from device.vision.liveness.prompts import ConsolePromptSink
 

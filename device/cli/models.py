@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from device.modelstore import ModelError, ModelStore
+from device.infra.modelstore import ModelError, ModelStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import importlib
 import importlib.metadata
 import logging
 
-from device import logsetup
+from device.infra import logsetup
 
 DESCRIPTION = (
     "faceonly runs face recognition on a camera terminal and sends only a face embedding and, if "
@@ -20,19 +20,19 @@ EPILOG = (
 
 # Modules that each add one subcommand (or a group): keep one per line.
 COMMAND_MODULES = (
-    "device.cli_models",
-    "device.cli_replay",
-    "device.cli_record",
-    "device.cli_evaluate",
-    "device.cli_run",
-    "device.cli_ctl",
-    "device.cli_keys",
-    "device.cli_audit",
-    "device.cli_gallery",
-    "device.cli_doctor",
-    "device.cli_homeassistant",
-    "device.cli_bench",
-    "device.cli_backend",
+    "device.cli.models",
+    "device.cli.replay",
+    "device.cli.record",
+    "device.cli.evaluate",
+    "device.cli.run",
+    "device.cli.ctl",
+    "device.cli.keys",
+    "device.cli.audit",
+    "device.cli.gallery",
+    "device.cli.doctor",
+    "device.cli.homeassistant",
+    "device.cli.bench",
+    "device.cli.backend",
 )
 
 

@@ -29,8 +29,8 @@ from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device.control import describe_commands
-from device.demo_broker import describe
+from device.runtime.control import describe_commands
+from device.runtime.demo_broker import describe
 from device.transport.auth import read_signing_key, sign_command
 from device.transport.client import add_broker_flags, connect_tool, options_from_args
 from device.transport.commands import RESERVED, RESERVED_PREFIXES

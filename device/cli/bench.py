@@ -49,7 +49,7 @@ def _bench(args: argparse.Namespace) -> int:
     from device.bench.peer import PeerUnavailable
     from device.bench.runner import Bench, BenchOptions
     from device.contracts import SourceError
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
 
     if args.threads < 1 or args.steady_frames < 1 or args.scaling_frames < 0:
         print("bench: --threads and --steady-frames must be >= 1, --scaling-frames >= 0", file=sys.stderr)
@@ -61,7 +61,7 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"bench: cannot pin to core {args.pin}: {exc}", file=sys.stderr)
             return 2
     if args.plots is not None:
-        from device.plots import require_matplotlib
+        from device.plots.base import require_matplotlib
 
         try:
             require_matplotlib()

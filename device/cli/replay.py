@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from device.paths import demo_dir
+from device.infra.paths import demo_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:

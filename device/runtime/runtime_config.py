@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from device.atomicfile import write_atomic
 from device.config import Config, ConfigError, deep_merge, merge, redact
+from device.infra.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

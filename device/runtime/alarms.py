@@ -138,5 +138,5 @@ def _mb(n: int) -> str:
 
 
 def _fields(name: str, change: str) -> dict[str, str]:
-    """Journal fields (device.logsetup sends upper-case extras as fields; plain logs ignore them)."""
+    """Journal fields (device.infra.logsetup sends upper-case extras as fields; plain logs ignore them)."""
     return {"FACEONLY_ALARM": name, "FACEONLY_CHANGE": change}

@@ -100,7 +100,7 @@ def _photo_subjects(photos: Path, models_dir: Path | None, report_path: Path | N
 
 def _build(args: argparse.Namespace) -> int:
     from device.identity import operator as op
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
 
     try:
         signer = op.load_gallery_signer(args.key)
@@ -117,7 +117,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _delta(args: argparse.Namespace) -> int:
     from device.identity import operator as op
-    from device.modelstore import ModelError
+    from device.infra.modelstore import ModelError
 
     try:
         signer = op.load_gallery_signer(args.key)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from device.alarms import Alarms
+from device.runtime.alarms import Alarms
 from device.transport.link import NOT_AUTHORIZED, Acked, Connected, ConnectFailed, Disconnected, LinkEvent
 
-log = logging.getLogger("device.service")  # the service's voice: these lines are about its connection
+log = logging.getLogger("device.runtime.service")  # the service's voice: these lines are about its connection
 
 
 class LinkWatch:

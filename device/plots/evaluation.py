@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from device.plots import require_matplotlib
+from device.plots.base import require_matplotlib
 
 FAR_STYLES = {"far_1e-2": ":", "far_1e-3": "--", "far_1e-4": "-.", "far_1e-5": "-"}
 

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
 INSTALLED_MODELS = Path(sys.prefix) / "share" / "faceonly" / "models"
 
 

@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from device.cli_run import base_config
+    from device.cli.run import base_config
     from device.config import ConfigError
-    from device.homeassistant import Discovery
+    from device.runtime.homeassistant import Discovery
     from device.transport.client import BrokerError, BrokerUrlError, ClientOptions, connect_tool
     from device.transport.topics import Topics
 

@@ -1,0 +1,1 @@
+"""Plots for `--plots` (optional extra `plots`): drawn from scores only, never from an image."""

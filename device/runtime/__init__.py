@@ -1,0 +1,1 @@
+"""The terminal service at run time: the loop, capture thread, command plane, health, alarms and lifecycle."""
