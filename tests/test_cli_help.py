@@ -30,13 +30,10 @@ def test_version_and_plain_top_level_help() -> None:
 
 def test_ctl_cmd_help_lists_every_registered_command_with_its_arguments() -> None:
     from device.runtime.control import register_all
+    from tests.test_commands import State
 
     plane = CommandPlane("x/cmd/res", 1024)
-    noop = lambda *a, **k: {}  # noqa: E731 - the handlers are never called here
-    register_all(
-        plane, status=noop, runtime=SimpleNamespace(report=noop), on_config_applied=noop, store=None, outbox=None,  # type: ignore[arg-type]
-        protector=None, request_restart=noop, control=noop,  # type: ignore[arg-type]
-    )  # fmt: skip
+    register_all(plane, State(SimpleNamespace(report=dict), None, None, None, plane))  # type: ignore[arg-type]  # never called
     assert set(plane.handlers) == set(COMMANDS)
     text = _faceonly("ctl", "--broker", "mqtt://x", "--id", "t", "cmd", "--help").stdout
     for name in COMMANDS:

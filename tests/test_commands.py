@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -196,6 +198,31 @@ def _tiny_models(root: Path) -> Path:
     return root
 
 
+@dataclass
+class State:
+    """The terminal state the built-in commands act on (device.runtime.control.TerminalState), real parts."""
+
+    runtime: RuntimeConfig
+    store: Any
+    outbox: Any
+    protector: Any
+    plane: CommandPlane
+    restarts: list[str] = field(default_factory=list)
+    applied: list[dict] = field(default_factory=list)
+
+    def status(self) -> dict:
+        return {"state": "online"}
+
+    def config_applied(self, result: dict) -> None:
+        self.applied.append(result)
+
+    def request_restart(self, reason: str) -> None:
+        self.restarts.append(reason)
+
+    def describe_control(self) -> dict:
+        return self.plane.describe_auth()
+
+
 def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) -> None:
     from device.config.mqtt import OutboxConfig
     from device.infra.modelstore import ModelStore
@@ -206,17 +233,11 @@ def test_invalid_config_code_used_by_handler(tmp_path: Path, key: CommandKey) ->
     plane = make_plane(key, tmp_path, 4096, clock=time.time)
     cfg = Config(service={"state_dir": str(tmp_path)})
     rt = RuntimeConfig(cfg)
-    register_all(
-        plane,
-        status=dict,
-        runtime=rt,
-        on_config_applied=lambda r: None,
-        store=ModelStore(_tiny_models(tmp_path / "models")),
-        outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
-        protector=build_protector(cfg, tmp_path),
-        request_restart=lambda r: None,
-        control=plane.describe_auth,
-    )
+    state = State(
+        rt, ModelStore(_tiny_models(tmp_path / "models")), Outbox(tmp_path / "outbox", OutboxConfig()),
+        build_protector(cfg, tmp_path), plane,
+    )  # fmt: skip
+    register_all(plane, state)
     r = plane.handle(
         "config.set", key.request("config.set", {"config": {"outbox": {"max_events": 0}}}), None, None
     )
@@ -247,18 +268,12 @@ def test_unsigned_lab_setting_is_loud_in_privacy_report(tmp_path: Path) -> None:
     )
     plane = CommandPlane(DEFAULT, 4096, auth=auth)
     cfg = Config(service={"state_dir": str(tmp_path)})
-    calls: list[str] = []
-    register_all(
-        plane,
-        status=dict,
-        runtime=RuntimeConfig(cfg),
-        on_config_applied=lambda r: None,
-        store=ModelStore(_tiny_models(tmp_path / "models")),
-        outbox=Outbox(tmp_path / "outbox", OutboxConfig()),
-        protector=build_protector(cfg, tmp_path),
-        request_restart=calls.append,
-        control=plane.describe_auth,
-    )
+    state = State(
+        RuntimeConfig(cfg), ModelStore(_tiny_models(tmp_path / "models")),
+        Outbox(tmp_path / "outbox", OutboxConfig()), build_protector(cfg, tmp_path), plane,
+    )  # fmt: skip
+    register_all(plane, state)
+    calls = state.restarts
     report = plane.handle("privacy.report", b"{}", None, None).body["result"]
     assert report["text"].startswith("WARNING: UNSAFE LAB SETTING")
     assert report["control"]["unsigned_allowed"] is True

@@ -147,21 +147,16 @@ class Terminal:
         from device.cli.run import _stages
         from device.config import load_config
         from device.runtime.lifecycle import Lifecycle
+        from device.runtime.parts import build_parts
         from device.runtime.runtime_config import RuntimeConfig
         from device.runtime.service import Service
 
         cfg = load_config(conf)
         self.lifecycle = Lifecycle()
         store, source, pipeline, protector = _stages(cfg)
+        parts = build_parts(cfg, source, cfg.control.read_public_key())
         self.service = Service(
-            RuntimeConfig(cfg),
-            store,
-            source,
-            pipeline,
-            protector,
-            self.lifecycle,
-            lambda: cfg,
-            command_key=cfg.control.read_public_key(),
+            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
         )
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()

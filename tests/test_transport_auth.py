@@ -26,11 +26,11 @@ class Terminal:
         self.cfg = MqttConfig(**mqtt_cfg)
         self.topics = Topics("faceonly", tid)
         self.inbox: queue.Queue = queue.Queue()
-        self.link = Link(self.cfg, tid, self.topics, self.inbox, will_payload=b'{"state":"offline"}')
+        self.link = Link(self.cfg, tid, self.topics, self.inbox)
         self.outbox = Outbox(tmp / f"outbox-{tid}", OutboxConfig())
         self.courier = Courier(self.outbox, self.link, 10)
         self.events: list = []
-        self.link.start(b'{"state":"online"}')
+        self.link.start(b'{"state":"online"}', b'{"state":"offline"}')
 
     def drive(self, until, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -48,13 +48,11 @@ class PublishPath:
 
     def _connect(self) -> None:
         status = encode(envelope("status", self.config.terminal_id, {"state": "offline", "reason": "lost"}))
-        self.link = Link(
-            self.config.mqtt, self.config.terminal_id, self.topics, self._inbox, will_payload=status
-        )
+        self.link = Link(self.config.mqtt, self.config.terminal_id, self.topics, self._inbox)
         self.courier = Courier(
             Outbox(self._dir / "outbox", self.config.outbox), self.link, self.config.mqtt.inflight_window
         )
-        self.link.start(encode(envelope("status", self.config.terminal_id, {"state": "online"})))
+        self.link.start(encode(envelope("status", self.config.terminal_id, {"state": "online"})), status)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while time.monotonic() < deadline:
             try:

@@ -45,6 +45,9 @@ class CountingSink:
     def publish(self, prompt: object) -> None:
         self.prompts += 1
 
+    def listening(self) -> bool:
+        return True
+
 
 @dataclass(frozen=True)
 class BenchOptions:

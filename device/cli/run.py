@@ -183,6 +183,7 @@ def _run_service(
     from device.contracts import SourceError
     from device.infra.modelstore import ModelError
     from device.runtime.lifecycle import Lifecycle
+    from device.runtime.parts import build_parts
     from device.runtime.runtime_config import RuntimeConfig
     from device.runtime.service import Service
 
@@ -196,9 +197,8 @@ def _run_service(
             command_key = runtime.current.control.read_public_key()
         except ValueError as exc:  # a damaged or unreadable key file: restarting cannot fix it
             raise PermanentFault(str(exc)) from None
-        service = Service(
-            runtime, store, source, pipeline, protector, lifecycle, reload_base, command_key=command_key
-        )
+        parts = build_parts(runtime.current, source, command_key)
+        service = Service(runtime, store, pipeline, protector, lifecycle, reload_base, parts)
     except errors as exc:
         return _start_error(exc)
     status = service.run()

@@ -30,6 +30,11 @@ class ServiceConfig(Section):
         description="Seconds without a frame after which health raises the camera_stall alarm (file only: "
         "a remote change could hide a stall).",
     )
+    prompt_socket: Path | None = Field(
+        None,
+        description="Local AF_UNIX datagram socket of the terminal's screen or speaker: every liveness prompt "
+        "is sent there as one JSON datagram, broker or not (the MQTT prompt topic is one more listener).",
+    )
     stop_flush_s: float = Field(
         3.0,
         ge=0,

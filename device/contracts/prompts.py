@@ -32,3 +32,7 @@ class PromptSink(Protocol):
     """Receives prompt state changes; must return quickly (enqueue, do not block the pipeline)."""
 
     def publish(self, prompt: Prompt) -> None: ...
+
+    def listening(self) -> bool:
+        """Whether anyone hears the prompts now (a screen, a speaker, a connected broker)."""
+        ...

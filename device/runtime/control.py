@@ -8,7 +8,7 @@ paho callback.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,18 +62,24 @@ def describe_commands() -> str:
     return "\n".join(lines)
 
 
-def register_all(
-    plane: CommandPlane,
-    *,
-    status: Callable[[], dict[str, Any]],
-    runtime: RuntimeConfig,
-    on_config_applied: Callable[[dict[str, Any]], None],
-    store: ModelStore,
-    outbox: Outbox,
-    protector: Protector,
-    request_restart: Callable[[str], None],
-    control: Callable[[], dict[str, Any]],
-) -> None:
+class TerminalState(Protocol):
+    """What the built-in commands read and change: one small object (the service) instead of callbacks."""
+
+    runtime: RuntimeConfig
+    store: ModelStore
+    outbox: Outbox
+    protector: Protector
+
+    def status(self) -> dict[str, Any]: ...
+
+    def config_applied(self, result: dict[str, Any]) -> None: ...
+
+    def request_restart(self, reason: str) -> None: ...
+
+    def describe_control(self) -> dict[str, Any]: ...
+
+
+def register_all(plane: CommandPlane, state: TerminalState) -> None:
     def no_args(fn: Callable[[], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def handler(args: dict[str, Any]) -> dict[str, Any]:
             parse_args(_NoArgs, args)
@@ -84,20 +90,21 @@ def register_all(
     def config_set(args: dict[str, Any]) -> dict[str, Any]:
         req = parse_args(_ConfigSet, args)
         try:
-            result = runtime.apply(req.config, req.version)
+            result = state.runtime.apply(req.config, req.version)
         except ConfigError as exc:
             raise CommandError(
                 INVALID_CONFIG, "config refused; the running config is unchanged", exc.problems
             ) from None
-        on_config_applied(result)
+        state.config_applied(result)
         return result
 
     def models_info() -> dict[str, Any]:
+        store = state.store
         return {"models": {name: e.info for name, e in store.entries.items()}, "root": str(store.root)}
 
     def models_verify() -> dict[str, Any]:
         try:
-            results = store.verify()
+            results = state.store.verify()
         except ModelError as exc:
             raise CommandError(FAILED, str(exc)) from None
         return {
@@ -107,22 +114,22 @@ def register_all(
 
     def restart(args: dict[str, Any]) -> dict[str, Any]:
         req = parse_args(_Restart, args)
-        request_restart(req.reason)
+        state.request_restart(req.reason)
         return {"restarting": True}
 
     def outbox_purge() -> dict[str, Any]:
-        return {"purged": outbox.purge()}
+        return {"purged": state.outbox.purge()}
 
     def privacy_report() -> dict[str, Any]:
         # Who may command the terminal belongs in the report: unsigned control undoes every promise in it.
-        report, ctl = dict(protector.report()), control()
+        report, ctl = dict(state.protector.report()), state.describe_control()
         report["control"] = ctl
         if ctl.get("warning"):
             report["text"] = f"WARNING: {ctl['warning']}.\n{report.get('text', '')}"
         return report
 
-    plane.register("status", no_args(status))
-    plane.register("config.get", no_args(runtime.report))
+    plane.register("status", no_args(state.status))
+    plane.register("config.get", no_args(state.runtime.report))
     plane.register("config.set", config_set)
     plane.register("models.info", no_args(models_info))
     plane.register("models.verify", no_args(models_verify))

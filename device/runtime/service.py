@@ -11,50 +11,31 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import device
 from device.config import Config, ConfigError
-from device.contracts import FacePipeline, FrameSource, Prompt, Protector
+from device.contracts import FacePipeline, Protector
 from device.identity.wiring import build_component
 from device.infra.modelstore import ModelStore
 from device.runtime.alarms import Alarms
-from device.runtime.capture import Capture
-from device.runtime.command_server import CommandServer, build_plane
 from device.runtime.control import register_all
 from device.runtime.health import cpu_temperature_c
 from device.runtime.homeassistant import Discovery, HomeAssistant
 from device.runtime.lifecycle import Lifecycle
 from device.runtime.linkwatch import LinkWatch
+from device.runtime.parts import TerminalParts
 from device.runtime.runtime_config import RuntimeConfig
 from device.transport.commands import CommandError, Deferred, Reply
-from device.transport.courier import Courier
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
-from device.transport.link import Acked, Connected, Inbound, Link, LinkEvent
-from device.transport.outbox import Outbox
+from device.transport.link import Acked, Connected, Inbound, LinkEvent
 from device.transport.presence import foreign_birth
-from device.transport.topics import Topics
 
 log = logging.getLogger(__name__)
 
-INBOX_SIZE = 10_000
-PROMPT_TTL_S = 30
 FRAME_WAIT_S = 0.05  # how long the loop waits for a frame before serving commands and health
 IDLE_WAIT_S = 0.2
-
-
-class PromptPublisher:
-    """PromptSink: the challenge's prompts go to the terminal's prompt topic, for its screen or speaker."""
-
-    def __init__(self, link: Link, topic: str, terminal_id: str) -> None:
-        self.link, self.topic, self.tid = link, topic, terminal_id
-
-    def publish(self, prompt: Prompt) -> None:
-        body = {k: v for k, v in prompt.to_dict().items() if k != "schema"}  # the envelope carries it
-        payload = envelope("prompt", self.tid, body, ttl_s=PROMPT_TTL_S)
-        self.link.publish(self.topic, encode(payload), qos=0, meta=Meta.of(payload))
 
 
 class Service:
@@ -62,56 +43,39 @@ class Service:
         self,
         runtime: RuntimeConfig,
         store: ModelStore,
-        source: FrameSource,
         pipeline: FacePipeline,
         protector: Protector,
         lifecycle: Lifecycle,
         reload_base: Callable[[], Config],
-        command_key: bytes | None = None,
+        parts: TerminalParts,
     ) -> None:
+        """The parts are made outside (device.runtime.parts.build_parts, by the CLI or a test); the service
+        only drives them."""
         cfg = runtime.current
         self.reload_base = reload_base
         self.runtime = runtime
         self.store = store
-        self.source = source
         self.pipeline = pipeline
         self.protector = protector
         self.lifecycle = lifecycle
         self.tid = cfg.terminal_id
-        self.topics = Topics(cfg.mqtt.topic_prefix, cfg.terminal_id)
+        self.topics = parts.topics
         self.started = time.time()
-        self.inbox: queue.Queue[LinkEvent] = queue.Queue(INBOX_SIZE)
-        self.outbox = Outbox(Path(cfg.service.state_dir) / "outbox", cfg.outbox)
-        self.plane = build_plane(cfg, self.topics, command_key)
-        self.link = Link(
-            cfg.mqtt,
-            cfg.terminal_id,
-            self.topics,
-            self.inbox,
-            will_payload=self._status("offline", "lost"),
-            command_capacity=cfg.control.inbox_size,
-            command_bytes=cfg.control.inbox_bytes,
-        )
-        self.courier = Courier(self.outbox, self.link, cfg.mqtt.inflight_window)
-        self.commands = CommandServer(self.plane, self.link, self.tid, cfg.control.reply_queue)
-        register_all(
-            self.plane,
-            status=self.status,
-            runtime=runtime,
-            on_config_applied=self._config_applied,
-            store=store,
-            outbox=self.outbox,
-            protector=protector,
-            request_restart=self._request_restart,
-            control=self.plane.describe_auth,
-        )
-        self.capture = Capture(source)
-        prompts = PromptPublisher(self.link, self.topics.prompt, self.tid)
-        pipeline.set_prompt_sink(prompts)
+        self.inbox = parts.inbox
+        self.outbox = parts.outbox
+        self.plane = parts.plane
+        self.link = parts.link
+        self.courier = parts.courier
+        self.commands = parts.commands
+        self.capture = parts.capture
+        self.source = parts.capture.source
+        self.prompts = parts.prompts
+        register_all(self.plane, self)
+        pipeline.set_prompt_sink(self.prompts)
         self.identity = build_component(
             cfg,
             store,
-            prompt=prompts.publish,
+            prompt=self.prompts.publish,
             publish_gate=self._publish_gate,
             publish_reply=self._publish_reply,
             enrolment_fields=protector.enrolment_fields,
@@ -155,7 +119,7 @@ class Service:
         return status
 
     def _loop(self) -> None:
-        self.link.start(self._status("online"))
+        self.link.start(self._status("online"), self._status("offline", "lost"))
         self._publish_reported()
         self.capture.start()
         ready = False
@@ -277,9 +241,8 @@ class Service:
         if reason is not None:
             body["reason"] = reason
         body.update(self._control_alarms())
-        identity = getattr(self, "identity", None)  # the Last Will is made before identity is built
-        if identity is not None:
-            body["gallery"] = identity.identity.summary()
+        if self.identity is not None:
+            body["gallery"] = self.identity.identity.summary()
         return encode(envelope("status", self.tid, body))
 
     def _control_alarms(self) -> dict[str, Any]:
@@ -307,6 +270,7 @@ class Service:
             **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
             "alarms": self.alarms.snapshot(self.capture.stats(), self.courier.stats()),
+            "prompts": self.prompts.describe(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -326,6 +290,7 @@ class Service:
             "connected": self.link.connected,
             **self._control_alarms(),
             "session_taken_over": self.watch.taken_over,
+            "prompts": self.prompts.describe(),
             "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
         }
 
@@ -371,9 +336,9 @@ class Service:
                 {"applied": False, "problems": problems, "desired_version": desired.version}
             )
             return
-        self._config_applied(result)
+        self.config_applied(result)
 
-    def _config_applied(self, result: dict[str, Any]) -> None:
+    def config_applied(self, result: dict[str, Any]) -> None:
         cfg = self.runtime.current
         self.outbox.config = cfg.outbox
         self._next_health = 0.0
@@ -387,7 +352,7 @@ class Service:
         except (ConfigError, OSError) as exc:
             log.error("SIGHUP: config not reloaded, the running one stays: %s", exc)
         else:
-            self._config_applied({"restart_required": restart})
+            self.config_applied({"restart_required": restart})
             changed = self.runtime.changed_keys(previous)
             log.info(
                 "SIGHUP: config reloaded: %s",
@@ -398,7 +363,10 @@ class Service:
                 log.warning("SIGHUP: these changes apply after a restart: %s", ", ".join(restart))
         self.lifecycle.ready("config reloaded")
 
-    def _request_restart(self, reason: str) -> None:
+    def describe_control(self) -> dict[str, Any]:
+        return self.plane.describe_auth()
+
+    def request_restart(self, reason: str) -> None:
         log.warning("restart requested: %s", reason)
         self.restart_requested = True
 
@@ -419,6 +387,7 @@ class Service:
         self.outbox.save()
         if self.identity is not None:
             self.identity.close()
+        self.prompts.close()
         delivered = self.link.stop(
             self._status("offline", "restart" if self.restart_requested else "stopped"), 2.0
         )

@@ -131,7 +131,6 @@ class Link:
         topics: Topics,
         inbox: queue.Queue[LinkEvent],
         *,
-        will_payload: bytes,
         command_capacity: int = 64,
         command_bytes: int = 4 * 1024 * 1024,
     ) -> None:
@@ -165,12 +164,6 @@ class Link:
         client.max_inflight_messages_set(config.inflight_window + 20)
         # paho annotates int but sleeps for any number: sub-second backoff is what the tests need.
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
-        will_props = None
-        if self.v5:
-            will_props = Properties(PacketTypes.WILLMESSAGE)
-            will_props.WillDelayInterval = config.will_delay_s
-            will_props.ContentType = CONTENT_TYPE
-        client.will_set(topics.status, will_payload, qos=1, retain=True, properties=will_props)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -181,9 +174,16 @@ class Link:
 
     # ---- called by the service loop ---------------------------------------------------------
 
-    def start(self, birth_payload: bytes) -> None:
-        """Connect in the background (retrying forever); `birth_payload` is the retained online status."""
+    def start(self, birth_payload: bytes, will_payload: bytes) -> None:
+        """Connect in the background (retrying forever); `birth_payload` is the retained online status,
+        `will_payload` the retained status the broker publishes if the terminal vanishes."""
         self._birth = birth_payload
+        will_props = None
+        if self.v5:
+            will_props = Properties(PacketTypes.WILLMESSAGE)
+            will_props.WillDelayInterval = self.config.will_delay_s
+            will_props.ContentType = CONTENT_TYPE
+        self.client.will_set(self.topics.status, will_payload, qos=1, retain=True, properties=will_props)
         props = None
         if self.v5:
             props = Properties(PacketTypes.CONNECT)

@@ -28,6 +28,9 @@ class ConsolePromptSink:
         self._stream.write(json.dumps({"prompt": prompt.to_dict()}) + "\n")
         self._stream.flush()
 
+    def listening(self) -> bool:
+        return not self._stream.closed
+
 
 def prompt_text(step: Step | None, state: PromptState) -> str:
     if state == "passed":

@@ -1,0 +1,104 @@
+"""The prompt channel: where the liveness challenge's prompts go, local first.
+
+The person at the gate must be told what to do even while the broker is away, or everyone is rejected: the
+terminal's own screen or speaker listens on a local datagram socket (`service.prompt_socket`), and the MQTT
+prompt topic is one more listener. Each sink says whether anyone is listening; health and status report it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from device.config import Config
+from device.contracts import Prompt, PromptSink
+from device.transport.envelope import Meta, encode, envelope
+from device.transport.link import Link
+from device.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+PROMPT_TTL_S = 30
+
+
+class MqttPromptSink:
+    """Prompts on the terminal's prompt topic (QoS 0, short expiry); listening while the link is up."""
+
+    def __init__(self, link: Link, topic: str, terminal_id: str) -> None:
+        self.link, self.topic, self.tid = link, topic, terminal_id
+
+    def publish(self, prompt: Prompt) -> None:
+        body = {k: v for k, v in prompt.to_dict().items() if k != "schema"}  # the envelope carries it
+        payload = envelope("prompt", self.tid, body, ttl_s=PROMPT_TTL_S)
+        self.link.publish(self.topic, encode(payload), qos=0, meta=Meta.of(payload))
+
+    def listening(self) -> bool:
+        return self.link.connected
+
+
+class LocalPromptSink:
+    """Prompts as JSON datagrams to a local AF_UNIX socket (the screen or speaker process binds it).
+
+    Never blocks the pipeline: a missing, refusing or full listener drops the prompt and counts it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sent = 0
+        self.undelivered = 0
+        self._listening = False
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def publish(self, prompt: Prompt) -> None:
+        data = json.dumps({"prompt": prompt.to_dict()}, separators=(",", ":")).encode("utf-8")
+        try:
+            self._sock.sendto(data, str(self.path))
+        except OSError as exc:  # no listener (ENOENT, ECONNREFUSED) or a full one (EAGAIN)
+            if self._listening or self.undelivered == 0:
+                log.warning("prompt socket %s: nobody listening (%s)", self.path, exc.strerror or exc)
+            self._listening = False
+            self.undelivered += 1
+            return
+        if not self._listening:
+            log.info("prompt socket %s: listener there", self.path)
+        self._listening = True
+        self.sent += 1
+
+    def listening(self) -> bool:
+        return self._listening
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class PromptChannel:
+    """Every prompt to every sink; listening when any sink is."""
+
+    def __init__(self, sinks: dict[str, PromptSink]) -> None:
+        self.sinks = sinks
+
+    def publish(self, prompt: Prompt) -> None:
+        for sink in self.sinks.values():
+            sink.publish(prompt)
+
+    def listening(self) -> bool:
+        return any(sink.listening() for sink in self.sinks.values())
+
+    def describe(self) -> dict[str, Any]:
+        return {"listening": self.listening(), "sinks": {n: s.listening() for n, s in self.sinks.items()}}
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            if isinstance(sink, LocalPromptSink):
+                sink.close()
+
+
+def build_prompt_channel(cfg: Config, link: Link, topics: Topics) -> PromptChannel:
+    sinks: dict[str, PromptSink] = {}
+    if cfg.service.prompt_socket is not None:
+        sinks["local"] = LocalPromptSink(cfg.service.prompt_socket)
+    sinks["mqtt"] = MqttPromptSink(link, topics.prompt, cfg.terminal_id)
+    return PromptChannel(sinks)
