@@ -273,7 +273,7 @@ DETECTOR_WHY = (
 )
 
 
-def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:
+def mp_entry(py, name, floats, work, frames, found, calib_desc, blink) -> dict:  # noqa: PLR0913 - the build step's inputs, passed explicitly
     role, path, colour = MP_META[name]
     src = floats[name]
     calib_file = work / f"calib_{name}.npy"

@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only broker options
         self,
         workdir: Path,
         *,

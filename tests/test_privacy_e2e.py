@@ -75,7 +75,7 @@ def require_service() -> None:
         from device.vision.pipeline import build_pipeline  # noqa: F401
 
         ModelStore()
-    except Exception as exc:  # the service or its models are not there yet
+    except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"; the service or its models are not there yet
         missing_data(f"service not runnable here: {exc}")
 
 

@@ -23,7 +23,7 @@ from device.backend.health import Health
 from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate
 from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
-from device.backend.store import Store
+from device.backend.store import DATABASE_ERRORS, Store
 from device.backend.subjects import Subjects
 from device.transport.client import ClientOptions, parse_broker_url
 
@@ -125,7 +125,7 @@ class BackendService:
             self._keys_read = now
             try:
                 self._keys = self.store.terminal_keys()
-            except Exception as exc:  # the store's own errors vary by driver
+            except DATABASE_ERRORS as exc:
                 log.warning(
                     "store %s: pinned keys not re-read: %s", self.store.where, " ".join(str(exc).split())
                 )
@@ -143,7 +143,7 @@ class BackendService:
                 expired = self.store.expire_attendance(time.time() - days * 86400)
                 if expired:
                     log.info("retention: %d attendance records older than %d days deleted", expired, days)
-        except Exception as exc:  # the store's errors vary by driver; ingest goes on, this is retried
+        except DATABASE_ERRORS as exc:  # ingest goes on, this is retried
             log.warning("housekeeping failed (retried): %s", exc)
 
     def process(self, batch: list[Incoming]) -> None:
@@ -189,7 +189,7 @@ class BackendService:
                     )
                 else:
                     self.store.terminal_health(u.terminal, _health_summary(u.body), u.at)
-        except Exception as exc:  # the store's own errors vary by driver
+        except DATABASE_ERRORS as exc:
             log.warning(
                 "store %s: terminal state not updated: %s", self.store.where, " ".join(str(exc).split())
             )
@@ -200,7 +200,7 @@ class BackendService:
         while True:
             try:
                 return write()
-            except Exception as exc:  # the store's own errors vary by driver; none may stop ingest
+            except DATABASE_ERRORS as exc:  # a database that fails must not stop ingest: retried
                 self.health.store_errors += 1
                 log.error(
                     "store %s failed, retrying in %.1f s: %s",
@@ -213,7 +213,7 @@ class BackendService:
                 delay = min(delay * 2, RETRY_MAX_S)
                 try:
                     self.store.reconnect()
-                except Exception as again:  # still down: the next round tries again
+                except DATABASE_ERRORS as again:  # still down: the next round tries again
                     log.warning(
                         "store %s: reconnect failed: %s", self.store.where, " ".join(str(again).split())
                     )

@@ -21,6 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What the drivers raise for a database that fails (psycopg only where it is installed)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error, OSError)
+    return (sqlite3.Error, psycopg.Error, OSError)
+
+
+DATABASE_ERRORS = database_errors()
+
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS terminals (
         id TEXT PRIMARY KEY, public_key TEXT NOT NULL, added_at DOUBLE PRECISION NOT NULL,
@@ -131,12 +143,8 @@ class Store:
             with self._lock, self._tx() as cur:
                 for statement in SCHEMA:
                     cur.execute(statement.replace("{blob}", blob))
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"store {self.where}: {exc}") from None
-        except Exception as exc:  # psycopg's errors, without importing it for SQLite users
-            if self.postgres and type(exc).__module__.startswith("psycopg"):
-                raise StoreError(f"store {self.where}: {' '.join(str(exc).split())}") from None
-            raise
+        except DATABASE_ERRORS as exc:
+            raise StoreError(f"store {self.where}: {' '.join(str(exc).split())}") from None
 
     def reconnect(self) -> None:
         """A new connection after a failure (a restarted PostgreSQL drops every connection)."""

@@ -48,7 +48,7 @@ def _day(request: Request) -> str | None:
     return day
 
 
-def build_app(service: BackendService, token: str | None, hosts: list[str] | None = None) -> Starlette:
+def build_app(service: BackendService, token: str | None, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
     """The app; `token`: required on every request; `hosts`: the only Host headers served (a page on
     loopback without a token refuses others, so a DNS-rebinding web page cannot reach it)."""
     store, live = service.store, service.live

@@ -136,7 +136,7 @@ class Bench:
         self.encoder.embedder.embed_chip(np.zeros((150, 150, 3), np.uint8))
         self.probe.new_pass()
 
-    def replay(self, spec: str, publisher: PublishPath) -> dict[str, Any]:
+    def replay(self, spec: str, publisher: PublishPath) -> dict[str, Any]:  # noqa: PLR0915 - one timed pass; splitting it would split what is timed
         """One replay through pipeline + match + protect/sign (+ outbox/publish/ack with a broker)."""
         samples = self.probe.new_pass()
         pipeline, sink = self.pipeline(VisionConfig(replay_pace="fast"))

@@ -98,7 +98,7 @@ def _config_error(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit status per start-up failure
     try:
         cfg = _config(args)
     except ConfigError as exc:

@@ -67,7 +67,7 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_evaluation(
+def run_evaluation(  # noqa: C901 - one branch per evaluation set the command offers
     args: argparse.Namespace, progress=_progress, scores: dict[str, dict] | None = None
 ) -> dict[str, dict[str, float]]:
     """The figures of every evaluation asked for; `scores`, when given, receives their raw scores (plots)."""

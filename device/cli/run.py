@@ -63,7 +63,7 @@ def base_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, flags)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:  # noqa: C901 - the start-up choices of `faceonly run` (validate, offline, demo)
     try:
         cfg = base_config(args)
     except ConfigError as exc:

@@ -236,7 +236,7 @@ def gallery_digest(
     return sha256_hex("".join(f"{sid}\0{h}\n" for sid, h in entries).encode())
 
 
-def make_manifest(
+def make_manifest(  # noqa: PLR0913 - each argument is one field of the signed manifest
     signer: Signer,
     kind: str,
     version: int,

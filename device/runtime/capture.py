@@ -80,7 +80,7 @@ class Capture:
                 if self._stop.is_set() or not self._hand_over(frame):
                     self.source.release(frame)
                     break
-        except Exception as exc:  # a source that gives up ends capture; the service reports it and stays up
+        except Exception as exc:  # noqa: BLE001 - whatever a source raises ends capture; the service reports it, stays up
             end = _End(exc)
         self._slot.put(end, self._stop)
         # Closing zeroes the ring: only once the loop has released its last frame, which stop() says.

@@ -231,7 +231,7 @@ class CommandPlane:
             raise CommandError(NOT_AVAILABLE, f"{name} is not available on this terminal yet")
         raise CommandError(UNKNOWN_COMMAND, f"unknown command {name!r}; known: {sorted(self.handlers)}")
 
-    def _parse(
+    def _parse(  # noqa: C901 - the checks in the order the reply address is recovered
         self,
         name: str,
         payload: bytes,

@@ -116,7 +116,7 @@ class RetryingCamera:
     def _safe_close(self) -> None:
         try:
             self._close_device()
-        except Exception as exc:  # a dying driver may fail on close too; the reopen path must continue
+        except Exception as exc:  # noqa: BLE001 - a dying driver fails on close in its own ways; reopening goes on
             log.warning("%s: close failed: %s", self.name, exc.__class__.__name__)
         self._open_device = False
 
@@ -207,7 +207,7 @@ class Picamera2Camera(RetryingCamera):
             )
             cam.configure(video)
             cam.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - picamera2 and libcamera raise many types; all mean "no camera"
             cam.close()
             raise CameraError(f"cannot start the Pi camera: {exc.__class__.__name__}: {exc}") from None
         self._cam = cam
@@ -219,7 +219,7 @@ class Picamera2Camera(RetryingCamera):
             with self._cam.captured_request() as request:
                 image = request.make_array("main")
                 lores = request.make_array("lores") if self.config.lores_width else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any capture failure is a dropped frame, reported by type only
             raise CameraError(f"capture failed: {exc.__class__.__name__}") from None
         if image.ndim != 3 or image.shape[2] < 3:
             raise CameraError("corrupt frame (unexpected shape)")

@@ -70,7 +70,7 @@ def _rounded(values: dict, digits: int = 5) -> dict:
     return {k: round(float(v), digits) for k, v in values.items()}
 
 
-def build_entry(
+def build_entry(  # noqa: PLR0913 - the build step's inputs, passed explicitly
     py: Path,
     face_api_tgz: Path,
     cache: Path,
