@@ -16,8 +16,7 @@ from device.config.vision import LivenessConfig, VisionConfig
 from device.vision.boxes import iou
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.cues import replay_cues
-from device.vision.liveness.planarity import mesh_yaw
-from device.vision.meshpoints import inter_ocular
+from device.vision.liveness.features import eye_openness, mesh_motion
 from device.vision.quality import face_patch
 from device.vision.stills import load_image
 
@@ -96,13 +95,9 @@ def eye_openness_series(source, detector, mesh_model, iris_model, config: Livene
                 continue
             face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
             mesh = mesh_model.run(frame.image, face)
-            xy = mesh.xy
-            iod = inter_ocular(xy)
-            motion = 0.0 if prev is None else float(np.linalg.norm(xy[1] - prev)) / max(iod, 1e-6)
-            prev = xy[1].copy()
-            steady = abs(mesh_yaw(xy)) <= config.steady_max_yaw_deg and motion <= config.steady_max_motion
-            right, left = iris_model.run(frame.image, mesh)
-            yield frame.index, frame.timestamp, (right.aspect_ratio + left.aspect_ratio) / 2, steady
+            moved = mesh_motion(mesh.xy, prev, config)
+            prev = moved.nose
+            yield frame.index, frame.timestamp, eye_openness(iris_model, frame.image, mesh), moved.steady
         finally:
             source.release(frame)
 

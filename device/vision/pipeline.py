@@ -31,9 +31,8 @@ from device.vision.embed import Embedder, FaceEncoder
 from device.vision.facecrop import FaceCrop, cut_face_crop
 from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
 from device.vision.liveness.cues import replay_cues
-from device.vision.liveness.planarity import mesh_yaw
+from device.vision.liveness.features import eye_openness, mesh_motion
 from device.vision.liveness.session import LiveFrame, LivenessSession
-from device.vision.meshpoints import inter_ocular
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
 from device.vision.window import RecentWindow
@@ -229,21 +228,12 @@ class VisionPipeline:
         yaw = q.metrics["yaw"]
         if mesh is None:
             return LiveFrame(frame.timestamp, frame.index, yaw, risk=risk, good=q.ok)
-        xy = mesh.xy
-        iod = inter_ocular(xy)
-        yaw = mesh_yaw(xy)
-        nose = xy[1].copy()
-        motion = 0.0 if tr.prev_nose is None else float(np.linalg.norm(nose - tr.prev_nose)) / max(iod, 1e-6)
-        tr.prev_nose = nose
-        steady = (
-            abs(yaw) <= self.config.liveness.steady_max_yaw_deg
-            and motion <= self.config.liveness.steady_max_motion
-        )
+        moved = mesh_motion(mesh.xy, tr.prev_nose, self.config.liveness)
+        tr.prev_nose, yaw, steady = moved.nose, moved.yaw, moved.steady
         openness = None
         if self._iris is not None and steady and tr.session.wants_eyes:
-            right, left = self._iris.run(frame.image, mesh)
-            openness = (right.aspect_ratio + left.aspect_ratio) / 2
-        return LiveFrame(frame.timestamp, frame.index, yaw, xy.copy(), openness, steady, risk, q.ok)
+            openness = eye_openness(self._iris, frame.image, mesh)
+        return LiveFrame(frame.timestamp, frame.index, yaw, mesh.xy.copy(), openness, steady, risk, q.ok)
 
     # ---- decisions -------------------------------------------------------------------------------------
     def _end(self, tid: int, t: float, reason: Reason) -> FaceObservation | None:
