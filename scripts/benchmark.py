@@ -25,7 +25,7 @@ from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel
 from device.vision.pipeline import build_pipeline
-from device.vision.sources import open_source
+from device.vision.sources import iter_frames, open_source
 
 
 def model_latencies(store: ModelStore, threads: int, repeat: int) -> None:
@@ -95,12 +95,10 @@ def pipeline_run(store: ModelStore, replay: str, threads: int) -> None:
     source = open_source(replay, cfg.vision)
     frames = events = 0
     start = time.perf_counter()
-    for frame in source.frames():
-        try:
+    with iter_frames(source) as stream:
+        for frame in stream:
             events += len(pipeline.process(frame))
-        finally:
-            source.release(frame)
-        frames += 1
+            frames += 1
     events += len(pipeline.flush())
     elapsed = time.perf_counter() - start
     source.close()

@@ -6,6 +6,7 @@ import pytest
 from device.config.vision import LivenessConfig, VisionConfig
 from device.vision.pipeline import NO_CHANNEL, build_pipeline
 from device.vision.replay import ReplaySource
+from device.vision.sources import iter_frames
 from tests.vision_helpers import model_store
 
 
@@ -32,11 +33,9 @@ def demo(tmp_path_factory):
 def run(pipeline, path):
     source = ReplaySource(path, pace="fast")
     events = []
-    for frame in source.frames():
-        try:
+    with iter_frames(source) as frames:
+        for frame in frames:
             events += pipeline.process(frame)
-        finally:
-            source.release(frame)
     return events + pipeline.flush()
 
 

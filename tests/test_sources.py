@@ -246,3 +246,35 @@ def test_recorder_refuses_without_consent_and_writes_only_where_told(tmp_path, s
     )
     assert sorted(p.name for p in out.iterdir()) == ["000000.png", "replay.json"]
     assert len(_drain(ReplaySource(out, pace="fast"))) == 1
+
+
+class _CountingReleases:
+    """A real replay source whose releases are counted (the loop helper must release every frame)."""
+
+    def __init__(self, source) -> None:
+        self.source, self.released = source, 0
+
+    def frames(self):
+        return self.source.frames()
+
+    def release(self, frame) -> None:
+        self.released += 1
+        self.source.release(frame)
+
+
+def test_iter_frames_releases_each_frame_also_on_break_and_error(tmp_path):
+    from device.vision.sources import iter_frames
+    from tests.replay_faces import make_replay
+
+    replay = make_replay(tmp_path / "replay", 2)
+    counting = _CountingReleases(ReplaySource(replay, ring_size=2, pace="fast"))
+    with iter_frames(counting) as frames:
+        for i, frame in enumerate(frames):
+            assert frame.image.any()
+            if i == 2:
+                break
+    assert counting.released == 3
+    with pytest.raises(RuntimeError), iter_frames(counting) as frames:
+        for _frame in frames:
+            raise RuntimeError("a stage failed")
+    assert counting.released == 4

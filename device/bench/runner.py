@@ -29,7 +29,7 @@ from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel, IrisModel
 from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
-from device.vision.sources import open_source
+from device.vision.sources import iter_frames, open_source
 
 GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
 WARMUP_FRAMES = 5
@@ -334,11 +334,9 @@ class Bench:
 
 
 def _images(source) -> Iterable[np.ndarray]:
-    for frame in source.frames():
-        try:
+    with iter_frames(source) as frames:
+        for frame in frames:
             yield frame.image.copy()
-        finally:
-            source.release(frame)
 
 
 def _stages(samples: Samples) -> dict[str, dict[str, float | int]]:

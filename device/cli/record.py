@@ -18,7 +18,7 @@ import cv2
 from device.config.vision import VisionConfig
 from device.contracts import SourceError
 from device.vision.replay import MANIFEST_FORMAT, MANIFEST_NAME
-from device.vision.sources import open_source
+from device.vision.sources import iter_frames, open_source
 
 BANNER = (
     "faceonly record is a DEVELOPMENT TOOL: it writes camera frames to {out}.\n"
@@ -55,17 +55,15 @@ def record(
     start_wall = time.monotonic()
     t0: float | None = None
     try:
-        for frame in source.frames():
-            try:
+        with iter_frames(source) as frames:
+            for frame in frames:
                 t0 = frame.timestamp if t0 is None else t0
                 name = f"{len(entries):06d}.png"
                 if not cv2.imwrite(str(out / name), frame.image):
                     raise OSError(f"could not write {out / name}")
                 entries.append({"file": name, "t": round(frame.timestamp - t0, 6)})
-            finally:
-                source.release(frame)
-            if (max_frames and len(entries) >= max_frames) or time.monotonic() - start_wall >= seconds:
-                break
+                if (max_frames and len(entries) >= max_frames) or time.monotonic() - start_wall >= seconds:
+                    break
     finally:
         source.close()
         (out / MANIFEST_NAME).write_text(

@@ -18,6 +18,7 @@ from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.features import eye_openness, mesh_motion
 from device.vision.quality import face_patch
+from device.vision.sources import iter_frames
 from device.vision.stills import load_image
 
 Progress = Callable[[str], None]
@@ -87,8 +88,8 @@ def negatives(folder: Path, detector, progress: Progress) -> dict[str, float]:
 def eye_openness_series(source, detector, mesh_model, iris_model, config: LivenessConfig):
     """(index, t, openness, steady) per frame of a FrameSource, for the largest face."""
     prev = None
-    for frame in source.frames():
-        try:
+    with iter_frames(source) as frames:
+        for frame in frames:
             faces = detector.detect(frame.image)
             if not faces:
                 prev = None
@@ -98,8 +99,6 @@ def eye_openness_series(source, detector, mesh_model, iris_model, config: Livene
             moved = mesh_motion(mesh.xy, prev, config)
             prev = moved.nose
             yield frame.index, frame.timestamp, eye_openness(iris_model, frame.image, mesh), moved.steady
-        finally:
-            source.release(frame)
 
 
 def blinks(
@@ -165,13 +164,11 @@ def spoof(
         if row["media"] == "video":
             risks = []
             source = ReplaySource(path, pace="fast")
-            for frame in source.frames():
-                try:
+            with iter_frames(source) as frames:
+                for frame in frames:
                     risk = _risk_of_image(frame.image, detector, config.sharpness_ref)
                     if risk is not None:
                         risks.append(risk)
-                finally:
-                    source.release(frame)
             risk = float(np.median(risks)) if risks else None
         else:
             risk = _risk_of_image(load_image(path), detector, config.sharpness_ref)

@@ -7,10 +7,12 @@ with a message that names the source and the reason, never frame content.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from device.config.vision import VisionConfig
-from device.contracts import FrameSource, SourceError
+from device.contracts import Frame, FrameSource, SourceError
 from device.infra.paths import demo_dir
 
 SPEC_HELP = "picamera2 | v4l2:N (N = /dev/videoN) | replay:PATH (video, still, or folder with replay.json)"
@@ -46,3 +48,22 @@ def open_source(spec: str, config: VisionConfig) -> FrameSource:
 
         return Picamera2Camera(config.camera, config.ring_size, picamera2)
     raise SourceError(f"unknown frame source {spec!r}; expected {SPEC_HELP}")
+
+
+def _released(source: FrameSource) -> Generator[Frame, None, None]:
+    for frame in source.frames():
+        try:
+            yield frame
+        finally:
+            source.release(frame)
+
+
+@contextlib.contextmanager
+def iter_frames(source: FrameSource) -> Iterator[Iterator[Frame]]:
+    """`with iter_frames(source) as frames: for frame in frames: ...`: each frame is released once the loop
+    body is done with it, also when the body breaks out or raises (the ring's buffers are zeroed)."""
+    frames = _released(source)
+    try:
+        yield frames
+    finally:
+        frames.close()
