@@ -7,13 +7,12 @@ backend's private key) are read from files when the service starts, never from t
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from device.config import ConfigError, deep_merge
+from device.config import ConfigError, deep_merge, read_toml
 from device.config.base import Section
 from device.transport.client import BrokerUrl, parse_broker_url
 
@@ -170,16 +169,7 @@ def _problems(exc: ValidationError) -> list[str]:
 
 def load_backend_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BackendConfig:
     """The file's config with `overrides` (flags) applied; ConfigError names every offending key."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError([f"config file not found: {path}"]) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
     try:
-        return BackendConfig.model_validate(deep_merge(data, overrides or {}))
+        return BackendConfig.model_validate(deep_merge(read_toml(path), overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from device.cli.run import add_terminal_flags
 from device.config import ConfigError
 from device.doctor import Check
 
@@ -16,12 +16,7 @@ EXIT_CONFIG = 2
 
 def register(sub: argparse._SubParsersAction) -> None:
     doctor = sub.add_parser("doctor", help="check camera, models, broker, clock, disk and the systemd unit")
-    doctor.add_argument("--config", type=Path, default=None, help="TOML config file (the terminal's)")
-    doctor.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port")
-    doctor.add_argument("--id", dest="terminal_id", default=None, help="terminal id")
-    doctor.add_argument("--source", default=None, help="picamera2 | v4l2:N | replay:PATH")
-    doctor.add_argument("--state-dir", type=Path, default=None, help="where the outbox lives")
-    doctor.add_argument("--models-dir", type=Path, default=None, help="folder with the models' manifest.json")
+    add_terminal_flags(doctor)
     doctor.add_argument("--seconds", type=float, default=3.0, help="how long frames are counted (default 3)")
     doctor.set_defaults(func=_doctor)
 

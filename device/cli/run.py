@@ -37,15 +37,22 @@ _LONG_TEXT = 200  # longer strings (thumbnail, sealed or encoded embedding) are 
 
 def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the terminal service")
-    run.add_argument("--config", type=Path, default=None, help="TOML config file")
-    run.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port")
-    run.add_argument("--id", dest="terminal_id", default=None, help="terminal id (MQTT namespace, client id)")
-    run.add_argument("--source", default=None, help="picamera2 | v4l2:N | replay:PATH")
-    run.add_argument("--state-dir", type=Path, default=None, help="outbox, keys and applied config")
-    run.add_argument("--models-dir", type=Path, default=None, help="folder with the models' manifest.json")
+    add_terminal_flags(run)
     run.add_argument("--no-mqtt", action="store_true", help="print one JSON line per event, no broker")
     run.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
     run.set_defaults(func=_run)
+
+
+def add_terminal_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that override the terminal's config file (read back by base_config)."""
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file (the terminal's)")
+    parser.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port")
+    parser.add_argument(
+        "--id", dest="terminal_id", default=None, help="terminal id (MQTT namespace, client id)"
+    )
+    parser.add_argument("--source", default=None, help="picamera2 | v4l2:N | replay:PATH")
+    parser.add_argument("--state-dir", type=Path, default=None, help="outbox, keys and applied config")
+    parser.add_argument("--models-dir", type=Path, default=None, help="folder with the models' manifest.json")
 
 
 def base_config(args: argparse.Namespace) -> Config:

@@ -92,19 +92,23 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError(_problems(exc)) from None
 
 
+def read_toml(path: Path | None) -> dict[str, Any]:
+    """A config file's tables ({} without a file); ConfigError when it is missing or not TOML."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file not found: {path}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """The file's config with `overrides` (e.g. command-line flags) applied, validated once so that
     every problem in either is reported together."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError([f"config file not found: {path}"]) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_config(deep_merge(data, overrides or {}))
+    return parse_config(deep_merge(read_toml(path), overrides or {}))
 
 
 def merge(base: Config, overrides: dict[str, Any]) -> Config:
