@@ -84,8 +84,13 @@ def test_the_loop_delivers_events_and_stops_cleanly_in_process(tmp_path: Path) -
             assert _wait(lambda: len([g for g in got if g.get("type") == "event.face"]) >= 2, 30), got
             assert _wait(lambda: any(g.get("type") == "health" for g in got), 10)
             assert loop.stop() == 0
-            statuses = [g for g in got if g["topic"].endswith("/status")]
-            assert statuses[-1]["state"] == "offline" and statuses[-1]["reason"] == "stopped"
+
+            def last_status() -> dict:
+                return [g for g in got if g["topic"].endswith("/status")][-1]
+
+            # The watcher hears the offline status a moment after the broker took it.
+            assert _wait(lambda: last_status()["state"] == "offline", 10), last_status()
+            assert last_status()["reason"] == "stopped"
             events = [g for g in got if g.get("type") == "event.face"]
             assert len({e["id"] for e in events}) == len(events)  # each event once
             assert len(loop.service.outbox) == 0  # all delivered, nothing left behind
