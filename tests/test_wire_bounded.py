@@ -1,0 +1,63 @@
+"""The bounded JSON reader every consumer of the wire uses: size and depth before parsing, one error type."""
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device.wire.bounded import PAYLOAD_CODES, PayloadError, loads_bounded, nesting_depth
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+def python_depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max((python_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((python_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+@given(json_values)
+def test_depth_and_value_agree_with_the_parser(value):
+    raw = json.dumps(value).encode()
+    assert nesting_depth(raw) == python_depth(value)
+    assert loads_bounded(raw, max_bytes=len(raw), max_depth=python_depth(value)) == value
+
+
+def test_brackets_inside_strings_do_not_count():
+    assert nesting_depth(b'{"a": "[[[[{{{{\\"[[["}') == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"[" * 100_000, "payload.too_deep"),
+        (b'{"event": ' + b"[" * 600 + b"]" * 600 + b"}", "payload.too_deep"),
+        (b"\xff\xfe{}", "payload.not_utf8"),
+        (b'{"a": NaN}', "payload.not_json"),
+        (b'{"a": Infinity}', "payload.not_json"),
+        (b"{", "payload.not_json"),
+        (b"x" * 20_000_001, "payload.too_large"),
+        (b'"' + b"\\" * 1000, "payload.not_json"),
+    ],
+    ids=["100k-deep", "600-deep-in-event", "not-utf8", "nan", "infinity", "truncated", "20MB", "open-string"],
+)
+def test_hostile_payloads_are_one_error_with_a_code(raw, code):
+    with pytest.raises(PayloadError) as err:
+        loads_bounded(raw, max_bytes=20_000_000)
+    assert err.value.code == code and code in PAYLOAD_CODES
+    assert len(str(err.value)) < 200  # the message never repeats the payload
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_give_a_value_or_a_payload_error(raw):
+    try:
+        loads_bounded(raw, max_bytes=200, max_depth=4)
+    except PayloadError as exc:
+        assert exc.code in PAYLOAD_CODES
