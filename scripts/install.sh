@@ -121,23 +121,20 @@ service_user() {
   run usermod --append --groups "$joined" "$SVC_USER"
 }
 
-# apt's picamera2 depends on compiled modules (simplejpeg, ...) built against the system numpy 1.x; a
-# numpy 2 in the venv would shadow it and break `import picamera2`. Pin the venv to the system numpy.
-write_constraints() {
-  local constraints=$PREFIX/constraints.txt
-  local numpy_version=""
-  if dpkg-query -W -f='${Status}' python3-numpy 2>/dev/null | grep -q "install ok installed"; then
-    numpy_version=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
-  fi
-  local tmp
+# The locked terminal set (requirements/terminal.txt, hashes checked). apt's picamera2 depends on compiled
+# modules (simplejpeg, ...) built against the system numpy: a numpy from PyPI in the venv would shadow it and
+# break `import picamera2`, so where apt's python3-numpy is installed the venv keeps it and the lock's numpy
+# line is left out (the only difference from what CI tested; `faceonly models verify` runs after).
+write_requirements() {
+  local requirements=$PREFIX/requirements.txt tmp
   tmp=$(mktemp)
-  {
-    echo "# Written by scripts/install.sh: keep the venv on the numpy that apt's picamera2 was built for."
-    if [[ -n "$numpy_version" ]]; then
-      echo "numpy==$numpy_version"
-    fi
-  } >"$tmp"
-  run install -m 0644 "$tmp" "$constraints"
+  if dpkg-query -W -f='${Status}' python3-numpy 2>/dev/null | grep -q "install ok installed"; then
+    say "keeping apt's numpy $(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '?') for picamera2"
+    awk '/^numpy==/ {skip=1; next} skip && /^[[:space:]]/ {next} {skip=0; print}' "$SRC/requirements/terminal.txt" >"$tmp"
+  else
+    cp "$SRC/requirements/terminal.txt" "$tmp"
+  fi
+  run install -m 0644 "$tmp" "$requirements"
   rm -f "$tmp"
 }
 
@@ -154,9 +151,11 @@ program() {
     run rm -rf "$VENV"
     run /usr/bin/python3 -m venv --system-site-packages "$VENV"
   fi
-  write_constraints
-  say "installing faceonly from $SRC"
-  run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$PREFIX/constraints.txt" "$SRC"
+  write_requirements
+  say "installing the locked dependencies and faceonly from $SRC"
+  run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r "$PREFIX/requirements.txt"
+  run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation "$SRC"
   # The unit mounts /opt read-only: compile now so the service never tries to write bytecode.
   run "$VENV/bin/python" -m compileall -q "$VENV/lib"
 

@@ -6,6 +6,7 @@
 #   bash scripts/setup.sh --test   # also the test tools, the brokers the tests start, and the bench's
 #                                  # peer and plots (CI runs this)
 #   bash scripts/setup.sh --bench  # runtime + the bench's peer (face_recognition) and plots
+# Python packages come from the lock (requirements/*.txt, exported from uv.lock with hashes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,16 +36,14 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "== creating .venv"
   "$python" -m venv --system-site-packages .venv
 fi
-extras=demo,backend
-((with_bench)) && extras=$extras,bench,plots
-((with_tests)) && extras=$extras,test
-echo "== installing faceonly[$extras]"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$extras]"
-if ((with_bench)); then
-  # The peer without its `dlib` requirement: dlib-bin (in the bench extra) provides the same module.
-  .venv/bin/python -m pip install -q --no-deps "face_recognition>=1.3"
-fi
+# Exactly what CI tested: the hashed exports of uv.lock (bash scripts/lock.sh refreshes them), no resolution.
+requirements=requirements/run.txt
+((with_bench)) && requirements=requirements/bench.txt
+((with_tests)) && requirements=requirements/test.txt
+echo "== installing the locked dependencies ($requirements)"
+.venv/bin/python -m pip install -q --require-hashes --no-deps -r "$requirements"
+echo "== installing faceonly (editable)"
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 
 echo "== checking models"
 .venv/bin/faceonly models verify

@@ -161,3 +161,31 @@ def test_ctl_watch_and_audit_work_against_the_demo_broker(tmp_path: Path) -> Non
         run.send_signal(signal.SIGINT)
         run.wait(30)
     assert run.returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("tool", ["watch", "audit"])
+def test_long_running_tools_stop_on_a_signal_even_as_a_background_job(tmp_path: Path, tool: str, sig) -> None:
+    """`sh -c 'cmd & wait'` starts the job with SIGINT ignored (as CI's and cron's shells do): it still stops."""
+    import shlex
+
+    with Broker(tmp_path / "mq") as broker:
+        args = {
+            "watch": ["ctl", "--broker", broker.url, "--id", "t1", "watch"],
+            "audit": ["audit", "--broker", broker.url, "--id", "t1", "--duration", "600"],
+        }[tool]
+        job = shlex.join([sys.executable, "-m", "device", *args])
+        shell = subprocess.Popen(
+            ["sh", "-c", f"{job} & echo $!; wait $!; echo exit=$?"], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            assert shell.stdout is not None and shell.stderr is not None
+            pid = int(shell.stdout.readline())
+            _Lines(shell.stderr).wait_for("watching")
+            os.kill(pid, sig)
+            out, _ = shell.communicate(timeout=15)
+        finally:
+            if shell.poll() is None:
+                shell.kill()
+        assert "exit=" in out and "Traceback" not in out

@@ -4,6 +4,7 @@ import pytest
 
 from device.cli import main
 from device.vision.lfw import read_pairs
+from tests.conftest import PROJECT_ROOT
 from tests.vision_helpers import model_store
 
 # The recognition issue's acceptance on LFW View 2 folds 1-5 (strict protocol). Measured with the shipped
@@ -70,14 +71,43 @@ def test_lfw_end_to_end_meets_the_floor(lfw_results):
 
 @pytest.mark.slow
 def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
-    """`evaluate --lfw` reproduces the per-comparison thresholds the build shipped (same data, same code)."""
-    from device.infra.modelstore import ModelStore
+    """`evaluate --lfw` reproduces the per-comparison thresholds the build shipped (same data, same code, and
+    the same libraries: the manifest names the releases its figures came from, and so does every failure)."""
+    from importlib.metadata import version
 
-    shipped = ModelStore().entry("embedder").info["thresholds"]["per_comparison"]
+    from device.infra.modelstore import ModelStore
+    from device.vision.lfw import THRESHOLD_LIBRARIES
+
+    shipped = ModelStore().entry("embedder").info["thresholds"]
+    made_with = {name: shipped["computed_with"][name] for name in THRESHOLD_LIBRARIES}
+    installed = {name: version(name) for name in THRESHOLD_LIBRARIES}
+    provenance = f"shipped thresholds came from {made_with}; installed: {installed}"
     measured = lfw_results["thresholds"]
     assert measured["impostor_pairs"] > 7e6  # every cross-identity pair of the 3,811 images
     for key in ("far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5"):
-        assert measured[key] == pytest.approx(shipped[key], abs=2e-4), key
+        assert measured[key] == pytest.approx(shipped["per_comparison"][key], abs=2e-4), (
+            f"{key}: {provenance}"
+        )
+
+
+def test_the_lock_installs_the_libraries_the_shipped_thresholds_came_from():
+    """What the lock pins is what the manifest's thresholds were computed with: a lock refresh that moves one
+    of them fails here, naming both, before the slow LFW recomputation says why."""
+    import json
+    import re
+
+    from device.vision.lfw import THRESHOLD_LIBRARIES
+
+    manifest = json.loads((PROJECT_ROOT / "models/manifest.json").read_text())
+    made_with = manifest["models"]["embedder"]["thresholds"]["computed_with"]
+    lock = (PROJECT_ROOT / "uv.lock").read_text()
+    for name in THRESHOLD_LIBRARIES:
+        locked = re.search(rf'\[\[package\]\]\nname = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
+        assert locked, f"{name} is not in uv.lock"
+        assert locked.group(1) == made_with[name], (
+            f"uv.lock pins {name} {locked.group(1)}; the shipped thresholds came from {made_with[name]}: "
+            "rebuild the thresholds (scripts/build_models.py) or keep the lock on that release"
+        )
 
 
 def test_evaluate_plots_write_every_png(shared_data, tmp_path):

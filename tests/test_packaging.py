@@ -1,5 +1,6 @@
-"""A normal `pip install .` (not editable) into a fresh venv finds its models, and puts the demo replay in the
-user's cache rather than beside site-packages.
+"""A normal install (not editable: the locked terminal set, then the package, as scripts/install.sh does)
+into a fresh venv finds its models, and puts the demo replay in the user's cache rather than beside
+site-packages.
 
 Installed from a copy of the source tree in a temporary folder, and run from another folder, so nothing can
 fall back on this checkout's models/ or var/.
@@ -25,13 +26,16 @@ def test_a_non_editable_install_finds_its_models(tmp_path):
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(src)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert pip.returncode == 0, pip.stderr[-2000:]
+    python = str(venv / "bin" / "python")
+    # As scripts/install.sh does on a terminal: the locked terminal set, hashes checked, then the package.
+    for args in (
+        ["--require-hashes", "--no-deps", "-r", str(src / "requirements" / "terminal.txt")],
+        ["--no-deps", "--no-build-isolation", str(src)],
+    ):
+        pip = subprocess.run(
+            [python, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, timeout=900
+        )
+        assert pip.returncode == 0, pip.stderr[-2000:]
     shutil.rmtree(src)  # the installed package must not need its source tree
     home = tmp_path / "home"
     home.mkdir()

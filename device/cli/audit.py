@@ -23,6 +23,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from device.config.privacy import decode_public_key
+from device.infra.stopsignals import interrupt_on_stop_signals
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message, message_line, render_text
 from device.privacy.signing import key_id
 from device.transport.client import add_broker_flags, connect_tool, options_from_args
@@ -132,6 +133,7 @@ def _policy(args: argparse.Namespace) -> AuditPolicy:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    interrupt_on_stop_signals()
     try:
         policy = _policy(args)
         watcher = Watcher(args)

@@ -29,6 +29,7 @@ from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device.infra.stopsignals import interrupt_on_stop_signals
 from device.runtime.control import describe_commands
 from device.runtime.demo_broker import describe
 from device.transport.auth import read_signing_key, sign_command
@@ -181,6 +182,7 @@ def _desired(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    interrupt_on_stop_signals()
     topics = Topics(args.prefix, args.terminal_id)
 
     def show(msg: mqtt.MQTTMessage) -> None:

@@ -23,6 +23,9 @@ Progress = Callable[[str], None]
 FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5)
 # A threshold for FAR f is reported only when at least this many impostor scores lie above it.
 MIN_IMPOSTORS_ABOVE = 10
+# The libraries whose releases move the scores (JPEG decoding, warps, the interpreter): the manifest records the
+# versions its thresholds came from, and a recomputation is compared like with like only on those.
+THRESHOLD_LIBRARIES = ("numpy", "opencv-python-headless", "ai-edge-litert")
 # The shipped threshold curve: from this FAR down to the smallest one the impostors support, this many
 # points per decade (1:N turns a per-search target into any per-comparison FAR in between).
 CURVE_TOP_FAR = 1e-1

@@ -4,6 +4,7 @@ with the per-comparison thresholds the identity work uses."""
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,8 @@ def build_entry(  # noqa: PLR0913 - the build step's inputs, passed explicitly
         per_comparison = {k: round(v, 5) for k, v in thresholds.items() if k.startswith("far_")}
         entry["thresholds"] = {
             "per_comparison": per_comparison,
+            # A test that recomputes these compares like with like only on the same libraries: it names them.
+            "computed_with": {name: version(name) for name in lfw.THRESHOLD_LIBRARIES},
             "genuine_accept_at_threshold": {
                 k.removeprefix("tar_at_"): round(v, 4)
                 for k, v in thresholds.items()
