@@ -80,3 +80,39 @@ def test_validate_config_cli(tmp_path: Path) -> None:
     res = subprocess.run([*run, str(bad), "--broker", "ftp://x"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2
     assert "outbox.max_events" in res.stderr and "mqtt.broker" in res.stderr
+
+
+def test_validate_config_checks_every_file_the_config_names(tmp_path: Path) -> None:
+    """A missing, world-readable or wrong-kind key file is a config error naming the setting (exit 2, which
+    systemd does not retry), before `run` would fail on a bare errno; validation and start say the same."""
+    from device.infra.atomicfile import write_checksummed
+
+    state = tmp_path / "state"
+    state.mkdir()
+    secret = tmp_path / "gallery.key"  # a terminal's gallery-at-rest key: a checksummed binary secret
+    write_checksummed(secret, bytes(range(32)), 0o600)
+    loose = state / "signing.key"
+    write_checksummed(loose, bytes(32), 0o644)
+    cases = {
+        f'[control]\ncommand_public_key_file = "{tmp_path / "absent.pub"}"\n': (
+            "control.command_public_key_file",
+            "No such file",
+        ),
+        f'[control]\ncommand_public_key_file = "{secret}"\n': (
+            "control.command_public_key_file",
+            "is a faceonly secret key file",
+        ),
+        f'[service]\nstate_dir = "{state}"\n': ("privacy.signing_key_file", "readable by others"),
+    }
+    for i, (text, (setting, what)) in enumerate(cases.items()):
+        conf = tmp_path / f"c{i}.toml"
+        conf.write_text(text)
+        for extra in (["--validate-config"], ["--no-mqtt", "--source", "replay:/nonexistent"]):
+            res = subprocess.run(
+                [sys.executable, "-m", "device", "run", "--config", str(conf), *extra],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert res.returncode == 2, (extra, res.stderr)
+            line = next(ln for ln in res.stderr.splitlines() if ln.startswith("config error"))
+            assert setting in line and what in line, line
+            assert "Traceback" not in res.stderr and "codec" not in res.stderr

@@ -80,3 +80,28 @@ def test_no_mqtt_prints_one_json_line_per_event_without_image_bytes(
     assert event["type"] == "event.face" and event["observation"]["decision"] == "rejected"
     assert all(len(v) < 300 for v in json.dumps(event).split('"'))  # long blobs are elided
     assert '"prompt"' in res.stderr  # prompts go to stderr, the challenge runs
+
+
+def test_make_demo_returns_at_once_when_the_replay_is_complete(tmp_path) -> None:
+    """`replay make-demo` (the README runs it after setup did) leaves a complete demo alone; a missing frame
+    or --force writes it again."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+
+    def make(*extra: str) -> str:
+        res = subprocess.run(
+            [sys.executable, "-m", "device", "replay", "make-demo", str(out), *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert "written" in make()
+    first = (out / "00000.jpg").stat().st_mtime_ns
+    assert "is complete" in make()
+    assert (out / "00000.jpg").stat().st_mtime_ns == first
+    (out / "00042.jpg").unlink()
+    assert "written" in make() and (out / "00042.jpg").is_file()
+    assert "written" in make("--force")

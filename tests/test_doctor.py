@@ -60,7 +60,8 @@ def test_open_broker_every_check_has_a_verdict_and_the_open_acl_is_a_warning(
         rc, lines, text = doctor(tmp_path, replay, broker.url)
         c.disconnect()
         c.loop_stop()
-    assert set(lines) == {"camera", "models", "broker", "login", "acl", "clock", "disk", "unit"}, text
+    assert set(lines) == {"camera", "models", "keys", "broker", "login", "acl", "clock", "disk", "unit"}, text
+    assert lines["keys"] == ["OK"] and "created on first start" in text
     assert lines["camera"] == ["OK"] and "fps" in text
     assert lines["models"] == ["OK"] and lines["broker"] == ["OK"] and lines["login"] == ["OK"]
     assert lines["acl"] == ["OK", "WARN"] and "the ACL is open" in text and "fix:" in text
@@ -144,3 +145,25 @@ def test_without_systemd_tools_clock_and_unit_say_so(monkeypatch: pytest.MonkeyP
     clock, unit = local.clock(), local.unit()
     assert clock.verdict == "warn" and "timedatectl is not installed" in clock.detail
     assert unit.verdict == "warn" and "not installed" in unit.detail and unit.fix
+
+
+def test_keys_name_the_signing_key_id_the_backend_pins(tmp_path: Path, replay: Path) -> None:
+    """The key id `backend terminals add --confirm` asks for: the doctor prints it, and so does the service's
+    log at start (the same id as its privacy.report); a damaged key is a failure naming the setting."""
+    from device.config import load_config
+    from device.doctor.local import keys
+    from device.privacy.signing import load_signer
+
+    state = tmp_path / "state"
+    signer, _ = load_signer(state / "signing.key")
+    cfg = load_config(None, {"service": {"state_dir": str(state)}})
+    check = keys(cfg)
+    assert check.verdict == "ok" and f"signing key id {signer.key_id}" in check.detail
+    run = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--no-mqtt", "--source", f"replay:{replay}", "--state-dir", str(state)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and f"signing key id {signer.key_id}" in run.stderr, run.stderr[-2000:]
+    (state / "signing.key").write_bytes((state / "signing.key").read_bytes()[:-3])
+    broken = keys(cfg)
+    assert broken.verdict == "fail" and "privacy.signing_key_file" in broken.detail and broken.fix

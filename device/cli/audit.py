@@ -22,7 +22,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from device.config.privacy import decode_public_key
+from device.config.privacy import decode_public_key, read_public_key_file
 from device.infra.stopsignals import interrupt_on_stop_signals
 from device.privacy.audit import AuditPolicy, audit_result, inspect_message, message_line, render_text
 from device.privacy.signing import key_id
@@ -75,8 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_key(value: str) -> bytes:
     """A 32-byte key given as base64 text or as a file holding it."""
     path = Path(value)
-    text = path.read_text(encoding="ascii") if path.is_file() else value
-    return decode_public_key(text)
+    return read_public_key_file(path) if path.is_file() else decode_public_key(value)
 
 
 @dataclass(frozen=True)

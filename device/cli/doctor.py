@@ -15,7 +15,9 @@ EXIT_CONFIG = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    doctor = sub.add_parser("doctor", help="check camera, models, broker, clock, disk and the systemd unit")
+    doctor = sub.add_parser(
+        "doctor", help="check camera, models, key files, broker, clock, disk and the systemd unit"
+    )
     add_terminal_flags(doctor)
     doctor.add_argument("--seconds", type=float, default=3.0, help="how long frames are counted (default 3)")
     doctor.set_defaults(func=_doctor)
@@ -47,7 +49,7 @@ def _doctor(args: argparse.Namespace) -> int:
         report(Check("camera", "skip", detail))
     else:
         report(local.camera(cfg, seconds=args.seconds))
-    report(local.models(cfg))
+    report(local.models(cfg), local.keys(cfg))
     report(*broker.broker(cfg))
     report(local.clock(), local.disk(cfg), unit)
     failed = [c.name for c in checks if c.verdict == "fail"]

@@ -16,14 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("out", nargs="?", type=Path, default=None, help=f"folder (default {demo_dir()})")
     demo.add_argument("--fps", type=float, default=15.0, help="frame rate of the replay")
+    demo.add_argument("--force", action="store_true", help="write it again even when it is already complete")
     demo.set_defaults(func=_make_demo)
 
 
 def _make_demo(args: argparse.Namespace) -> int:
-    from device.vision.demo import make_demo
+    from device.vision.demo import demo_is_complete, make_demo
 
+    out = args.out if args.out is not None else demo_dir()
+    if not args.force and demo_is_complete(out, fps=args.fps):
+        print(f"demo replay at {out} is complete (--force writes it again)")
+        return 0
     try:
-        out = make_demo(args.out, fps=args.fps)
+        out = make_demo(out, fps=args.fps)
     except (FileExistsError, OSError) as exc:
         print(f"make-demo failed: {exc}")
         return 1

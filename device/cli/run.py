@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device.config import Config, ConfigError, load_config, merge, redact
+from device.config.files import file_problems
 
 if TYPE_CHECKING:
     from device.contracts import FacePipeline, FrameSource, Protector
@@ -70,12 +71,24 @@ def base_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, flags)
 
 
-def _run(args: argparse.Namespace) -> int:  # noqa: C901 - the start-up choices of `faceonly run` (validate, offline, demo)
+def _checked_config(args: argparse.Namespace) -> Config | None:
+    """The config with every file it names checked, or None after printing each problem (exit 2)."""
     try:
         cfg = base_config(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
+        return None
+    # The files the config names, checked before systemd sees a start fail (and retries it) on a bare errno.
+    problems = file_problems(cfg)
+    for problem in problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    return None if problems else cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = _checked_config(args)
+    if cfg is None:
         return EXIT_CONFIG
     if args.validate_config:
         print(json.dumps(redact(cfg), indent=2))

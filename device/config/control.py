@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from device.config.base import Section
-from device.config.privacy import decode_public_key
+from device.config.privacy import read_public_key_file
 
 
 class ControlConfig(Section):
@@ -86,6 +86,6 @@ class ControlConfig(Section):
         if path is None:
             return None
         try:
-            return decode_public_key(path.read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            return read_public_key_file(path)
+        except ValueError as exc:
             raise ValueError(f"control.command_public_key_file {path}: {exc}") from None

@@ -19,6 +19,36 @@ MAX_THUMBNAIL_SIZE = 224
 X25519_KEY_BYTES = 32
 
 
+# The header of faceonly's checksummed secret files (device.infra.atomicfile): signing.key, gallery.key, ...
+_SECRET_FILE_MAGIC = b"FO1\n"
+
+
+def read_public_key_file(path: Path) -> bytes:
+    """The 32 raw bytes of a public key file (base64 text, as `faceonly keys generate` and `gallery keygen` write
+    FILE.pub). ValueError says what the file is instead when it is another kind of key."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    if data.startswith(_SECRET_FILE_MAGIC):
+        raise ValueError(
+            "is a faceonly secret key file (like <state_dir>/signing.key or gallery.key, or a private key from "
+            "`gallery keygen`), not a public key: give the FILE.pub next to the private key"
+        )
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(
+            "is binary, not a base64 public key (FILE.pub from `faceonly keys generate`)"
+        ) from None
+    try:
+        return decode_public_key(text)
+    except ValueError as exc:
+        if Path(path).with_name(Path(path).name + ".pub").exists():
+            raise ValueError(f"{exc}: it looks like a private key; its public key is {path}.pub") from None
+        raise
+
+
 def decode_public_key(text: str) -> bytes:
     """A 32-byte X25519/Ed25519 public key from base64 (standard or URL-safe) text; ValueError otherwise."""
     cleaned = text.strip().replace("-", "+").replace("_", "/")
@@ -115,10 +145,8 @@ class PrivacyConfig(Section):
         if self.backend_public_key_file is None:
             return None
         try:
-            text = self.backend_public_key_file.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"backend_public_key_file {self.backend_public_key_file}: {exc}") from None
-        try:
-            return decode_public_key(text)
+            return read_public_key_file(self.backend_public_key_file)
         except ValueError as exc:
-            raise ValueError(f"backend_public_key_file {self.backend_public_key_file}: {exc}") from None
+            raise ValueError(
+                f"privacy.backend_public_key_file {self.backend_public_key_file}: {exc}"
+            ) from None

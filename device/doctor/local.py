@@ -81,6 +81,33 @@ def models(cfg: Config) -> Check:
     )
 
 
+def keys(cfg: Config) -> Check:
+    """Every file the config names (as `run --validate-config` checks them) and the key id the backend pins
+    (`faceonly backend terminals add --confirm KEY_ID`)."""
+    import base64
+
+    from device.config.files import file_problems
+    from device.privacy.keyfile import KeyFileError, load_secret
+    from device.privacy.signing import SEED_BYTES, Signer
+
+    problems = file_problems(cfg)
+    if problems:
+        return Check("keys", "fail", "; ".join(problems), "fix the named setting or file")
+    path = cfg.privacy.signing_key_file or Path(cfg.service.state_dir) / "signing.key"
+    if not path.exists():
+        return Check("keys", "ok", f"{path} is created on first start; its key id is printed then")
+    try:
+        from nacl.signing import SigningKey
+
+        signer = Signer(SigningKey(load_secret(path, SEED_BYTES)))
+    except (OSError, KeyFileError) as exc:
+        return Check(
+            "keys", "fail", f"privacy.signing_key_file {path}: {exc}", "restore the key from a backup"
+        )
+    public = base64.b64encode(signer.public_key).decode()
+    return Check("keys", "ok", f"signing key id {signer.key_id} (public key {public}) in {path}")
+
+
 def clock() -> Check:
     """NTP status as systemd-timesyncd/chrony report it through timedatectl (attendance times depend on it)."""
     if shutil.which("timedatectl") is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from device.config.privacy import read_public_key_file
 from device.contracts import ModelRef
 from device.identity.gallery import Gallery, Subject, decode_body, encode_body, gallery_digest, make_manifest
 from device.infra.atomicfile import write_atomic
@@ -47,14 +48,11 @@ def load_gallery_signer(path: Path) -> Signer:
 
 
 def read_public_key(path: Path) -> bytes:
-    """The raw 32-byte key from a `.pub` file (base64 text)."""
+    """The raw 32-byte key from a `.pub` file (base64 text); ValueError names the file and what it is."""
     try:
-        raw = base64.b64decode(Path(path).read_text(encoding="utf-8").strip(), validate=True)
-    except ValueError:
-        raise ValueError(f"{path}: not a base64 Ed25519 public key") from None
-    if len(raw) != 32:
-        raise ValueError(f"{path}: an Ed25519 public key is 32 bytes, this one {len(raw)}")
-    return raw
+        return read_public_key_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)

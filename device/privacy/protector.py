@@ -186,7 +186,14 @@ def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
             f"environment has {UNSAFE_TEST_ENV}=1"
         )
     state_dir = Path(state_dir)
-    signer, _ = load_signer(privacy.signing_key_file or state_dir / "signing.key")
+    signer, created = load_signer(privacy.signing_key_file or state_dir / "signing.key")
+    # What `faceonly backend terminals add --confirm KEY_ID` asks the operator to compare.
+    log.info(
+        "signing key id %s%s (public key %s)",
+        signer.key_id,
+        ", created now" if created else "",
+        base64.b64encode(signer.public_key).decode(),
+    )
     template = None
     if privacy.template_transform:
         template, _ = load_transform(privacy.template_key_file or state_dir / "template.key")

@@ -38,14 +38,21 @@ def _person() -> np.ndarray:
     return np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
 
 
-def demo_frames(fps: float = 15.0, walk_s: float = 2.5, stand_s: float = 6.0) -> list[np.ndarray]:
+WALK_S, STAND_S = 2.5, 6.0
+
+
+def _frame_count(fps: float, walk_s: float = WALK_S, stand_s: float = STAND_S) -> tuple[int, int]:
+    return round(walk_s * fps), round(stand_s * fps)
+
+
+def demo_frames(fps: float = 15.0, walk_s: float = WALK_S, stand_s: float = STAND_S) -> list[np.ndarray]:
     """BGR frames: the photo grows from far away to close, drifting to the centre, then stands (small sway)."""
     rng = np.random.default_rng(7)
     background = _background(rng)
     person = _person()
     ph, pw = person.shape[:2]
     w, h = SIZE
-    n_walk, n_stand = round(walk_s * fps), round(stand_s * fps)
+    n_walk, n_stand = _frame_count(fps, walk_s, stand_s)
     frames = []
     for i in range(n_walk + n_stand):
         walk = min(1.0, i / max(1, n_walk - 1))
@@ -64,6 +71,23 @@ def demo_frames(fps: float = 15.0, walk_s: float = 2.5, stand_s: float = 6.0) ->
         noise = rng.normal(0, 1.5, frame.shape).astype(np.float32)
         frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
     return frames
+
+
+def demo_is_complete(out: Path, fps: float = 15.0) -> bool:
+    """Whether `out` already holds the demo replay at this frame rate: its replay.json lists the frames this
+    generator makes, at their times, and every frame file is there (deterministic, so nothing else differs)."""
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+        frames = manifest["frames"]
+        expected = sum(_frame_count(fps))
+        return (
+            manifest.get("format") == MANIFEST_FORMAT
+            and len(frames) == expected
+            and all(f["t"] == round(i / fps, 6) for i, f in enumerate(frames))
+            and all((out / f["file"]).is_file() and (out / f["file"]).stat().st_size > 0 for f in frames)
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def make_demo(out: Path | None = None, fps: float = 15.0) -> Path:
