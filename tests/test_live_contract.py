@@ -144,7 +144,8 @@ def test_an_outage_and_a_reload_are_one_line_per_state_change(tmp_path: Path) ->
             broker.start()
             assert term.wait_for(lambda: term.text().count("connected to") == 2, 30), term.text()
             conf = tmp_path / "faceonly.toml"
-            conf.write_text(conf.read_text().replace("health_interval_s = 0.5", "health_interval_s = 0.7"))
+            edited = conf.read_text().replace("health_interval_s = 0.5", "health_interval_s = 0.7")
+            conf.write_text(edited + "\n[homeassistant]\nenabled = true\n")  # applies only after a restart
             term.proc.send_signal(signal.SIGHUP)
             assert term.wait_for(lambda: "SIGHUP: config reloaded" in term.text(), 30), term.text()
             assert term.stop() == 0
@@ -156,4 +157,7 @@ def test_an_outage_and_a_reload_are_one_line_per_state_change(tmp_path: Path) ->
     assert text.count(f"connection to {url} lost") == 1, text
     assert text.count(f"cannot connect to {url}") == 1, text
     assert "Client is not connected" not in text and "Traceback" not in text
-    assert "SIGHUP: config reloaded: changed service.health_interval_s" in text
+    assert (
+        "SIGHUP: config reloaded: applied now: service.health_interval_s; after a restart: homeassistant.enabled"
+        in text
+    ), text

@@ -114,3 +114,17 @@ def test_start_sets_stored_overrides_aside_when_start_fails_with_them(tmp_path: 
         RuntimeConfig(Config(service={"state_dir": str(tmp_path), "num_threads": 3})).start(
             build, (ValueError,)
         )
+
+
+def test_a_file_reload_reports_the_keys_that_wait_for_a_restart(tmp_path: Path) -> None:
+    """SIGHUP's rebase compares the new file with the RUNNING config: a restart-only key it changed is named
+    (comparing with the new file itself named nothing, and the log said a dead setting had changed)."""
+    rt = RuntimeConfig(Config(service={"state_dir": str(tmp_path)}))
+    edited = Config(
+        service={"state_dir": str(tmp_path), "health_interval_s": 7}, homeassistant={"enabled": True}
+    )
+    assert rt.rebase(edited) == ["homeassistant.enabled"]
+    assert rt.changed_keys(Config(service={"state_dir": str(tmp_path)})) == [
+        "homeassistant.enabled",
+        "service.health_interval_s",
+    ]

@@ -138,10 +138,12 @@ class RuntimeConfig:
         return build(self.current)
 
     def rebase(self, base: Config) -> list[str]:
-        """A new file/flag config (SIGHUP): stored overrides are applied over it again."""
+        """A new file/flag config (SIGHUP): stored overrides are applied over it again. Returns the changed
+        keys (vs the running config) that only a restart applies."""
+        previous = self.current
         self.base = base
         self.current = merge(base, self.overrides) if self.overrides else base
-        return self.restart_keys(base)
+        return self.restart_keys(previous)
 
     def apply(self, changes: dict[str, Any], version: int | None = None) -> dict[str, Any]:
         """Validate and apply `changes` (nested dict). Raises ConfigError; nothing changes then."""

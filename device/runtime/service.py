@@ -354,13 +354,23 @@ class Service:
         else:
             self.config_applied({"restart_required": restart})
             changed = self.runtime.changed_keys(previous)
+            live = [k for k in changed if k not in restart]
+            # One line that says what the operator's edit did: what runs now, what waits for a restart.
             log.info(
                 "SIGHUP: config reloaded: %s",
-                f"changed {', '.join(changed)}" if changed else "no change",
+                "; ".join(
+                    part
+                    for part in (
+                        f"applied now: {', '.join(live)}" if live else "",
+                        f"after a restart: {', '.join(restart)} (systemctl restart faceonly)"
+                        if restart
+                        else "",
+                    )
+                    if part
+                )
+                or "no change",
                 extra={"FACEONLY_RELOAD": ",".join(changed)},
             )
-            if restart:
-                log.warning("SIGHUP: these changes apply after a restart: %s", ", ".join(restart))
         self.lifecycle.ready("config reloaded")
 
     def describe_control(self) -> dict[str, Any]:
