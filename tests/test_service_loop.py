@@ -136,3 +136,33 @@ def test_a_missing_screen_is_reported_not_fatal(tmp_path: Path) -> None:
             }
         finally:
             assert loop.stop() == 0
+
+
+def test_a_terminal_without_the_challenge_says_so_in_status_health_and_log(tmp_path: Path, caplog) -> None:
+    """liveness off or passive lets a photo of an enrolled person through: the operator is told at start,
+    in status and in every health message, not only in the config file."""
+    import logging
+
+    model_store()
+    replay = make_replay(tmp_path / "replay", 1)
+    with Broker(tmp_path / "mq") as broker:
+        for policy, words in (
+            ("off", "no liveness check at all"),
+            ("passive", "a photo of an enrolled person"),
+        ):
+            cfg = _config(tmp_path / policy, broker.url, replay)
+            cfg["vision"]["liveness"]["policy"] = policy
+            with caplog.at_level(logging.WARNING, logger="device.runtime.service"):
+                running = Loop(cfg)
+                try:
+                    assert _wait(lambda r=running: r.service.source_finished, 60)  # type: ignore[misc]
+                    assert words in running.service.status()["liveness_warning"]
+                    assert words in running.service.health()["liveness_warning"]
+                finally:
+                    assert running.stop() == 0
+            assert any(words in r.getMessage() for r in caplog.records), policy
+        loop = Loop(_config(tmp_path / "challenge", broker.url, replay))
+        try:
+            assert "liveness_warning" not in loop.service.status()
+        finally:
+            assert loop.stop() == 0

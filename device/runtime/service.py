@@ -34,6 +34,12 @@ from device.transport.presence import foreign_birth
 
 log = logging.getLogger(__name__)
 
+# What an operator must know about a terminal whose liveness is not the challenge (status, health, log, page).
+LIVENESS_WARNINGS = {
+    "off": "liveness is off: no liveness check at all; a photo or a screen of an enrolled person is accepted",
+    "passive": "liveness is passive: no challenge, soft cues only; a photo of an enrolled person can pass",
+}
+
 FRAME_WAIT_S = 0.05  # how long the loop waits for a frame before serving commands and health
 IDLE_WAIT_S = 0.2
 
@@ -119,6 +125,9 @@ class Service:
         return status
 
     def _loop(self) -> None:
+        warning = self._control_alarms().get("liveness_warning")
+        if warning:
+            log.warning("%s", warning)
         self.link.start(self._status("online"), self._status("offline", "lost"))
         self._publish_reported()
         self.capture.start()
@@ -253,6 +262,8 @@ class Service:
             out["control_warning"] = warning
         if self.runtime.problem:
             out["config_problem"] = self.runtime.problem
+        if self.pipeline.policy in LIVENESS_WARNINGS:
+            out["liveness_warning"] = LIVENESS_WARNINGS[self.pipeline.policy]
         return out
 
     def status(self) -> dict[str, Any]:
