@@ -33,6 +33,11 @@ class FrameSource(Protocol):
 class FacePipeline(Protocol):
     """Frames in, finished observations out (at most one per track and pass)."""
 
+    @property
+    def policy(self) -> str:
+        """The liveness policy in effect: the configured one, or "passive" while a challenge has nobody to ask."""
+        ...
+
     def process(self, frame: Frame) -> list[FaceObservation]: ...
 
     def flush(self) -> list[FaceObservation]:
