@@ -129,3 +129,21 @@ def test_terminals_add_pins_a_key_once(tmp_path: Path) -> None:
     store = Store(db)
     assert store.terminal_keys() == {"t1": key}
     store.close()
+
+
+def test_the_readmes_walk_up_curl_is_accepted_as_written(service) -> None:
+    """The README's enrol command, parsed as curl would send it: JSON with its content type (without it the
+    page refuses with 415, which is what a newcomer met)."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in text.split("```") if "/enroll" in b and "curl" in b)
+    line = block[block.index("curl -X POST") :].split("\ncurl")[0].replace("\\\n", " ")
+    args = shlex.split(line)
+    url, method = args[args.index("-X") + 2], args[args.index("-X") + 1]
+    headers = dict(h.split(": ", 1) for h in (args[i + 1] for i, a in enumerate(args) if a == "-H"))
+    body = args[args.index("-d") + 1]
+    client = TestClient(build_app(service, None), base_url="http://127.0.0.1:8080")
+    res = client.request(method, url, headers=headers, content=body)
+    # It reaches the enrolment, which fails here only because no broker and terminal are running.
+    assert res.status_code not in (400, 415) and "must be" not in res.text, res.text

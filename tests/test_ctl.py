@@ -37,23 +37,32 @@ def _ctl(broker: Broker, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cmd_prints_the_reply_and_exit_status_tells(terminal) -> None:
     broker, _, key = terminal
     sign = ("--sign-key", str(key.private_file))
-    ok = _ctl(broker, "cmd", "status")
+    ok = _ctl(broker, "cmd", "status", "--json")
     assert ok.returncode == 0, ok.stderr
     reply = json.loads(ok.stdout)
     assert reply["ok"] and reply["result"]["state"] == "online" and reply["terminal_id"] == TID
-    unknown = _ctl(broker, "cmd", "no.such.command")
+    unknown = _ctl(broker, "cmd", "no.such.command", "--json")
     assert unknown.returncode == 1
     assert json.loads(unknown.stdout)["error"]["code"]
     unsigned = _ctl(
         broker, "cmd", "config.set", "--args", '{"config": {"service": {"health_interval_s": 5}}}'
     )
-    assert unsigned.returncode == 1 and json.loads(unsigned.stdout)["error"]["code"] == "unauthenticated"
+    assert unsigned.returncode == 1 and unsigned.stderr.startswith("error unauthenticated:"), unsigned.stderr
     refused = _ctl(broker, *sign, "cmd", "config.set", "--args", '{"config": {"outbox": {"max_events": 0}}}')
-    assert refused.returncode == 1 and "outbox.max_events" in refused.stdout
+    assert refused.returncode == 1 and "outbox.max_events" in refused.stderr
     args = '{"config": {"service": {"health_interval_s": 5}}}'
     applied = _ctl(broker, *sign, "cmd", "config.set", "--args", args)
     assert applied.returncode == 0, applied.stdout  # the README's example
-    got = json.loads(_ctl(broker, "cmd", "config.get").stdout)
+    # For a person: a few lines, not the 160-line config the reply carries (--json prints that).
+    assert applied.stdout.splitlines() == [
+        "ok config.set",
+        "  applied (config version None)",
+        "  all of it is in effect now",
+    ]
+    summary = _ctl(broker, "cmd", "status").stdout
+    assert summary.startswith("ok status\n  online, software") and "alarms: none" in summary, summary
+    assert len(summary.splitlines()) <= 6
+    got = json.loads(_ctl(broker, "cmd", "config.get", "--json").stdout)
     assert got["result"]["config"]["service"]["health_interval_s"] == 5
     bad = _ctl(broker, "cmd", "status", "--args", "{not json")
     assert bad.returncode == 2 and "--args is not JSON" in bad.stderr
@@ -71,7 +80,7 @@ def test_desired_is_signed_and_applied(terminal) -> None:
     deadline = time.monotonic() + 10
     got: dict = {}
     while time.monotonic() < deadline:
-        got = json.loads(_ctl(broker, "cmd", "config.get").stdout)["result"]
+        got = json.loads(_ctl(broker, "cmd", "config.get", "--json").stdout)["result"]
         if got["version"] == 4:
             break
         time.sleep(0.3)
@@ -106,3 +115,39 @@ def test_watch_prints_status_and_health_lines(terminal) -> None:
     assert "status online" in text  # the retained availability arrives first
     assert any(ln.startswith("[backend] health") for ln in lines), text
     assert proc.returncode == 0
+
+
+def test_replies_read_as_a_person_would_want_them() -> None:
+    from device.cli.ctl_show import show_reply
+    from device.runtime.demo_broker import describe
+
+    ids = [f"emp-{i:04d}" for i in range(25)]
+    listing = {
+        "loaded": True,
+        "version": 3,
+        "count": 25,
+        "templates": 27,
+        "threshold": {"threshold": 0.95},
+        "ids": ids,
+    }
+    text = show_reply("gallery.list", {"ok": True, "result": listing})
+    assert "gallery v3: 25 subjects, 27 templates, threshold 0.95" in text
+    assert "emp-0000, emp-0001" in text and "and 5 more" in text and "emp-0024" not in text
+    verify = {
+        "ok": False,
+        "models": [{"name": "a", "ok": True}, {"name": "b", "ok": False, "problem": "sha256"}],
+    }
+    assert "1/2 models verified" in show_reply("models.verify", {"ok": True, "result": verify})
+    refused = {
+        "ok": False,
+        "error": {"code": "bad_request", "message": "config refused", "details": ["a.b: no"]},
+    }
+    assert show_reply("config.set", refused) == "error bad_request: config refused\n  a.b: no"
+    generic = show_reply("outbox.purge", {"ok": True, "result": {"purged": 3, "big": {"x": 1}}})
+    assert generic == "ok outbox.purge\n  purged: 3\n  big: {1 fields}"
+    # ctl watch names who matched on the terminal (a subject id: names never travel on MQTT)
+    event = {"type": "event.face", "id": "e1", "observation": {"decision": "accepted", "track_id": 1}}
+    line = describe(
+        "t/event/face", json.dumps({**event, "match": {"subject": "emp-0042", "score": 0.97}}).encode()
+    )
+    assert "matched=emp-0042 score=0.97" in line

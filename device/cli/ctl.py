@@ -29,6 +29,7 @@ from nacl.signing import SigningKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device.cli.ctl_show import show_reply
 from device.infra.stopsignals import interrupt_on_stop_signals
 from device.runtime.control import describe_commands
 from device.runtime.demo_broker import describe
@@ -55,12 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="send one command and print its reply",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"commands (? = optional argument; signed = needs --sign-key):\n{describe_commands()}\n"
-        f"  {', '.join(RESERVED)}, {', '.join(p + '*' for p in RESERVED_PREFIXES)}: identity commands, "
-        "answered not_available until on-device identity lands",
+        f"  {', '.join(RESERVED)}, {', '.join(p + '*' for p in RESERVED_PREFIXES)}: identity commands "
+        "(gallery.list, gallery.sync/add/remove, enroll, subject.purge; signed but gallery.list), answered "
+        "when [identity] gallery_public_key_file is set (else not_available)",
     )
     cmd.add_argument("name", help="the command (list below)")
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--timeout", type=float, default=10.0)
+    cmd.add_argument("--json", action="store_true", help="print the whole reply as JSON (default: a summary)")
     cmd.set_defaults(func=_cmd)
     desired = ctl_sub.add_parser("desired", help="publish a signed, retained config/desired")
     desired.add_argument("--config", required=True, help="JSON object of config keys to set")
@@ -108,6 +111,8 @@ def _cmd(args: argparse.Namespace) -> int:
     cmd_args = _json_object(args.args, "--args")
     if cmd_args is None:
         return 2
+    if args.name == "gallery.list" and not cmd_args and not args.json:
+        cmd_args = {"ids": True}  # a person asking what is enrolled wants the ids
     key = _signing_key(args)
     topics = Topics(args.prefix, args.terminal_id)
     token = uuid.uuid4().hex
@@ -152,7 +157,10 @@ def _cmd(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
-    print(json.dumps(reply, indent=2))
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        print(show_reply(args.name, reply), file=sys.stdout if reply.get("ok") else sys.stderr)
     return 0 if reply.get("ok") else EXIT_ERROR_REPLY
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from device.config import Config, ConfigError, load_config, merge, redact
 from device.config.files import file_problems
+from device.infra.paths import faceonly_command
 
 if TYPE_CHECKING:
     from device.contracts import FacePipeline, FrameSource, Protector
@@ -119,7 +120,9 @@ def _run(args: argparse.Namespace) -> int:
         embedded = EmbeddedBroker(cfg.mqtt.topic_prefix)
         url = embedded.start()
         cfg = merge(cfg, {"mqtt": {"broker": url, "protocol": embedded.protocol}})
-        tool = f"faceonly ctl --broker {url}" + (" --protocol 3.1.1" if embedded.protocol != "5" else "")
+        tool = f"{faceonly_command()} ctl --broker {url}" + (
+            " --protocol 3.1.1" if embedded.protocol != "5" else ""
+        )
         print(
             f"no broker configured: embedded demo broker at {url} ({embedded.kind}); showing what a "
             f"backend receives. Try: {tool} --id {cfg.terminal_id} cmd status",

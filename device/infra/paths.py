@@ -37,3 +37,14 @@ def demo_dir() -> Path:
         return _CHECKOUT / "var" / "demo-replay"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "faceonly" / "demo-replay"
+
+
+def faceonly_command() -> str:
+    """How to run this faceonly from any shell, for the commands it prints: the `faceonly` script beside
+    this interpreter (a venv's bin/, which is often not on PATH), else `python -m device`."""
+    import shlex
+
+    script = Path(sys.executable).with_name("faceonly")
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m device"

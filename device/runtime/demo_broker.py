@@ -191,6 +191,9 @@ def describe(topic: str, payload: bytes | bytearray) -> str:
         obs = data.get("observation", {})
         bio = data.get("biometric", {})
         parts = [f"decision={obs.get('decision')}", f"track={obs.get('track_id')}"]
+        match = data.get("match")
+        if isinstance(match, dict):  # who matched on the terminal: a subject id (names never travel)
+            parts.append(f"matched={match.get('subject') or 'unknown'} score={match.get('score')}")
         parts += [f"{k}=<{len(v)} chars>" for k, v in bio.items() if isinstance(v, str)]
         reasons = "; ".join(
             str(r.get("text")) if isinstance(r, dict) else str(r) for r in obs.get("reasons") or []
