@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ask the running terminal for its privacy.report and pin the key it names, once --confirm matches",
     )
     add.add_argument(
-        "--confirm", metavar="KEY_ID", help="the key id the terminal shows (its log, privacy.report), checked"
+        "--confirm",
+        metavar="KEY_ID",
+        help="the key id the terminal shows (its start log, `faceonly doctor`), checked",
     )
     add.set_defaults(func=_terminals_add)
     ls = ts.add_parser("list", help="registered terminals, state and gallery version")
@@ -166,7 +168,8 @@ def _terminals_add(args: argparse.Namespace) -> int:
         if args.confirm != key_id:
             print(
                 f"terminal {args.terminal_id} reports signing key {key_id} ({args.public_key}); check it on the "
-                f"terminal, then run again with --confirm {key_id}. Nothing registered.",
+                "terminal itself (its start log line 'signing key id ...', or `faceonly doctor` there: "
+                f"the keys check), then run again with --confirm {key_id}. Nothing registered.",
                 file=sys.stderr,
             )
             return EXIT_CONFIG
