@@ -42,11 +42,12 @@ def test_brackets_inside_strings_do_not_count():
         (b"\xff\xfe{}", "payload.not_utf8"),
         (b'{"a": NaN}', "payload.not_json"),
         (b'{"a": Infinity}', "payload.not_json"),
+        (b'{"a": -1e400}', "payload.not_json"),
         (b"{", "payload.not_json"),
         (b"x" * 20_000_001, "payload.too_large"),
         (b'"' + b"\\" * 1000, "payload.not_json"),
     ],
-    ids=["100k-deep", "600-deep-in-event", "not-utf8", "nan", "infinity", "truncated", "20MB", "open-string"],
+    ids=["100k-deep", "600-deep-in-event", "not-utf8", "nan", "infinity", "beyond-double", "truncated", "20MB", "open-string"],
 )
 def test_hostile_payloads_are_one_error_with_a_code(raw, code):
     with pytest.raises(PayloadError) as err:

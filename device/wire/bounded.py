@@ -3,13 +3,14 @@
 Python's `json.loads` recurses once per nesting level: a message of 100,000 `[` raises RecursionError deep in
 the parser, and a message of a few thousand levels inside a valid-looking envelope costs stack and time before
 any validation runs. Every consumer of the broker (backend, terminal, gate listener, tools) therefore checks a
-payload's size and nesting depth on the raw bytes first, then parses with NaN/Infinity refused, and gets one
+payload's size and nesting depth on the raw bytes first, then parses with NaN/Infinity (and numbers beyond a double, like 1e400) refused, and gets one
 `PayloadError` with a stable code for anything wrong, never a parser exception.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -57,6 +58,14 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON")
 
 
+def _finite_float(token: str) -> float:
+    # `1e400` is valid JSON text that Python reads as inf: refused like the Infinity literal it becomes.
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond the range of a double is not JSON")
+    return value
+
+
 def loads_bounded(
     raw: bytes | bytearray | memoryview, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Any:
@@ -72,6 +81,6 @@ def loads_bounded(
     except UnicodeDecodeError:
         raise PayloadError("payload.not_utf8", "payload is not UTF-8 text") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise PayloadError("payload.not_json", f"payload is not JSON text: {str(exc)[:120]}") from None
