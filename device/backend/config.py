@@ -161,7 +161,8 @@ class IngestSection(Section):
         30.0,
         ge=0,
         le=3600,
-        description="Status and health dated further ahead of the backend's clock are quarantined (future).",
+        description="Status and health dated further ahead of the backend's clock are quarantined (future); "
+        "health is expired only this long after its expires_at.",
     )
 
 

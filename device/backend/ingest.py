@@ -141,7 +141,8 @@ class Ingest:
         if isinstance(view, StatusView):
             version = view.gallery.version if view.gallery is not None else None
             return TerminalUpdate(terminal, what, view.created_at, view.state, version)
-        if view.expires_at is not None and view.expires_at < now:
+        # The skew is allowed either way: a terminal clock that runs behind does not expire every health.
+        if view.expires_at is not None and view.expires_at + self.limits.max_clock_skew_s < now:
             return Quarantined("expired", f"health from {terminal!r} expired at {view.expires_at}")
         return TerminalUpdate(terminal, what, view.created_at, health=view.summary())
 
