@@ -94,3 +94,15 @@ def test_any_bytes_give_a_value_or_a_payload_error(raw):
         loads_bounded(raw, max_bytes=200, max_depth=4)
     except PayloadError as exc:
         assert exc.code in PAYLOAD_CODES
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2, 3])
+def test_the_limit_holds_exactly_whether_or_not_the_brackets_are_counted(limit):
+    """Few brackets skip the count (it cannot exceed them); the verdict is the same either way."""
+    for raw in (b"[[1]]", b'[{"a": [2]}]', b'["[[[[", {"b": "{{{"}]'):
+        depth = nesting_depth(raw)
+        if depth > limit:
+            with pytest.raises(PayloadError):
+                loads_bounded(raw, 100, max_depth=limit)
+        else:
+            loads_bounded(raw, 100, max_depth=limit)
