@@ -80,7 +80,14 @@ def _inject(broker: Broker, injector: Signer, ghost: Signer) -> tuple[list[str],
         client.publish(t, payload, qos=1).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
-    least = {"forged": 1, "unsigned": 1, "expired": 1, "unknown_terminal": 1, "duplicate": 6, "malformed": 1}
+    least = {
+        "forged": 1,
+        "unsigned": 1,
+        "expired": 1,
+        "unknown_terminal": 1,
+        "duplicate": 6,
+        "payload.not_json": 1,
+    }
     return [e["id"] for e in valid], least
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined
 from device.backend.store import Record, Store
 from device.privacy.protector import encode_embedding
 from device.privacy.seal import seal
@@ -54,17 +54,28 @@ def test_each_refusal_has_its_reason(keys) -> None:
     altered["observation"]["decision"] = "rejected"
     no_id = face_event("t1", None)
     del no_id["id"]
+    wrong_type = face_event("t1", None)
+    wrong_type["observation"]["reasons"] = 5  # a field of the wrong type, validly signed
+    deep = face_event("t1", None)
+    deep["observation"]["box"] = json.loads("[" * 600 + "]" * 600)
+    deep["signature"] = {"alg": "Ed25519", "key_id": "0" * 16, "value": "AAAA"}
     cases = {
-        "malformed": [b"{nope", b"[1, 2]", signer.sign(no_id), b""],
+        "payload.too_deep": [b"[" * 100_000, deep],
+        "payload.not_utf8": [b'{"a": "\xff\xfe"}'],
+        "payload.not_json": [b"{nope", b'{"a": 1e400}'],
+        "payload.too_large": [b" " * (1024 * 1024 + 1)],
+        "malformed": [b"[1, 2]", signer.sign(no_id), signer.sign(wrong_type), b""],
         "unsigned": [face_event("t1", None)],
         "forged": [altered, face_event("t1", other), face_event("t2", signer)],  # t2's event on t1's topic
         "expired": [face_event("t1", signer, ttl_s=10, now=time.time() - 60)],
     }
-    assert {*cases, "unknown_terminal", "duplicate"} == set(QUARANTINE_REASONS)
+    found_later = {"unknown_terminal", "future", "stale", "duplicate", "internal"}
+    assert {*cases, *found_later} == set(QUARANTINE_REASONS)
     for reason, payloads in cases.items():
         for payload in payloads:
             verdict = _judge(ingest, payload)
             assert isinstance(verdict, Quarantined) and verdict.reason == reason, (reason, verdict)
+            assert len(verdict.detail) < 400
     ghost = _judge(ingest, face_event("ghost", other), terminal="ghost")
     assert isinstance(ghost, Quarantined) and ghost.reason == "unknown_terminal"
     # Not ours: prompts, command replies, other prefixes.
@@ -93,16 +104,6 @@ def test_accepted_event_takes_the_terminals_match_and_fails_closed(keys) -> None
     event["match"]["score"] = None  # a match without a finite score is no match
     verdict = _judge(ingest, signer.sign(event))
     assert isinstance(verdict, Accepted) and verdict.record.subject is None
-    status = {
-        "schema": 1,
-        "id": "s1",
-        "type": "status",
-        "terminal_id": "t1",
-        "created_at": 5.0,
-        "state": "online",
-    }
-    update = ingest.handle("faceonly/v1/dev/t1/status", json.dumps(status).encode(), time.time())
-    assert isinstance(update, TerminalUpdate) and update.body["state"] == "online"
 
 
 def _sealed_event(signer: Signer, backend: PrivateKey, vector: np.ndarray, sha: str = SHA) -> dict:
@@ -170,3 +171,88 @@ def test_store_rows_are_distinct_ids_and_repeats_are_duplicates(tmp_path: Path, 
         store.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+# ---- property-based fuzz of event bodies (the same strategy drives tests/test_backend_hostile.py) --------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+# Where a signed event's fields are replaced (or dropped): every field the backend reads, and a few it does not.
+FUZZ_PATHS = (
+    ("type",), ("id",), ("created_at",), ("expires_at",), ("observation",), ("biometric",), ("match",),
+    ("observation", "decision"), ("observation", "reasons"), ("observation", "liveness"),
+    ("observation", "track_id"), ("match", "subject"), ("match", "score"), ("biometric", "embedding"),
+    ("biometric", "thumbnail"), ("biometric", "embedder"), ("biometric", "sealed"), ("extra",),
+)  # fmt: skip
+DROP = object()
+
+
+@st.composite
+def fuzzed_events(draw, terminal: str = "t1") -> dict:
+    """A well-formed face event (with an on-device match) with some of its fields replaced or dropped."""
+    event = face_event(terminal, None)
+    event["match"] = {
+        "subject": "emp-1",
+        "score": 0.97,
+        "margin": 0.1,
+        "threshold": 0.9,
+        "gallery_version": 1,
+    }
+    for path in draw(st.lists(st.sampled_from(FUZZ_PATHS), min_size=1, max_size=4, unique=True)):
+        value = draw(st.one_of(st.just(DROP), json_values))
+        parent = event
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict):
+            continue
+        if value is DROP:
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = value
+    return event
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=fuzzed_events(), signed=st.booleans())
+def test_any_event_body_gives_a_verdict_and_every_record_is_storable(
+    keys, tmp_path: Path, event, signed
+) -> None:
+    signer, backend = keys
+    identify_calls = []
+
+    def identify(vector: np.ndarray, sha: str | None) -> tuple[str | None, float]:
+        identify_calls.append(vector.shape)
+        return None, math.nan
+
+    try:
+        payload = signer.sign(event) if signed else event
+    except ValueError:  # what cannot be signed cannot be sent validly signed either
+        payload = event
+    verdict = _judge(_ingest(signer, backend, identify), payload)
+    assert isinstance(verdict, Accepted | Quarantined)
+    assert all(shape == (128,) for shape in identify_calls)
+    if isinstance(verdict, Quarantined):
+        assert verdict.reason in QUARANTINE_REASONS
+        return
+    store = Store(str(tmp_path / "fuzz.sqlite"))
+    try:
+        assert store.record([verdict.record]) in ([True], [False])
+        assert verdict.record.event_id in store.event_ids()
+    finally:
+        store.close()
+
+
+@given(raw=st.binary(max_size=400))
+def test_any_bytes_on_any_kind_give_a_verdict(raw: bytes) -> None:
+    signer = Signer(SigningKey(b"\x01" * 32))
+    ingest = _ingest(signer)
+    for what in ("event/face", "status", "health"):
+        verdict = ingest.handle(f"faceonly/v1/dev/t1/{what}", raw, time.time())
+        assert verdict is None or isinstance(verdict, Quarantined)

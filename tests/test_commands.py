@@ -98,6 +98,12 @@ def test_311_address_in_payload(plane: CommandPlane, key: CommandKey) -> None:
         ("status", b"{not json", BAD_JSON),
         ("status", b"\xff\xfe", BAD_JSON),
         ("status", b"NaN", BAD_JSON),
+        # Too deep: refused before parsing (the size limit here is 1 KB).
+        pytest.param("status", b"[" * 1000, BAD_JSON, id="status-1000-open-brackets"),
+        pytest.param(
+            "status", b'{"args": {"x": ' + b"[" * 400 + b"]" * 400 + b"}}", BAD_JSON, id="status-400-deep"
+        ),
+        ("status", b'{"args": {"x": 1e400}}', BAD_JSON),
         ("status", b"[1,2]", BAD_REQUEST),
         ("status", b'{"args": 3}', BAD_REQUEST),
         ("status", b'{"expires_at": "soon"}', BAD_REQUEST),

@@ -64,34 +64,61 @@ def test_switching_liveness_off_is_refused_even_signed(running) -> None:
     assert _config(req)["vision"]["liveness"]["policy"] == "challenge"
 
 
-def test_desired_must_be_signed_and_allowed(running) -> None:
+def test_desired_must_be_signed_and_allowed(running, tmp_path: Path) -> None:
+    """Nothing but an authenticated config/desired gets a (retained) config/reported answer: unreadable,
+    unsigned and forged ones are refused silently and counted in health; a signed one that asks for what
+    may not be set remotely is answered with the problem. The running config stays throughout."""
     term, req, key, broker = running
     before = _config(req)
     reported: list[dict] = []
+    health: list[dict] = []
     got = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        if msg.topic.endswith("/health"):
+            health.append(json.loads(msg.payload))
+        else:
+            reported.append(json.loads(msg.payload))
+            got.set()
+
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="desired-watch", protocol=mqtt.MQTTv5)
-    sub.on_message = lambda c, u, m: (reported.append(json.loads(m.payload)), got.set())
+    sub.on_message = on_message
     sub.connect(broker.host, broker.port)
-    sub.subscribe(f"{BASE}/config/reported", 1)
+    sub.subscribe([(f"{BASE}/config/reported", 1), (f"{BASE}/health", 0)])
     sub.loop_start()
+    time.sleep(0.5)  # the retained config/reported of the terminal's start has arrived
+    reported.clear()
+    got.clear()
     try:
-
-        def publish_and_wait(payload: bytes) -> dict:
-            got.clear()
-            reported.clear()
-            req.client.publish(f"{BASE}/config/desired", payload, qos=1, retain=True)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                got.wait(0.5)
-                if reported and reported[-1].get("desired_version") == 11:
-                    return reported[-1]
-            raise AssertionError(f"no config/reported for version 11: {reported}")
-
-        unsigned = json.dumps({"schema": 1, "version": 11, "config": {"service": {"health_interval_s": 9}}})
-        report = publish_and_wait(unsigned.encode())
-        assert report["applied"] is False and "unauthenticated" in report["problems"][0]
-        report = publish_and_wait(key.desired({"vision": {"liveness": {"policy": "off"}}}, 11))
-        assert report["applied"] is False and "not settable remotely" in report["problems"][0]
+        change = {"service": {"health_interval_s": 9}}
+        forger = CommandKey.generate(tmp_path / "forger")
+        hostile = [
+            json.dumps({"schema": 1, "version": 11, "config": change}).encode(),  # unsigned
+            forger.desired(change, 11),  # signed by a key the terminal does not trust
+            b"[" * 100_000,
+            b'{"schema": 1, "version": 11, "config": ' + b"[" * 600 + b"]" * 600 + b"}",
+            b"\xff\xfe not UTF-8",
+        ]
+        for payload in hostile:
+            req.client.publish(f"{BASE}/config/desired", payload, qos=1, retain=True).wait_for_publish(5)
+        # Then the backend's own, signed, asking for what may not be set remotely: the first answer is its.
+        req.client.publish(
+            f"{BASE}/config/desired",
+            key.desired({"vision": {"liveness": {"policy": "off"}}}, 11),
+            qos=1,
+            retain=True,
+        )
+        assert got.wait(10), "no config/reported for the signed desired config"
+        first = reported[0]
+        assert first["desired_version"] == 11 and first["applied"] is False
+        assert "not settable remotely" in first["problems"][0]
+        assert len(reported) == 1, reported
+        # 100,000 brackets are beyond mqtt.max_command_bytes (64 KiB) before they are too deep.
+        refused = {"unauthenticated": 2, "payload.too_large": 1, "payload.too_deep": 1, "payload.not_utf8": 1}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not health or health[-1]["config_desired_refused"] != refused):
+            time.sleep(0.2)
+        assert health[-1]["config_desired_refused"] == refused
         assert _config(req) == before
     finally:
         req.client.publish(f"{BASE}/config/desired", b"", qos=1, retain=True)  # clear the retained one

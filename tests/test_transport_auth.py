@@ -30,7 +30,7 @@ class Terminal:
         self.outbox = Outbox(tmp / f"outbox-{tid}", OutboxConfig())
         self.courier = Courier(self.outbox, self.link, 10)
         self.events: list = []
-        self.link.start(b'{"state":"online"}', b'{"state":"offline"}')
+        self.link.start(lambda at: b'{"state":"online"}', lambda at: b'{"state":"offline"}')
 
     def drive(self, until, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

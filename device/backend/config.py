@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from device.config import ConfigError, deep_merge, read_toml
 from device.config.base import Section
 from device.transport.client import BrokerUrl, parse_broker_url
+from device.wire.bounded import DEFAULT_MAX_DEPTH
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -145,6 +146,26 @@ class IdentitySection(Section):
     )
 
 
+class IngestSection(Section):
+    max_payload_bytes: int = Field(
+        1024 * 1024,
+        ge=4096,
+        le=256 * 1024 * 1024,
+        description="Larger messages are quarantined (payload.too_large) unparsed; only this many bytes of one "
+        "are ever held in the queue.",
+    )
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH, ge=8, le=256, description="Deeper JSON is quarantined (payload.too_deep) unparsed."
+    )
+    max_clock_skew_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Status and health dated further ahead of the backend's clock are quarantined (future); "
+        "health is expired only this long after its expires_at.",
+    )
+
+
 class BackendConfig(Section):
     state_dir: Path = Field(Path("var/backend"), description="The backend's own directory (database, ids).")
     mqtt: MqttSection = MqttSection()
@@ -152,6 +173,7 @@ class BackendConfig(Section):
     store: StoreSection = StoreSection()
     retention: RetentionSection = RetentionSection()
     identity: IdentitySection = IdentitySection()
+    ingest: IngestSection = IngestSection()
 
     @property
     def db(self) -> str:

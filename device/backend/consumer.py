@@ -7,7 +7,9 @@ and commit makes the broker deliver the message again, and the store's unique ev
 into a counted duplicate, never a second row. ReceiveMaximum bounds the unacknowledged messages in
 flight, and so this queue: the broker holds the rest.
 
-Callbacks only enqueue (paho's network thread must never wait on the database). An ack carries the
+Callbacks only enqueue (paho's network thread must never wait on the database). A message larger than
+the ingest limit is enqueued cut to one byte past it (ingest refuses it as too large, unparsed), so the
+queue holds at most ReceiveMaximum x that limit however large what the broker delivers. An ack carries the
 connection generation it was received on: a message from a connection that has since dropped is not
 acked on the new one (its packet id may name another message there); the broker redelivers it.
 """
@@ -52,11 +54,13 @@ class Consumer:
         prefix: str,
         session_expiry_s: int,
         receive_maximum: int,
+        max_payload_bytes: int,
     ) -> None:
         if not options.v5:
             raise ValueError("the backend needs MQTT 5 (shared subscriptions, manual acknowledgement)")
         self.options, self.filters = options, shared_filters(group, prefix)
         self.session_expiry_s, self.receive_maximum = session_expiry_s, receive_maximum
+        self.keep_bytes = max_payload_bytes + 1
         # Bounded by ReceiveMaximum in practice; the bound here is only a backstop.
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=receive_maximum + 1000)
         self.generation = 0
@@ -124,7 +128,13 @@ class Consumer:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.inbox.put_nowait(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.generation))
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = ""  # not ours: ingest passes it over and the loop acknowledges it like any other
+            log.warning("a message whose topic is not UTF-8 is dropped")
+        try:
+            payload = bytes(msg.payload[: self.keep_bytes])
+            self.inbox.put_nowait(Incoming(topic, payload, msg.mid, msg.qos, self.generation))
         except queue.Full:
             # Not acked, so not lost: the broker redelivers it on the next connection.
             log.warning("backend inbox full: a message waits at the broker")

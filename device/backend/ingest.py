@@ -1,35 +1,51 @@
 """One message from the broker in, one verdict out: a record to keep, a terminal update, or quarantine.
 
 Pure apart from the keys and the gallery it is given: no database, no MQTT. The order of the checks is the
-order of trust: shape, a terminal we pinned, its signature, then freshness; only then is anything opened
-(sealed biometric) or believed (the terminal's match). Every refusal names one quarantine reason:
+order of trust: size and nesting depth on the raw bytes (device/wire/bounded.py, before any parsing), JSON,
+a terminal we pinned, its signature, then shape and freshness (device/backend/views.py); only then is
+anything opened (sealed biometric) or believed (the terminal's match, its state). Status and health are
+signed like events: an unsigned, forged or future-dated one changes nothing. Every refusal names one
+quarantine reason (QUARANTINE_REASONS; `duplicate` and `stale` are found by the store, `internal` by the
+service when judging a message raised).
 
-    malformed | unknown_terminal | unsigned | forged | expired      (`duplicate` is found by the store)
-
-Fail closed: a match whose score is missing or not a finite number is no match.
+Fail closed: a match whose score is missing is no match.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from device.backend.config import IngestSection
 from device.backend.store import Record
+from device.backend.views import BiometricView, EventView, HealthView, StatusView
+from device.identity.gallery import DIM
 from device.privacy.protector import decode_embedding
 from device.privacy.seal import SealError, open_sealed
 from device.privacy.signing import SignatureError, verify_payload
 from device.transport.topics import API_VERSION
+from device.wire.base import validate
+from device.wire.bounded import PAYLOAD_CODES, PayloadError, loads_bounded
 
-QUARANTINE_REASONS = ("malformed", "unknown_terminal", "unsigned", "forged", "expired", "duplicate")
-_EVENT_ID = re.compile(r"^[0-9A-Za-z-]{8,64}$")
+QUARANTINE_REASONS = (
+    *PAYLOAD_CODES,  # refused before parsing: payload.too_large | too_deep | not_utf8 | not_json
+    "malformed",  # JSON, but not the shape the backend reads (a field of the wrong type, say)
+    "unknown_terminal",
+    "unsigned",
+    "forged",
+    "expired",
+    "future",  # status or health dated beyond the allowed clock skew
+    "stale",  # status or health older than the terminal's stored state (the store says)
+    "duplicate",
+    "internal",  # judging or storing this one message raised: logged once, acknowledged, the next goes on
+)
+KINDS = ("event/face", "status", "health")
 # A central 1:N search: (embedding, embedder sha256) -> (subject or None, score).
 Identify = Callable[[np.ndarray, str | None], tuple[str | None, float]]
 
@@ -50,10 +66,14 @@ class Accepted:
 
 @dataclass(frozen=True)
 class TerminalUpdate:
+    """A signed, checked state message: the store applies it only if it is newer than what it holds."""
+
     terminal: str
     kind: str  # "status" | "health"
-    body: dict[str, Any]
-    at: float
+    at: float  # the terminal's created_at
+    state: str | None = None  # status: online | offline
+    gallery_version: int | None = None  # status
+    health: dict[str, Any] | None = None  # health: the summary the page shows
 
 
 Verdict = Quarantined | Accepted | TerminalUpdate | None  # None: not ours to handle (e.g. a prompt)
@@ -68,12 +88,6 @@ def topic_parts(prefix: str, topic: str) -> tuple[str, str] | None:
     return (terminal, what) if terminal and what else None
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 class Ingest:
     def __init__(
         self,
@@ -81,23 +95,23 @@ class Ingest:
         keys: Callable[[], dict[str, str]],
         private_key: bytes | None,
         identify: Identify | None,
+        limits: IngestSection | None = None,
     ) -> None:
         """`keys`: the pinned terminal keys (read on each call, so a terminal added while running counts)."""
         self.prefix, self.keys, self.private_key, self.identify = prefix, keys, private_key, identify
+        self.limits = limits or IngestSection()
 
     def handle(self, topic: str, raw: bytes, now: float) -> Verdict:  # noqa: PLR0911 - one return per quarantine reason
         parts = topic_parts(self.prefix, topic)
-        if parts is None:
+        if parts is None or parts[1] not in KINDS:
             return None
         terminal, what = parts
-        if what not in ("event/face", "status", "health"):
-            return None
         if not raw:
             return None if what == "status" else Quarantined("malformed", "empty payload")  # retained clear
         try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return Quarantined("malformed", f"{what} from {terminal!r} is not JSON")
+            payload = loads_bounded(raw, self.limits.max_payload_bytes, self.limits.max_depth)
+        except PayloadError as exc:
+            return Quarantined(exc.code, f"{what} on {terminal!r}'s topic: {exc}")
         if not isinstance(payload, dict):
             return Quarantined("malformed", f"{what} from {terminal!r} is not a JSON object")
         if payload.get("terminal_id") != terminal:
@@ -105,88 +119,98 @@ class Ingest:
         key = self.keys().get(terminal)
         if key is None:
             return Quarantined("unknown_terminal", f"terminal {terminal!r} is not registered")
-        if what != "event/face":
-            at = _finite(payload.get("created_at"))
-            if at is None:
-                return Quarantined("malformed", f"{what} from {terminal!r} has no created_at")
-            return TerminalUpdate(terminal, what, payload, at)
-        return self._event(terminal, payload, key, raw, now)
-
-    def _event(self, terminal: str, payload: dict[str, Any], key: str, raw: bytes, now: float) -> Verdict:
-        if payload.get("type") != "event.face":
-            return Quarantined("malformed", f"face event from {terminal!r} has type {payload.get('type')!r}")
         if "signature" not in payload:
-            return Quarantined("unsigned", f"face event from {terminal!r} is not signed")
+            return Quarantined("unsigned", f"{what} from {terminal!r} is not signed")
         try:
             verify_payload(payload, key)
         except (SignatureError, ValueError, binascii.Error) as exc:
-            return Quarantined("forged", f"face event from {terminal!r}: {exc}")
-        event_id, created = payload.get("id"), _finite(payload.get("created_at"))
-        if not isinstance(event_id, str) or not _EVENT_ID.match(event_id) or created is None:
-            return Quarantined("malformed", f"signed face event from {terminal!r} lacks an id or created_at")
-        expires = payload.get("expires_at")
-        if expires is not None and (_finite(expires) is None or float(expires) < now):
-            return Quarantined("expired", f"face event {event_id} expired at {expires}")
-        obs = payload.get("observation")
-        if not isinstance(obs, dict) or obs.get("decision") not in ("accepted", "rejected"):
-            return Quarantined("malformed", f"face event {event_id} has no observation decision")
+            return Quarantined("forged", f"{what} from {terminal!r}: {exc}")
+        if what == "event/face":
+            return self._event(terminal, payload, raw, now)
+        return self._state(terminal, what, payload, now)
+
+    def _state(self, terminal: str, what: str, payload: dict[str, Any], now: float) -> Verdict:
+        view, problems = validate(StatusView if what == "status" else HealthView, payload)
+        if view is None:
+            return Quarantined("malformed", f"signed {what} from {terminal!r}: {'; '.join(problems)[:300]}")
+        if not 0 < view.created_at <= now + self.limits.max_clock_skew_s:
+            return Quarantined(
+                "future" if view.created_at > now else "malformed",
+                f"{what} from {terminal!r} dated {view.created_at:.3f}, the backend's clock says {now:.3f}",
+            )
+        if isinstance(view, StatusView):
+            version = view.gallery.version if view.gallery is not None else None
+            return TerminalUpdate(terminal, what, view.created_at, view.state, version)
+        # The skew is allowed either way: a terminal clock that runs behind does not expire every health.
+        if view.expires_at is not None and view.expires_at + self.limits.max_clock_skew_s < now:
+            return Quarantined("expired", f"health from {terminal!r} expired at {view.expires_at}")
+        return TerminalUpdate(terminal, what, view.created_at, health=view.summary())
+
+    def _event(self, terminal: str, payload: dict[str, Any], raw: bytes, now: float) -> Verdict:
+        event, problems = validate(EventView, payload)
+        if event is None:
+            return Quarantined(
+                "malformed", f"signed face event from {terminal!r}: {'; '.join(problems)[:300]}"
+            )
+        if event.expires_at is not None and event.expires_at < now:
+            return Quarantined("expired", f"face event {event.id} expired at {event.expires_at}")
         bio, note = self._biometric(payload)
-        subject, score, source, why = self._identity(payload, bio, obs["decision"])
-        reasons = tuple(
-            {"code": str(r.get("code")), "text": str(r.get("text"))}
-            for r in obs.get("reasons") or []
-            if isinstance(r, dict)
-        )
-        liveness = {k: float(v) for k, v in (obs.get("liveness") or {}).items() if _finite(v) is not None}
+        subject, score, source, why = self._identity(event, bio)
+        obs = event.observation
+        reasons = tuple({"code": r.code, "text": r.text} for r in obs.reasons)
+        liveness = {k: v for k, v in obs.liveness.items() if v is not None}
         record = Record(
-            event_id, terminal, created, now, obs["decision"], subject, score, source, reasons, liveness
+            event.id, terminal, event.created_at, now, obs.decision, subject, score, source, reasons, liveness
         )
         return Accepted(record, _thumbnail(bio), raw, note or why)
 
-    def _biometric(self, payload: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def _biometric(self, payload: dict[str, Any]) -> tuple[BiometricView, str | None]:
         """The biometric section with sealed content opened (when we hold the key)."""
         bio = payload.get("biometric")
         if not isinstance(bio, dict):
-            return {}, None
-        if "sealed" not in bio:
-            return bio, None
-        if self.private_key is None:
-            return {k: v for k, v in bio.items() if k != "sealed"}, "sealed, and no backend private key"
-        try:
-            content = open_sealed(self.private_key, payload)
-        except (SealError, ValueError) as exc:
-            return {k: v for k, v in bio.items() if k != "sealed"}, f"cannot open the sealed biometric: {exc}"
-        return {**{k: v for k, v in bio.items() if k != "sealed"}, **content}, None
+            return BiometricView(), None
+        plain = {k: v for k, v in bio.items() if k != "sealed"}
+        note = None
+        if "sealed" in bio:
+            if self.private_key is None:
+                note = "sealed, and no backend private key"
+            else:
+                try:
+                    plain.update(open_sealed(self.private_key, payload))
+                except (SealError, ValueError) as exc:
+                    note = f"cannot open the sealed biometric: {exc}"
+        view, problems = validate(BiometricView, plain)
+        if view is None:
+            return BiometricView(), f"the biometric section is not usable: {'; '.join(problems)[:200]}"
+        return view, note
 
     def _identity(
-        self, payload: dict[str, Any], bio: dict[str, Any], decision: str
+        self, event: EventView, bio: BiometricView
     ) -> tuple[str | None, float | None, str, str | None]:
         """(subject, score, source, note): the terminal's match, else the central gallery's, else unknown."""
-        if decision != "accepted":
+        if event.observation.decision != "accepted":
             return None, None, "none", None
-        match = payload.get("match")
-        if isinstance(match, dict) and match.get("subject") is not None:
-            score = _finite(match.get("score"))
-            if score is None or not isinstance(match.get("subject"), str):
+        match = event.match
+        if match is not None and match.subject is not None:
+            if match.score is None:
                 return None, None, "terminal", "the terminal's match has no finite score: no match"
-            return match["subject"], score, "terminal", None
-        embedding = bio.get("embedding")
-        if not isinstance(embedding, str) or self.identify is None:
-            score = _finite(match.get("score")) if isinstance(match, dict) else None
-            return None, score, "terminal" if isinstance(match, dict) else "none", None
+            return match.subject, match.score, "terminal", None
+        if bio.embedding is None or self.identify is None:
+            return None, match.score if match is not None else None, "terminal" if match else "none", None
         try:
-            vector = decode_embedding(embedding)
+            vector = decode_embedding(bio.embedding)
         except (ValueError, binascii.Error):
             return None, None, "none", "the embedding does not decode"
-        embedder = bio.get("embedder")
-        sha = embedder.get("sha256") if isinstance(embedder, dict) else None
-        subject, score = self.identify(vector, sha if isinstance(sha, str) else None)
+        if vector.shape != (DIM,) or not np.isfinite(vector).all():
+            return None, None, "none", f"the embedding is not {DIM} finite numbers"
+        sha = bio.embedder.sha256 if bio.embedder is not None else None
+        subject, score = self.identify(vector, sha)
         return subject, score if math.isfinite(score) else None, "backend", None
 
 
-def _thumbnail(bio: dict[str, Any]) -> bytes | None:
-    text = bio.get("thumbnail")
-    if not isinstance(text, str):
+def _thumbnail(bio: BiometricView) -> bytes | None:
+    text = bio.thumbnail
+    if text is None:
         return None
     try:
         return base64.b64decode(text, validate=True)

@@ -3,7 +3,9 @@
 MQTT callbacks enqueue (consumer.py); this loop takes messages in batches, judges each (ingest.py),
 writes the batch in one transaction, and only then acknowledges it to the broker. A store that
 fails keeps its batch: the loop retries it with backoff and acknowledges nothing meanwhile, so an
-accepted event is never lost and the service keeps running.
+accepted event is never lost and the service keeps running. One message is never more than itself:
+whatever judging or storing it raises quarantines it alone (`internal`, one log line), and every
+quarantined message is acknowledged like the rest, so a poison message never comes back.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from device.backend.config import BackendConfig, parse_listen
 from device.backend.consumer import Consumer, Incoming
 from device.backend.health import Health
-from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate
+from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate, Verdict
 from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
 from device.backend.store import DATABASE_ERRORS, Store
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from device.backend.web import WebServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BATCH = 500
 RETRY_MAX_S = 5.0
 HOUSEKEEPING_S = 5.0
@@ -64,6 +68,7 @@ class BackendService:
             self._terminal_keys,
             read_private_key(cfg.identity.private_key_file),
             self.subjects.identify,
+            cfg.ingest,
         )
         self.consumer = Consumer(
             self.options,
@@ -72,6 +77,7 @@ class BackendService:
             mq.topic_prefix,
             mq.session_expiry_s,
             mq.receive_maximum,
+            cfg.ingest.max_payload_bytes,
         )
         self.stop_requested = threading.Event()
         self._next_housekeeping = 0.0
@@ -152,7 +158,7 @@ class BackendService:
         reasons: list[str] = []
         updates: list[TerminalUpdate] = []
         for message in batch:
-            verdict = self.ingest.handle(message.topic, message.payload, now)
+            verdict = self._judge(message, now)
             if isinstance(verdict, Accepted):
                 accepted.append(verdict)
             elif isinstance(verdict, Quarantined):
@@ -160,42 +166,98 @@ class BackendService:
                 log.warning("quarantined (%s): %s", verdict.reason, verdict.detail)
             elif isinstance(verdict, TerminalUpdate):
                 updates.append(verdict)
-        inserted = self._commit(accepted, reasons, updates)
+        applied = self._apply_state(updates, now, reasons)
+        inserted = self._commit(accepted, reasons)
         for item, new in zip(accepted, inserted, strict=True):
             if new:
                 self.live.add(item.record.event_id, LiveEntry(item.thumbnail, item.raw, item.note))
-            else:
+            elif new is False:
                 reasons.append("duplicate")
                 log.info("quarantined (duplicate): event %s is recorded already", item.record.event_id)
-        lag = max((a.record.received_at - a.record.created_at for a in accepted), default=None)
-        self.health.batch(len(batch), sum(inserted), reasons, lag, now)
+        recorded = [a for a, new in zip(accepted, inserted, strict=True) if new]
+        lag = max((a.record.received_at - a.record.created_at for a in recorded), default=None)
+        self.health.batch(len(batch), len(recorded), reasons, lag, now)
         for message in batch:
             self.consumer.ack(message)
-        for update in updates:
-            if update.kind == "status" and update.body.get("state") == "online":
-                self.subjects.terminal_online(update.terminal, _gallery_version(update.body))
+        for update in applied:
+            if update.kind == "status" and update.state == "online":
+                self.subjects.terminal_online(update.terminal, update.gallery_version)
 
-    def _commit(
-        self, accepted: list[Accepted], reasons: list[str], updates: list[TerminalUpdate]
-    ) -> list[bool]:
-        """Record the batch (retried until the store takes it), then the terminals' state (best effort:
-        the next status or health message brings it again)."""
-        inserted = self._retry(lambda: self.store.record([a.record for a in accepted], reasons))
+    def _judge(self, message: Incoming, now: float) -> Verdict:
+        """One message's verdict; whatever judging it raises quarantines that message alone."""
         try:
-            for u in updates:
-                if u.kind == "status":
-                    self.store.terminal_status(
-                        u.terminal, str(u.body.get("state")), u.at, _gallery_version(u.body)
-                    )
-                else:
-                    self.store.terminal_health(u.terminal, _health_summary(u.body), u.at)
-        except DATABASE_ERRORS as exc:
-            log.warning(
-                "store %s: terminal state not updated: %s", self.store.where, " ".join(str(exc).split())
-            )
+            return self.ingest.handle(message.topic, message.payload, now)
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the stream: logged, quarantined, acked
+            return Quarantined("internal", f"judging a message on {message.topic!r} raised {_where(exc)}")
+
+    def _apply_state(
+        self, updates: list[TerminalUpdate], now: float, reasons: list[str]
+    ) -> list[TerminalUpdate]:
+        """Store the terminals' signed state where it is newer than the stored one, each retried like
+        records while the store fails (applying one twice changes nothing); an older one is quarantined as
+        stale, one whose writing raises anything else as internal. Returns those applied."""
+        future_after = now + self.cfg.ingest.max_clock_skew_s
+
+        def apply(u: TerminalUpdate) -> str:
+            if u.kind == "status":
+                assert u.state is not None
+                return self.store.terminal_status(u.terminal, u.state, u.at, u.gallery_version, future_after)
+            return self.store.terminal_health(u.terminal, u.health or {}, u.at, future_after)
+
+        applied = []
+        for update in updates:
+            try:
+                outcome = self._retry(partial(apply, update))
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one message must never stop the stream
+                outcome = "internal"
+                log.warning(
+                    "quarantined (internal): %s from %r not stored: %s",
+                    update.kind,
+                    update.terminal,
+                    _where(exc),
+                )
+            if outcome in ("stale", "internal"):
+                reasons.append(outcome)
+            if outcome == "stale":
+                log.warning(
+                    "quarantined (stale): %s from %r dated %.3f is older than the stored one",
+                    update.kind,
+                    update.terminal,
+                    update.at,
+                )
+            elif outcome == "applied":
+                applied.append(update)
+        return applied
+
+    def _commit(self, accepted: list[Accepted], reasons: list[str]) -> list[bool | None]:
+        """Record the batch and its quarantine counts in one transaction, retried while the store fails.
+        Per record: True new, False a duplicate, None not stored. Should writing the batch raise anything
+        else (a record no database takes), each record is written alone: one that still fails is
+        quarantined as internal, the others are kept."""
+        try:
+            return list(self._retry(lambda: self.store.record([a.record for a in accepted], reasons)))
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a record that cannot be stored must not stop the stream
+            log.error("store %s refused a batch (%s): recording it one by one", self.store.where, _where(exc))
+        inserted: list[bool | None] = []
+        for item in accepted:
+            try:
+                inserted += self._retry(partial(self.store.record, [item.record]))
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as above: this record alone is quarantined
+                log.warning(
+                    "quarantined (internal): event %s not stored: %s", item.record.event_id, _where(exc)
+                )
+                reasons.append("internal")
+                inserted.append(None)
+        self._retry(lambda: self.store.record([], reasons))
         return inserted
 
-    def _retry(self, write: Callable[[], list[bool]]) -> list[bool]:
+    def _retry(self, write: Callable[[], T]) -> T:
         delay = 0.2
         while True:
             try:
@@ -219,13 +281,10 @@ class BackendService:
                     )
 
 
-def _gallery_version(body: dict) -> int | None:
-    gallery = body.get("gallery")
-    version = gallery.get("version") if isinstance(gallery, dict) else None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
-def _health_summary(body: dict) -> dict:
-    """What the page shows of a terminal's health (numbers only, as the terminal sent them)."""
-    keep = ("fps", "outbox", "cpu_temp_c", "uptime_s", "events")
-    return {k: body[k] for k in keep if k in body}
+def _where(exc: BaseException) -> str:
+    """An exception as one log line: its type, where it was raised, and its text cut short."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    at = f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else ""
+    return f"{type(exc).__name__}{at}: {' '.join(str(exc).split())[:160]}"

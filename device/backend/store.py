@@ -236,25 +236,48 @@ class Store:
             "SELECT id, public_key, added_at, state, status_at, health, health_at, gallery_version "
             "FROM terminals ORDER BY id"
         )
-        return [
-            Terminal(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7])
-            for r in rows
-        ]
+        return [Terminal(r[0], r[1], r[2], r[3], r[4], _json_or_none(r[5]), r[6], r[7]) for r in rows]
 
-    def terminal_status(self, terminal_id: str, state: str, at: float, gallery_version: int | None) -> None:
+    def terminal_status(
+        self, terminal_id: str, state: str, at: float, gallery_version: int | None, future_after: float
+    ) -> str:
+        """Apply a terminal's signed status if it is newer than the stored one: "applied", "same" (this
+        very state again) or "stale". Newer is a later `at`; at the same `at`, offline over online (a
+        terminal's last will is signed with the time of the connection whose birth it follows). A stored
+        time beyond `future_after` (written before such state was refused) never blocks a newer one."""
         with self._lock, self._tx() as tx:
-            tx.execute(
+            cur = tx.execute(
                 "UPDATE terminals SET state = ?, status_at = ?, gallery_version = COALESCE(?, gallery_version) "
-                "WHERE id = ? AND (status_at IS NULL OR status_at <= ?)",
-                (state, at, gallery_version, terminal_id, at),
+                "WHERE id = ? AND (status_at IS NULL OR status_at < ? OR status_at > ? "
+                "OR (status_at = ? AND state = 'online' AND ? = 'offline'))",
+                (state, at, gallery_version, terminal_id, at, future_after, at, state),
             )
+            if cur.rowcount == 1:
+                return "applied"
+            held = tx.execute(
+                "SELECT status_at, state FROM terminals WHERE id = ?", (terminal_id,)
+            ).fetchall()
+        return "same" if held and tuple(held[0]) == (at, state) else "stale"
 
-    def terminal_health(self, terminal_id: str, health: dict[str, Any], at: float) -> None:
+    def terminal_health(
+        self, terminal_id: str, health: dict[str, Any], at: float, future_after: float
+    ) -> str:
+        """Apply a terminal's signed health if newer than the stored one: "applied", "same" or "stale"."""
         with self._lock, self._tx() as tx:
-            tx.execute(
-                "UPDATE terminals SET health = ?, health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at <= ?)",
-                (json.dumps(health), at, terminal_id, at),
+            cur = tx.execute(
+                "UPDATE terminals SET health = ?, health_at = ? "
+                "WHERE id = ? AND (health_at IS NULL OR health_at < ? OR health_at > ?)",
+                (json.dumps(health), at, terminal_id, at, future_after),
             )
+            if cur.rowcount == 1:
+                return "applied"
+            held = tx.execute("SELECT health_at FROM terminals WHERE id = ?", (terminal_id,)).fetchall()
+        return "same" if held and held[0][0] == at else "stale"
+
+    def terminal_gallery(self, terminal_id: str, version: int) -> None:
+        """The gallery version a terminal confirmed in its reply to a push (its state stays as signed)."""
+        with self._lock, self._tx() as tx:
+            tx.execute("UPDATE terminals SET gallery_version = ? WHERE id = ?", (version, terminal_id))
 
     # ---- attendance and quarantine ---------------------------------------------------------------
 
@@ -362,6 +385,14 @@ class Store:
     def latest_gallery(self) -> bytes | None:
         rows = self._query("SELECT update_file FROM galleries ORDER BY version DESC LIMIT 1")
         return bytes(rows[0][0]) if rows else None
+
+
+def _json_or_none(text: str | None) -> Any:
+    """A stored JSON column, or None when it is empty or not JSON (the page shows whatever is stored)."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _utc_midnight(day: str) -> float:

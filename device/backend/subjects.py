@@ -15,7 +15,6 @@ import math
 import queue
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -272,7 +271,9 @@ class Subjects:
         try:
             requester = self._requester(terminal, 20)
             summary = push(requester, update)
-            self.store.terminal_status(terminal, "online", time.time(), summary.get("version"))
+            version = summary.get("version")
+            if isinstance(version, int) and not isinstance(version, bool):
+                self.store.terminal_gallery(terminal, version)
             log.info("gallery version %s pushed to %s", summary.get("version"), terminal)
         except (PushError, OSError, ValueError) as exc:
             log.warning("gallery push to %s failed (retried when it is next online): %s", terminal, exc)

@@ -19,10 +19,11 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import math
 import threading
 import time
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +47,16 @@ def _day(request: Request) -> str | None:
     if day is not None:
         time.strptime(day, "%Y-%m-%d")  # ValueError -> 400
     return day
+
+
+def _finite_only(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_only(v) for v in value]
+    return value
 
 
 def build_app(service: BackendService, token: str | None, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
@@ -113,16 +124,19 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
 
     async def terminals(request: Request) -> Response:
         rows = await run_in_threadpool(store.terminals)
+        # Whatever a row holds (written by an older version, say), the answer is JSON: non-finite -> null.
         return JSONResponse(
             [
-                {
-                    "id": t.id,
-                    "state": t.state or "unknown",
-                    "status_at": t.status_at,
-                    "health": t.health,
-                    "health_at": t.health_at,
-                    "gallery_version": t.gallery_version,
-                }
+                _finite_only(
+                    {
+                        "id": t.id,
+                        "state": t.state or "unknown",
+                        "status_at": t.status_at,
+                        "health": t.health,
+                        "health_at": t.health_at,
+                        "gallery_version": t.gallery_version,
+                    }
+                )
                 for t in rows
             ]
         )

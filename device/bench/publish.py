@@ -17,6 +17,7 @@ from typing import Any
 
 from device.config import Config
 from device.privacy.protector import build_protector
+from device.transport.availability import Availability
 from device.transport.courier import Courier
 from device.transport.envelope import encode, envelope
 from device.transport.link import Acked, Connected, ConnectFailed, Link, LinkEvent
@@ -47,12 +48,12 @@ class PublishPath:
             self._connect()
 
     def _connect(self) -> None:
-        status = encode(envelope("status", self.config.terminal_id, {"state": "offline", "reason": "lost"}))
+        availability = Availability(self.config.terminal_id, self.protector.sign, {})
         self.link = Link(self.config.mqtt, self.config.terminal_id, self.topics, self._inbox)
         self.courier = Courier(
             Outbox(self._dir / "outbox", self.config.outbox), self.link, self.config.mqtt.inflight_window
         )
-        self.link.start(encode(envelope("status", self.config.terminal_id, {"state": "online"})), status)
+        self.link.start(availability.birth, availability.will)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while time.monotonic() < deadline:
             try:

@@ -38,8 +38,10 @@ from device.transport.client import add_broker_flags, connect_tool, options_from
 from device.transport.commands import RESERVED, RESERVED_PREFIXES
 from device.transport.desired import signed_desired
 from device.transport.topics import Topics
+from device.wire.bounded import PayloadError, loads_bounded
 
 EXIT_ERROR_REPLY = 1
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a command reply (gallery.list of a large gallery included)
 EXIT_TIMEOUT = 3
 EXIT_BROKER = 3  # the broker cannot be reached or refuses us
 
@@ -96,6 +98,17 @@ def _json_object(text: str, flag: str) -> dict | None:
     return value
 
 
+def _reply(raw: bytes) -> dict:
+    """A reply as the terminal sent it; one that is not a JSON object is shown as an error reply."""
+    try:
+        reply = loads_bounded(raw, MAX_REPLY_BYTES)
+    except PayloadError as exc:
+        return {"ok": False, "error": {"code": exc.code, "message": f"the reply is not readable: {exc}"}}
+    if not isinstance(reply, dict):
+        return {"ok": False, "error": {"code": "malformed", "message": "the reply is not a JSON object"}}
+    return reply
+
+
 def _signing_key(args: argparse.Namespace) -> SigningKey | None:
     """The --sign-key key (SystemExit 2 with the reason when it cannot be read)."""
     if args.sign_key is None:
@@ -146,7 +159,7 @@ def _cmd(args: argparse.Namespace) -> int:
         if key is not None:
             request.update(sign_command(key, args.terminal_id, args.name, cmd_args, ttl_s=args.timeout))
         client.publish(topics.cmd_req(args.name), json.dumps(request), qos=1, properties=props)
-        reply = json.loads(replies.get(timeout=args.timeout))
+        reply = _reply(replies.get(timeout=args.timeout))
     except queue.Empty:
         print(
             f"no reply from {args.terminal_id} within {args.timeout:g} s on broker {args.broker} "

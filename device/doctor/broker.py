@@ -9,7 +9,6 @@ queued commands.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import socket
 import ssl
@@ -24,6 +23,7 @@ from device.doctor import Check
 from device.transport.client import BrokerError, BrokerUrlError, ClientOptions, connect_tool
 from device.transport.envelope import encode, envelope
 from device.transport.topics import Topics
+from device.wire.bounded import PayloadError, loads_bounded
 
 TIMEOUT_S = 5.0
 OTHER_ID = "doctor-acl-probe"  # a terminal id no real terminal uses: reading it must be refused
@@ -159,8 +159,9 @@ def _round_trip(
             break
         if also is not None and got != own_status and mqtt.topic_matches_sub(also, got):
             return got
-        with contextlib.suppress(ValueError, AttributeError):
-            if got == topic and json.loads(payload).get("nonce") == nonce:
+        with contextlib.suppress(PayloadError):
+            echo = loads_bounded(payload, len(payload)) if got == topic else None
+            if isinstance(echo, dict) and echo.get("nonce") == nonce:
                 return got
     return None
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from device.contracts import ModelRef
 from device.privacy.signing import SignatureError, Signer, verify_payload
+from device.wire.bounded import PayloadError, loads_bounded
 
 MAGIC = b"FOG1"
 SCHEMA = 1
@@ -177,9 +178,9 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
         raise ValueError("not a faceonly gallery body (bad magic)")
     (n,) = _LEN.unpack_from(body, 4)
     try:
-        header = json.loads(body[8 : 8 + n])
+        header = loads_bounded(body[8 : 8 + n], n)
         entries, remove, dim = header["subjects"], header["remove"], header["dim"]
-    except (ValueError, KeyError, TypeError):
+    except (PayloadError, KeyError, TypeError):
         raise ValueError("the gallery body's header is not valid") from None
     if dim != DIM or not isinstance(entries, list) or not isinstance(remove, list):
         raise ValueError(f"the gallery body must hold {DIM}-d templates, a subject list and a remove list")

@@ -25,6 +25,7 @@ from device.identity.gallery import Gallery, Subject, decode_body, encode_body, 
 from device.infra.atomicfile import write_atomic
 from device.privacy.keyfile import load_or_create_secret, load_secret
 from device.privacy.signing import SEED_BYTES, Signer
+from device.wire.bounded import PayloadError, loads_bounded
 
 MAGIC = b"FOGU1\n"
 # Fits one command request (mqtt.max_command_bytes, 64 KiB by default) once base64-encoded.
@@ -79,9 +80,9 @@ def read_update(path: Path) -> UpdateFile:
     at = len(MAGIC)
     (n,) = _U32.unpack_from(data, at)
     try:
-        manifest = json.loads(data[at + 4 : at + 4 + n])
-    except ValueError:
-        raise ValueError(f"{path}: its manifest is not valid JSON") from None
+        manifest = loads_bounded(data[at + 4 : at + 4 + n], n)
+    except PayloadError as exc:
+        raise ValueError(f"{path}: its manifest is not readable: {exc}") from None
     at += 4 + n
     (m,) = _U64.unpack_from(data, at)
     at += 8

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import queue
 import time
 import uuid
@@ -25,6 +26,10 @@ from paho.mqtt.properties import Properties
 from device.identity.operator import UpdateFile
 from device.transport.auth import sign_command
 from device.transport.topics import Topics
+from device.wire.bounded import PayloadError, loads_bounded
+
+log = logging.getLogger(__name__)
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a command reply (gallery.list of a large gallery included)
 
 
 class PushError(RuntimeError):
@@ -65,10 +70,15 @@ class Requester:
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                reply = json.loads(self._replies.get(timeout=max(0.01, deadline - time.monotonic())))
+                raw = self._replies.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 raise PushError(f"no reply to {name} within {self.timeout_s:g} s") from None
-            if reply.get("correlation_id") in (token, None):
+            try:
+                reply = loads_bounded(raw, MAX_REPLY_BYTES)
+            except PayloadError as exc:
+                log.warning("a reply to %s is not readable, skipped: %s", name, exc)
+                continue
+            if isinstance(reply, dict) and reply.get("correlation_id") in (token, None):
                 return reply
 
     def close(self) -> None:

@@ -3,7 +3,6 @@ service only calls it): the gallery key from the config file, the gate, the prom
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,14 +12,16 @@ from device.identity.component import IdentityComponent, build_identity
 from device.identity.gate import build_gate
 from device.infra.modelstore import ModelStore
 from device.transport.commands import CommandError, Reply
+from device.wire.bounded import PayloadError, loads_bounded
 
 
 def names_subject(payload: bytes, subject: str) -> bool:
     """Does this queued event's match name `subject`?"""
     try:
-        match = json.loads(payload).get("match")
-    except (ValueError, AttributeError):
+        event = loads_bounded(payload, len(payload))
+    except PayloadError:
         return False
+    match = event.get("match") if isinstance(event, dict) else None
     return isinstance(match, dict) and match.get("subject") == subject
 
 

@@ -17,13 +17,13 @@ they are listed but not judged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from device.privacy import seal as sealing
 from device.privacy.imagescan import ImageFinding, decode_base64, find_images, images_in_json
 from device.privacy.signing import SignatureError, verify_payload
+from device.wire.bounded import PayloadError, loads_bounded
 
 AUDIT_SCHEMA = 1
 BIOMETRIC_KEYS = ("embedding", "template", "thumbnail")
@@ -113,8 +113,8 @@ def _sealed_blobs(document: Any, path: str = "") -> list[tuple[str, dict[str, An
 def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPolicy) -> MessageFinding:
     inbound = is_inbound(topic)
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+        document = loads_bounded(payload, len(payload))  # the audit reads what it is given, at any size
+    except PayloadError as exc:
         return MessageFinding(
             topic,
             len(payload),
@@ -122,7 +122,7 @@ def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPol
             inbound,
             None,
             tuple(find_images(payload, "payload")),
-            notes=("not JSON",),
+            notes=(f"not JSON ({exc.code})",),
         )
     kind = document.get("type") if isinstance(document, dict) else None
     images = images_in_json(document)

@@ -18,6 +18,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from device.privacy.signing import key_id
+from device.wire.bounded import PayloadError, loads_bounded
 
 ALG = "x25519-xsalsa20poly1305-sealedbox"
 SEALED_SCHEMA = 1
@@ -72,7 +73,11 @@ def open_sealed(private_key: PrivateKey | bytes | str, payload: dict[str, Any]) 
         plaintext = SealedBox(key).decrypt(base64.b64decode(blob["ciphertext"], validate=True))
     except (CryptoError, ValueError, TypeError) as exc:
         raise SealError(f"sealed blob does not decrypt (altered or truncated): {exc}") from None
-    content = json.loads(plaintext)
-    if content.get("schema") != SEALED_SCHEMA:
-        raise SealError(f"unsupported sealed content schema {content.get('schema')!r}")
+    try:
+        content = loads_bounded(plaintext, len(plaintext))
+    except PayloadError as exc:
+        raise SealError(f"the sealed content is not readable: {exc}") from None
+    if not isinstance(content, dict) or content.get("schema") != SEALED_SCHEMA:
+        schema = content.get("schema") if isinstance(content, dict) else None
+        raise SealError(f"unsupported sealed content schema {schema!r}")
     return content

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import TextIO
 import paho.mqtt.client as mqtt
 
 from device.transport.client import ClientOptions, Protocol, new_client, parse_broker_url
+from device.wire.bounded import PayloadError, loads_bounded
 
 OFFLINE_WAIT_S = 3.0
 
@@ -181,9 +181,9 @@ class EmbeddedBroker:
 def describe(topic: str, payload: bytes | bytearray) -> str:
     """One short line per message, as a backend would log it; never image or embedding bytes."""
     try:
-        data = json.loads(payload)
-    except ValueError:
-        return f"{topic}: {len(payload)} bytes (not JSON)"
+        data = loads_bounded(payload, len(payload))
+    except PayloadError as exc:
+        return f"{topic}: {len(payload)} bytes (not JSON: {exc.code})"
     if not isinstance(data, dict):
         return f"{topic}: {type(data).__name__}"
     kind = data.get("type", "?")

@@ -26,6 +26,7 @@ from device.runtime.lifecycle import Lifecycle
 from device.runtime.linkwatch import LinkWatch
 from device.runtime.parts import TerminalParts
 from device.runtime.runtime_config import RuntimeConfig
+from device.transport.availability import Availability
 from device.transport.commands import CommandError, Deferred, Reply
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
@@ -96,11 +97,13 @@ class Service:
         self.source_finished = False
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
+        self.desired_refused: dict[str, int] = {}
         self.alarms = Alarms(cfg.service.camera_stall_s)
         self.watch = LinkWatch(
             self.alarms, lambda: str(self.runtime.current.mqtt.broker), self.link.client_id
         )
         self.ha = self._home_assistant(cfg)
+        self.availability = Availability(self.tid, protector.sign, self._status_body())
         self._next_health = 0.0
 
     def _home_assistant(self, cfg: Config) -> HomeAssistant | None:
@@ -128,7 +131,7 @@ class Service:
         warning = self._control_alarms().get("liveness_warning")
         if warning:
             log.warning("%s", warning)
-        self.link.start(self._status("online"), self._status("offline", "lost"))
+        self.link.start(self.availability.birth, self.availability.will)
         self._publish_reported()
         self.capture.start()
         ready = False
@@ -240,19 +243,17 @@ class Service:
 
     # ---- status, health, config -------------------------------------------------------------
 
-    def _status(self, state: str, reason: str | None = None) -> bytes:
+    def _status_body(self) -> dict[str, Any]:
+        """What every status says besides its state (device.transport.availability signs and dates it)."""
         body: dict[str, Any] = {
-            "state": state,
             "software": device.__version__,
             "started_at": round(self.started, 3),
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
         }
-        if reason is not None:
-            body["reason"] = reason
         body.update(self._control_alarms())
         if self.identity is not None:
             body["gallery"] = self.identity.identity.summary()
-        return encode(envelope("status", self.tid, body))
+        return body
 
     def _control_alarms(self) -> dict[str, Any]:
         """What status and health must say loudly: unsafe control settings, a remote config set aside."""
@@ -301,15 +302,22 @@ class Service:
             "connected": self.link.connected,
             **self._control_alarms(),
             "session_taken_over": self.watch.taken_over,
+            "config_desired_refused": dict(self.desired_refused),
             "prompts": self.prompts.describe(),
             "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
         }
 
     def _publish_health(self) -> None:
         body = self.health()  # also while offline: it raises and clears the alarms (and logs them)
+        self.availability.refresh(self._status_body())  # what the next birth and will say
         if not self.link.connected:
             return
         payload = envelope("health", self.tid, body, ttl_s=self.runtime.current.service.health_interval_s * 3)
+        try:
+            payload = self.protector.sign(payload)
+        except ValueError as exc:  # a non-finite number: a bug upstream; this health is not sent
+            log.error("health not sent: %s", exc)
+            return
         self.link.publish(self.topics.health, encode(payload), qos=0, meta=Meta.of(payload))
         if self.ha is not None:
             self.ha.health(body)
@@ -322,24 +330,30 @@ class Service:
         )
 
     def _on_desired(self, raw: bytes) -> None:
-        desired = parse_desired(raw)
+        desired = parse_desired(raw, self.runtime.current.mqtt.max_command_bytes)
         if desired.empty:
+            return
+        if desired.unreadable is not None:
+            self._desired_refused(desired.unreadable, "; ".join(desired.problems))
+            return
+        if desired.version is not None and desired.version == self.runtime.version and not desired.problems:
+            return  # the retained desired config we already run (re-delivered on every subscribe)
+        try:
+            # Authenticated first: config/reported (retained) answers the backend, never whoever published.
+            self.plane.authorize(DESIRED_COMMAND, desired.signed_request())
+        except CommandError as exc:
+            self._desired_refused(exc.code, exc.message)
             return
         if desired.problems:
             self._publish_reported(
                 {"applied": False, "problems": list(desired.problems), "desired_version": desired.version}
             )
             return
-        if desired.version is not None and desired.version == self.runtime.version:
-            return  # the retained desired config we already run (re-delivered on every subscribe)
         try:
-            self.plane.authorize(DESIRED_COMMAND, desired.signed_request())
             result = self.runtime.apply(desired.config, desired.version)
-        except (ConfigError, CommandError, OSError) as exc:
+        except (ConfigError, OSError) as exc:
             if isinstance(exc, ConfigError):
                 problems = exc.problems
-            elif isinstance(exc, CommandError):
-                problems = [f"{exc.code}: {exc.message}"]
             else:  # a full or read-only state dir: the running config stays
                 log.error("config/desired not applied: cannot store it: %s", exc)
                 problems = [f"cannot store the config on the terminal: {exc.strerror or exc}"]
@@ -348,6 +362,11 @@ class Service:
             )
             return
         self.config_applied(result)
+
+    def _desired_refused(self, code: str, why: str) -> None:
+        """A config/desired nobody authenticated: counted (health config_desired_refused) and logged, no reply."""
+        self.desired_refused[code] = self.desired_refused.get(code, 0) + 1
+        log.warning("config/desired refused (%s), not answered: %s", code, why[:200])
 
     def config_applied(self, result: dict[str, Any]) -> None:
         cfg = self.runtime.current
@@ -409,9 +428,8 @@ class Service:
         if self.identity is not None:
             self.identity.close()
         self.prompts.close()
-        delivered = self.link.stop(
-            self._status("offline", "restart" if self.restart_requested else "stopped"), 2.0
-        )
+        reason = "restart" if self.restart_requested else "stopped"
+        delivered = self.link.stop(self.availability.status("offline", reason, time.time()), 2.0)
         log.info(
             "stopped; offline status %s; %d events left in the outbox",
             "sent" if delivered else "not sent",

@@ -17,7 +17,6 @@ gallery.*, subject.purge); until they do, those names answer `not_available`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -30,6 +29,7 @@ from pydantic import BaseModel
 from device.transport.topics import COMMAND_NAME_PATTERN, valid_publish_topic
 from device.wire.base import problems as validation_problems
 from device.wire.base import validate
+from device.wire.bounded import PayloadError, loads_bounded
 from device.wire.command import MAX_CORRELATION, MAX_ID, CommandRequest, ErrorCode, error_body, ok_body
 
 if TYPE_CHECKING:
@@ -251,9 +251,9 @@ class CommandPlane:
             data: Any = {}
         else:
             try:
-                data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                raise fail(BAD_JSON, f"request is not JSON text: {str(exc)[:120]}") from None
+                data = loads_bounded(payload, self.max_bytes)
+            except PayloadError as exc:  # too deep, not UTF-8, not JSON (the size is checked above)
+                raise fail(BAD_JSON, f"request refused ({exc.code}): {exc}") from None
         if not isinstance(data, dict):
             raise fail(BAD_REQUEST, f"request must be a JSON object, got {type(data).__name__}")
         if correlation is None and isinstance(data.get("correlation_id"), str):
@@ -297,10 +297,6 @@ class _ParsedError(CommandError):
 
 def name_or_none(name: str) -> str | None:
     return name if re.match(COMMAND_NAME_PATTERN, name) and len(name) <= 64 else None
-
-
-def _reject_constant(token: str) -> float:
-    raise ValueError(f"{token} is not JSON")
 
 
 def parse_args(model: type[ModelT], args: dict[str, Any]) -> ModelT:

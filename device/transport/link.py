@@ -1,7 +1,9 @@
 """The broker connection (paho-mqtt 2.x, CallbackAPIVersion.VERSION2), MQTT 5 or 3.1.1.
 
 paho runs its network loop in its own thread; every callback here only turns what happened into a
-frozen value on `inbox` (the service loop owns all state). Command requests get their own bounded
+frozen value on `inbox` (the service loop owns all state). Before each connection attempt the birth and
+the last will are made afresh for that moment (signed by the caller), so each connection's pair is dated
+by its own connect time. Command requests get their own bounded
 queue (count and bytes), so a flood of them can neither crowd out acknowledgements nor grow memory:
 beyond capacity only the reply address is kept (bounded too) for a `busy` reply, and past that the
 request is counted and dropped (a QoS 0 one before paho even parses it: BufferedClient's `shed`). The exceptions, as paho recommends, are
@@ -19,6 +21,8 @@ import logging
 import queue
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -109,6 +113,12 @@ class CommandsWaiting:
 
 
 LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
+# A retained status payload made for a given wall-clock time (the connect time of the connection it is for).
+StateAt = Callable[[float], bytes]
+
+
+def _no_state(at: float) -> bytes:
+    raise RuntimeError("Link.start was not called")
 
 
 # What the kernel may hold for us unread. Inbound traffic is small (acknowledgements, commands); a
@@ -140,6 +150,8 @@ class Link:
         self.inbox = inbox
         self.v5 = config.protocol == "5"
         self._birth: bytes | None = None
+        self._make_birth: StateAt = _no_state
+        self._make_will: StateAt = _no_state
         self._connected = threading.Event()
         self.inbox_dropped = 0
         self.commands: queue.Queue[Inbound] = queue.Queue(command_capacity)
@@ -164,6 +176,7 @@ class Link:
         client.max_inflight_messages_set(config.inflight_window + 20)
         # paho annotates int but sleeps for any number: sub-second backoff is what the tests need.
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -174,16 +187,12 @@ class Link:
 
     # ---- called by the service loop ---------------------------------------------------------
 
-    def start(self, birth_payload: bytes, will_payload: bytes) -> None:
-        """Connect in the background (retrying forever); `birth_payload` is the retained online status,
-        `will_payload` the retained status the broker publishes if the terminal vanishes."""
-        self._birth = birth_payload
-        will_props = None
-        if self.v5:
-            will_props = Properties(PacketTypes.WILLMESSAGE)
-            will_props.WillDelayInterval = self.config.will_delay_s
-            will_props.ContentType = CONTENT_TYPE
-        self.client.will_set(self.topics.status, will_payload, qos=1, retain=True, properties=will_props)
+    def start(self, birth: StateAt, will: StateAt) -> None:
+        """Connect in the background (retrying forever). Before every connection attempt `birth(t)` and
+        `will(t)` make, for that attempt's wall-clock time t, the retained online status published once
+        connected and the retained status the broker publishes if the terminal vanishes (both signed by
+        the caller: a will is fixed at CONNECT, so it is signed then, and dated like the birth it follows)."""
+        self._make_birth, self._make_will = birth, will
         props = None
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -198,12 +207,6 @@ class Link:
             properties=props,
         )
         self.client.loop_start()
-
-    def set_birth(self, payload: bytes) -> None:
-        """Replace the retained online status (and publish it now if connected)."""
-        self._birth = payload
-        if self.connected:
-            self.publish(self.topics.status, payload, qos=1, retain=True)
 
     @property
     def connected(self) -> bool:
@@ -266,6 +269,16 @@ class Link:
             self.inbox.put_nowait(event)
         except queue.Full:
             self.inbox_dropped += 1
+
+    def _on_pre_connect(self, client, userdata) -> None:
+        at = time.time()
+        self._birth = self._make_birth(at)
+        will_props = None
+        if self.v5:
+            will_props = Properties(PacketTypes.WILLMESSAGE)
+            will_props.WillDelayInterval = self.config.will_delay_s
+            will_props.ContentType = CONTENT_TYPE
+        client.will_set(self.topics.status, self._make_will(at), qos=1, retain=True, properties=will_props)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
-import json
+from device.wire.bounded import PayloadError, loads_bounded
+
+MAX_STATUS_BYTES = 64 * 1024  # a status is a few KB; anything larger on our topic is not one
 
 
 def foreign_birth(raw: bytes, own_started_at: float) -> str | None:
     """A description of the other instance if `raw` (a message on our status topic) is its birth; else None."""
     try:
-        status = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        status = loads_bounded(raw, MAX_STATUS_BYTES)
+    except PayloadError:
         return None
     if not isinstance(status, dict) or status.get("state") != "online":
         return None

@@ -27,7 +27,7 @@ def problems(exc: ValidationError, prefix: str = "") -> list[str]:
     return out
 
 
-def validate(model: type[Wire], data: Any, prefix: str = "") -> tuple[Any, list[str]]:
+def validate(model: type[BaseModel], data: Any, prefix: str = "") -> tuple[Any, list[str]]:
     """(the model, []) or (None, problems)."""
     try:
         return model.model_validate(data), []
