@@ -18,8 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
+from device.privacy.containers import png_metadata
+from device.privacy.thumbnail import outside_ellipse
 from tests.conftest import missing_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +105,11 @@ def test_demo_records_the_photo_attack_and_the_identified_pass(demo_run) -> None
     with urllib.request.urlopen(url + f"api/events/{newest['event_id']}/raw", timeout=5) as r:
         raw = json.loads(r.read())
     assert raw["id"] == newest["event_id"] and "signature" in raw
+    with urllib.request.urlopen(url + f"api/events/{newest['event_id']}/thumbnail", timeout=5) as r:
+        assert r.headers["Content-Type"] == "image/png"
+        png = r.read()
+    face = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert face is not None and not face[outside_ellipse(*face.shape[:2])].any() and png_metadata(png) == []
     with urllib.request.urlopen(url + "api/health", timeout=5) as r:
         assert (
             "liveness OFF, only because a photo can never pass a challenge" in json.loads(r.read())["notice"]

@@ -62,6 +62,20 @@ def test_events_newest_first_with_date_filter_raw_thumbnail_and_csv(service) -> 
     assert "<title>faceonly backend</title>" in client.get("/").text
 
 
+def test_a_thumbnail_is_served_as_what_it_is(service) -> None:
+    # PNG from this release's terminals, JPEG from older ones in the same fleet, anything else not as an image.
+    service.live.add("png", LiveEntry(b"\x89PNG\r\n\x1a\n...", b"{}", None))
+    service.live.add("junk", LiveEntry(b"<svg onload=alert(1)>", b"{}", None))
+    client = TestClient(build_app(service, None))
+    served = {e: client.get(f"/api/events/{e}/thumbnail").headers for e in ("png", "e0", "junk")}
+    assert [h["content-type"] for h in served.values()] == [
+        "image/png",
+        "image/jpeg",
+        "application/octet-stream",
+    ]
+    assert all(h["x-content-type-options"] == "nosniff" for h in served.values())
+
+
 def test_token_gate(service) -> None:
     client = TestClient(build_app(service, "s3cret-token"))
     assert client.get("/api/events").status_code == 401

@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 import time
+import zlib
 
 import cv2
 import numpy as np
@@ -124,6 +125,30 @@ def test_exif_is_caught():
     )
     assert verdicts(result)["image_metadata"] is False
     assert "APP1" in next(v["detail"] for v in result["verdicts"] if v["rule"] == "image_metadata")
+
+
+def test_png_chunks_beside_the_pixels_are_caught(tmp_path, observation):
+    # The terminal's own thumbnail, then the same with a text chunk, a private chunk or bytes after its end.
+    data, _ = event_bytes(tmp_path, observation)
+    event = json.loads(data)
+    png = base64.b64decode(event["biometric"]["thumbnail"])
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    variants = {
+        "tEXt": png[:33] + chunk(b"tEXt", b"Author\x00gate-01") + png[33:],
+        "frAm": png[:33] + chunk(b"frAm", bytes(range(256))) + png[33:],
+        "bytes after IEND": png + b"\x00" * 40,
+    }
+    for name, tampered in variants.items():
+        event["biometric"]["thumbnail"] = base64.b64encode(tampered).decode()
+        finding = inspect_message(TOPIC, json.dumps(event).encode(), False, AuditPolicy())
+        result = audit_result([finding], AuditPolicy())
+        assert verdicts(result)["image_metadata"] is False, name
+        assert verdicts(result)["face_only"] is True  # the pixels themselves are still face-only
+        detail = next(v["detail"] for v in result["verdicts"] if v["rule"] == "image_metadata")
+        assert name in detail and "biometric.thumbnail" in detail
 
 
 def test_sealing_rules(tmp_path, observation):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ from nacl.public import PrivateKey
 from device.config import ConfigError, merge, parse_config
 from device.config.privacy import decode_public_key
 from device.contracts import FaceObservation, Reason
+from device.privacy.containers import png_metadata
 from device.privacy.keyfile import load_secret
 from device.privacy.protector import UNSAFE_TEST_ENV, build_protector, decode_embedding
 from device.privacy.seal import open_sealed
@@ -72,7 +74,10 @@ def test_clear_payload(tmp_path, observation):
     ]
     bio = body["biometric"]
     assert np.array_equal(decode_embedding(bio["embedding"]), observation.embedding)
-    thumb = cv2.imdecode(np.frombuffer(base64.b64decode(bio["thumbnail"]), np.uint8), cv2.IMREAD_COLOR)
+    assert bio["thumbnail_format"] == "png"
+    png = base64.b64decode(bio["thumbnail"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png_metadata(png) == []
+    thumb = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert max(thumb.shape[:2]) <= 112 and not thumb[outside_ellipse(*thumb.shape[:2])].any()
     assert bio["thumbnail_size"] == [thumb.shape[1], thumb.shape[0]]
     json.dumps(body, allow_nan=False)  # JSON-ready as it is
@@ -88,7 +93,8 @@ def test_sealed_payload_reveals_nothing_but_opens_for_the_backend(tmp_path, obse
     assert base64.b64encode(observation.embedding.astype("<f4").tobytes()).decode()[:40] not in wire
     content = open_sealed(backend, protector.sign({"schema": 1, **body}))
     assert np.array_equal(decode_embedding(content["embedding"]), observation.embedding)
-    assert base64.b64decode(content["thumbnail"]).startswith(b"\xff\xd8")
+    assert base64.b64decode(content["thumbnail"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert content["thumbnail_format"] == "png"
     report = protector.report()
     assert report["sends"]["sealing"]["backend_key_fingerprint"] == key_id(bytes(backend.public_key))
     assert "sealed" in report["text"] and key_id(bytes(backend.public_key)) in report["text"]
@@ -131,7 +137,7 @@ def test_report_says_what_is_kept(tmp_path):
         "policy": "face",
         "max_size_px": 112,
         "margin": 0.2,
-        "format": "jpeg",
+        "format": "png",
         "masked_outside_face_ellipse": True,
         "metadata": "none",
         "unsafe_test_override": False,
@@ -153,6 +159,14 @@ def test_unsafe_test_size_is_used_and_flagged(tmp_path, observation, monkeypatch
     assert max(size) > 112
     assert protector.report()["sends"]["thumbnail"]["unsafe_test_override"] is True
     assert "WARNING" in protector.report()["text"]
+
+
+def test_a_config_written_for_the_jpeg_thumbnail_still_loads(tmp_path, observation, caplog):
+    # thumbnail_quality meant JPEG quality; the thumbnail is lossless now, so the key is accepted and ignored.
+    with caplog.at_level(logging.WARNING, logger="device.privacy.protector"):
+        protector = build_protector(config(tmp_path, thumbnail_quality=90), tmp_path)
+    assert "thumbnail_quality has no effect" in caplog.text
+    assert protector.protect(observation)["biometric"]["thumbnail_format"] == "png"
 
 
 @pytest.mark.parametrize(

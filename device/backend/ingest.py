@@ -59,7 +59,7 @@ class Quarantined:
 @dataclass(frozen=True)
 class Accepted:
     record: Record
-    thumbnail: bytes | None  # JPEG, for the in-memory live view only
+    thumbnail: bytes | None  # PNG (JPEG from older terminals), for the in-memory live view only
     raw: bytes  # the exact bytes that crossed the broker (live view only)
     note: str | None = None  # e.g. why no identification was possible
 

@@ -35,11 +35,19 @@ from starlette.routing import Route
 from device.backend.config import is_loopback, parse_listen
 from device.backend.subjects import EnrolError
 from device.identity.gallery import ID_PATTERN
+from device.privacy.containers import JPEG_SOI, PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from device.backend.service import BackendService
 
 MAX_LIMIT = 1000
+
+
+def thumbnail_type(data: bytes) -> str:
+    """The media type a thumbnail is served as, by its signature: PNG, or JPEG from older terminals."""
+    if data.startswith(PNG_SIGNATURE):
+        return "image/png"
+    return "image/jpeg" if data.startswith(JPEG_SOI) else "application/octet-stream"
 
 
 def _day(request: Request) -> str | None:
@@ -95,7 +103,11 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
         entry = live.get(request.path_params["event_id"])
         if entry is None or entry.thumbnail is None:
             return JSONResponse({"error": "no thumbnail (none sent, or past the live view)"}, 404)
-        return Response(entry.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(
+            entry.thumbnail,
+            media_type=thumbnail_type(entry.thumbnail),
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def attendance_csv(request: Request) -> Response:
         records = await run_in_threadpool(store.events, MAX_LIMIT * 100, _day(request), None)

@@ -65,7 +65,8 @@ class PrivacyConfig(Section):
     thumbnail: Literal["off", "face"] = Field(
         "face",
         title="Thumbnail policy",
-        description="face: send a face-only thumbnail (face box + margin, black outside an ellipse fitted to the face); "
+        description="face: send a face-only thumbnail (lossless PNG of the face box + margin, black outside an "
+        "ellipse fitted to the face); "
         "off: send no image at all.",
     )
     thumbnail_size: int = Field(
@@ -77,11 +78,12 @@ class PrivacyConfig(Section):
         le=0.5,
         description="Margin added around the face box on each side, as a share of its size.",
     )
-    thumbnail_quality: int = Field(
-        85,
+    thumbnail_quality: int | None = Field(
+        None,
         ge=75,
         le=95,
-        description="JPEG quality. Bounded to where black 8x8 blocks decode exactly black (checked per image).",
+        description="No effect: the thumbnail is a lossless PNG. Still accepted (with a warning at start) so "
+        "that a config file written for the earlier JPEG thumbnail loads unchanged.",
     )
     unsafe_test_thumbnail_size: int | None = Field(
         None,

@@ -5,7 +5,8 @@ data: URLs inside JSON, or raw bytes), decode it, and judge each rule:
 
 - image_size:       no image is larger than the policy size (longest side, pixels);
 - face_only:        every image is exactly black outside the ellipse inscribed in it;
-- image_metadata:   no image carries metadata (JPEG APP1..APP15/COM, PNG text/EXIF chunks);
+- image_metadata:   no image carries metadata (JPEG APP1..APP15/COM; PNG: any chunk but IHDR, PLTE,
+                    IDAT, IEND, and any byte after IEND);
 - biometric_sealed: (when sealing is required) no embedding or thumbnail travels in the clear and
                     every face event's biometric part is sealed (to the expected backend key);
 - signatures:       (when the terminal's public key is given) every face event is validly signed;

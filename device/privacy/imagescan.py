@@ -13,13 +13,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from device.privacy.thumbnail import metadata_markers, outside_ellipse
+from device.privacy.containers import JPEG_SOI, PNG_SIGNATURE, jpeg_metadata, png_metadata
+from device.privacy.thumbnail import outside_ellipse
 
 MIN_BASE64_CHARS = 64  # shorter strings cannot hold a decodable image worth reporting
 _BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
-_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
-_PNG_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"iCCP", b"tIME"}
+_SIGNATURES = {JPEG_SOI + b"\xff": "jpeg", PNG_SIGNATURE: "png"}
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,6 @@ class ImageFinding:
     metadata: tuple[str, ...]
     outside_ellipse_nonzero: int  # pixels outside the inscribed ellipse that are not exactly black
     decodable: bool = True
-
-
-def _png_metadata(data: bytes) -> list[str]:
-    found, pos = [], 8
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        if kind in _PNG_METADATA_CHUNKS:
-            found.append(kind.decode("latin-1"))
-        if kind == b"IEND":
-            break
-        pos += 12 + length
-    return found
 
 
 def _not_black(pixels: np.ndarray) -> np.ndarray:
@@ -65,7 +52,7 @@ def inspect_image(data: bytes, where: str, fmt: str) -> ImageFinding:
         return ImageFinding(where, fmt, len(data), 0, 0, (), 0, decodable=False)
     h, w = image.shape[:2]
     try:
-        metadata = metadata_markers(data) if fmt == "jpeg" else _png_metadata(data)
+        metadata = jpeg_metadata(data) if fmt == "jpeg" else png_metadata(data)
     except ValueError as exc:
         metadata = [f"unparseable header: {exc}"]
     leaked = int(np.count_nonzero(_not_black(image[outside_ellipse(h, w)])))

@@ -127,8 +127,8 @@ class PayloadProtector:
                 thumb = None
                 notes.append(f"thumbnail withheld: {exc}")
             if thumb is not None:
-                content["thumbnail"] = base64.b64encode(thumb.jpeg).decode()
-                content["thumbnail_format"] = "jpeg"
+                content["thumbnail"] = base64.b64encode(thumb.png).decode()
+                content["thumbnail_format"] = "png"
                 content["thumbnail_size"] = [thumb.width, thumb.height]
         out: dict[str, Any] = {"template_key_id": self.template.key_id if self.template is not None else None}
         if "embedding" in content and obs.embedding_model is not None:
@@ -197,11 +197,13 @@ def build_protector(config: Config, state_dir: Path) -> PayloadProtector:
     template = None
     if privacy.template_transform:
         template, _ = load_transform(privacy.template_key_file or state_dir / "template.key")
+    if privacy.thumbnail_quality is not None:
+        log.warning(
+            "privacy.thumbnail_quality has no effect: the thumbnail is a lossless PNG (remove the line)"
+        )
     thumbnails = None
     if privacy.thumbnail == "face":
-        thumbnails = ThumbnailPolicy(
-            privacy.effective_thumbnail_size, privacy.thumbnail_margin, privacy.thumbnail_quality
-        )
+        thumbnails = ThumbnailPolicy(privacy.effective_thumbnail_size, privacy.thumbnail_margin)
     backend_key = privacy.read_backend_public_key() if privacy.seal else None
     summary = build_report(config, signer, backend_key, template)
     # A replay's frames carry the times recorded in it, a camera's the terminal's wall clock (UTC).

@@ -68,7 +68,7 @@ def build_report(
                 "policy": p.thumbnail,
                 "max_size_px": p.effective_thumbnail_size if thumbs_on else 0,
                 "margin": p.thumbnail_margin,
-                "format": "jpeg" if thumbs_on else None,
+                "format": "png" if thumbs_on else None,
                 "masked_outside_face_ellipse": thumbs_on,
                 "metadata": "none",
                 "unsafe_test_override": p.unsafe_test_thumbnail_size is not None,
@@ -176,7 +176,7 @@ def report_text(report: dict[str, Any]) -> str:
         lines.append("It sends no image at all (thumbnail policy: off).")
     else:
         lines.append(
-            f"The only image it sends is a JPEG thumbnail of the face, at most {thumb['max_size_px']}x"
+            f"The only image it sends is a lossless PNG thumbnail of the face, at most {thumb['max_size_px']}x"
             f"{thumb['max_size_px']} pixels, black outside an ellipse fitted to the face (other faces blacked "
             "out), without metadata."
         )

@@ -62,7 +62,7 @@ def open_sealed(private_key: PrivateKey | bytes | str, payload: dict[str, Any]) 
     """The biometric content of a sealed event (whole payload, its `biometric` section or the blob).
 
     `private_key`: the backend's X25519 private key (nacl PrivateKey, 32 raw bytes or base64 text).
-    Returns {"schema", "embedding" (base64 float32 little-endian), "embedding_dim", ["thumbnail" (base64 JPEG)]}.
+    Returns {"schema", "embedding" (base64 float32 little-endian), "embedding_dim", ["thumbnail" (base64 PNG)]}.
     """
     blob = find_sealed(payload)
     key = _as_private_key(private_key)

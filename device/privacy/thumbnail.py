@@ -1,15 +1,19 @@
-"""The only image that may leave the terminal: a small, face-only JPEG thumbnail.
+"""The only image that may leave the terminal: a small, face-only, lossless PNG thumbnail.
 
 Cut from the face box plus a small margin (zero-padded where the crop ends, so the face stays
 centred), shrunk to fit the policy size (never enlarged), and blacked out outside the face: outside an
 ellipse fitted to the face's own outline (the face mesh's oval, or the keypoint ellipse), and in any
 case outside the ellipse inscribed in the thumbnail (what `faceonly audit` checks from outside). The
-vision stage has already blacked out every other detected face's box. Masking works on whole 8x8 blocks, the JPEG's own block grid (4:4:4, no
-chroma subsampling): a block is kept only if it lies entirely inside the ellipse, so every block
-touching the outside is uniformly black and decodes to exact zeros (no compression ringing leaks
-into it). Every thumbnail is decoded once more and checked before it is handed out.
+vision stage has already blacked out every other detected face's box.
 
-The JPEG carries no metadata: OpenCV writes only the JFIF header (APP0) and no EXIF, XMP or comment.
+The mask is exact to the pixel and smooth: every pixel whose centre lies outside either ellipse is
+exactly black, and the face fades to black over the last pixel inside (EDGE_PX), so the outline is a
+curve, not a staircase. PNG is lossless, so the decoded thumbnail is exactly what was masked: no
+compression ringing carries anything into the black (a JPEG would need the mask to follow its 8x8
+blocks for that). Every thumbnail is decoded once more and compared before it is handed out.
+
+The PNG carries its pixels only: OpenCV writes IHDR, IDAT and IEND, and the check refuses any other
+chunk (text, time, EXIF, colour profile) and any byte after the image's end.
 """
 
 from __future__ import annotations
@@ -19,21 +23,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-BLOCK = 8
-_SOI = b"\xff\xd8"
-# Marker bytes that carry metadata: APP1..APP15 (EXIF, XMP, ICC, vendor data) and COM.
-METADATA_MARKERS = frozenset([*range(0xE1, 0xF0), 0xFE])
+from device.privacy.containers import png_metadata
+
+EDGE_PX = 1.0  # width of the fade to black just inside the ellipse, in thumbnail pixels
+PNG_COMPRESSION = 6  # zlib level: 3% (112 px) to 6% (224 px) smaller than level 1 for 0.5 to 4 ms more
 
 
 class ThumbnailError(RuntimeError):
-    """A thumbnail failed its own check (for example an encoder that does not keep black blocks black)."""
+    """A thumbnail failed its own check (for example an encoder that changed a pixel or added a chunk)."""
 
 
 @dataclass(frozen=True)
 class ThumbnailPolicy:
     max_size: int
     margin: float
-    quality: int
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,24 @@ class Ellipse:
             raise ThumbnailError("degenerate face outline")
         return cls(float(cx), float(cy), float(w), float(h), float(angle))
 
-    def contains(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    def depth(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """How far each point lies inside the ellipse, in pixels (first order, exact enough within a few
+        pixels of the outline, which is all the fade needs); 0 on and outside it."""
         a = np.radians(self.angle_deg)
         dx, dy = xs - self.cx, ys - self.cy
         u = dx * np.cos(a) + dy * np.sin(a)
         v = -dx * np.sin(a) + dy * np.cos(a)
-        return (u / (self.width / 2)) ** 2 + (v / (self.height / 2)) ** 2 <= 1.0
+        ru, rv = self.width / 2, self.height / 2
+        level = (u / ru) ** 2 + (v / rv) ** 2 - 1.0  # < 0 inside
+        slope = np.hypot(2 * u / ru**2, 2 * v / rv**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inside = np.where(slope > 0, -level / slope, np.inf)
+        return np.where(level < 0, inside, 0.0)
 
 
 @dataclass(frozen=True)
 class Thumbnail:
-    jpeg: bytes
+    png: bytes
     width: int
     height: int
 
@@ -78,20 +88,17 @@ def outside_ellipse(height: int, width: int) -> np.ndarray:
     return ys[:, None] ** 2 + xs[None, :] ** 2 > 1.0
 
 
-def kept_blocks(height: int, width: int, face: Ellipse | None = None) -> np.ndarray:
-    """True for pixels in 8x8 blocks that lie wholly inside the inscribed ellipse and, when given, inside
-    the face's own ellipse (what the thumbnail keeps)."""
-    keep = np.zeros((height, width), bool)
-    for y0 in range(0, height, BLOCK):
-        y1 = min(y0 + BLOCK, height)
-        for x0 in range(0, width, BLOCK):
-            x1 = min(x0 + BLOCK, width)
-            # Both ellipses are convex, so is their intersection: a block is inside if its four corners are.
-            xs, ys = np.array([x0, x1, x0, x1], float), np.array([y0, y0, y1, y1], float)
-            inscribed = ((ys - height / 2) / (height / 2)) ** 2 + ((xs - width / 2) / (width / 2)) ** 2 <= 1.0
-            if np.all(inscribed) and (face is None or np.all(face.contains(xs, ys))):
-                keep[y0:y1, x0:x1] = True
-    return keep
+def face_weight(height: int, width: int, face: Ellipse | None = None) -> np.ndarray:
+    """Per pixel, what share of it the thumbnail keeps: 0 wherever the centre lies outside the inscribed
+    ellipse or (when given) the face's own, rising to 1 at EDGE_PX inside both."""
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    inscribed = Ellipse(width / 2, height / 2, width, height, 0.0)
+    depth = inscribed.depth(xs, ys)
+    if face is not None:
+        depth = np.minimum(depth, face.depth(xs, ys))
+    weight = np.clip(depth / EDGE_PX, 0.0, 1.0)
+    weight[outside_ellipse(height, width)] = 0.0  # the audit's own rule, word for word
+    return weight
 
 
 def expanded_box(face_box: tuple[float, float, float, float], margin: float) -> tuple[int, int, int, int]:
@@ -126,38 +133,11 @@ def fit(image: np.ndarray, max_size: int) -> tuple[np.ndarray, float, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), size[0] / w, size[1] / h
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY,
-        quality,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-    ]
-    ok, buf = cv2.imencode(".jpg", image, params)
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
-        raise ThumbnailError("JPEG encoder failed")
+        raise ThumbnailError("PNG encoder failed")
     return buf.tobytes()
-
-
-def jpeg_markers(data: bytes) -> list[int]:
-    """Marker bytes of the JPEG's header segments, in order, up to the start of scan."""
-    if not data.startswith(_SOI):
-        raise ValueError("not a JPEG (no SOI marker)")
-    markers, pos = [], 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise ValueError(f"malformed JPEG: no marker at byte {pos}")
-        marker = data[pos + 1]
-        markers.append(marker)
-        if marker == 0xDA:  # start of scan: entropy-coded data follows, no more header segments
-            break
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return markers
-
-
-def metadata_markers(data: bytes) -> list[str]:
-    """Names of metadata segments in a JPEG (empty when it carries none)."""
-    return [f"APP{m - 0xE0}" if m != 0xFE else "COM" for m in jpeg_markers(data) if m in METADATA_MARKERS]
 
 
 def make_thumbnail(
@@ -166,7 +146,7 @@ def make_thumbnail(
     policy: ThumbnailPolicy,
     outline: np.ndarray | None = None,
 ) -> Thumbnail:
-    """The face-only JPEG for a BGR uint8 crop, the face box inside it and the face's outline (pixel
+    """The face-only PNG for a BGR uint8 crop, the face box inside it and the face's outline (pixel
     centres in crop coordinates; without one, only the inscribed ellipse is kept)."""
     box = expanded_box(face_box, policy.margin)
     region = cut_padded(crop, box)
@@ -179,18 +159,23 @@ def make_thumbnail(
         points = (np.asarray(outline, np.float64).reshape(-1, 2) + 0.5 - np.array(box[:2])) * (sx, sy)
         face = Ellipse.fit(points)
     h, w = small.shape[:2]
-    keep = kept_blocks(h, w, face)
-    masked = small.copy()
-    masked[~keep] = 0
-    jpeg = encode_jpeg(masked, policy.quality)
-    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    weight = face_weight(h, w, face)
+    masked = np.rint(small * weight.reshape(h, w, *[1] * (small.ndim - 2))).astype(np.uint8)
+    png = encode_png(masked)
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     if (
         decoded is None
-        or decoded.shape[:2] != (h, w)
-        or decoded[~keep].any()
+        or decoded.shape != masked.shape
+        or decoded.dtype != np.uint8
+        or not np.array_equal(decoded, masked)
+        or decoded[weight == 0].any()
         or decoded[outside_ellipse(h, w)].any()
     ):
-        raise ThumbnailError("encoded thumbnail is not exactly black outside the face")
-    if metadata_markers(jpeg):
-        raise ThumbnailError(f"encoded thumbnail carries metadata: {metadata_markers(jpeg)}")
-    return Thumbnail(jpeg, w, h)
+        raise ThumbnailError("encoded thumbnail is not exactly the face-only image it was made from")
+    try:
+        extra = png_metadata(png)
+    except ValueError as exc:
+        raise ThumbnailError(f"encoded thumbnail is not a well-formed PNG: {exc}") from None
+    if extra:
+        raise ThumbnailError(f"encoded thumbnail carries more than pixels: {extra}")
+    return Thumbnail(png, w, h)

@@ -113,9 +113,12 @@ class Biometric(_Part):
     embedding_dim: int | None = Field(None, ge=1)
     embedding_encoding: Literal["float32-le-base64"] | None = None
     thumbnail: str | None = Field(
-        None, json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/jpeg"}
+        None,
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/png"},
+        description="lossless PNG of the face only: exactly black outside the face ellipse, pixels only "
+        "(IHDR, IDAT, IEND)",
     )
-    thumbnail_format: Literal["jpeg"] | None = None
+    thumbnail_format: Literal["png"] | None = None
     thumbnail_size: tuple[int, int] | None = Field(None, description="width, height in pixels")
     notes: list[str] | None = None
     sealed: Sealed | None = None
