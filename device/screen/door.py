@@ -1,0 +1,202 @@
+"""The door screen as the terminal runs it: a prompt and guide sink for the frame loop, a screen thread that
+owns the state machine, the loopback page server and the optional voice.
+
+The frame loop's only cost is one `put_nowait` per prompt and per thinned-out guide (at most guide_rate_hz
+per face): the state machine, the JSON, the browsers and the speech all run on other threads. Display names
+are looked up on the loop thread (the gallery is the loop's) and travel only on this local channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from device.config.screen import ScreenConfig
+from device.contracts import FaceGuide, Prompt
+from device.screen.catalogue import Catalogue
+from device.screen.server import Hub, ScreenServer
+from device.screen.state import ScreenState, View
+from device.screen.words import words
+
+log = logging.getLogger(__name__)
+
+INBOX = 512
+TICK_S = 0.1
+GUIDE_DIGITS = 3  # 1/1000 of the frame: finer than any screen draws it
+GUIDE_FORGET_S = 2.0
+HINT_REPEAT_S = 5.0
+
+Names = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class _In:
+    prompt: Prompt | None
+    guide: FaceGuide | None
+    name: str | None
+    issued_ms: float
+
+
+class ScreenSink:
+    """The frame loop's side: a PromptSink and a GuideSink that only enqueue."""
+
+    def __init__(self, inbox: queue.Queue[_In], rate_hz: float, listening: Callable[[], bool]) -> None:
+        self._inbox, self._period, self._listening = inbox, 1.0 / rate_hz, listening
+        self._names: Names | None = None
+        self._last_guide: dict[int, float] = {}
+        self.dropped = 0
+        self.thinned = 0
+
+    def set_names(self, names: Names | None) -> None:
+        """Where display names come from (the identity component's gallery; None: no names)."""
+        self._names = names
+
+    def publish(self, prompt: Prompt) -> None:
+        name = self._names(prompt.subject) if self._names is not None and prompt.subject else None
+        self._put(_In(prompt, None, name, time.time() * 1000.0))
+
+    def guide(self, guide: FaceGuide) -> None:
+        now = time.monotonic()
+        last = self._last_guide.get(guide.track_id)
+        if last is not None and now - last < self._period:
+            self.thinned += 1
+            return
+        self._last_guide[guide.track_id] = now
+        if len(self._last_guide) > 16:
+            self._last_guide = {k: v for k, v in self._last_guide.items() if now - v < GUIDE_FORGET_S}
+        self._put(_In(None, guide, None, time.time() * 1000.0))
+
+    def _put(self, item: _In) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def listening(self) -> bool:
+        return self._listening()
+
+
+def guide_message(guide: FaceGuide, issued_ms: float) -> dict[str, Any]:
+    def r(v: float) -> float:
+        return round(float(v), GUIDE_DIGITS)
+
+    return {
+        "track": guide.track_id,
+        "box": [r(v) for v in guide.box],
+        "points": [[r(x), r(y)] for x, y in guide.points],
+        "aspect": r(guide.aspect),
+        "issued_ms": round(issued_ms, 1),
+    }
+
+
+class DoorScreen:
+    """Built from [screen]; `start()` returns the page URL. `sink` goes into the terminal's prompt channel."""
+
+    def __init__(
+        self, cfg: ScreenConfig, voice: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cfg = cfg
+        self.catalogue = Catalogue(cfg.language)
+        self.state = ScreenState(cfg.result_hold_s, clock)
+        self.hub = Hub()
+        self._inbox: queue.Queue[_In] = queue.Queue(INBOX)
+        self.voice = voice
+        self.sink = ScreenSink(self._inbox, cfg.guide_rate_hz, self._listening)
+        settings = {
+            "language": cfg.language,
+            "site_name": cfg.site_name,
+            "alternative": cfg.alternative,
+            "texts": self.catalogue.table(),
+        }
+        self.server = ScreenServer(cfg.host, cfg.port, self.hub, settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="door-screen", daemon=True)
+        self.views = 0
+        self._said, self._said_at = "", 0.0
+        self._publish(self.state.view)
+
+    def _listening(self) -> bool:
+        return self.hub.clients > 0 or self.voice is not None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> str:
+        if self.voice is not None:
+            self.voice.start()
+        self._thread.start()
+        url = self.server.start()
+        log.info("door screen at %s (%s)", url, self.cfg.language)
+        return url
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.server.stop()
+        if self.voice is not None:
+            self.voice.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "pages": self.hub.clients,
+            "views": self.views,
+            "dropped": self.sink.dropped,
+            "voice": self.voice is not None,
+        }
+
+    # ---- the screen thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                item = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._handle(item)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                view = self.state.tick()
+                if view is not None:
+                    self._publish(view)
+
+    def _handle(self, item: _In) -> None:
+        if item.prompt is not None:
+            view = self.state.prompt(item.prompt, item.name, item.issued_ms)
+        elif item.guide is not None:
+            view = self.state.guide(item.guide, item.issued_ms)
+            if view is not None:
+                self._publish(view)
+            if self.state.followed == item.guide.track_id:
+                self.hub.publish("guide", guide_message(item.guide, item.issued_ms))
+            return
+        else:
+            return
+        if view is not None:
+            self._publish(view)
+
+    def _publish(self, view: View) -> None:
+        self.views += 1
+        self.hub.publish("view", view.to_dict(), current=True)
+        if self.voice is not None:
+            self._speak(view)
+
+    def _speak(self, view: View) -> None:
+        """Every new instruction and outcome; a hint once it changes, or again after HINT_REPEAT_S."""
+        if view.screen == "idle" or (view.screen == "positioning" and view.hint is None):
+            return
+        text = words(view, self.catalogue, self.cfg.alternative).spoken()
+        now = time.monotonic()
+        if view.screen == "positioning" and text == self._said and now - self._said_at < HINT_REPEAT_S:
+            return
+        self._said, self._said_at = text, now
+        assert self.voice is not None
+        self.voice.say(text)
