@@ -81,8 +81,7 @@ class ScreenState:
         if code in ("enrol.done", "enrol.failed"):
             self._enrolment = None
             return self._show(
-                View("enrol", outcome=code, reason=prompt.reason, name=name, subject=prompt.subject),
-                issued_ms,
+                View("enrol", outcome=code, reason=prompt.reason, subject=prompt.subject), issued_ms
             )
         if prompt.step is not None and prompt.state == "prompt":
             self._followed = prompt.track_id
@@ -103,10 +102,9 @@ class ScreenState:
         if code in ("challenge.failed", "result.rejected"):
             return self._rejected(prompt, issued_ms)
         if code.startswith("result."):
-            return self._show(
-                View("result", track=prompt.track_id, outcome=code, subject=prompt.subject, name=name),
-                issued_ms,
-            )
+            welcome = code == "result.welcome"  # the only outcome that names anyone
+            view = View("result", track=prompt.track_id, outcome=code, subject=prompt.subject)
+            return self._show(replace(view, name=name) if welcome else view, issued_ms)
         return None
 
     def _rejected(self, prompt: Prompt, issued_ms: float) -> View | None:

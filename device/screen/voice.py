@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import struct
 import subprocess
 import threading
 from typing import Protocol
@@ -41,7 +42,19 @@ class Espeak:
         )
         if done.returncode != 0 or not done.stdout:
             raise VoiceError(f"espeak-ng failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
-        return done.stdout
+        return sized_wav(done.stdout)
+
+
+def sized_wav(wav: bytes) -> bytes:
+    """espeak-ng streams its WAV to stdout with placeholder sizes (it cannot seek back): write the real ones,
+    so that every reader (aplay, sox) sees the whole utterance and its length."""
+    data = wav.find(b"data", 12)
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE" or data < 0:
+        raise VoiceError("espeak-ng did not write a WAV file")
+    out = bytearray(wav)
+    out[4:8] = struct.pack("<I", len(wav) - 8)
+    out[data + 4 : data + 8] = struct.pack("<I", len(wav) - data - 8)
+    return bytes(out)
 
 
 class AudioOut(Protocol):
