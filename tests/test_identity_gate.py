@@ -12,8 +12,8 @@ from gpiozero.pins.mock import MockFactory
 from device.config.gate import GateConfig
 from device.contracts import FaceObservation, Reason
 from device.identity.feedback import enrolment_prompt, outcome_prompt, rejection_reason
-from device.identity.runtime import MatchResult
 from device.identity.gate import GateDecision, GpioGate, MqttGate, build_gate
+from device.identity.runtime import MatchResult
 
 
 class Clock:
@@ -80,12 +80,19 @@ def test_outcome_prompts_carry_codes_and_never_a_name():
     nobody = MatchResult(None, 0.3, 0.0, 0.6, 1, None)
     accepted = _observation("accepted", "liveness.blink_passed", "liveness.passed")
     welcome = outcome_prompt(accepted, ann, identifies=True)
-    assert (welcome.code, welcome.subject, welcome.state, welcome.track_id) == ("result.welcome", "ann", "feedback", 3)
+    assert (welcome.code, welcome.subject, welcome.state, welcome.track_id) == (
+        "result.welcome",
+        "ann",
+        "feedback",
+        3,
+    )
     assert "Ann Example" not in repr(welcome.to_dict())
     assert outcome_prompt(accepted, nobody, identifies=True).code == "result.not_recognised"
     assert outcome_prompt(accepted, None, identifies=False).code == "result.accepted"
     # The reason that decided: the last cause, never a step that passed or a note.
-    rejected = _observation("rejected", "liveness.turn_left_passed", "liveness.no_blink", "liveness.no_prompt_channel")
+    rejected = _observation(
+        "rejected", "liveness.turn_left_passed", "liveness.no_blink", "liveness.no_prompt_channel"
+    )
     assert rejection_reason(rejected.reasons) == "liveness.no_blink"
     prompt = outcome_prompt(rejected, None, identifies=True)
     assert (prompt.code, prompt.reason) == ("result.rejected", "liveness.no_blink")

@@ -159,11 +159,11 @@ def test_the_frame_loop_never_waits_on_the_screen() -> None:
         for i in range(2000):
             door.sink.publish(Prompt(1, "prompt", "blink", 1, 1, 3.0, "challenge.blink", float(i)))
         assert time.perf_counter() - started < 2.0
-        assert door.sink.dropped == 2000 - door._inbox.maxsize  # noqa: SLF001 - the bound under test
+        assert door.sink.dropped == 2000 - door._inbox.maxsize
     finally:
         door.stop()
     with pytest.raises(queue.Full):
-        door._inbox.put_nowait(None)  # type: ignore[arg-type]  # noqa: SLF001
+        door._inbox.put_nowait(None)  # type: ignore[arg-type]
 
 
 def test_screen_audit_passes_codes_and_points_and_fails_any_image() -> None:

@@ -108,4 +108,4 @@ def test_the_screen_speaks_each_new_instruction_in_its_language() -> None:
         assert out.done.wait(5)
     finally:
         door.stop()
-    assert out.played[0] == "Bitte blinzeln Sie.".encode()
+    assert out.played[0] == b"Bitte blinzeln Sie."
