@@ -22,9 +22,9 @@ def normalised(text: str) -> str:
 
 
 def usable_names(names: Sequence[str]) -> tuple[str, ...]:
-    """The names worth searching for, normalised, without duplicates."""
-    out = {normalised(n.strip()) for n in names if len(n.strip()) >= MIN_NAME_CHARS}
-    return tuple(sorted(out))
+    """The names worth searching for, normalised, without duplicates, in the order given (findings say
+    "name #n" by this order)."""
+    return tuple(dict.fromkeys(normalised(n.strip()) for n in names if len(n.strip()) >= MIN_NAME_CHARS))
 
 
 def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:

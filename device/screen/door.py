@@ -143,6 +143,15 @@ class DoorScreen:
         if self.voice is not None:
             self.voice.stop()
 
+    def settle(self, timeout: float) -> bool:
+        """Whether everything handed over so far has been handled within `timeout` (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._inbox.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
     def describe(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -162,6 +171,7 @@ class DoorScreen:
                 item = None
             if item is not None:
                 self._handle(item)
+                self._inbox.task_done()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 view = self.state.tick()

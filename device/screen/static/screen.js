@@ -201,6 +201,8 @@ function clock() {
   const time = now.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
   const date = now.toLocaleDateString(lang, { weekday: "short", day: "numeric", month: "short" });
   $("clock").textContent = `${date} ${time}`;
+  $("big-time").textContent = time;
+  $("big-date").textContent = now.toLocaleDateString(lang, { weekday: "long", day: "numeric", month: "long" });
 }
 
 async function start() {
@@ -209,6 +211,7 @@ async function start() {
   screen.texts = screen.settings.texts;
   document.documentElement.lang = screen.settings.language;
   $("site").textContent = screen.settings.site_name;
+  $("site-big").textContent = screen.settings.site_name;
   $("offline").textContent = t("screen.offline");
   clock();
   setInterval(clock, 1000);
