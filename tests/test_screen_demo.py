@@ -127,7 +127,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_run_prints_the_door_screen_next_to_the_backend_page(demo) -> None:
-    lines = [line for line in demo["log"].splitlines() if line.startswith(("backend page: ", "door screen: "))]
+    lines = [
+        line for line in demo["log"].splitlines() if line.startswith(("backend page: ", "door screen: "))
+    ]
     assert lines == [f"backend page: {demo['page']}", f"door screen: {demo['screen']}"]
 
 
