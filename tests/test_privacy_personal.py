@@ -50,7 +50,7 @@ def test_the_old_prompt_with_a_greeting_fails_and_the_coded_one_passes() -> None
     assert v["personal_text"] is False and v["prompts_coded"] is False
     # Without a names list the free-text field alone fails the audit.
     assert _verdicts([(PROMPT, old)], names=())["prompts_coded"] is False
-    coded = Prompt(1, "feedback", None, 0, 0, 0.0, "result.welcome", 1.0, subject="angelina")
+    coded = Prompt(1, "feedback", None, 0, 0, 0.0, "result.welcome", 1.0, {"subject": "angelina"})
     for with_subject in (False, True):
         ok = _verdicts([(PROMPT, _prompt(mqtt_prompt_body(coded, with_subject)))])
         assert ok["personal_text"] is True and ok["prompts_coded"] is True

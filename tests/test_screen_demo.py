@@ -20,6 +20,7 @@ import pytest
 
 from device.backend.demo import DISPLAY_NAME
 from device.privacy.personal import personal_text, usable_names
+from tests.api_schemas import errors
 from tests.screen_rig import PAGE_STATE, artefacts, chromium
 
 BROKER = re.compile(r"embedded demo broker at (mqtt://127\.0\.0\.1:(\d+))")
@@ -89,13 +90,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
         wire = Everything(int(port))
         screen = _wait_for(SCREEN, log, proc).group(1)
         page = _wait_for(PAGE, log, proc).group(1)
-        browser = chromium(800, 480)
-        browser.get(screen)
         audit = subprocess.Popen(
             [sys.executable, "-m", "device", "audit", "--broker", broker_url, "--id", "demo-terminal", "--count", "2",
              "--timeout", "120", "--screen", screen, "--names", str(names), "--json", str(tmp / "audit.json")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
+        browser = chromium(800, 480)
+        browser.get(screen)
         deadline = time.monotonic() + 150
         events: list[dict] = []
         while time.monotonic() < deadline and len(events) < 2:
@@ -160,7 +161,8 @@ def test_nothing_on_the_broker_names_the_enrolled_person(demo) -> None:
     for topic, payload in sent:  # everything the terminal sent, base64 blobs opened too
         assert personal_text(json.loads(payload), payload, names) == [], topic
     prompts = [json.loads(p) for t, p in wire if t.endswith("/prompt")]
-    assert all("text" not in p and "subject" not in p and p["code"] for p in prompts)
+    assert all("text" not in p and "subject" not in p["params"] and p["code"] for p in prompts)
+    assert [errors(p) for p in prompts] == [[] for _ in prompts]  # device/api/schemas/prompt.json
 
 
 def test_audit_of_the_demo_passes_with_the_name_and_the_screen(demo) -> None:
@@ -169,4 +171,5 @@ def test_audit_of_the_demo_passes_with_the_name_and_the_screen(demo) -> None:
     assert rc == 0, out
     assert verdicts["personal_text"] is True and verdicts["prompts_coded"] is True
     assert verdicts["screen_no_images"] is True, out
-    assert result["screen_messages"] and any(m["event"] == "guide" for m in result["screen_messages"])
+    screen = result["screen_messages"]
+    assert len(screen) >= 3 and {m["event"] for m in screen} <= {"view", "guide"}

@@ -88,7 +88,7 @@ def test_current_view_first_then_every_change_as_the_schemas_say(screen: DoorScr
         assert (event, view["screen"], view["step"]) == ("view", "challenge", "blink")
         assert view["issued_ms"] == pytest.approx(time.time() * 1000, abs=5000)
         screen.sink.set_names(lambda subject: {"ann": "Ann Example"}.get(subject))
-        screen.sink.publish(Prompt(4, "feedback", None, 0, 0, 0.0, "result.welcome", 0.0, subject="ann"))
+        screen.sink.publish(Prompt(4, "feedback", None, 0, 0, 0.0, "result.welcome", 0.0, {"subject": "ann"}))
         event, view = page.next()
         assert view["name"] == "Ann Example" and not list(views.iter_errors(view))
     finally:

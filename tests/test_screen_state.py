@@ -27,7 +27,8 @@ def step(code: str, step: str | None, index: int, track: int = 1) -> Prompt:
 
 
 def outcome(code: str, track: int = 1, reason: str | None = None, subject: str | None = None) -> Prompt:
-    return Prompt(track, "feedback", None, 0, 0, 0.0, code, 0.0, reason, subject)
+    params = {k: v for k, v in (("reason", reason), ("subject", subject)) if v is not None}
+    return Prompt(track, "feedback", None, 0, 0, 0.0, code, 0.0, params)
 
 
 def test_a_whole_pass() -> None:
@@ -51,8 +52,14 @@ def test_a_whole_pass() -> None:
         False,
     )
     assert s.followed == 1 and s.guide(guide(), 7.0) is None  # the challenge view stays
-    v = s.prompt(step("challenge.retry", "turn_left", 1), None, 8.0)
-    assert v is not None and v.retry and v.step == "turn_left"
+    # A failed step is asked again: "Let's try again" (no step yet), then the fresh step says it too.
+    retry = Prompt(
+        1, "retry", None, 1, 2, 0.0, "challenge.retry", 0.0, {"reason": "liveness.no_turn", "try": 2}
+    )
+    v = s.prompt(retry, None, 8.0)
+    assert v is not None and (v.screen, v.step, v.retry) == ("challenge", None, True)
+    v = s.prompt(step("challenge.turn_right", "turn_right", 1), None, 8.5)
+    assert v is not None and v.retry and v.step == "turn_right"
     v = s.prompt(step("challenge.blink", "blink", 2), None, 9.0)
     assert v is not None and v.step == "blink" and not v.retry
     v = s.prompt(outcome("challenge.passed"), None, 10.0)
@@ -72,6 +79,13 @@ def test_a_whole_pass() -> None:
     assert v is not None and v.screen == "idle" and v.name is None
     seqs = [1, 2]
     assert seqs == sorted(seqs)
+
+
+def test_the_challenges_own_hint_prompts_show_while_positioning() -> None:
+    s = ScreenState(clock=Clock())
+    v = s.prompt(Prompt(3, "hint", None, 0, 0, 0.0, "quality.too_dark", 0.0), None, 1.0)
+    assert v is not None and (v.screen, v.track, v.hint) == ("positioning", 3, "hint.light")
+    assert s.prompt(Prompt(3, "hint", None, 0, 0, 0.0, "quality.too_dark", 0.0), None, 2.0) is None
 
 
 def test_rejection_after_a_failed_challenge_is_shown_once_with_its_reason() -> None:
@@ -166,7 +180,8 @@ def test_any_sequence_gives_numbered_views_and_names_only_where_they_belong(even
         if event[0] == "prompt":
             _, (code, stp), track, reason = event
             state = "prompt" if stp else "feedback"
-            p = Prompt(track, state, stp, 1 if stp else 0, 2, 3.0, code, 0.0, reason, "subj")  # type: ignore[arg-type]
+            params = {"subject": "subj", **({"reason": reason} if reason else {})}
+            p = Prompt(track, state, stp, 1 if stp else 0, 2, 3.0, code, 0.0, params)  # type: ignore[arg-type]
             v = s.prompt(p, "Some Name", 0.0)
         elif event[0] == "guide":
             _, track, reasons, size = event

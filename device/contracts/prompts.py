@@ -8,30 +8,33 @@ the screen looks the name up locally from `subject` (never over the broker; see 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
 PROMPT_SCHEMA = 2
 
 Step = Literal["turn_left", "turn_right", "blink"]
-# prompt: do `step` now; passed/failed: the challenge is over; feedback: the outcome and enrolment prompts
-PromptState = Literal["prompt", "passed", "failed", "feedback"]
+# prompt: do `step` now; retry: that step failed, another comes ("Let's try again"); hint: the face is not
+# usable yet (`code` is the quality reason); passed/failed: the challenge is over; feedback: the outcome and
+# enrolment prompts
+PromptState = Literal["prompt", "retry", "hint", "passed", "failed", "feedback"]
+Param = float | int | str
 
 # Every prompt code with what it means; the screen's catalogue has a text for each (tests/test_screen_catalogue).
 PROMPT_CODES: dict[str, str] = {
     "challenge.turn_left": "turn the head slowly to the left now (step, step_index, steps, deadline_s)",
     "challenge.turn_right": "turn the head slowly to the right now (step, step_index, steps, deadline_s)",
     "challenge.blink": "blink now (step, step_index, steps, deadline_s)",
-    "challenge.retry": "the last step was not seen: it is asked again (step says which)",
+    "challenge.retry": "the last step failed: another is asked after a pause (params: reason, try)",
     "challenge.passed": "the challenge passed; the decision follows",
-    "challenge.failed": "the challenge failed (reason: the reason code)",
-    "result.welcome": "recognised on the terminal: welcome (subject: the subject id, where policy allows)",
+    "challenge.failed": "the challenge failed (params: reason, a reason code)",
+    "result.welcome": "recognised on the terminal: welcome (params: subject, the subject id)",
     "result.accepted": "live face accepted; no gallery on the terminal, the backend decides",
     "result.not_recognised": "live, but not in the gallery: the site's alternative way in",
-    "result.rejected": "not let through (reason: the reason code)",
-    "enrol.started": "an enrolment at the door waits for the next good live face (subject)",
-    "enrol.done": "the enrolment took its face",
-    "enrol.failed": "the enrolment ended without a face (reason: timeout, ...)",
+    "result.rejected": "not let through (params: reason, a reason code)",
+    "enrol.started": "an enrolment at the door waits for the next good live face (params: subject)",
+    "enrol.done": "the enrolment took its face (params: subject)",
+    "enrol.failed": "the enrolment ended without a face (params: subject, reason: an enrol.* code)",
 }
 # Why an enrolment at the door ended without a face (the `reason` of enrol.failed; device/identity/enrolment.py).
 ENROL_REASON_CODES: dict[str, str] = {
@@ -54,15 +57,27 @@ class Prompt:
     step_index: int  # 1-based position of `step` in the challenge
     steps: int
     deadline_s: float  # seconds left for this step at the time of the prompt
-    code: str  # a key of PROMPT_CODES
+    code: str  # a key of PROMPT_CODES, or a quality reason code for a hint
     t: float  # frame time
-    reason: str | None = None  # a reason code (device.contracts.reasons.CODES) for failed/rejected outcomes
-    subject: str | None = None  # the matched or enrolled subject id (the screen resolves its name locally)
+    # Codes and numbers only: reason (a reason code), subject (the matched or enrolled subject id; the screen
+    # looks its name up locally), try (the retry's number). Never text.
+    params: dict[str, Param] = field(default_factory=dict)
     schema: int = PROMPT_SCHEMA
 
     def __post_init__(self) -> None:
-        if self.code not in PROMPT_CODES:
+        known = self.code in PROMPT_CODES or (self.state == "hint" and self.code.startswith("quality."))
+        if not known:
             raise ValueError(f"unknown prompt code {self.code!r}")  # a new prompt needs its code listed
+
+    @property
+    def reason(self) -> str | None:
+        value = self.params.get("reason")
+        return value if isinstance(value, str) else None
+
+    @property
+    def subject(self) -> str | None:
+        value = self.params.get("subject")
+        return value if isinstance(value, str) else None
 
     def to_dict(self) -> dict:
         return asdict(self)

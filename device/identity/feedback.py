@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from device.contracts import FaceObservation, Prompt, Reason
+from device.contracts.prompts import Param
 from device.identity.runtime import MatchResult
 
 # Reasons that say what happened along the way, never why a face was not let through.
@@ -38,7 +39,10 @@ def outcome_prompt(obs: FaceObservation, match: MatchResult | None, identifies: 
     `match` is its decision for an accepted face (subject None: not in the gallery)."""
 
     def result(code: str, reason: str | None = None, subject: str | None = None) -> Prompt:
-        return Prompt(obs.track_id, "feedback", None, 0, 0, 0.0, code, obs.last_seen, reason, subject)
+        params: dict[str, Param] = {
+            k: v for k, v in (("reason", reason), ("subject", subject)) if v is not None
+        }
+        return Prompt(obs.track_id, "feedback", None, 0, 0, 0.0, code, obs.last_seen, params)
 
     if obs.decision != "accepted":
         return result("result.rejected", reason=rejection_reason(obs.reasons))
@@ -53,4 +57,7 @@ def enrolment_prompt(
     code: str, subject: str, t: float, track_id: int = 0, reason: str | None = None
 ) -> Prompt:
     """enrol.started / enrol.done / enrol.failed for `subject` (its name stays on the terminal)."""
-    return Prompt(track_id, "feedback", None, 0, 0, 0.0, code, t, reason, subject)
+    params: dict[str, Param] = {"subject": subject}
+    if reason is not None:
+        params["reason"] = reason
+    return Prompt(track_id, "feedback", None, 0, 0, 0.0, code, t, params)

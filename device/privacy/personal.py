@@ -66,12 +66,25 @@ ENVELOPE_KEYS = frozenset(
     {"schema", "id", "type", "terminal_id", "created_at", "expires_at", "correlation_id"}
 )
 PROMPT_KEYS = frozenset(
-    {"track_id", "state", "code", "step", "step_index", "steps", "deadline_s", "reason", "subject", "t"}
+    {"track_id", "state", "code", "step", "step_index", "steps", "deadline_s", "params", "t"}
 )
 
 
 def prompt_free_text(document: Any) -> list[str]:
-    """Keys of a prompt message that are not codes or numbers (a `text` field, say): where words can leak."""
+    """Where a prompt message holds something that is not a code or a number (a `text` field, a parameter
+    with spaces in it): where words can leak."""
     if not isinstance(document, dict) or document.get("type") != "prompt":
         return []
-    return sorted(str(k) for k in document if k not in ENVELOPE_KEYS | PROMPT_KEYS and k != "signature")
+    found = [str(k) for k in document if k not in ENVELOPE_KEYS | PROMPT_KEYS and k != "signature"]
+    params = document.get("params")
+    if isinstance(params, dict):
+        found += [
+            f"params.{k}" for k, v in params.items() if not isinstance(v, int | float) and not _code_like(v)
+        ]
+    elif params is not None:
+        found.append("params")
+    return sorted(found)
+
+
+def _code_like(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 128 and not any(c.isspace() for c in value)

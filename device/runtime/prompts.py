@@ -27,13 +27,14 @@ PROMPT_TTL_S = 30
 
 # What a prompt may say on the broker: codes and numbers. The subject id only where privacy.prompt_subject
 # allows it; a display name never (a Prompt has none, and this list is what leaves).
-MQTT_FIELDS = ("track_id", "state", "code", "step", "step_index", "steps", "deadline_s", "reason", "t")
+MQTT_FIELDS = ("track_id", "state", "code", "step", "step_index", "steps", "deadline_s", "t")
+MQTT_PARAMS = ("reason", "try")
 
 
 def mqtt_prompt_body(prompt: Prompt, with_subject: bool) -> dict[str, Any]:
-    body = {k: getattr(prompt, k) for k in MQTT_FIELDS}
-    if with_subject and prompt.subject is not None:
-        body["subject"] = prompt.subject
+    body: dict[str, Any] = {k: getattr(prompt, k) for k in MQTT_FIELDS}
+    allowed = (*MQTT_PARAMS, "subject") if with_subject else MQTT_PARAMS
+    body["params"] = {k: v for k, v in prompt.params.items() if k in allowed}
     return body
 
 

@@ -30,6 +30,10 @@ QUALITY_HINTS: dict[str, str] = {
     "quality.pitch": "hint.straight",
     "quality.roll": "hint.straight",
     "quality.blurred": "hint.still",
+    # Reasons the camera-relative quality gate (issue 21) adds:
+    "quality.low_contrast": "hint.light",
+    "quality.no_landmarks": "hint.uncover",
+    "quality.eyes_too_close": "hint.closer",
 }
 # Below this face-mesh face score on a face the detector found, the face is taken to be covered (a mask,
 # a hand, a scarf): the mesh model's face flag drops on occluded faces long before detection does.

@@ -70,6 +70,7 @@ class ScreenState:
     _followed: int | None = None
     _since: float = 0.0  # when the current view began (clock)
     _enrolment: str | None = None
+    _retried: set[int] = field(default_factory=set)
 
     # ---- inputs ---------------------------------------------------------------------------------------
     def prompt(self, prompt: Prompt, name: str | None, issued_ms: float) -> View | None:
@@ -83,7 +84,15 @@ class ScreenState:
             return self._show(
                 View("enrol", outcome=code, reason=prompt.reason, subject=prompt.subject), issued_ms
             )
-        if prompt.step is not None and prompt.state == "prompt":
+        if prompt.state == "hint":
+            return self._hint(prompt, issued_ms)
+        if code == "challenge.retry" or (prompt.step is not None and prompt.state == "prompt"):
+            # A retry says "Let's try again" until its fresh step comes, and that step says it too.
+            retry = code == "challenge.retry" or prompt.track_id in self._retried
+            if code == "challenge.retry":
+                self._retried.add(prompt.track_id)
+            else:
+                self._retried.discard(prompt.track_id)
             self._followed = prompt.track_id
             return self._show(
                 View(
@@ -93,7 +102,7 @@ class ScreenState:
                     step_index=prompt.step_index,
                     steps=prompt.steps,
                     deadline_s=prompt.deadline_s,
-                    retry=code == "challenge.retry",
+                    retry=retry,
                 ),
                 issued_ms,
             )
@@ -106,6 +115,19 @@ class ScreenState:
             view = View("result", track=prompt.track_id, outcome=code, subject=prompt.subject)
             return self._show(replace(view, name=name) if welcome else view, issued_ms)
         return None
+
+    def _hint(self, prompt: Prompt, issued_ms: float) -> View | None:
+        """A hint prompt (the challenge's own, from a quality reason that lasts): the face's hint now."""
+        hint = hint_for([prompt.code])
+        face = self._faces.get(prompt.track_id)
+        if face is not None:
+            face.hint, face.last_hint = hint, hint or face.last_hint
+        if self.view.screen not in ("idle", "positioning") or self._followed not in (None, prompt.track_id):
+            return None
+        if self.view.screen == "positioning" and self.view.hint == hint:
+            return None
+        self._followed = prompt.track_id
+        return self._show(View("positioning", track=prompt.track_id, hint=hint), issued_ms)
 
     def _rejected(self, prompt: Prompt, issued_ms: float) -> View | None:
         face = self._faces.get(prompt.track_id)
@@ -170,6 +192,8 @@ class ScreenState:
 
     # ---- output ---------------------------------------------------------------------------------------
     def _show(self, view: View, issued_ms: float | None = None) -> View:
+        if view.screen in ("result", "idle") and view.track is not None:
+            self._retried.discard(view.track)
         self._since = self.clock()
         stamped = view.issued_ms if issued_ms is None else issued_ms
         self.view = replace(view, seq=self.view.seq + 1, issued_ms=stamped, enrolment=self._enrolment)

@@ -30,7 +30,9 @@ def words(view: View, cat: Catalogue, alternative: str) -> Words:  # noqa: PLR09
         return Words(banner or cat.text("screen.look"))
     if view.screen == "positioning":
         return Words(cat.text(view.hint) if view.hint else cat.text("screen.hold"), banner=banner)
-    if view.screen == "challenge" and view.step in STEP_CODES:
+    if view.screen == "challenge":
+        if view.step not in STEP_CODES:  # a retry before its fresh step
+            return Words(cat.text("challenge.retry"), banner=banner)
         retry = cat.text("challenge.retry") if view.retry else None
         return Words(cat.text(STEP_CODES[view.step]), before=retry, banner=banner)
     if view.screen == "checking":

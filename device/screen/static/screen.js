@@ -34,6 +34,7 @@ function words(v) {
     case "positioning":
       return { headline: v.hint ? t(v.hint) : t("screen.hold"), banner };
     case "challenge":
+      if (!STEP_CODES[v.step]) return { headline: t("challenge.retry"), banner }; // a retry before its step
       return { headline: t(STEP_CODES[v.step]), before: v.retry ? t("challenge.retry") : null, banner };
     case "checking":
       return { headline: t("challenge.passed"), banner };
@@ -102,8 +103,8 @@ const RENDERERS = {
     const dots = [];
     for (let i = 1; i <= v.steps; i++) dots.push(i < v.step_index ? "●" : i === v.step_index ? "◉" : "○");
     $("dots").textContent = dots.join("");
-    $("step").textContent = t("screen.step", { index: v.step_index, steps: v.steps });
-    startCountdown(v.deadline_s);
+    if (v.steps) $("step").textContent = t("screen.step", { index: Math.max(v.step_index, 1), steps: v.steps });
+    if (v.deadline_s > 0) startCountdown(v.deadline_s);
   },
   checking() {},
   result() { clearGuide(); },

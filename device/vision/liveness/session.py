@@ -23,6 +23,7 @@ import numpy as np
 
 from device.config.vision import LivenessConfig
 from device.contracts import STEP_CODES, Prompt, PromptSink, PromptState, Reason, Step
+from device.contracts.prompts import Param
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.planarity import planarity_score
 
@@ -288,6 +289,7 @@ class LivenessSession:
             return
         index = len(self._done_steps) + (1 if step else 0)
         code = STEP_CODES[step] if step else f"challenge.{state}"
+        params: dict[str, Param] = {"reason": reason} if reason is not None else {}
         self._sink.publish(
-            Prompt(self.track_id, state, step, index, len(self._steps), deadline, code, t, reason=reason)
+            Prompt(self.track_id, state, step, index, len(self._steps), deadline, code, t, params)
         )
