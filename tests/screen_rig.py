@@ -81,7 +81,7 @@ return {
   min_font_px: Math.min(...visible.map(e => parseFloat(getComputedStyle(e).fontSize))),
   overflow: rects.some(r => r.right > innerWidth + 1 || r.bottom > innerHeight + 1 || r.left < -1 || r.top < -1),
   colours: visible.map(e => getComputedStyle(e).color + ' on ' + getComputedStyle(e).backgroundColor),
-  face_points: document.querySelectorAll('#face-points circle').length,
+  face_points: [...document.querySelectorAll('#face-points circle')].filter(c => c.getAttribute('r') !== '0').length,
   viewport: [innerWidth, innerHeight],
   history: window.doorScreen.views.map(v => ({seq: v.seq, view: v.view, words: v.words,
     latency_ms: (v.view.issued_ms > 0 && v.painted_ms) ? v.painted_ms - v.view.issued_ms : null})),
