@@ -137,9 +137,10 @@ def run(replay: Path, store: ModelStore, mode: str, language: str) -> dict[str, 
             door.settle(10)
             time.sleep(0.5)
             views = browser.execute_script(
-                "return window.doorScreen.views.map(v => [v.view.issued_ms, v.painted_ms || null])"
+                "return window.doorScreen.views.map(v => [v.view.screen, v.view.issued_ms, v.painted_ms || null])"
             )
-            latencies = [p - i for i, p in views if i and p]
+            # Views a prompt made (positioning views follow the face guides, collected at guide_rate_hz).
+            latencies = [p - i for screen, i, p in views if i and p and screen != "positioning"]
     finally:
         if browser is not None:
             browser.quit()

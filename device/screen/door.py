@@ -1,8 +1,9 @@
 """The door screen as the terminal runs it: a prompt and guide sink for the frame loop, a screen thread that
 owns the state machine, the loopback page server and the optional voice.
 
-The frame loop's only cost is one `put_nowait` per prompt and per thinned-out guide (at most guide_rate_hz
-per face): the state machine, the JSON, the browsers and the speech all run on other threads. Display names
+The frame loop's only cost is one `put_nowait` per prompt and, per face and frame, a dictionary slot
+holding its latest guide (no thread is woken for a guide: the screen thread collects them at guide_rate_hz);
+the state machine, the JSON, the browsers and the speech all run on other threads. Display names
 are looked up on the loop thread (the gallery is the loop's) and travel only on this local channel.
 """
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 INBOX = 512
 TICK_S = 0.1
 GUIDE_DIGITS = 3  # 1/1000 of the frame: finer than any screen draws it
-GUIDE_FORGET_S = 2.0
 HINT_REPEAT_S = 5.0
 
 Names = Callable[[str], str | None]
@@ -43,14 +43,15 @@ class _In:
 
 
 class ScreenSink:
-    """The frame loop's side: a PromptSink and a GuideSink that only enqueue."""
+    """The frame loop's side: a PromptSink that only enqueues, a GuideSink that only fills a slot."""
 
-    def __init__(self, inbox: queue.Queue[_In], rate_hz: float, listening: Callable[[], bool]) -> None:
-        self._inbox, self._period, self._listening = inbox, 1.0 / rate_hz, listening
+    def __init__(self, inbox: queue.Queue[_In], listening: Callable[[], bool]) -> None:
+        self._inbox, self._listening = inbox, listening
         self._names: Names | None = None
-        self._last_guide: dict[int, float] = {}
+        self._guides: dict[int, _In] = {}  # the latest guide of each face, until the screen thread takes it
+        self._lock = threading.Lock()
         self.dropped = 0
-        self.thinned = 0
+        self.replaced = 0
 
     def set_names(self, names: Names | None) -> None:
         """Where display names come from (the identity component's gallery; None: no names)."""
@@ -61,15 +62,20 @@ class ScreenSink:
         self._put(_In(prompt, None, name, time.time() * 1000.0))
 
     def guide(self, guide: FaceGuide) -> None:
-        now = time.monotonic()
-        last = self._last_guide.get(guide.track_id)
-        if last is not None and now - last < self._period:
-            self.thinned += 1
-            return
-        self._last_guide[guide.track_id] = now
-        if len(self._last_guide) > 16:
-            self._last_guide = {k: v for k, v in self._last_guide.items() if now - v < GUIDE_FORGET_S}
-        self._put(_In(None, guide, None, time.time() * 1000.0))
+        item = _In(None, guide, None, time.time() * 1000.0)
+        with self._lock:
+            self.replaced += guide.track_id in self._guides
+            self._guides[guide.track_id] = item
+
+    def take_guides(self) -> list[_In]:
+        """The latest guide of each face since the last call (the screen thread's side)."""
+        with self._lock:
+            items, self._guides = list(self._guides.values()), {}
+        return items
+
+    @property
+    def guides_waiting(self) -> bool:
+        return bool(self._guides)
 
     def _put(self, item: _In) -> None:
         try:
@@ -106,7 +112,9 @@ class DoorScreen:
         self.hub = Hub()
         self._inbox: queue.Queue[_In] = queue.Queue(INBOX)
         self.voice = voice
-        self.sink = ScreenSink(self._inbox, cfg.guide_rate_hz, self._listening)
+        self.sink = ScreenSink(self._inbox, self._listening)
+        self._guide_period = 1.0 / cfg.guide_rate_hz
+        self._taking = False
         settings = {
             "language": cfg.language,
             "site_name": cfg.site_name,
@@ -146,7 +154,7 @@ class DoorScreen:
     def settle(self, timeout: float) -> bool:
         """Whether everything handed over so far has been handled within `timeout` (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
-        while self._inbox.unfinished_tasks:
+        while self._inbox.unfinished_tasks or self.sink.guides_waiting or self._taking:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.002)
@@ -163,17 +171,25 @@ class DoorScreen:
 
     # ---- the screen thread ----------------------------------------------------------------------------
     def _run(self) -> None:
-        next_tick = time.monotonic()
+        next_guides = next_tick = time.monotonic()
         while not self._stop.is_set():
+            wake = min(next_guides, next_tick)
             try:
-                item = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+                item = self._inbox.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 item = None
             if item is not None:
                 self._handle(item)
                 self._inbox.task_done()
-            if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + TICK_S
+            now = time.monotonic()
+            if now >= next_guides:  # at most guide_rate_hz guides per face reach the pages
+                next_guides = now + self._guide_period
+                self._taking = True
+                for guide in self.sink.take_guides():
+                    self._handle(guide)
+                self._taking = False
+            if now >= next_tick:
+                next_tick = now + TICK_S
                 view = self.state.tick()
                 if view is not None:
                     self._publish(view)
