@@ -4,6 +4,9 @@
 #
 #   sudo bash scripts/install.sh                        # install or upgrade, enable the unit
 #   sudo bash scripts/install.sh --mqtt-clients         # also mosquitto-clients (mosquitto_sub for checks)
+#   sudo bash scripts/install.sh --kiosk                # also the door screen: Chromium in kiosk mode on the
+#                                                       # display, started by the desktop session
+#   sudo bash scripts/install.sh --voice                # also the door screen's voice (espeak-ng, ALSA)
 #   sudo bash scripts/install.sh --uninstall            # remove program, unit; keep state, config, user
 #   sudo bash scripts/install.sh --uninstall --purge    # also /var/lib/faceonly, /etc/faceonly, the user
 #   bash scripts/install.sh --dry-run [...]             # print what would change, change nothing
@@ -13,6 +16,8 @@
 #   /opt/faceonly/models    verified models (read-only at run time)
 #   /etc/faceonly/          config.toml (root:faceonly 0640), config.example.toml
 #   /var/lib/faceonly/      keys, outbox, gallery (created by systemd: StateDirectory=, 0700, faceonly)
+#   --kiosk: /usr/local/bin/faceonly-kiosk, /etc/xdg/autostart/faceonly-kiosk.desktop
+#   --voice: /etc/systemd/system/faceonly.service.d/voice.conf (sound devices for the service)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,13 +30,19 @@ UNIT=faceonly.service
 UNIT_PATH=/etc/systemd/system/$UNIT
 SVC_USER=faceonly
 CAMERA_GROUPS=(video render)
+KIOSK_BIN=/usr/local/bin/faceonly-kiosk
+KIOSK_DESKTOP=/etc/xdg/autostart/faceonly-kiosk.desktop
+DROPIN_DIR=/etc/systemd/system/$UNIT.d
+VOICE_DROPIN=$DROPIN_DIR/voice.conf
 
 action=install
 purge=0
 dry_run=0
 mqtt_clients=0
+kiosk=0
+voice=0
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -39,6 +50,8 @@ for arg in "$@"; do
     --purge) purge=1 ;;
     --dry-run) dry_run=1 ;;
     --mqtt-clients) mqtt_clients=1 ;;
+    --kiosk) kiosk=1 ;;
+    --voice) voice=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
   esac
@@ -92,13 +105,24 @@ apt_packages() {
   if ((mqtt_clients)); then
     wanted+=(mosquitto-clients)
   fi
+  if ((kiosk)); then
+    # Raspberry Pi OS packages Chromium as chromium-browser, Debian as chromium.
+    if apt-cache policy chromium-browser 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      wanted+=(chromium-browser)
+    else
+      wanted+=(chromium)
+    fi
+  fi
+  if ((voice)); then
+    wanted+=(espeak-ng alsa-utils)
+  fi
   local missing=()
   local pkg
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
-    say "installing apt packages: ${missing[*]}"
+    say "installing apt packages: ${missing[*]} (wanted: ${wanted[*]})"
     run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
@@ -195,8 +219,18 @@ config() {
     source=$(default_source)
     say "writing $CONF (terminal_id=${terminal_id:-terminal-01}, source=$source)"
     tmp=$(mktemp)
-    sed -e "s/^terminal_id = .*/terminal_id = \"${terminal_id:-terminal-01}\"/" \
-      -e "s/^source = .*/source = \"$source\"/" "$SRC/config.example.toml" >"$tmp"
+    local edits=(-e "s/^terminal_id = .*/terminal_id = \"${terminal_id:-terminal-01}\"/" -e "s/^source = .*/source = \"$source\"/")
+    # --kiosk and --voice switch the door screen and its voice on in a new config ([screen] section only).
+    if ((kiosk)); then
+      edits+=(-e '/^\[screen\]/,/^\[/ s/^enabled = false/enabled = true/')
+    fi
+    if ((voice)); then
+      edits+=(-e '/^\[screen\]/,/^\[/ s/^voice = false/voice = true/')
+    fi
+    sed "${edits[@]}" "$SRC/config.example.toml" >"$tmp"
+    if ((dry_run)); then
+      diff -u "$SRC/config.example.toml" "$tmp" || true
+    fi
     run install -m 0640 -o root -g "$SVC_USER" "$tmp" "$CONF"
     rm -f "$tmp"
   fi
@@ -220,12 +254,51 @@ unit() {
   fi
 }
 
+# The door screen's address from the config (the default where the venv cannot be asked, as in --dry-run).
+screen_url() {
+  local listen=127.0.0.1:8470
+  if [[ -x "$VENV/bin/faceonly" && -r "$CONF" ]] && ((!dry_run)); then
+    listen=$("$VENV/bin/faceonly" run --config "$CONF" --validate-config 2>/dev/null |
+      "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["screen"]["listen"])')
+  fi
+  echo "http://$listen/"
+}
+
+kiosk_setup() {
+  local url tmp
+  url=$(screen_url)
+  if [[ $url == *:0/ ]]; then
+    echo "install.sh: [screen] listen in $CONF uses port 0; the kiosk needs a fixed port" >&2
+    exit 1
+  fi
+  say "door screen kiosk: $KIOSK_DESKTOP opens $url in Chromium when the desktop session starts"
+  run install -m 0755 "$SRC/scripts/kiosk/faceonly-kiosk" "$KIOSK_BIN"
+  run install -d -m 0755 "$(dirname "$KIOSK_DESKTOP")"
+  tmp=$(mktemp)
+  sed "s|@URL@|$url|" "$SRC/scripts/kiosk/faceonly-kiosk.desktop" >"$tmp"
+  run install -m 0644 "$tmp" "$KIOSK_DESKTOP"
+  rm -f "$tmp"
+}
+
+voice_setup() {
+  say "door screen voice: sound devices for the service ($VOICE_DROPIN)"
+  run install -d -m 0755 "$DROPIN_DIR"
+  run install -m 0644 "$SRC/systemd/faceonly.service.d/voice.conf" "$VOICE_DROPIN"
+  run usermod --append --groups audio "$SVC_USER"
+}
+
 install_all() {
   apt_packages
   service_user
   program
   config
+  if ((voice)); then
+    voice_setup
+  fi
   unit
+  if ((kiosk)); then
+    kiosk_setup
+  fi
   say "installed. Edit $CONF (broker, terminal_id), then: systemctl start faceonly; journalctl -u faceonly -f"
 }
 
@@ -243,6 +316,7 @@ uninstall_all() {
       run systemctl daemon-reload
     fi
   fi
+  run rm -f "$KIOSK_BIN" "$KIOSK_DESKTOP" "$VOICE_DROPIN"
   run rm -rf "$PREFIX"
   if ((purge)); then
     say "purging $STATE_DIR, $CONF_DIR and user $SVC_USER"

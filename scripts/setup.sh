@@ -19,8 +19,9 @@ sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 
 apt_packages=(python3-venv python3-pip)
-# The backend's tests start a real PostgreSQL and open its page in headless Chromium.
-((with_tests)) && apt_packages+=(mosquitto systemd shellcheck postgresql chromium chromium-driver)
+# The backend's tests start a real PostgreSQL and open its page in headless Chromium; the door screen's
+# tests drive Chromium through chromium-driver and render its voice with espeak-ng (measured with sox).
+((with_tests)) && apt_packages+=(mosquitto systemd shellcheck postgresql chromium chromium-driver espeak-ng sox)
 if ! dpkg -s "${apt_packages[@]}" >/dev/null 2>&1; then
   echo "== installing system packages: ${apt_packages[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq

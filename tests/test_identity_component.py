@@ -61,7 +61,14 @@ def test_match_opens_once_and_welcomes_unknown_does_not(rig):
     assert comp.observe([_obs(3, None, "rejected")]) == [None]
     assert comp.counts["gate_opened"] == 1 and comp.gate.opened == 1
     assert sum(1 for a, b in zip(pin.states, pin.states[1:], strict=False) if not a.state and b.state) == 1
-    assert [p.text for p in prompts] == ["Welcome, Ann", "Not recognised", "Look at the camera"]
+    assert [(p.code, p.subject) for p in prompts] == [
+        ("result.welcome", "ann"),
+        ("result.not_recognised", None),
+        ("result.rejected", None),
+    ]
+    # The name stays on the terminal: the screen asks for it, no prompt carries it.
+    assert comp.display_name("ann") == "Ann" and comp.display_name("nobody") is None
+    assert all("Ann" not in repr(p.to_dict()) for p in prompts)
 
 
 def test_enrolment_replies_once_with_the_template_and_times_out(rig):
@@ -72,7 +79,7 @@ def test_enrolment_replies_once_with_the_template_and_times_out(rig):
     comp.observe([_obs(1, np.ones(128, np.float32) / np.sqrt(128))])
     ((handle, result),) = replies
     assert handle == "h1" and result["subject"] == "cy" and result["biometric"] == {"embedding": "x"}
-    assert prompts[-1].text == "Enrolment done"
+    assert [(p.code, p.subject) for p in prompts] == [("enrol.started", "cy"), ("enrol.done", "cy")]
     assert comp.identity.gallery.subject("cy") is None  # the terminal never changes its own gallery
     now = [0.0]
     comp._clock = lambda: now[0]
@@ -81,6 +88,7 @@ def test_enrolment_replies_once_with_the_template_and_times_out(rig):
     comp.tick()
     assert replies[-1][0] == "h3" and isinstance(replies[-1][1], CommandError)
     assert replies[-1][1].details == {"reason": "timeout"}
+    assert (prompts[-1].code, prompts[-1].reason) == ("enrol.failed", "enrol.timeout")
 
 
 def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):

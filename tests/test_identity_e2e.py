@@ -268,8 +268,11 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     assert "tony" in [s["subject"] for s in ha_states] and "Tony B." not in json.dumps(ha_states)
     assert "embedding" in unknown[0]["biometric"]
     assert _rising(pin) == 1  # the gate opened for the match, never for the unknown
-    prompts = [p["text"] for p in backend.of("/prompt")]
-    assert "Enrolment done" in prompts and "Welcome, Tony B." in prompts and "Not recognised" in prompts
+    prompts = [p["code"] for p in backend.of("/prompt")]
+    assert {"enrol.started", "enrol.done", "result.welcome", "result.not_recognised"} <= set(prompts)
+    # No personal text on the wire: no prompt, no reply, no status names anyone (only the screen does).
+    sent = [body for topic, body in backend.messages if "/cmd/req/" not in topic]
+    assert "Tony B." not in json.dumps(sent) and '"T"' not in json.dumps(sent)
     for topic, body in backend.messages:
         if body.get("type") in ("event.face", "status", "prompt", "command.reply"):
             assert not errors(body), (topic, errors(body))

@@ -10,8 +10,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from device.config.gate import GateConfig
-from device.identity.feedback import feedback_prompt, feedback_text
+from device.contracts import FaceObservation, Reason
+from device.identity.feedback import enrolment_prompt, outcome_prompt, rejection_reason
 from device.identity.gate import GateDecision, GpioGate, MqttGate, build_gate
+from device.identity.runtime import MatchResult
 
 
 class Clock:
@@ -68,13 +70,36 @@ def test_gate_config_bounds():
     assert build_gate(GateConfig()).kind == "none"
 
 
-def test_feedback_texts():
-    assert feedback_text("welcome", "Ann") == "Welcome, Ann"
-    assert feedback_text("not_recognised") == "Not recognised"
-    assert feedback_text("look_at_camera") == "Look at the camera"
-    assert feedback_text("enrolled") == "Enrolment done"
-    p = feedback_prompt(3, "welcome", 1.5, "Ann")
-    assert p.state == "feedback" and p.text == "Welcome, Ann" and p.track_id == 3
+def _observation(decision: str, *codes: str) -> FaceObservation:
+    reasons = tuple(Reason(c, c) for c in codes)
+    return FaceObservation(3, decision, 0.0, 1.5, 1.0, (0, 0, 1, 1), {}, {}, reasons, None)  # type: ignore[arg-type]
+
+
+def test_outcome_prompts_carry_codes_and_never_a_name():
+    ann = MatchResult("ann", 0.9, 0.2, 0.6, 1, "Ann Example")
+    nobody = MatchResult(None, 0.3, 0.0, 0.6, 1, None)
+    accepted = _observation("accepted", "liveness.blink_passed", "liveness.passed")
+    welcome = outcome_prompt(accepted, ann, identifies=True)
+    assert (welcome.code, welcome.subject, welcome.state, welcome.track_id) == (
+        "result.welcome",
+        "ann",
+        "feedback",
+        3,
+    )
+    assert "Ann Example" not in repr(welcome.to_dict())
+    assert outcome_prompt(accepted, nobody, identifies=True).code == "result.not_recognised"
+    assert outcome_prompt(accepted, None, identifies=False).code == "result.accepted"
+    # The reason that decided: the last cause, never a step that passed or a note.
+    rejected = _observation(
+        "rejected", "liveness.turn_left_passed", "liveness.no_blink", "liveness.no_prompt_channel"
+    )
+    assert rejection_reason(rejected.reasons) == "liveness.no_blink"
+    prompt = outcome_prompt(rejected, None, identifies=True)
+    assert (prompt.code, prompt.reason) == ("result.rejected", "liveness.no_blink")
+    enrol = enrolment_prompt("enrol.started", "cy", 2.0)
+    assert enrol.subject == "cy" and enrol.code == "enrol.started"
+    with pytest.raises(ValueError, match="unknown prompt code"):
+        enrolment_prompt("enrol.sideways", "cy", 2.0)
 
 
 def test_mqtt_gate_payload_matches_its_schema():

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.config.vision import LivenessConfig
-from device.contracts import Prompt
+from device.contracts import Prompt, Reason
 from device.privacy.signing import canonical_json
 from device.vision.liveness.planarity import homography_residual, planarity_score
 from device.vision.liveness.session import LiveFrame, LivenessSession
@@ -61,7 +61,7 @@ def _turn_session(meshes, yaw_of) -> tuple[LivenessSession, list[LiveFrame]]:
 def test_a_turn_whose_planarity_cannot_be_measured_is_rejected() -> None:
     # A sweeping yaw with landmarks that fit no homography used to score inf, "it is 3D": a pass.
     session, _ = _turn_session(lambda i: _collinear_mesh(i), lambda i: min(40.0, 3.0 * i))
-    result = session.give_up("track ended", 10.0)
+    result = session.give_up(Reason("track.left", "track ended"), 10.0)
     assert result.status == "failed", result
     assert "planarity" not in result.scores
     assert all(math.isfinite(v) for v in result.scores.values())
@@ -74,7 +74,7 @@ def test_non_finite_yaw_or_landmarks_never_count_towards_a_turn() -> None:
         return m
 
     session, _ = _turn_session(mesh, lambda i: float("nan") if i % 2 else 3.0 * i)
-    result = session.give_up("track ended", 10.0)
+    result = session.give_up(Reason("track.left", "track ended"), 10.0)
     assert result.status == "failed"
     assert all(math.isfinite(v) for v in result.scores.values())
 
@@ -125,7 +125,7 @@ def test_whatever_the_measures_nothing_non_finite_leaves_and_non_finite_risk_nev
         result = session.update(f)
         assert all(math.isfinite(v) for v in result.scores.values()), result.scores
         canonical_json({"scores": result.scores})  # signable
-    result = session.give_up("track ended", 99.0)
+    result = session.give_up(Reason("track.left", "track ended"), 99.0)
     assert all(math.isfinite(v) for v in result.scores.values())
     if bad_risk:
         assert result.status == "failed"

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from device.contracts import FacePipeline, FrameSource, Protector
     from device.infra.modelstore import ModelStore
     from device.runtime.lifecycle import Lifecycle
+    from device.screen import DoorScreen
 
 log = logging.getLogger(__name__)
 
@@ -96,23 +97,18 @@ def _run(args: argparse.Namespace) -> int:
         print("config OK", file=sys.stderr)
         return 0
     from device.privacy.hardening import disable_core_dumps
-    from device.runtime import statedir
 
     disable_core_dumps()
+    held = _hold_state_dir(cfg)
+    if held is not None:
+        return held
     try:
-        statedir.prepare(cfg.service.state_dir)
-        statedir.hold(cfg.service.state_dir)  # held until exit (released at exec on restart)
-    except statedir.StateDirLocked as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_LOCKED
-    except statedir.StateDirError as exc:
-        log.error("cannot start (permanent fault, fix it and start again): %s", exc)
-        return EXIT_PERMANENT
-    except OSError as exc:
-        log.error("cannot start: state dir %s: %s", cfg.service.state_dir, exc)
+        cfg, screen = _door_screen(cfg, demo=cfg.mqtt.broker is None and not args.no_mqtt)
+    except OSError as exc:  # the door screen's port is taken
+        log.error("cannot start: door screen on %s: %s", cfg.screen.listen, exc.strerror or exc)
         return EXIT_FATAL
     if args.no_mqtt:
-        return _run_offline(cfg)
+        return _run_offline(cfg, screen)
     embedded = None
     if cfg.mqtt.broker is None:
         from device.runtime.demo_broker import EmbeddedBroker
@@ -132,19 +128,59 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if demo is not None:
             cfg = demo.terminal_config(cfg)
-            print(f"backend page: {demo.start()}", file=sys.stderr, flush=True)
-            status = demo.run_passes(cfg, lambda c, lifecycle: _run_service(c, lambda: c, lifecycle))
+            _start_pages(demo, screen)
+            status = demo.run_passes(cfg, lambda c, lifecycle: _run_service(c, lambda: c, lifecycle, screen))
         else:
-            status = _run_service(cfg, lambda: base_config(args) if embedded is None else cfg)
+            _start_pages(None, screen)
+            status = _run_service(cfg, lambda: base_config(args) if embedded is None else cfg, screen=screen)
     finally:
-        if demo is not None:
-            demo.stop()
-        if embedded is not None:
-            embedded.stop()
+        for part in (screen, demo, embedded):
+            if part is not None:
+                part.stop()
     if isinstance(status, str):  # "restart"
         log.warning("restarting: exec %s", " ".join(sys.orig_argv))
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return status
+
+
+def _hold_state_dir(cfg: Config) -> int | None:
+    """Prepare and lock the state dir for this process (held until exit, released at exec on restart);
+    the exit status when that fails."""
+    from device.runtime import statedir
+
+    try:
+        statedir.prepare(cfg.service.state_dir)
+        statedir.hold(cfg.service.state_dir)
+    except statedir.StateDirLocked as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_LOCKED
+    except statedir.StateDirError as exc:
+        log.error("cannot start (permanent fault, fix it and start again): %s", exc)
+        return EXIT_PERMANENT
+    except OSError as exc:
+        log.error("cannot start: state dir %s: %s", cfg.service.state_dir, exc)
+        return EXIT_FATAL
+    return None
+
+
+def _door_screen(cfg: Config, demo: bool) -> tuple[Config, DoorScreen | None]:
+    """The door screen when [screen] enables it (OSError: its port is taken); the demo always has one, on a
+    free loopback port."""
+    if demo and not cfg.screen.enabled:
+        cfg = merge(cfg, {"screen": {"enabled": True, "listen": "127.0.0.1:0"}})
+    if not cfg.screen.enabled:
+        return cfg, None
+    from device.screen import build_door_screen
+
+    return cfg, build_door_screen(cfg.screen)
+
+
+def _start_pages(demo: Any, screen: DoorScreen | None) -> None:
+    """Start the backend's page and the door screen, and say where they are (the README names both lines)."""
+    if demo is not None:
+        print(f"backend page: {demo.start()}", file=sys.stderr, flush=True)
+    if screen is not None:
+        print(f"door screen: {screen.start()}", file=sys.stderr, flush=True)
 
 
 def _demo_backend(cfg: Config, embedded: Any) -> Any:
@@ -201,7 +237,10 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
 
 
 def _run_service(
-    cfg: Config, reload_base: Callable[[], Config], lifecycle: Lifecycle | None = None
+    cfg: Config,
+    reload_base: Callable[[], Config],
+    lifecycle: Lifecycle | None = None,
+    screen: DoorScreen | None = None,
 ) -> int | str:
     from device.contracts import SourceError
     from device.infra.modelstore import ModelError
@@ -220,7 +259,7 @@ def _run_service(
             command_key = runtime.current.control.read_public_key()
         except ValueError as exc:  # a damaged or unreadable key file: restarting cannot fix it
             raise PermanentFault(str(exc)) from None
-        parts = build_parts(runtime.current, source, command_key)
+        parts = build_parts(runtime.current, source, command_key, screen)
         service = Service(runtime, store, pipeline, protector, lifecycle, reload_base, parts)
     except errors as exc:
         return _start_error(exc)
@@ -228,12 +267,22 @@ def _run_service(
     return "restart" if service.restart_requested else status
 
 
-def _run_offline(cfg: Config) -> int:
+def _run_offline(cfg: Config, screen: DoorScreen | None) -> int:
     """Events as JSON lines on stdout (long strings elided): for trying a camera or a replay."""
-    from device.contracts import SourceError
+    try:
+        return _offline(cfg, screen)
+    finally:
+        if screen is not None:
+            screen.stop()
+
+
+def _offline(cfg: Config, screen: DoorScreen | None) -> int:
+    from device.contracts import PromptSink, SourceError
+    from device.identity.feedback import outcome_prompt
     from device.infra.modelstore import ModelError
     from device.runtime.capture import Capture
     from device.runtime.lifecycle import Lifecycle
+    from device.runtime.prompts import PromptChannel
     from device.transport.envelope import envelope
     from device.vision.liveness.prompts import ConsolePromptSink
 
@@ -250,9 +299,17 @@ def _run_offline(cfg: Config) -> int:
                 envelope("event.face", cfg.terminal_id, protector.protect(obs), ttl_s=cfg.mqtt.event_expiry_s)
             )
             print(json.dumps(_elide(payload)), flush=True)
+            prompts.publish(outcome_prompt(obs, None, identifies=False))
 
-    # stderr is the prompt channel here, so the challenge really runs (stdout carries only events).
-    pipeline.set_prompt_sink(ConsolePromptSink(sys.stderr))
+    # stderr is a prompt channel here, so the challenge really runs (stdout carries only events).
+    sinks: dict[str, PromptSink] = {"console": ConsolePromptSink(sys.stderr)}
+    if screen is not None:
+        sinks["screen"] = screen.sink
+        print(f"door screen: {screen.start()}", file=sys.stderr, flush=True)
+    prompts = PromptChannel(sinks, (screen.sink,) if screen is not None else ())
+    pipeline.set_prompt_sink(prompts)
+    if screen is not None:
+        pipeline.set_guide_sink(prompts)
     capture = Capture(source)
     capture.start()
     ready = False

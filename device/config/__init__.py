@@ -19,6 +19,7 @@ from device.config.homeassistant import HomeAssistantConfig
 from device.config.identity import IdentityConfig
 from device.config.mqtt import MqttConfig, OutboxConfig
 from device.config.privacy import PrivacyConfig
+from device.config.screen import ScreenConfig
 from device.config.service import ServiceConfig
 from device.config.vision import VisionConfig
 
@@ -46,6 +47,7 @@ class Config(Section):
     gate: GateConfig = GateConfig()
     control: ControlConfig = ControlConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    screen: ScreenConfig = ScreenConfig()
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

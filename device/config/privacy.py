@@ -120,6 +120,11 @@ class PrivacyConfig(Section):
         None,
         description="This terminal's Ed25519 signing key; default <state_dir>/signing.key, created on first start (0600).",
     )
+    prompt_subject: bool = Field(
+        False,
+        description="Prompts on the MQTT prompt topic carry the matched subject id (never a display name: names "
+        "stay on the terminal's own screen). Off: codes and numbers only.",
+    )
 
     @field_validator("backend_public_key")
     @classmethod

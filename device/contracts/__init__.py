@@ -8,18 +8,34 @@ service loop and the tools can depend on it without depending on each other.
 from device.contracts.errors import SourceError
 from device.contracts.frames import Detection, Frame
 from device.contracts.observation import FaceObservation, ModelRef
-from device.contracts.prompts import PROMPT_SCHEMA, Prompt, PromptSink, PromptState, Step
+from device.contracts.prompts import (
+    ENROL_REASON_CODES,
+    PROMPT_CODES,
+    PROMPT_SCHEMA,
+    STEP_CODES,
+    FaceGuide,
+    GuideSink,
+    Prompt,
+    PromptSink,
+    PromptState,
+    Step,
+)
 from device.contracts.reasons import CODES, Reason
 from device.contracts.stages import FacePipeline, FrameSource, Protector
 
 __all__ = [
     "CODES",
+    "ENROL_REASON_CODES",
+    "PROMPT_CODES",
     "PROMPT_SCHEMA",
+    "STEP_CODES",
     "Detection",
+    "FaceGuide",
     "FaceObservation",
     "FacePipeline",
     "Frame",
     "FrameSource",
+    "GuideSink",
     "ModelRef",
     "Prompt",
     "PromptSink",

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from device.contracts.frames import Frame
 from device.contracts.observation import FaceObservation
-from device.contracts.prompts import PromptSink
+from device.contracts.prompts import GuideSink, PromptSink
 
 
 class FrameSource(Protocol):
@@ -50,6 +50,10 @@ class FacePipeline(Protocol):
 
     def set_prompt_sink(self, sink: PromptSink | None) -> None:
         """Where the liveness challenge's prompts go; without one there is no challenge."""
+        ...
+
+    def set_guide_sink(self, sink: GuideSink | None) -> None:
+        """Where each tracked face's guide goes (the door screen's face guide and hints)."""
         ...
 
 

@@ -27,7 +27,7 @@ from device.config import Config
 from device.contracts import FaceObservation, ModelRef, Prompt
 from device.identity import gallery as gal
 from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
-from device.identity.feedback import feedback_prompt
+from device.identity.feedback import enrolment_prompt, outcome_prompt
 from device.identity.gate import Gate, GateDecision
 from device.identity.operator import read_public_key
 from device.identity.runtime import Identity, MatchResult, load_curves
@@ -119,20 +119,22 @@ class IdentityComponent:
         for obs in observations:
             match = self.identity.identify(obs.embedding) if obs.decision == "accepted" else None
             out.append(match)
-            if obs.decision == "rejected":
-                self._prompt(feedback_prompt(obs.track_id, "look_at_camera", obs.last_seen))
-            if match is None:
-                continue
-            if match.subject is None:
+            if match is not None and match.subject is None:
                 self.counts["unknown"] += 1
-                self._prompt(feedback_prompt(obs.track_id, "not_recognised", obs.last_seen))
-                continue
-            self.counts["matched"] += 1
-            decided = GateDecision(match.subject, match.score, obs.decision == "accepted", self._clock())
-            if self.gate.offer(decided):
-                self.counts["gate_opened"] += 1
-            self._prompt(feedback_prompt(obs.track_id, "welcome", obs.last_seen, match.display_name))
+            elif match is not None and match.subject is not None:
+                self.counts["matched"] += 1
+                decided = GateDecision(match.subject, match.score, obs.decision == "accepted", self._clock())
+                if self.gate.offer(decided):
+                    self.counts["gate_opened"] += 1
+            self._prompt(outcome_prompt(obs, match, identifies=True))
         return out
+
+    def display_name(self, subject: str) -> str | None:
+        """The name the door screen shows for `subject`: the pending enrolment's, else the gallery's."""
+        if self._enrolment is not None and self._enrolment[0].request.subject == subject:
+            return self._enrolment[0].request.display_name
+        found = self.identity.gallery.subject(subject) if self.identity.gallery is not None else None
+        return found.display_name if found is not None else None
 
     def tick(self) -> None:
         if self._enrolment is not None:
@@ -148,6 +150,9 @@ class IdentityComponent:
             return
         req = enrolment.request
         if not outcome.ok or outcome.observation is None:
+            self._prompt(
+                enrolment_prompt("enrol.failed", req.subject, time.time(), reason=f"enrol.{outcome.reason}")
+            )
             self._enrol_reply(
                 handle,
                 CommandError(
@@ -157,12 +162,11 @@ class IdentityComponent:
             return
         obs = outcome.observation
         self.counts["enrolments"] += 1
-        self._prompt(feedback_prompt(obs.track_id, "enrolled", obs.last_seen))
+        self._prompt(enrolment_prompt("enrol.done", req.subject, obs.last_seen, obs.track_id))
         self._enrol_reply(
             handle,
             {
                 "subject": req.subject,
-                "display_name": req.display_name,
                 "biometric": self._enrol_biometric(obs),
                 "quality": {k: float(v) for k, v in obs.quality.items()},
                 "liveness": {k: float(v) for k, v in obs.liveness.items()},
@@ -181,7 +185,7 @@ class IdentityComponent:
         except ValueError as exc:
             raise CommandError(BAD_REQUEST, str(exc)) from None
         self._enrolment = (Enrolment(request), handle)
-        self._prompt(feedback_prompt(0, "look_at_camera", time.time()))
+        self._prompt(enrolment_prompt("enrol.started", request.subject, time.time()))
 
     def attach_reply(self, handle: Any) -> None:
         """The deferred reply's address, known once the command plane has parsed the request."""

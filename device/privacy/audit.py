@@ -10,6 +10,10 @@ data: URLs inside JSON, or raw bytes), decode it, and judge each rule:
 - biometric_sealed: (when sealing is required) no embedding or thumbnail travels in the clear and
                     every face event's biometric part is sealed (to the expected backend key);
 - signatures:       (when the terminal's public key is given) every face event is validly signed;
+- personal_text:    (when names are given: --names, --gallery-config) no outbound payload holds a display name,
+                    in the clear or in a base64 blob (device/privacy/personal.py);
+- prompts_coded:    every prompt carries codes and numbers only (no free-text field a name could ride in);
+- screen_no_images: (with --screen) no message on the door screen's loopback channel carries image bytes;
 - events_observed:  at least one face event was seen (otherwise the audit proves nothing).
 
 Messages on command-request and desired-config topics come from the backend, not the terminal:
@@ -23,6 +27,8 @@ from typing import Any
 
 from device.privacy import seal as sealing
 from device.privacy.imagescan import ImageFinding, decode_base64, find_images, images_in_json
+from device.privacy.personal import personal_text, prompt_free_text
+from device.privacy.screen_audit import ScreenFinding, screen_verdict
 from device.privacy.signing import SignatureError, verify_payload
 from device.wire.bounded import PayloadError, loads_bounded
 
@@ -41,6 +47,7 @@ class AuditPolicy:
     identity_send: str | None = (
         None  # identity.send_embedding the terminal claims: unknown_only | never | always
     )
+    names: tuple[str, ...] = ()  # display names from the gallery, normalised (personal.usable_names)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class MessageFinding:
     signature: str = "unchecked"  # valid | invalid: ... | absent | unchecked
     notes: tuple[str, ...] = field(default=())
     matched: bool = False  # a face event whose match names a subject (identified on the terminal)
+    personal: tuple[str, ...] = ()  # where a display name appears (JSON path: name #n)
+    free_text: tuple[str, ...] = ()  # keys of a prompt that are not codes or numbers
 
     @property
     def is_face_event(self) -> bool:
@@ -124,6 +133,7 @@ def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPol
             None,
             tuple(find_images(payload, "payload")),
             notes=(f"not JSON ({exc.code})",),
+            personal=tuple(personal_text(None, payload, policy.names)),
         )
     kind = document.get("type") if isinstance(document, dict) else None
     images = images_in_json(document)
@@ -158,6 +168,8 @@ def inspect_message(topic: str, payload: bytes, retained: bool, policy: AuditPol
         signature,
         tuple(notes),
         _matched(document),
+        tuple(personal_text(document, payload, policy.names)),
+        tuple(prompt_free_text(document)),
     )
 
 
@@ -284,6 +296,7 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
     else:
         verdicts.append(RuleVerdict("signatures", None, "not checked (no --terminal-key)"))
     verdicts.append(_minimisation(events, policy, listing))
+    verdicts += text_verdicts(findings, bool(policy.names), listing)
     verdicts.append(
         RuleVerdict(
             "events_observed",
@@ -296,9 +309,43 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
     return verdicts
 
 
-def audit_result(findings: list[MessageFinding], policy: AuditPolicy) -> dict[str, Any]:
-    """The whole audit as JSON-ready data: policy, every message, every verdict, the overall result."""
+def text_verdicts(findings: list[MessageFinding], names_given: bool, listing) -> list[RuleVerdict]:
+    """personal_text and prompts_coded. Inbound messages (from the backend) are not the terminal's: a name
+    in them is mentioned, not judged."""
+    outbound = [f for f in findings if not f.inbound]
+    if names_given:
+        hits = [f"{f.topic} {where}" for f in outbound for where in f.personal]
+        inbound = sum(1 for f in findings if f.inbound and f.personal)
+        note = f" (inbound, not judged: {inbound} message(s) from the backend hold one)" if inbound else ""
+        personal = RuleVerdict(
+            "personal_text",
+            not hits,
+            (f"no display name in {len(outbound)} outbound message(s)" if not hits else listing(hits)) + note,
+        )
+    else:
+        personal = RuleVerdict("personal_text", None, "not checked (no --names / --gallery-config)")
+    prompts = [f for f in outbound if f.kind == "prompt"]
+    free = [f"{f.topic}: {', '.join(f.free_text)}" for f in prompts if f.free_text]
+    coded = RuleVerdict(
+        "prompts_coded",
+        not free if prompts else None,
+        (f"{len(prompts)} prompt(s), codes and numbers only" if prompts else "no prompt seen")
+        if not free
+        else "free text in prompts: " + listing(free),
+    )
+    return [personal, coded]
+
+
+def audit_result(
+    findings: list[MessageFinding], policy: AuditPolicy, screen: list[ScreenFinding] | None = None
+) -> dict[str, Any]:
+    """The whole audit as JSON-ready data: policy, every message, every verdict, the overall result.
+    `screen`: what was read from the door screen's channel (None: not watched)."""
     verdicts = judge(findings, policy)
+    if screen is None:
+        verdicts.append(RuleVerdict("screen_no_images", None, "not checked (no --screen)"))
+    else:
+        verdicts.append(RuleVerdict("screen_no_images", *screen_verdict(screen)))
     if any(v.passed is False for v in verdicts):
         overall = "fail"
     elif any(v.rule == "events_observed" and v.passed is None for v in verdicts):
@@ -317,6 +364,7 @@ def audit_result(findings: list[MessageFinding], policy: AuditPolicy) -> dict[st
         },
         "verdicts": [asdict(v) for v in verdicts],
         "messages": [{**asdict(f), "face_event": f.is_face_event} for f in findings],
+        "screen_messages": [asdict(f) for f in screen] if screen is not None else None,
     }
 
 

@@ -123,7 +123,8 @@ def _identity(config: Config) -> tuple[dict[str, Any], dict[str, Any] | None]:
         "send_embedding": ident.send_embedding,
         "send_thumbnail": ident.send_thumbnail,
         "false_accept_per_search": ident.false_accept_per_search,
-        "display_names": "never sent: shown only on the terminal's own prompt channel",
+        "display_names": "never sent: shown only on the terminal's own door screen (loopback); MQTT prompts "
+        "carry codes" + (" and the subject id" if config.privacy.prompt_subject else " only"),
         "gate": config.gate.kind,
     }
     keeps = (

@@ -200,7 +200,8 @@ def describe(topic: str, payload: bytes | bytearray) -> str:
         )
         return f"[backend] event.face id={data.get('id')} " + " ".join(parts) + f" reasons: {reasons}"
     if kind == "prompt":
-        return f"[backend] prompt track={data.get('track_id')} {data.get('state')}: {data.get('text')!r}"
+        extra = "".join(f" {k}={data[k]}" for k in ("step", "reason", "subject") if data.get(k) is not None)
+        return f"[backend] prompt track={data.get('track_id')} {data.get('code')}{extra}"
     if kind == "health":
         return f"[backend] health fps={data.get('fps')} outbox={data.get('outbox', {}).get('depth')}"
     if kind == "status":

@@ -1,5 +1,5 @@
 """The edges the service loop drives (broker link, durable outbox and its courier, command plane and server,
-capture thread, prompt channel), made from the config in one place: by the CLI for a real terminal, or by a
+capture thread, prompt channel with the door screen), made from the config in one place: by the CLI for a real terminal, or by a
 test that wants the real loop in-process."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from device.contracts import FrameSource
 from device.runtime.capture import Capture
 from device.runtime.command_server import CommandServer, build_plane
 from device.runtime.prompts import PromptChannel, build_prompt_channel
+from device.screen.door import DoorScreen
 from device.transport.commands import CommandPlane
 from device.transport.courier import Courier
 from device.transport.link import Link, LinkEvent
@@ -33,9 +34,12 @@ class TerminalParts:
     commands: CommandServer
     capture: Capture
     prompts: PromptChannel
+    screen: DoorScreen | None = None  # started and stopped by its owner (the CLI): it outlives a service
 
 
-def build_parts(cfg: Config, source: FrameSource, command_key: bytes | None) -> TerminalParts:
+def build_parts(
+    cfg: Config, source: FrameSource, command_key: bytes | None, screen: DoorScreen | None = None
+) -> TerminalParts:
     topics = Topics(cfg.mqtt.topic_prefix, cfg.terminal_id)
     inbox: queue.Queue[LinkEvent] = queue.Queue(INBOX_SIZE)
     outbox = Outbox(Path(cfg.service.state_dir) / "outbox", cfg.outbox)
@@ -57,5 +61,6 @@ def build_parts(cfg: Config, source: FrameSource, command_key: bytes | None) -> 
         plane=plane,
         commands=CommandServer(plane, link, cfg.terminal_id, cfg.control.reply_queue),
         capture=Capture(source),
-        prompts=build_prompt_channel(cfg, link, topics),
+        prompts=build_prompt_channel(cfg, link, topics, screen.sink if screen is not None else None),
+        screen=screen,
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from device.config import Config
-from device.contracts import Prompt, PromptSink
+from device.contracts import FaceGuide, GuideSink, Prompt, PromptSink
+from device.screen.door import ScreenSink
 from device.transport.envelope import Meta, encode, envelope
 from device.transport.link import Link
 from device.transport.topics import Topics
@@ -24,14 +25,27 @@ log = logging.getLogger(__name__)
 PROMPT_TTL_S = 30
 
 
+# What a prompt may say on the broker: codes and numbers. The subject id only where privacy.prompt_subject
+# allows it; a display name never (a Prompt has none, and this list is what leaves).
+MQTT_FIELDS = ("track_id", "state", "code", "step", "step_index", "steps", "deadline_s", "t")
+MQTT_PARAMS = ("reason", "try")
+
+
+def mqtt_prompt_body(prompt: Prompt, with_subject: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {k: getattr(prompt, k) for k in MQTT_FIELDS}
+    allowed = (*MQTT_PARAMS, "subject") if with_subject else MQTT_PARAMS
+    body["params"] = {k: v for k, v in prompt.params.items() if k in allowed}
+    return body
+
+
 class MqttPromptSink:
     """Prompts on the terminal's prompt topic (QoS 0, short expiry); listening while the link is up."""
 
-    def __init__(self, link: Link, topic: str, terminal_id: str) -> None:
-        self.link, self.topic, self.tid = link, topic, terminal_id
+    def __init__(self, link: Link, topic: str, terminal_id: str, with_subject: bool = False) -> None:
+        self.link, self.topic, self.tid, self.with_subject = link, topic, terminal_id, with_subject
 
     def publish(self, prompt: Prompt) -> None:
-        body = {k: v for k, v in prompt.to_dict().items() if k != "schema"}  # the envelope carries it
+        body = mqtt_prompt_body(prompt, self.with_subject)  # the envelope carries the schema
         payload = envelope("prompt", self.tid, body, ttl_s=PROMPT_TTL_S)
         self.link.publish(self.topic, encode(payload), qos=0, meta=Meta.of(payload))
 
@@ -75,14 +89,20 @@ class LocalPromptSink:
 
 
 class PromptChannel:
-    """Every prompt to every sink; listening when any sink is."""
+    """Every prompt to every sink, every face guide to the guide sinks (the door screen only: landmarks
+    never go to the broker); listening when any sink is."""
 
-    def __init__(self, sinks: dict[str, PromptSink]) -> None:
+    def __init__(self, sinks: dict[str, PromptSink], guides: tuple[GuideSink, ...] = ()) -> None:
         self.sinks = sinks
+        self.guides = guides
 
     def publish(self, prompt: Prompt) -> None:
         for sink in self.sinks.values():
             sink.publish(prompt)
+
+    def guide(self, guide: FaceGuide) -> None:
+        for sink in self.guides:
+            sink.guide(guide)
 
     def listening(self) -> bool:
         return any(sink.listening() for sink in self.sinks.values())
@@ -96,9 +116,13 @@ class PromptChannel:
                 sink.close()
 
 
-def build_prompt_channel(cfg: Config, link: Link, topics: Topics) -> PromptChannel:
+def build_prompt_channel(
+    cfg: Config, link: Link, topics: Topics, screen: ScreenSink | None = None
+) -> PromptChannel:
     sinks: dict[str, PromptSink] = {}
+    if screen is not None:
+        sinks["screen"] = screen
     if cfg.service.prompt_socket is not None:
         sinks["local"] = LocalPromptSink(cfg.service.prompt_socket)
-    sinks["mqtt"] = MqttPromptSink(link, topics.prompt, cfg.terminal_id)
-    return PromptChannel(sinks)
+    sinks["mqtt"] = MqttPromptSink(link, topics.prompt, cfg.terminal_id, cfg.privacy.prompt_subject)
+    return PromptChannel(sinks, (screen,) if screen is not None else ())

@@ -16,6 +16,7 @@ from typing import Any
 import device
 from device.config import Config, ConfigError
 from device.contracts import FacePipeline, Protector
+from device.identity.feedback import outcome_prompt
 from device.identity.wiring import build_component
 from device.infra.modelstore import ModelStore
 from device.runtime.alarms import Alarms
@@ -77,6 +78,7 @@ class Service:
         self.capture = parts.capture
         self.source = parts.capture.source
         self.prompts = parts.prompts
+        self.screen = parts.screen
         register_all(self.plane, self)
         pipeline.set_prompt_sink(self.prompts)
         self.identity = build_component(
@@ -93,6 +95,9 @@ class Service:
                 self.plane.register(name, handler)
             self.plane.register("enroll", self._enroll)
             self.commands.on_deferred = self.identity.attach_reply
+        if self.screen is not None:
+            pipeline.set_guide_sink(self.prompts)
+            self.screen.sink.set_names(self.identity.display_name if self.identity is not None else None)
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
@@ -223,9 +228,12 @@ class Service:
     # ---- events -----------------------------------------------------------------------------
 
     def _emit(self, observations: list[Any]) -> None:
-        matches = (
-            self.identity.observe(observations) if self.identity is not None else [None] * len(observations)
-        )
+        if self.identity is not None:
+            matches = self.identity.observe(observations)  # it tells the person the outcome
+        else:
+            matches = [None] * len(observations)
+            for obs in observations:
+                self.prompts.publish(outcome_prompt(obs, None, identifies=False))
         for obs, match in zip(observations, matches, strict=True):
             body = self.protector.protect(obs, match)
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
@@ -283,6 +291,7 @@ class Service:
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
             "alarms": self.alarms.snapshot(self.capture.stats(), self.courier.stats()),
             "prompts": self.prompts.describe(),
+            "screen": self.screen.describe() if self.screen is not None else None,
         }
 
     def health(self) -> dict[str, Any]:

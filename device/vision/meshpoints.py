@@ -22,3 +22,12 @@ def eye_centres(mesh_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def inter_ocular(mesh_xy: np.ndarray) -> float:
     right, left = eye_centres(mesh_xy)
     return float(np.linalg.norm(left - right))
+
+
+# The face guide on the door screen (device/screen): the face outline (MediaPipe's face oval, 36 points), the
+# brows, eye corners, nose tip and mouth. Enough to see the face's place, size and turn; no texture.
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
+GUIDE_POINTS = (*FACE_OVAL, 70, 105, 300, 334, 33, 133, 362, 263, 1, 61, 291, 13, 14)

@@ -24,7 +24,7 @@ import numpy as np
 
 from device.config import Config
 from device.config.vision import VisionConfig
-from device.contracts import Detection, FaceObservation, Frame, PromptSink, Reason
+from device.contracts import Detection, FaceGuide, FaceObservation, Frame, GuideSink, PromptSink, Reason
 from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -33,6 +33,7 @@ from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_
 from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.features import eye_openness, mesh_motion
 from device.vision.liveness.session import LiveFrame, LivenessSession
+from device.vision.meshpoints import GUIDE_POINTS
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
 from device.vision.window import RecentWindow
@@ -103,7 +104,12 @@ class VisionPipeline:
         self._counts: Counter[str] = Counter()
         self._started: float | None = None
         self.stage_hook: StageHook | None = None
+        self._guides: GuideSink | None = None
         self.set_prompt_sink(prompt_sink)
+
+    def set_guide_sink(self, sink: GuideSink | None) -> None:
+        """Where each tracked face's guide goes (the door screen): geometry and quality codes, no pixels."""
+        self._guides = sink
 
     def set_prompt_sink(self, sink: PromptSink | None) -> None:
         """Attach (or detach) the prompt channel; applies to tracks that start afterwards."""
@@ -180,6 +186,8 @@ class VisionPipeline:
         if self._mesh is not None and (new_best or challenge):
             mesh = self._mesh.run(frame.image, det)
         live = self._live_frame(frame, det, q, tr, mesh if challenge else None)
+        if self._guides is not None:
+            self._guides.guide(_face_guide(frame, tid, det, q, mesh))
         t0 = self._timed("landmarks", t0)
         if new_best:
             self._keep_best(tr, frame, det, q, mesh, others)
@@ -318,6 +326,22 @@ class VisionPipeline:
             "drops": {"short_tracks": self._counts["short_tracks"]},
             "liveness": self.liveness_note,
         }
+
+
+def _face_guide(frame: Frame, tid: int, det: Detection, q: QualityResult, mesh: FaceMesh | None) -> FaceGuide:
+    h, w = frame.image.shape[:2]
+    scale = np.array([w, h], np.float64)
+    points = (mesh.xy[list(GUIDE_POINTS)] if mesh is not None else det.keypoints) / scale
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(det.box, np.float64) / np.tile(scale, 2))
+    return FaceGuide(
+        track_id=tid,
+        t=frame.timestamp,
+        box=(x0, y0, x1, y1),
+        points=tuple((float(x), float(y)) for x, y in points),
+        reasons=tuple(r.code for r in q.reasons),
+        aspect=w / h,
+        mesh_presence=float(mesh.presence) if mesh is not None else None,
+    )
 
 
 def build_pipeline(

@@ -1,7 +1,8 @@
-"""How the challenge talks to the person: prompt state published through a small hook interface.
+"""How the challenge talks to the person: prompt codes published through a small hook interface.
 
-The service forwards prompts to a local topic (the terminal's screen or speaker subscribes). With no prompt
-channel there can be no challenge: the pipeline then says it runs without one (see pipeline.py).
+The service forwards prompts to the terminal's screen and speaker (device/screen), which word them in the
+terminal's language. With no prompt channel there can be no challenge: the pipeline then says it runs
+without one (see pipeline.py).
 """
 
 from __future__ import annotations
@@ -9,13 +10,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from device.contracts import Prompt, PromptState, Step
-
-TEXT = {
-    "turn_left": "Please turn your head slowly to your left",
-    "turn_right": "Please turn your head slowly to your right",
-    "blink": "Please blink",
-}
+from device.contracts import Prompt
 
 
 class ConsolePromptSink:
@@ -30,11 +25,3 @@ class ConsolePromptSink:
 
     def listening(self) -> bool:
         return not self._stream.closed
-
-
-def prompt_text(step: Step | None, state: PromptState) -> str:
-    if state == "passed":
-        return "Thank you"
-    if state == "failed":
-        return "Sorry, please step back and try again"
-    return TEXT[step] if step else ""

@@ -22,10 +22,10 @@ from typing import Literal
 import numpy as np
 
 from device.config.vision import LivenessConfig
-from device.contracts import Prompt, PromptSink, PromptState, Reason, Step
+from device.contracts import STEP_CODES, Prompt, PromptSink, PromptState, Reason, Step
+from device.contracts.prompts import Param
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.planarity import planarity_score
-from device.vision.liveness.prompts import prompt_text
 
 HISTORY_S = 0.6  # frames kept from before a turn prompt: the frontal start of the turn
 MAX_TURN_FRAMES = 90
@@ -247,7 +247,7 @@ class LivenessSession:
         self.status = status
         self.reasons.append(reason)
         if self.policy == "challenge" and status != "pending":
-            self._publish(status, None, 0.0, t)
+            self._publish(status, None, 0.0, t, reason.code if status == "failed" else None)
         if status == "passed" and self._risk_high() and self.config.replay_risk_action == "flag":
             self.reasons.append(Reason("liveness.replay_risk_flag", f"flag: replay risk {self._risk():.2f}"))
 
@@ -282,10 +282,14 @@ class LivenessSession:
             status = "failed"
         return LivenessResult(status, scores, tuple(self.reasons))
 
-    def _publish(self, state: PromptState, step: Step | None, deadline: float, t: float) -> None:
+    def _publish(
+        self, state: PromptState, step: Step | None, deadline: float, t: float, reason: str | None = None
+    ) -> None:
         if self._sink is None:
             return
         index = len(self._done_steps) + (1 if step else 0)
+        code = STEP_CODES[step] if step else f"challenge.{state}"
+        params: dict[str, Param] = {"reason": reason} if reason is not None else {}
         self._sink.publish(
-            Prompt(self.track_id, state, step, index, len(self._steps), deadline, prompt_text(step, state), t)
+            Prompt(self.track_id, state, step, index, len(self._steps), deadline, code, t, params)
         )
