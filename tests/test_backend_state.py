@@ -184,7 +184,20 @@ HOSTILE_ROWS = {
     "nan": ("offline", -1e300, '{"fps": NaN, "outbox": "full", "events": [1, 2]}', float("nan"), None),
     "markup": ('<img src=x onerror="document.title=1">', None, "[1, 2, 3]", 0.0, -1),
     "broken": (None, None, "{not json", None, None),
-    "types": ("online", 5.0, '{"fps": {"a": 1}, "outbox": null, "cpu_temp_c": "hot"}', 5.0, 7),
+    "types": (
+        "online",
+        5.0,
+        '{"fps": {"a": 1}, "outbox": null, "cpu_temp_c": "hot", "liveness_warning": [1]}',
+        5.0,
+        7,
+    ),
+    "lab": (
+        "online",
+        5.0,
+        '{"fps": 2.0, "liveness_warning": "liveness is off: no liveness check at all"}',
+        5.0,
+        1,
+    ),
 }
 
 
@@ -219,6 +232,8 @@ def test_page_renders_whatever_state_is_stored(tmp_path: Path) -> None:
     for terminal in HOSTILE_ROWS:
         assert f"<td>{terminal}</td>" in rows, terminal
     assert "as of ?" in rows  # a time that is no date renders as "?"
+    # A terminal without the challenge says so on the page (and a warning that is no text is not shown).
+    assert rows.count("liveness-warning") == 1 and "⚠ liveness is off: no liveness check at all" in rows
     assert "&lt;img" in rows and "<title>faceonly backend</title>" in dom  # stored text is text, never markup
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (900, 1280)
