@@ -203,6 +203,8 @@ def test_a_foreign_birth_on_our_status_topic_is_a_duplicate_and_our_leftovers_ar
 class _BrokenPipeline:
     """The real pipeline's interface with a bug: the first frame raises."""
 
+    policy = "challenge"
+
     def process(self, frame):
         raise RuntimeError("a bug in a stage")
 

@@ -73,25 +73,32 @@ def base_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, flags)
 
 
-def _checked_config(args: argparse.Namespace) -> Config | None:
-    """The config with every file it names checked, or None after printing each problem (exit 2)."""
+def _checked_config(args: argparse.Namespace) -> tuple[Config | None, int]:
+    """(the config with every file it names checked, 0), or (None, exit status) after printing each problem:
+    an invalid config is EXIT_CONFIG; a named file the service cannot use is EXIT_PERMANENT when starting
+    (restarting cannot fix it) and EXIT_CONFIG for --validate-config. systemd retries neither."""
     try:
         cfg = base_config(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
-        return None
+        return None, EXIT_CONFIG
     # The files the config names, checked before systemd sees a start fail (and retries it) on a bare errno.
     problems = file_problems(cfg)
     for problem in problems:
-        print(f"config error: {problem}", file=sys.stderr)
-    return None if problems else cfg
+        if args.validate_config:
+            print(f"config error: {problem}", file=sys.stderr)
+        else:
+            log.error("cannot start (permanent fault, fix it and start again): %s", problem)
+    if problems:
+        return None, EXIT_CONFIG if args.validate_config else EXIT_PERMANENT
+    return cfg, 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = _checked_config(args)
+    cfg, code = _checked_config(args)
     if cfg is None:
-        return EXIT_CONFIG
+        return code
     if args.validate_config:
         print(json.dumps(redact(cfg), indent=2))
         print("config OK", file=sys.stderr)
