@@ -307,6 +307,7 @@ class Service:
             "outbox": outbox,
             "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
+            "publish_failed": dict(self.link.publish_failed),
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
