@@ -1,12 +1,14 @@
-"""A terminal with a gallery at a gate, for the gate tests: scikit-image's astronaut enrolled (built with the
-terminal's own `gallery build`, installed through the terminal's own Identity.apply_update), a recorded-pace
-replay in which her photo stands at the gate, and the real Service in this process (so gpio gates run on
-gpiozero's MockFactory)."""
+"""A terminal with a gallery at a gate, for the gate tests and scripts/gate_photo_report.py: scikit-image's
+astronaut enrolled (built with the terminal's own `gallery build`, installed through the terminal's own
+Identity.apply_update), a recorded-pace replay in which her photo stands at the gate, the real Service in
+this process (so gpio gates run on gpiozero's MockFactory), and `GateBench`: the terminal's decision path
+(pipeline -> 1:N -> gate) without the transport, for counting what opens the gate."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -14,9 +16,11 @@ import numpy as np
 
 from device.cli import main
 from device.config import Config, load_config
-from device.contracts import ModelRef
-from device.identity.component import build_identity
+from device.contracts import FaceObservation, Frame, ModelRef, Prompt
+from device.identity.component import IdentityComponent, build_identity
+from device.identity.gate import GpioGate
 from device.identity.operator import read_update
+from device.identity.runtime import Identity, MatchResult
 from device.infra.modelstore import ModelStore
 from device.privacy.signing import Signer, load_signer
 
@@ -37,12 +41,15 @@ def enrol_astronaut(tmp: Path) -> tuple[Path, Path]:
     photos.mkdir(parents=True)
     cv2.imwrite(str(photos / "astronaut.png"), astronaut())
     (photos / "display_name.txt").write_text("Eileen C.")
+    return build_gallery(tmp, tmp / "photos")
+
+
+def build_gallery(tmp: Path, photos: Path) -> tuple[Path, Path]:
+    """`faceonly gallery keygen` + `gallery build` of a folder of subject folders."""
     key = tmp / "gallery.key"
     assert main(["gallery", "keygen", "--out", str(key)]) == 0
     fog = tmp / "v1.fog"
-    assert (
-        main(["gallery", "build", "--photos", str(tmp / "photos"), "--key", str(key), "--out", str(fog)]) == 0
-    )
+    assert main(["gallery", "build", "--photos", str(photos), "--key", str(key), "--out", str(fog)]) == 0
     return fog, tmp / "gallery.key.pub"
 
 
@@ -82,7 +89,7 @@ def terminal_config(tmp: Path, broker_url: str, replay: Path, pub: Path, gate: d
     )
 
 
-def install_gallery(cfg: Config, fog: Path) -> None:
+def install_gallery(cfg: Config, fog: Path) -> Identity:
     """The update applied as the gallery.sync command would (verified, sealed into the state dir)."""
     store = ModelStore()
     entry = store.entry("embedder")
@@ -90,6 +97,7 @@ def install_gallery(cfg: Config, fog: Path) -> None:
     assert identity is not None
     update = read_update(fog)
     identity.apply_update(update.manifest, update.body)
+    return identity
 
 
 def terminal_signer(cfg: Config) -> Signer:
@@ -120,3 +128,58 @@ class Terminal:
         self.lifecycle.request_stop()
         self.thread.join(60)
         assert not self.thread.is_alive()
+
+
+class GateBench:
+    """What a terminal with `policy` decides at the gate for a stream of frames: the real pipeline (with a
+    prompt channel, so the challenge runs), the real 1:N on the installed gallery, a gpio gate on gpiozero's
+    MockFactory. No transport: only the decision path."""
+
+    def __init__(self, tmp: Path, fog: Path, pub: Path, policy: str, store: ModelStore) -> None:
+        from gpiozero.pins.mock import MockFactory
+
+        from device.vision.pipeline import build_pipeline
+
+        cfg = load_config(
+            None,
+            {
+                "service": {"state_dir": str(tmp / "state")},
+                "identity": {"gallery_public_key_file": str(pub)},
+                "vision": {"liveness": {"policy": policy, "seed": 3}},
+                "gate": {"kind": "gpio", "pulse_s": 0.05},
+            },
+        )
+        self.prompts: list[Prompt] = []
+        self.gate = GpioGate(cfg.gate, pin_factory=MockFactory())
+        self.component = IdentityComponent(
+            install_gallery(cfg, fog),
+            self.gate,
+            self.prompts.append,
+            lambda h, r: None,
+            lambda o: {},
+            lambda s: 0,
+        )
+        self.pipeline = build_pipeline(cfg, store, prompt_sink=self)
+
+    def publish(self, prompt: Prompt) -> None:  # the pipeline's prompt channel
+        self.prompts.append(prompt)
+
+    def run(self, frames: Iterable[Frame]) -> list[tuple[FaceObservation, MatchResult | None, bool]]:
+        """(observation, its match, whether the gate opened for it), for every observation of the stream."""
+        out = []
+        for frame in frames:
+            out += self._decide(self.pipeline.process(frame))
+        return out + self._decide(self.pipeline.flush())
+
+    def _decide(
+        self, observations: list[FaceObservation]
+    ) -> list[tuple[FaceObservation, MatchResult | None, bool]]:
+        out = []
+        for obs in observations:
+            before = self.gate.opened
+            (match,) = self.component.observe([obs])
+            out.append((obs, match, self.gate.opened > before))
+        return out
+
+    def close(self) -> None:
+        self.gate.close()
