@@ -110,7 +110,7 @@ def test_stop_releases_and_the_capture_thread_closes_even_while_a_frame_waits() 
 
 
 def _frame(i: int) -> Frame:
-    return Frame(index=i, timestamp=float(i), image=np.zeros((1, 1, 3), np.uint8))
+    return Frame(index=i, timestamp=float(i), monotonic=float(i), image=np.zeros((1, 1, 3), np.uint8))
 
 
 @given(st.lists(st.sampled_from(["produce", "take"]), max_size=60))

@@ -249,18 +249,37 @@ def test_any_altered_signed_request_is_refused_and_runs_nothing(
 def test_replay_cache_forgets_after_the_window_and_is_bounded(tmp_path: Path) -> None:
     from device.transport.nonces import CacheFull
 
-    clock = Clock()
-    cache = ReplayCache(tmp_path / "n.json", capacity=2, clock=clock)
+    clock, mono = Clock(), Clock(50.0)
+    cache = ReplayCache(tmp_path / "n.json", capacity=2, clock=clock, monotonic=mono)
     cache.add("a" * 16, clock.now + 10)
     cache.add("b" * 16, clock.now + 20)
     with pytest.raises(CacheFull):
         cache.add("c" * 16, clock.now + 30)
     assert cache.seen("a" * 16)
     clock.now += 15
+    mono.now += 15
     assert not cache.seen("a" * 16) and cache.seen("b" * 16)
     cache.add("c" * 16, clock.now + 30)  # the expired one made room
-    assert len(ReplayCache(tmp_path / "n.json", clock=clock)) == 2
+    assert len(ReplayCache(tmp_path / "n.json", clock=clock, monotonic=mono)) == 2
     assert stat.S_IMODE(os.stat(tmp_path / "n.json").st_mode) == 0o600
+
+
+def test_a_wall_clock_step_cannot_make_a_seen_command_acceptable_again(
+    key: CommandKey, tmp_path: Path
+) -> None:
+    """A Pi has no RTC: NTP steps its clock after boot. Nonces are kept by the monotonic clock too."""
+    clock, mono = Clock(), Clock(50.0)
+    cache = ReplayCache(tmp_path / "n.json", clock=clock, monotonic=mono)
+    cache.add("a" * 16, clock.now + 330)
+    clock.now += 3600  # stepped forward: by the wall clock its window is long gone
+    cache.add("b" * 16, clock.now + 330)  # (adding prunes what is no longer live)
+    assert cache.seen("a" * 16)
+    clock.now -= 3600  # and back: the request's own window is open again; the nonce is still there
+    mono.now += 100
+    assert cache.seen("a" * 16)
+    mono.now += 231
+    clock.now += 331
+    assert not cache.seen("a" * 16)
 
 
 def test_a_full_replay_cache_refuses_as_busy(key: CommandKey, tmp_path: Path) -> None:

@@ -53,11 +53,31 @@ def test_mqtt_gate_publishes_a_short_lived_decision_without_a_name():
     sent = []
     clock = Clock()
     gate = MqttGate(
-        GateConfig(kind="mqtt", decision_ttl_s=1.0), lambda body, ttl: sent.append((body, ttl)), clock
+        GateConfig(kind="mqtt", decision_ttl_s=1.0, door="side"),
+        lambda body, ttl: sent.append((body, ttl)) is None,
+        clock,
+        wall=lambda: 1_700_000_000.0,
     )
     assert gate.offer(GateDecision("ann", 0.97, True, clock.now - 0.5))
     assert not gate.offer(GateDecision(None, 0.5, True, clock.now))
-    assert sent == [({"open": True, "subject": "ann", "score": 0.97}, 1.0)]
+    assert gate.offer(GateDecision("ann", 0.97, True, clock.now))
+    (first, ttl), (second, _) = sent
+    assert ttl == 1.0 and first["nonce"] != second["nonce"]
+    assert {k: v for k, v in first.items() if k != "nonce"} == {
+        "open": True,
+        "door": "side",
+        "subject": "ann",
+        "score": 0.97,
+        "decided_at": 1_700_000_000.0 - 0.5,  # its age on the monotonic clock, restated on the wall clock
+    }
+    assert gate.stats() == {"kind": "mqtt", "opened": 2, "dropped": 0}
+
+
+def test_an_mqtt_decision_that_cannot_be_sent_now_is_dropped_and_counted():
+    clock = Clock()
+    gate = MqttGate(GateConfig(kind="mqtt"), lambda body, ttl: False, clock)
+    assert not gate.offer(GateDecision("ann", 0.97, True, clock.now))
+    assert gate.stats() == {"kind": "mqtt", "opened": 0, "dropped": 1}
 
 
 def test_gate_config_bounds():
@@ -102,14 +122,21 @@ def test_outcome_prompts_carry_codes_and_never_a_name():
         enrolment_prompt("enrol.sideways", "cy", 2.0)
 
 
-def test_mqtt_gate_payload_matches_its_schema():
+def test_mqtt_gate_payload_is_signed_and_matches_its_schema():
+    from nacl.signing import SigningKey
+
+    from device.privacy.signing import Signer, verify_payload
     from device.transport.envelope import envelope
     from tests.api_schemas import errors
 
+    signer = Signer(SigningKey.generate())
     sent = []
     clock = Clock()
-    MqttGate(GateConfig(kind="mqtt"), lambda body, ttl: sent.append(body), clock).offer(
+    MqttGate(GateConfig(kind="mqtt"), lambda body, ttl: sent.append(body) is None, clock).offer(
         GateDecision("ann", 0.97, True, clock.now)
     )
-    assert errors(envelope("gate.decision", "t1", sent[0], ttl_s=1.0)) == []
-    assert errors(envelope("gate.decision", "t1", {**sent[0], "name": "Ann"}, ttl_s=1.0))
+    payload = signer.sign(envelope("gate.decision", "t1", sent[0], ttl_s=1.0))
+    assert errors(payload) == []
+    verify_payload(payload, signer.public_key)
+    assert errors({**payload, "name": "Ann"})
+    assert errors({k: v for k, v in payload.items() if k != "signature"})  # unsigned is not this format

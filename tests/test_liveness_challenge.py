@@ -32,7 +32,7 @@ class Prompts:
 def run(pipeline, frames, fps=15.0):
     out = []
     for i, image in enumerate(frames):
-        out += pipeline.process(Frame(index=i, timestamp=i / fps, image=image))
+        out += pipeline.process(Frame(index=i, timestamp=i / fps, monotonic=i / fps, image=image))
     return out + pipeline.flush()
 
 

@@ -14,11 +14,25 @@ from device.transport.outbox import Outbox
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
 
     def __call__(self) -> float:
         return self.t
+
+
+class Clocks:
+    """The wall clock (stamps) and the monotonic clock (ages), advanced together unless a test steps one."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = Clock(), Clock(5_000.0)
+
+    def advance(self, s: float) -> None:
+        self.wall.t += s
+        self.mono.t += s
+
+    def outbox(self, d: Path, cfg: OutboxConfig) -> Outbox:
+        return Outbox(d, cfg, clock=self.wall, monotonic=self.mono)
 
 
 def _put(box: Outbox, i: int, size: int = 50, expires_at: float | None = None):
@@ -48,26 +62,59 @@ def test_count_bound_expires_oldest_and_counts(tmp_path: Path) -> None:
 
 
 def test_bytes_and_age_bounds(tmp_path: Path) -> None:
-    clock = Clock()
-    box = Outbox(tmp_path, OutboxConfig(max_bytes=2048, max_age_s=60), clock=clock)
+    clocks = Clocks()
+    box = clocks.outbox(tmp_path, OutboxConfig(max_bytes=2048, max_age_s=60))
     for i in range(20):
         _put(box, i, size=200)
         assert box.size_bytes <= 2048
     assert box.stats()["expired_bytes"] > 0
     left = len(box)
-    clock.t += 61
+    clocks.advance(61)
     assert box.expire() == left
     assert len(box) == 0 and box.stats()["expired_age"] == left
 
 
 def test_payload_expiry_shorter_than_age(tmp_path: Path) -> None:
-    clock = Clock()
-    box = Outbox(tmp_path, OutboxConfig(max_age_s=3600), clock=clock)
-    _put(box, 1, expires_at=clock.t + 10)
+    clocks = Clocks()
+    box = clocks.outbox(tmp_path, OutboxConfig(max_age_s=3600))
+    _put(box, 1, expires_at=clocks.wall.t + 10)
     _put(box, 2)
-    clock.t += 11
+    clocks.advance(11)
     assert [r.id for r in box.oldest(10)] == ["e2"]
     assert box.stats()["expired_age"] == 1
+
+
+def test_wall_clock_steps_expire_nothing_early_or_late(tmp_path: Path) -> None:
+    """A Pi has no RTC: NTP steps its clock after boot, by an hour or by decades (from 1970). Within a run,
+    ages and expiry run on the monotonic clock; the wall clock only stamps."""
+    clocks = Clocks()
+    box = clocks.outbox(tmp_path, OutboxConfig(max_age_s=600))
+    _put(box, 1, expires_at=clocks.wall.t + 60)
+    _put(box, 2)
+    for step in (3600.0, -7200.0, 1_700_000_000.0):
+        clocks.wall.t += step
+        assert box.expire() == 0 and len(box) == 2
+    clocks.mono.t += 30
+    assert box.stats()["oldest_age_s"] == 30.0
+    clocks.mono.t += 31  # 61 s on the monotonic clock: e1's own expiry has passed, e2's age bound not
+    assert [r.id for r in box.oldest(10)] == ["e2"]
+    clocks.mono.t += 540
+    assert box.expire() == 1 and box.stats()["expired_age"] == 2
+
+
+def test_a_restart_carries_ages_over_by_the_wall_clock_within_bounds(tmp_path: Path) -> None:
+    clocks = Clocks()
+    box = clocks.outbox(tmp_path, OutboxConfig(max_age_s=600))
+    _put(box, 1)
+    clocks.advance(100)
+    # Restarted 100 s later on the wall clock (after a reboot the monotonic clock starts again).
+    again = Outbox(tmp_path, OutboxConfig(max_age_s=600), clock=clocks.wall, monotonic=Clock(0.0))
+    assert again.stats()["oldest_age_s"] == 100.0
+    # Booted with the clock at 1970 (no RTC, no NTP yet): the record keeps at most its whole age bound.
+    early = Outbox(tmp_path, OutboxConfig(max_age_s=600), clock=Clock(0.0), monotonic=Clock(0.0))
+    assert len(early) == 1 and early.stats()["oldest_age_s"] == 0.0
+    rec = early.oldest(1)[0]
+    assert early.remaining_s(rec) == 600.0
 
 
 def test_torn_records_are_reported_and_never_loaded(tmp_path: Path) -> None:

@@ -83,4 +83,4 @@ def scaled(scene: np.ndarray, resolution: str) -> np.ndarray:
 def stream(scene: np.ndarray, count: int, fps: float = 15.0):
     """`count` frames of the same scene at a camera's pace (timestamps only; nothing sleeps)."""
     for i in range(count):
-        yield Frame(index=i, timestamp=i / fps, image=scene)
+        yield Frame(index=i, timestamp=i / fps, monotonic=i / fps, image=scene)

@@ -51,7 +51,10 @@ class PublishPath:
         availability = Availability(self.config.terminal_id, self.protector.sign, {})
         self.link = Link(self.config.mqtt, self.config.terminal_id, self.topics, self._inbox)
         self.courier = Courier(
-            Outbox(self._dir / "outbox", self.config.outbox), self.link, self.config.mqtt.inflight_window
+            Outbox(self._dir / "outbox", self.config.outbox),
+            self.link,
+            self.config.mqtt.inflight_window,
+            self.config.mqtt.ack_timeout_s,
         )
         self.link.start(availability.birth, availability.will)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S

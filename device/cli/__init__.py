@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "device.cli.keys",
     "device.cli.audit",
     "device.cli.gallery",
+    "device.cli.gate",
     "device.cli.doctor",
     "device.cli.homeassistant",
     "device.cli.bench",

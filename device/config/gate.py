@@ -1,4 +1,4 @@
-"""[gate]: what a live match opens (a relay on a GPIO pin, or a local MQTT decision), and for how long."""
+"""[gate]: what a live match opens (a relay on a GPIO pin, or a signed MQTT decision for a relay elsewhere)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ MAX_DECISION_AGE_S = 1.0
 class GateConfig(Section):
     kind: Literal["none", "gpio", "mqtt"] = Field(
         "none",
-        description="none; gpio: pulse a relay (gpiozero, lgpio on the Pi); mqtt: a local decision message.",
+        description="none; gpio: pulse a relay (gpiozero, lgpio on the Pi); mqtt: a signed decision message "
+        "for `faceonly gate listen` next to a relay elsewhere.",
+    )
+    door: str = Field(
+        "main",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Which door this terminal opens (mqtt: signed into each decision; the listener's --door).",
     )
     gpio_pin: int = Field(17, ge=0, le=27, description="BCM pin of the relay (gpio).")
     active_high: bool = Field(True, description="Relay energised by a high level (gpio).")
@@ -24,7 +30,8 @@ class GateConfig(Section):
         1.0,
         ge=0.2,
         le=5.0,
-        description="Message expiry of the local decision (mqtt): a late opener ignores it.",
+        description="Validity of a decision (mqtt): its message expiry and signed expires_at. It is sent at "
+        "once (QoS 0) or dropped and counted, never queued across an outage.",
     )
     max_decision_age_s: float = Field(
         MAX_DECISION_AGE_S,

@@ -62,6 +62,13 @@ class MqttConfig(Section):
     inflight_window: int = Field(
         50, ge=1, le=1000, description="Outbox events handed to the broker connection at once."
     )
+    ack_timeout_s: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="An outbox event not acknowledged this long after it was sent (on a live connection) "
+        "is sent again as a new message: a lost PUBACK never holds a slot of the window for good.",
+    )
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Longest reconnect delay.")
 

@@ -24,9 +24,14 @@ class Detection:
 class Frame:
     """A captured frame. `image` is BGR uint8 (OpenCV order) and lives only in RAM. `detect_image`: a second,
     smaller image of the same field of view to detect faces on (picamera2's lores stream), when the source
-    has one; released with the frame."""
+    has one; released with the frame.
+
+    Two capture times: `timestamp` stamps what leaves (wall-clock unix seconds from a camera) and
+    `monotonic` measures every duration (track age, decision time limits), so NTP stepping the clock of
+    a Pi without RTC neither ends nor prolongs a track. A replay gives its recorded time for both."""
 
     index: int
     timestamp: float
+    monotonic: float
     image: np.ndarray = field(repr=False)
     detect_image: np.ndarray | None = field(default=None, repr=False)

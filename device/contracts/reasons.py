@@ -21,6 +21,7 @@ CODES: dict[str, str] = {
     "track.left": "the person left before a decision was made",
     "track.timeout": "no decision within vision.max_decision_s",
     "track.never_good_enough": "no frame of the track passed the quality gate",
+    "track.stage_failed": "a processing stage raised an error on this track: it was dropped (health: stage_failures)",
     "liveness.off": "liveness is off: no check was made",
     "liveness.passive": "passive liveness only: a photo or replay can pass",
     "liveness.replay_risk": "the replay-risk score reached vision.liveness.replay_risk_threshold",

@@ -257,4 +257,8 @@ class IdentityComponent:
         }
 
     def status(self) -> dict[str, Any]:
-        return {**self.identity.summary(), "gate": self.gate.kind, "counts": dict(self.counts)}
+        return {
+            **self.identity.summary(),
+            "gate": self.gate.kind,
+            "counts": {**self.counts, "gate_dropped": self.gate.dropped},
+        }

@@ -1,15 +1,19 @@
 """The decision output at the gate: open on a LIVE MATCH only, never on an unknown or rejected face, and
-never from a decision older than `max_decision_age_s` (at most 1 s).
+never from a decision older than `max_decision_age_s` (at most 1 s, on the monotonic clock).
 
-`GpioGate` pulses a relay through gpiozero (lgpio on the Pi; tests use gpiozero's MockFactory), `MqttGate`
-publishes a local decision (subject id and score, no name, no biometric) with a short message expiry. The
-check lives in `Gate.offer` so that no output can skip it.
+`GpioGate` pulses a relay on this terminal (device.gate.relay). `MqttGate` hands a decision for a relay
+elsewhere to `publish`: door, subject id and score (no name, no biometric), its decision time and a fresh
+nonce; the service signs it with the terminal's key and sends it at once or not at all (a decision that
+cannot be published now is dropped and counted in `dropped`: a late one could open a door for nobody).
+`faceonly gate listen` checks it on the far side. The check lives in `Gate.offer` so that no output can
+skip it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ class Gate:
     def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age_s, self._clock = max_age_s, clock
         self.opened = 0
+        self.dropped = 0  # decisions that passed every check but could not reach the output in time
 
     def offer(self, decision: GateDecision) -> bool:
         age = self._clock() - decision.decided_at
@@ -44,12 +49,18 @@ class Gate:
         if not 0.0 <= age <= self.max_age_s:
             log.warning("gate: decision %.2f s old, not opening", age)
             return False
-        self._open(decision)
+        if not self._open(decision):
+            self.dropped += 1
+            return False
         self.opened += 1
         return True
 
-    def _open(self, decision: GateDecision) -> None:
-        """No output (kind none)."""
+    def _open(self, decision: GateDecision) -> bool:
+        """True if the output took the decision. Kind none has no output: the decision is only counted."""
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {"kind": self.kind, "opened": self.opened, "dropped": self.dropped}
 
     def close(self) -> None:
         """Release the output."""
@@ -62,19 +73,16 @@ class GpioGate(Gate):
         self, config: GateConfig, pin_factory: Any = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(config.max_decision_age_s, clock)
-        from gpiozero import DigitalOutputDevice  # optional extra `gate`; only imported for kind gpio
+        from device.gate.relay import Relay
 
-        self.pulse_s = config.pulse_s
-        self.device = DigitalOutputDevice(
-            config.gpio_pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
-        )
+        self.relay = Relay(config.gpio_pin, config.active_high, config.pulse_s, pin_factory)
 
-    def _open(self, decision: GateDecision) -> None:
-        # gpiozero's own background thread ends the pulse: the service loop never sleeps.
-        self.device.blink(on_time=self.pulse_s, off_time=0.01, n=1, background=True)
+    def _open(self, decision: GateDecision) -> bool:
+        self.relay.pulse()
+        return True
 
     def close(self) -> None:
-        self.device.close()
+        self.relay.close()
 
 
 class MqttGate(Gate):
@@ -83,21 +91,33 @@ class MqttGate(Gate):
     def __init__(
         self,
         config: GateConfig,
-        publish: Callable[[dict[str, Any], float], None],
+        publish: Callable[[dict[str, Any], float], bool],
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config.max_decision_age_s, clock)
-        self._publish, self.ttl_s = publish, config.decision_ttl_s
+        self._publish, self.ttl_s, self.door, self._wall = publish, config.decision_ttl_s, config.door, wall
 
-    def _open(self, decision: GateDecision) -> None:
-        self._publish(
-            {"open": True, "subject": decision.subject, "score": round(decision.score, 6)}, self.ttl_s
-        )
+    def _open(self, decision: GateDecision) -> bool:
+        # The decision's moment on the wall clock (what leaves), from its age on the monotonic clock.
+        decided_at = self._wall() - (self._clock() - decision.decided_at)
+        body = {
+            "open": True,
+            "door": self.door,
+            "subject": decision.subject,
+            "score": round(decision.score, 6),
+            "decided_at": round(decided_at, 3),
+            "nonce": secrets.token_urlsafe(16),
+        }
+        if self._publish(body, self.ttl_s):
+            return True
+        log.warning("gate: not connected to the broker; the decision is dropped, never sent late")
+        return False
 
 
 def build_gate(
     config: GateConfig,
-    publish: Callable[[dict[str, Any], float], None] | None = None,
+    publish: Callable[[dict[str, Any], float], bool] | None = None,
     pin_factory: Any = None,
 ) -> Gate:
     if config.kind == "gpio":

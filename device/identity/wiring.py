@@ -30,7 +30,7 @@ def build_component(
     store: ModelStore,
     *,
     prompt: Callable[[Prompt], None],
-    publish_gate: Callable[[dict[str, Any], float], None],
+    publish_gate: Callable[[dict[str, Any], float], bool],
     publish_reply: Callable[[Reply], None],
     enrolment_fields: Callable[[FaceObservation], dict[str, Any]],
     purge_where: Callable[[Callable[[bytes], bool]], int],

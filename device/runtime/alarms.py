@@ -1,4 +1,4 @@
-"""The four alarms health states explicitly: camera stall, auth failure, disk, duplicate terminal id.
+"""The alarms health states explicitly: camera stall, auth failure, disk, duplicate terminal id, stage failures.
 
 Each alarm has the same shape in health, `{"active": bool, "reason": str | null, "since": unix s | null}`,
 so a dashboard (or Home Assistant) reads them all the same way. The service loop owns one `Alarms`
@@ -14,6 +14,9 @@ Rules (the README's health section documents them):
 - disk: the outbox reports a storage fault (events held in memory), or the state filesystem has less
   free space than the outbox may still need (its byte bound minus what it holds, plus the reserve).
 - duplicate_id: another client used our terminal id within the last `duplicate_hold_s`.
+- stage_failures: a processing stage (detector, mesh, liveness, embedder, matcher, protect) raised
+  STAGE_FAILURES_ALARM times or more within the last minute (device.vision.faults); each such failure
+  dropped a frame or a track and the service went on. It clears a minute after the last one.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-NAMES = ("camera_stall", "auth_failure", "disk", "duplicate_id")
+NAMES = ("camera_stall", "auth_failure", "disk", "duplicate_id", "stage_failures")
 DUPLICATE_HOLD_S = 300.0  # two terminals with one id kick each other off every few seconds: hold it
+STAGE_FAILURES_ALARM = 3  # one failure can be a freak input; three within the recent window is a fault
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,21 @@ class Alarms:
 
     # ---- health -----------------------------------------------------------------------------
 
-    def snapshot(self, source: Mapping[str, Any], outbox: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Every alarm now (and a log line for each one that changed): the health `alarms` object."""
+    def snapshot(
+        self,
+        source: Mapping[str, Any],
+        outbox: Mapping[str, Any],
+        faults: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Every alarm now (and a log line for each one that changed): the health `alarms` object.
+        `faults`: StageFaults.snapshot() of every stage ({recent, last})."""
         now = self.clock()
         reasons = {
             "camera_stall": self._camera(source, now),
             "auth_failure": self._auth,
             "disk": _disk(outbox),
             "duplicate_id": self._duplicate_reason(now),
+            "stage_failures": _stage_failures(faults or {}),
         }
         for name, reason in reasons.items():
             self._update(name, reason)
@@ -131,6 +142,13 @@ def _disk(outbox: Mapping[str, Any]) -> str | None:
             f"more plus the {_mb(reserve)} reserve"
         )
     return None
+
+
+def _stage_failures(faults: Mapping[str, Any]) -> str | None:
+    recent = int(faults.get("recent", 0))
+    if recent < STAGE_FAILURES_ALARM:
+        return None
+    return f"{recent} processing stage failures in the last minute (last: {faults.get('last')})"
 
 
 def _mb(n: int) -> str:

@@ -111,7 +111,8 @@ class CommandServer:
             "command.reply", self.tid, reply.body, ttl_s=REPLY_TTL_S, correlation_id=reply.correlation_id
         )
         mid = self.link.publish(reply.topic, encode(payload), qos=1, meta=Meta.of(payload, reply.correlation))
-        self._unacked[mid] = now
+        if mid is not None:  # else paho did not take it: counted by the link (health: publish_failed)
+            self._unacked[mid] = now
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -57,7 +57,7 @@ def build_parts(
         inbox=inbox,
         link=link,
         outbox=outbox,
-        courier=Courier(outbox, link, cfg.mqtt.inflight_window),
+        courier=Courier(outbox, link, cfg.mqtt.inflight_window, cfg.mqtt.ack_timeout_s),
         plane=plane,
         commands=CommandServer(plane, link, cfg.terminal_id, cfg.control.reply_queue),
         capture=Capture(source),

@@ -33,6 +33,7 @@ from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
 from device.transport.link import Acked, Connected, Inbound, LinkEvent
 from device.transport.presence import foreign_birth
+from device.vision.faults import StageFaults, combined
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Service:
         self.lifecycle = lifecycle
         self.tid = cfg.terminal_id
         self.topics = parts.topics
-        self.started = time.time()
+        self.started = time.time()  # stamps the birth message (started_at)
+        self._started_mono = time.monotonic()  # uptime runs on this
         self.inbox = parts.inbox
         self.outbox = parts.outbox
         self.plane = parts.plane
@@ -103,6 +105,7 @@ class Service:
         self.frames_done = 0
         self.events = {"accepted": 0, "rejected": 0}
         self.desired_refused: dict[str, int] = {}
+        self.faults = StageFaults()  # match and protect; the pipeline counts its own stages
         self.alarms = Alarms(cfg.service.camera_stall_s)
         self.watch = LinkWatch(
             self.alarms, lambda: str(self.runtime.current.mqtt.broker), self.link.client_id
@@ -216,9 +219,11 @@ class Service:
     def _publish_reply(self, reply: Reply) -> None:
         self.commands.publish(reply)
 
-    def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> None:
-        payload = envelope("gate.decision", self.tid, body, ttl_s=ttl_s)
-        self.link.publish(self.topics.gate, encode(payload), qos=1, meta=Meta.of(payload))
+    def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> bool:
+        """Signed, and sent now or never: QoS 0, which paho neither holds while offline nor resends after a
+        reconnect (a QoS 1 one was delivered 15.7 s late after a broker outage). False: not sent."""
+        payload = self.protector.sign(envelope("gate.decision", self.tid, body, ttl_s=ttl_s))
+        return self.link.publish(self.topics.gate, encode(payload), qos=0, meta=Meta.of(payload)) is not None
 
     def _enroll(self, args: dict[str, Any]) -> Deferred:
         assert self.identity is not None  # registered only with identity
@@ -229,13 +234,22 @@ class Service:
 
     def _emit(self, observations: list[Any]) -> None:
         if self.identity is not None:
-            matches = self.identity.observe(observations)  # it tells the person the outcome
+            try:
+                matches = self.identity.observe(observations)  # it tells the person the outcome
+            except Exception as exc:  # noqa: BLE001 - a failing stage drops what it was given, never the service
+                # Not sent as unmatched: under identity.send_embedding = unknown_only that would release biometrics.
+                self.faults.record("match", exc, f"{len(observations)} observation(s)")
+                return
         else:
             matches = [None] * len(observations)
             for obs in observations:
                 self.prompts.publish(outcome_prompt(obs, None, identifies=False))
         for obs, match in zip(observations, matches, strict=True):
-            body = self.protector.protect(obs, match)
+            try:
+                body = self.protector.protect(obs, match)
+            except Exception as exc:  # noqa: BLE001 - as above
+                self.faults.record("protect", exc, f"the event of track {obs.track_id}")
+                continue
             payload = envelope("event.face", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
             try:
                 payload = self.protector.sign(payload)
@@ -279,7 +293,7 @@ class Service:
         return {
             "state": "online",
             "software": device.__version__,
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(time.monotonic() - self._started_mono, 1),
             "connected": self.link.connected,
             "frames": self.frames_done,
             "events": dict(self.events),
@@ -289,7 +303,11 @@ class Service:
             "control": self.plane.describe_auth(),
             **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
-            "alarms": self.alarms.snapshot(self.capture.stats(), self.courier.stats()),
+            "alarms": self.alarms.snapshot(
+                self.capture.stats(),
+                self.courier.stats(),
+                combined(self.pipeline.stats().get("stage_failures"), self.faults.snapshot()),
+            ),
             "prompts": self.prompts.describe(),
             "screen": self.screen.describe() if self.screen is not None else None,
         }
@@ -297,8 +315,9 @@ class Service:
     def health(self) -> dict[str, Any]:
         stats = self.pipeline.stats()
         outbox = self.courier.stats()
+        faults = combined(stats.get("stage_failures"), self.faults.snapshot())
         return {
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(time.monotonic() - self._started_mono, 1),
             "fps": stats.get("fps"),
             "frames": self.frames_done,
             "source": {**self.source.stats(), **self.capture.stats()},
@@ -307,13 +326,16 @@ class Service:
             "outbox": outbox,
             "commands": self.commands.stats(),
             "inbox_dropped": self.link.inbox_dropped,
+            "publish_failed": dict(self.link.publish_failed),
             "cpu_temp_c": cpu_temperature_c(),
             "connected": self.link.connected,
             **self._control_alarms(),
             "session_taken_over": self.watch.taken_over,
             "config_desired_refused": dict(self.desired_refused),
             "prompts": self.prompts.describe(),
-            "alarms": self.alarms.snapshot(self.capture.stats(), outbox),
+            "stage_failures": faults,
+            **({"gate": self.identity.gate.stats()} if self.identity is not None else {}),
+            "alarms": self.alarms.snapshot(self.capture.stats(), outbox, faults),
         }
 
     def _publish_health(self) -> None:

@@ -12,7 +12,8 @@ would be counted and dropped anyway) is dropped here from the framed byte stream
 parses it: QoS 0 needs no acknowledgement, so paho's protocol state is unaffected. Everything else
 is passed through byte for byte.
 
-It overrides two of paho's private hooks (`_sock_recv`, `_sock_close`) and the public `loop_read`;
+It overrides two of paho's private hooks (`_sock_recv`, `_sock_close`) and the public `loop_read`, and
+`abandon(mid)` edits paho's session (`_out_messages`, `_inflight_messages`) the way a PUBACK does;
 tests/test_buffered_client.py and the service tests fail if a paho release changes them.
 """
 
@@ -113,6 +114,21 @@ class BufferedClient(mqtt.Client):
         if self._shed is not None:
             self._framer = Framer(self._shed)
         super()._sock_close()
+
+    def abandon(self, mid: int) -> bool:
+        """Forget an unacknowledged QoS 1 message as if its PUBACK had come, without telling on_publish:
+        it is not resent after a reconnect and its in-flight slot is free (queued messages move up).
+        MQTT forbids resending a packet id on the same connection, so a message whose acknowledgement
+        was lost can only be sent again as a new message. False if paho no longer holds `mid`."""
+        with self._out_message_mutex:
+            message = self._out_messages.pop(mid, None)
+            if message is None:
+                return False
+            if message.qos > 0 and message.state == mqtt.mqtt_ms_wait_for_puback:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    self._update_inflight()
+        return True
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         # select() sees only the socket: packets already in the buffer are read now, not when more

@@ -154,6 +154,7 @@ class Link:
         self._make_will: StateAt = _no_state
         self._connected = threading.Event()
         self.inbox_dropped = 0
+        self.publish_failed: dict[str, int] = {}  # paho error name -> messages paho did not take
         self.commands: queue.Queue[Inbound] = queue.Queue(command_capacity)
         self.overflow: queue.Queue[Overflow] = queue.Queue(command_capacity)
         self.command_bytes = command_bytes
@@ -163,7 +164,7 @@ class Link:
         self._request_prefix = topics.cmd_req("")
         self._request_prefix_bytes = self._request_prefix.encode("utf-8")
         self._wake_sent = threading.Event()
-        client = new_client(
+        client: BufferedClient = new_client(  # type: ignore[assignment]
             ClientOptions.from_config(config),
             client_id,
             client_class=BufferedClient,
@@ -241,10 +242,31 @@ class Link:
         qos: int,
         retain: bool = False,
         meta: Meta | None = None,
-    ) -> int:
-        """Hand a message to paho; returns its mid (paho queues QoS>0 messages while disconnected)."""
+    ) -> int | None:
+        """Hand a message to paho: its mid while paho holds it (sent, or a QoS 1 message kept for the next
+        connection), None when paho did not take it (counted in `publish_failed` by paho's error name).
+
+        A QoS 0 message is only ever sent now: while disconnected it is dropped here (paho would also
+        drop it, but not before a connection that is still being set up could carry it late)."""
+        if qos == 0 and not self.connected:
+            self._refused("MQTT_ERR_NO_CONN")
+            return None
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=self._props(meta))
-        return info.mid
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0):
+            return info.mid
+        self._refused(mqtt.MQTTErrorCode(info.rc).name)
+        return None
+
+    def _refused(self, code: str) -> None:
+        first = code not in self.publish_failed
+        self.publish_failed[code] = self.publish_failed.get(code, 0) + 1
+        if first and code != "MQTT_ERR_NO_CONN":  # offline is logged as such; the rest once, then counted
+            log.warning("paho did not take a message: %s", code)
+
+    def abandon(self, mid: int) -> bool:
+        """Give up on a QoS 1 message whose acknowledgement never came (the courier sends its record again
+        as a new message): paho forgets it, so it neither resends it nor keeps its in-flight slot."""
+        return self.client.abandon(mid)
 
     def stop(self, offline_payload: bytes, timeout: float) -> bool:
         """Publish the explicit offline status, wait for it up to `timeout`, disconnect. True if delivered."""

@@ -4,6 +4,10 @@ A nonce is recorded, and the file replaced atomically, before its command runs: 
 command cannot make the same signed request acceptable again. Only requests whose signature
 verified are recorded, so the cache can be filled only by the holder of the command key; it is
 bounded all the same, and when full of live nonces new commands are refused (busy), not forgotten.
+
+A nonce is kept until its window has passed by the wall clock (the file's only clock, across restarts)
+AND by the monotonic clock (from when it was added or loaded): NTP stepping the terminal's clock back
+after a boot cannot make a request seen before the step acceptable again.
 """
 
 from __future__ import annotations
@@ -26,11 +30,19 @@ class CacheFull(Exception):
 
 
 class ReplayCache:
-    def __init__(self, path: Path, capacity: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
         self.capacity = capacity
         self.clock = clock
-        self._until: dict[str, float] = {}
+        self.monotonic = monotonic
+        self._until: dict[str, float] = {}  # wall clock, as stored
+        self._hold: dict[str, float] = {}  # the same moment on the monotonic clock of this run
         self._load()
 
     def _load(self) -> None:
@@ -49,15 +61,20 @@ class ReplayCache:
                 for k, v in data.items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
+        now, mono = self.clock(), self.monotonic()
+        self._hold = {n: mono + (t - now) for n, t in self._until.items()}
         self._prune()
 
+    def _live(self, nonce: str, now: float, mono: float) -> bool:
+        return self._until[nonce] > now or self._hold[nonce] > mono
+
     def _prune(self) -> None:
-        now = self.clock()
-        self._until = {n: t for n, t in self._until.items() if t > now}
+        now, mono = self.clock(), self.monotonic()
+        self._until = {n: t for n, t in self._until.items() if self._live(n, now, mono)}
+        self._hold = {n: self._hold[n] for n in self._until}
 
     def seen(self, nonce: str) -> bool:
-        until = self._until.get(nonce)
-        return until is not None and until > self.clock()
+        return nonce in self._until and self._live(nonce, self.clock(), self.monotonic())
 
     def add(self, nonce: str, until: float) -> None:
         """Remember `nonce` until `until` (unix seconds), durably. Raises CacheFull or OSError."""
@@ -67,6 +84,7 @@ class ReplayCache:
         updated = {**self._until, nonce: until}
         write_atomic(self.path, json.dumps(updated, separators=(",", ":")).encode("utf-8"))
         self._until = updated
+        self._hold[nonce] = self.monotonic() + (until - self.clock())
 
     def __len__(self) -> int:
         return len(self._until)

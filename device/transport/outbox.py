@@ -9,6 +9,10 @@ Bounds: count, bytes, age, and the free space actually left on the state filesys
 stays free for the system). When a new event would exceed a bound, the oldest records expire first;
 every expiry is counted by cause and the counters survive restarts (they are reported in health).
 
+Time: a record's file keeps its wall-clock stamps (created, expires), the only clock a restart can carry
+over; within a run its age and expiry run on the monotonic clock from when it was written or loaded, so
+NTP stepping the clock of a Pi without RTC after boot (hours, or decades from 1970) expires nothing early.
+
 Bad storage days: a write that fails (disk full beyond the reserve, a read-only remount, an I/O
 error) keeps the event in memory, bounded by `max_held_events` (the oldest held expire first), and
 raises the `fault` alarm; a record acknowledged while its file cannot be deleted is remembered and
@@ -56,8 +60,10 @@ class Record:
     id: str  # the payload's own id (consumers dedupe on it)
     topic: str
     kind: str
-    created_at: float
-    expires_at: float  # min(payload expiry, created + max_age)
+    created_at: float  # wall clock, as stored
+    expires_at: float  # wall clock, as stored: min(payload expiry, created + max_age)
+    born: float  # monotonic: when it was written, or its age restated on the monotonic clock at load
+    deadline: float  # monotonic: when it expires in this run
     size: int  # bytes on disk
     payload: bytes = b""  # loaded only when the record is about to be published
 
@@ -145,13 +151,17 @@ class Outbox:
             out.append(Record(**{**asdict(rec), "payload": payload}))
         return out
 
+    def remaining_s(self, rec: Record) -> float:
+        """Seconds until `rec` expires (monotonic), <= 0 once it has."""
+        return rec.deadline - self.monotonic()
+
     def stats(self) -> dict[str, float | int | str | None]:
-        now = self.clock()
+        now = self.monotonic()
         oldest = next(iter(self._index.values()), None)
         return {
             "depth": len(self._index),
             "bytes": self._bytes,
-            "oldest_age_s": round(now - oldest.created_at, 1) if oldest else 0.0,
+            "oldest_age_s": round(now - oldest.born, 1) if oldest else 0.0,
             "expired": self.counters.expired,
             "expired_age": self.counters.expired_age,
             "expired_count": self.counters.expired_count,
@@ -174,7 +184,7 @@ class Outbox:
 
     def put(self, record_id: str, topic: str, kind: str, payload: bytes, expires_at: float | None) -> Record:
         """Write the event durably (fsynced) and return its record; old records expire to make room."""
-        now = self.clock()
+        now, mono = self.clock(), self.monotonic()
         limit = now + self.config.max_age_s
         expires = min(limit, expires_at) if expires_at is not None else limit
         body = json.dumps(
@@ -198,7 +208,7 @@ class Outbox:
         self.expire(extra_count=1, extra_bytes=size)
         seq = self._next_seq
         self._next_seq += 1
-        rec = Record(seq, record_id, topic, kind, now, expires, size)
+        rec = Record(seq, record_id, topic, kind, now, expires, mono, mono + (expires - now), size)
         try:
             self._store(seq, blob)
         except OSError as exc:
@@ -218,10 +228,10 @@ class Outbox:
 
     def expire(self, extra_count: int = 0, extra_bytes: int = 0) -> int:
         """Drop records past their age, then the oldest until count and bytes (plus room asked) fit."""
-        now = self.clock()
+        now = self.monotonic()
         dropped = 0
         # Expiry times are not monotonic in seq order (events carry their own expiry), so scan them all.
-        for rec in [r for r in self._index.values() if r.expires_at <= now]:
+        for rec in [r for r in self._index.values() if r.deadline <= now]:
             self._remove(rec.seq)
             self.counters.expired_age += 1
             dropped += 1
@@ -378,6 +388,7 @@ class Outbox:
             self._unlink(tmp)
             self.counters.torn += 1
         top = 0
+        wall, mono = self.clock(), self.monotonic()
         for path in sorted(self.dir.glob(f"*{SUFFIX}")):
             seq = int(path.stem) if path.stem.isdigit() else None
             top = max(top, seq or 0)  # a foreign entry's number must never be reused for a record
@@ -388,13 +399,18 @@ class Outbox:
                 continue
             try:
                 data = self._read(path)
+                created, expires = float(data["created_at"]), float(data["expires_at"])
+                age = min(max(0.0, wall - created), self.config.max_age_s)
+                left = min(expires - wall, self.config.max_age_s - age)
                 rec = Record(
                     seq,
                     str(data["id"]),
                     str(data["topic"]),
                     str(data["kind"]),
-                    float(data["created_at"]),
-                    float(data["expires_at"]),
+                    created,
+                    expires,
+                    mono - age,
+                    mono + left,
                     path.stat().st_size,
                 )
             except (TornFileError, OSError, KeyError, ValueError, TypeError) as exc:

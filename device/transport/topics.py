@@ -35,7 +35,7 @@ class Topics:
 
     @property
     def gate(self) -> str:
-        """Local gate decisions ([gate] kind = "mqtt"): keep it on the terminal's own broker with the ACL."""
+        """Signed gate decisions ([gate] kind = "mqtt") for `faceonly gate listen` (device.gate)."""
         return f"{self.base}/gate"
 
     @property

@@ -125,9 +125,13 @@ class RetryingCamera:
         np.copyto(buf, image)
         index = self._index
         self._index += 1
-        if detect_image is None:
-            return Frame(index=index, timestamp=time.time(), image=buf)
-        return Frame(index=index, timestamp=time.time(), image=buf, detect_image=detect_image)
+        return Frame(
+            index=index,
+            timestamp=time.time(),
+            monotonic=time.monotonic(),
+            image=buf,
+            detect_image=detect_image,
+        )
 
     def release(self, frame: Frame) -> None:
         self._ring.release(frame.image)

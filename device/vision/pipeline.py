@@ -7,6 +7,10 @@ is decided once: "accepted" as soon as liveness passes (embedded from its best f
 liveness fails, the decision takes too long, or the track ends without qualifying (with the most frequent
 reasons). Tracks shorter than a few frames (detector flicker) end silently and are counted.
 
+An exception in a stage never stops the service: in detection (or tracking) the frame is dropped; in a
+track's stages (quality, landmarks, align, liveness, embed) that track is dropped, rejected with reason
+`track.stage_failed`. Both are counted per stage (device.vision.faults; health's `stage_failures` alarm).
+
 With the challenge policy but no prompt channel there is nobody to ask: the pipeline then runs passive
 liveness, says so once in the log and in stats(), and every observation carries that reason.
 """
@@ -18,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +34,7 @@ from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.facecrop import FaceCrop, cut_face_crop
+from device.vision.faults import StageFaults
 from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
 from device.vision.liveness.cues import replay_cues
 from device.vision.liveness.features import eye_openness, mesh_motion
@@ -72,8 +78,9 @@ class _Best:
 @dataclass
 class _Track:
     session: LivenessSession
-    first_seen: float
+    first_seen: float  # frame timestamps: what the observation says
     last_seen: float
+    started: float  # frame.monotonic of the first frame: the track's age runs on it
     frames: int = 0
     good_frames: int = 0
     rejections: Counter = field(default_factory=Counter)
@@ -103,6 +110,8 @@ class VisionPipeline:
         self._frame_times = RecentWindow(STATS_WINDOW_S)
         self._counts: Counter[str] = Counter()
         self._started: float | None = None
+        self.faults = StageFaults()
+        self._stage = "track"  # the stage running now: the one to blame if it raises
         self.stage_hook: StageHook | None = None
         self._guides: GuideSink | None = None
         self.set_prompt_sink(prompt_sink)
@@ -148,17 +157,53 @@ class VisionPipeline:
         self._counts["frames"] += 1
         self._frame_times.add()
         t0 = time.perf_counter()
-        detections = self._detect(frame)
-        t0 = self._timed("detect", t0)
-        update = self._tracker.update(detections, frame.timestamp)
-        t0 = self._timed("track", t0)
-        out = [obs for tid in update.ended if (obs := self._end(tid, frame.timestamp, LEFT))]
+        try:
+            self._stage = "detect"
+            detections = self._detect(frame)
+            t0 = self._timed("detect", t0)
+            self._stage = "track"
+            update = self._tracker.update(detections, frame.monotonic)
+            t0 = self._timed("track", t0)
+        except Exception as exc:  # noqa: BLE001 - a failing stage drops this frame, never the service
+            self.faults.record(self._stage, exc, f"frame {frame.index}")
+            return []
+        out = []
+        for tid in update.ended:
+            out += self._guarded(tid, partial(self._end, tid, frame.timestamp, LEFT))
+            self._tracks.pop(tid, None)
         for tid, det in update.matched:
             others = [d.box for d in detections if d is not det]
-            obs = self._process_face(frame, tid, det, others)
-            if obs is not None:
-                out.append(obs)
+            out += self._guarded(tid, partial(self._process_face, frame, tid, det, others))
         return out
+
+    def _guarded(self, tid: int, step: Callable[[], FaceObservation | None]) -> list[FaceObservation]:
+        """The observation `step` finishes for track `tid`; if a stage raises, the track is dropped."""
+        try:
+            obs = step()
+        except Exception as exc:  # noqa: BLE001 - a failing stage drops this track, never the service
+            self.faults.record(self._stage, exc, f"track {tid}")
+            obs = self._dropped(tid)
+        return [obs] if obs is not None else []
+
+    def _dropped(self, tid: int) -> FaceObservation | None:
+        """The rejected observation of a track a stage failed on (None if it had one already): made only of
+        what the track holds, so the failing stage is not run again."""
+        tr = self._tracks.get(tid)
+        if tr is None or tr.done:
+            return None
+        tr.done = True  # its later frames are ignored until the tracker ends it
+        self._counts["rejected"] += 1
+        return FaceObservation(
+            track_id=tid,
+            decision="rejected",
+            first_seen=tr.first_seen,
+            last_seen=tr.last_seen,
+            best_frame_time=tr.last_seen,
+            box=tr.last_box,
+            quality=dict(tr.last_quality),
+            liveness={},
+            reasons=(Reason("track.stage_failed", f"the {self._stage} stage failed on this track"),),
+        )
 
     def _process_face(
         self, frame: Frame, tid: int, det: Detection, others: list[np.ndarray]
@@ -166,13 +211,17 @@ class VisionPipeline:
         t = frame.timestamp
         tr = self._tracks.get(tid)
         if tr is None:
-            tr = _Track(LivenessSession(tid, self.config.liveness, self.policy, self._sink), t, t)
+            self._stage = "liveness"
+            tr = _Track(
+                LivenessSession(tid, self.config.liveness, self.policy, self._sink), t, t, frame.monotonic
+            )
             self._tracks[tid] = tr
         tr.last_seen, tr.frames = t, tr.frames + 1
         tr.last_box = _box_tuple(det.box)
         if tr.done:
             return None
         t0 = time.perf_counter()
+        self._stage = "quality"
         q = self._quality.assess(frame.image, det)
         tr.last_quality = q.metrics
         new_best = q.ok and (tr.best is None or q.score > tr.best.score)
@@ -183,6 +232,7 @@ class VisionPipeline:
         t0 = self._timed("quality", t0)
         challenge = self.policy == "challenge" and tr.session.status == "pending"
         mesh = None
+        self._stage = "landmarks"
         if self._mesh is not None and (new_best or challenge):
             mesh = self._mesh.run(frame.image, det)
         live = self._live_frame(frame, det, q, tr, mesh if challenge else None)
@@ -190,15 +240,17 @@ class VisionPipeline:
             self._guides.guide(_face_guide(frame, tid, det, q, mesh))
         t0 = self._timed("landmarks", t0)
         if new_best:
+            self._stage = "align"
             self._keep_best(tr, frame, det, q, mesh, others)
             t0 = self._timed("align", t0)
+        self._stage = "liveness"
         result = tr.session.update(live)
         self._timed("liveness", t0)
         if result.status == "passed" and tr.best is not None:
             return self._finish(tid, "accepted")
         if result.status == "failed":
             return self._finish(tid, "rejected")
-        if t - tr.first_seen > self.config.max_decision_s:
+        if frame.monotonic - tr.started > self.config.max_decision_s:
             tr.session.give_up(
                 Reason("track.timeout", f"no decision within {self.config.max_decision_s:g} s"), t
             )
@@ -259,6 +311,7 @@ class VisionPipeline:
             common = ", ".join(r for r, _ in tr.rejections.most_common(2))
             if common:
                 reason = Reason("track.never_good_enough", f"never good enough: {common}")
+        self._stage = "liveness"
         tr.session.give_up(reason, t)
         obs = self._finish(tid, "rejected")
         del self._tracks[tid]
@@ -266,7 +319,7 @@ class VisionPipeline:
 
     def _finish(self, tid: int, decision: str) -> FaceObservation:
         tr = self._tracks[tid]
-        tr.done = True
+        self._stage = "liveness"
         live = tr.session.result()
         reasons = list(live.reasons)
         if self.policy != self.config.liveness.policy:
@@ -276,9 +329,11 @@ class VisionPipeline:
         accepted = decision == "accepted" and best is not None
         if accepted and best is not None:
             t0 = time.perf_counter()
+            self._stage = "embed"
             embedding = self._encoder.embedder.embed_chip(best.chip.image)
             self._timed("embed", t0)
         self._counts[decision] += 1
+        tr.done = True  # only now: a stage that failed above leaves the track to _dropped
         return FaceObservation(
             track_id=tid,
             decision=decision,  # type: ignore[arg-type]
@@ -304,7 +359,9 @@ class VisionPipeline:
     def flush(self) -> list[FaceObservation]:
         t = max((tr.last_seen for tr in self._tracks.values()), default=0.0)
         ended = self._tracker.finish()
-        out = [obs for tid in ended if (obs := self._end(tid, t, LEFT))]
+        out = []
+        for tid in ended:
+            out += self._guarded(tid, partial(self._end, tid, t, LEFT))
         self._tracks.clear()
         return out
 
@@ -324,6 +381,7 @@ class VisionPipeline:
             "accepted": self._counts["accepted"],
             "rejected": self._counts["rejected"],
             "drops": {"short_tracks": self._counts["short_tracks"]},
+            "stage_failures": self.faults.snapshot(),
             "liveness": self.liveness_note,
         }
 

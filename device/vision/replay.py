@@ -160,7 +160,7 @@ class ReplaySource:
         buf = self._slot(image.shape)
         np.copyto(buf, image)
         image.fill(0)
-        return Frame(index=index, timestamp=t, image=buf)
+        return Frame(index=index, timestamp=t, monotonic=t, image=buf)
 
     def _still_frames(self) -> Iterator[Frame]:
         frame = self._from_still(self.path, 0, 0.0)
@@ -203,7 +203,7 @@ class ReplaySource:
                         image.fill(0)
                 t = self._video_time(cap, index, fps, last_t)
                 last_t = t
-                yield Frame(index=index, timestamp=t, image=buf)
+                yield Frame(index=index, timestamp=t, monotonic=t, image=buf)
                 index += 1
         finally:
             cap.release()

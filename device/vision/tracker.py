@@ -2,7 +2,7 @@
 
 Turnstile faces move slowly and rarely cross, so a greedy IoU matcher is enough; the centre-distance
 fallback keeps the id when a face approaches fast (box grows, IoU drops). A track that has not been seen
-for `max_missed_s` of frame time has ended.
+for `max_missed_s` has ended, by the frames' monotonic capture time (`Frame.monotonic`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The JSON Schemas in device/api/schemas that are generated from the typed formats, never written by hand.
 
 `python -m device.wire.schemas` rewrites them; tests/test_api_schemas.py fails while a committed file
-differs from what the models give. The other schema files there (status, health, prompt, ...) describe
+differs from what the models give (gate-decision.json among them). The other schema files (status, health, prompt, ...) describe
 payloads built elsewhere and are checked against live traffic.
 """
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from device.wire.command import CommandReply, CommandRequest
 from device.wire.desired import ConfigDesired
+from device.wire.gate import GateDecision
 from device.wire.manifests import ModelManifest, ReplayManifest
 from device.wire.payloads import EVENT_FACE_PARTS
 
@@ -62,6 +63,9 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     )
     docs["config-desired.json"] = _generated(
         "config-desired.json", "device/wire/desired.py (ConfigDesired)", _model(ConfigDesired), **signed
+    )
+    docs["gate-decision.json"] = _generated(
+        "gate-decision.json", "device/wire/gate.py (GateDecision)", _model(GateDecision)
     )
     docs["replay-manifest.json"] = _generated(
         "replay-manifest.json", "device/wire/manifests.py (ReplayManifest)", _model(ReplayManifest)
