@@ -8,7 +8,10 @@ Figures: rank-1 of the known probes (the right subject on top, whatever the scor
 right subject on top AND above the threshold), wrong-accept rate (a known probe accepted as someone else),
 unknown-accept rate (an unknown probe accepted as anyone), all at the threshold in force for the per-search
 false-accept target, which comes off a threshold curve for the gallery's template kind: the shipped ones,
-or one calibrated on another set. Templates are made exactly as `faceonly gallery build` makes them
+or ones made by the same recipe from another set (--calibration: identities disjoint from the evaluated
+ones make it a held-out check). `target_held` says whether the strangers let through stayed within the
+target; `promised_per_search_far` is what the curves promise at the threshold (their 95% upper bound: the
+target, or more where the target is beyond the calibration data and the threshold is clamped). Templates are made exactly as `faceonly gallery build` makes them
 (device.identity.templates).
 """
 
@@ -138,24 +141,30 @@ def identification(
         "known_accept_rate": share(known & right & accepted, n_known),
         "wrong_accept_rate": share(known & ~right & accepted, n_known),
         "unknown_accept_rate": share(~known & accepted, n_unknown),
+        "unknown_accepted": float((~known & accepted).sum()),
         "threshold": point.threshold,
         "per_search_far": per_search,
         "per_comparison_far": point.per_comparison_far,
         "threshold_clamped": float(point.clamped),
+        # What the curves promise at this threshold (95% upper bound): the target, or more when clamped.
+        "promised_per_search_far": point.promised_per_search_far,
+        "target_held": float(share(~known & accepted, n_unknown) <= per_search),
         "photos_per_template": float(max(averaged, default=1)),
     }
 
 
 def calibration_curves(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> CurveSet:
-    """Threshold curves from a calibration set's images (any role) by the shipped recipe: every
-    cross-identity pair for single photos, and mean templates of 2..5 of an identity's images against every
-    other identity's image (device.vision.lfw)."""
-    from device.vision.lfw import cross_identity_scores, mean_template_curves, threshold_curve
+    """Threshold curves from a calibration set's images (any role) by the shipped recipe: the identity-
+    bootstrap FAR bound over every cross-identity pair for single photos, and over mean templates of 2..5 of
+    an identity's images against every other identity's image (device.vision.thresholdcurves)."""
+    from device.vision import farbound
+    from device.vision.thresholdcurves import CURVE_TOP_FAR, mean_template_curves, threshold_curve
 
     found = [r for r in rows if r.path in embeddings]
     x, identities = np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
-    _, impostor = cross_identity_scores(x, identities)
-    curves = {1: ThresholdCurve.from_points(threshold_curve(impostor))}
+    curves = {
+        1: ThresholdCurve.from_points(threshold_curve(farbound.pair_impostors(x, identities, CURVE_TOP_FAR)))
+    }
     for k, points in mean_template_curves(x, identities).items():
         curves[k] = ThresholdCurve.from_points(points)
     return CurveSet(curves)
