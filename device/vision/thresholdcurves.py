@@ -39,8 +39,11 @@ def far_key(far: float) -> str:
 
 
 def _curve_fars(smallest: float, top_far: float, per_decade: int) -> list[float]:
+    """Log-even FARs to 4 significant digits (as the manifest stores them: 1e-2 is exactly 0.01), then
+    `smallest` itself."""
     steps = int(np.floor(np.log10(top_far / smallest) * per_decade + 1e-9))
-    fars = [top_far * 10 ** (-k / per_decade) for k in range(steps + 1)]
+    fars = [float(f"{top_far * 10 ** (-k / per_decade):.4g}") for k in range(steps + 1)]
+    fars = [f for f in fars if f >= smallest]
     if fars[-1] > smallest * (1 + 1e-9):
         fars.append(smallest)
     return fars

@@ -4,6 +4,7 @@ with the per-comparison thresholds the identity work uses."""
 
 from __future__ import annotations
 
+import math
 from importlib.metadata import version
 from pathlib import Path
 
@@ -70,6 +71,16 @@ def _lfw_figures(detector_path: Path, mesh_path: Path, int8_path: Path, model: M
         FaceMeshModel(None, interpreter=interpreter(mesh_path)),
     )
     return lfw.verification(lfw.read_pairs(LFW_PAIRS), det, encoder, log)
+
+
+def _threshold_up(threshold: float) -> float:
+    return math.ceil(round(threshold * 1e5, 6)) / 1e5
+
+
+def _up(value: float, digits: int) -> float:
+    """`value` rounded up to `digits` significant digits (exact when it already has no more)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return float(f"{math.ceil(round(value * scale, 6)) / scale:.{digits}g}")
 
 
 def _rounded(values: dict, digits: int = 5) -> dict:
@@ -195,7 +206,8 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
     curve, mean_curves = calibration.curve, calibration.mean_curves
 
     def points(values: list[tuple[float, float]]) -> list[list[float]]:
-        return [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in values]
+        # Rounded the safe way: a threshold up (never looser), the end point's FAR up (never promising more).
+        return [[_up(far, 4), _threshold_up(thr)] for far, thr in values]
 
     def by_target(prefix: str, digits: int = 5) -> dict[str, float]:
         return {
@@ -214,7 +226,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
         },
         "thresholds": {
             # What the curve gives at each target: the threshold at which the FAR's upper bound is the target.
-            "per_comparison": by_target(""),
+            "per_comparison": {k: _threshold_up(thresholds[k]) for k in by_target("")},
             # For reference only (no decision uses them): where the measured share of impostors is the target.
             "per_comparison_point_estimate": by_target("point_"),
             "bound": {
@@ -237,7 +249,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
             "genuine_accept_at_threshold": by_target("tar_at_", 4),
             # Monotone (far falling, threshold never falling): 1:N and 1:1 read any per-comparison target off it.
             "curve": points(curve),
-            "curve_smallest_far": float(f"{curve[-1][0]:.4g}"),
+            "curve_smallest_far": _up(curve[-1][0], 4),
             # A mean template meets strangers at higher scores than one photo: one curve per photo count.
             "mean_curves": {str(k): points(c) for k, c in sorted(mean_curves.items())},
             "mean_curves_how": "the same, over the cosine of every mean-of-k template (disjoint runs of k of "
