@@ -39,7 +39,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.special import gammaln
 from scipy.stats import beta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -195,47 +194,6 @@ def per_search(rows: dict, emb: dict, fitted: dict) -> list[dict]:
     return out
 
 
-def random_gallery_search(
-    x: np.ndarray, ids: list[str], kind: int, threshold: float, subjects: int
-) -> tuple[float, float, float, int]:
-    """(per-search FAR, its 95% interval over strangers' identities, strangers) of galleries of `subjects`
-    people drawn at random from `ids`, every image a stranger to every gallery without its own identity.
-
-    A subject's template is its first photo (kind 1) or the mean of its first `kind` photos. For a probe
-    with s of the S other subjects above the threshold, a random gallery of N of them lets it through with
-    probability 1 - C(S - s, N) / C(S, N): exact over galleries, averaged over every image as a stranger."""
-    names = np.asarray(ids)
-    order = sorted(set(ids))
-    templates, owners = [], []
-    for name in order:
-        rows = np.flatnonzero(names == name)
-        if len(rows) >= kind:
-            mean = x[rows[:kind]].mean(axis=0)
-            templates.append(mean / np.linalg.norm(mean))
-            owners.append(name)
-    above = (x @ np.stack(templates).T) > threshold
-    own = names[:, None] == np.asarray(owners)[None, :]
-    above &= ~own
-    others = len(owners) - own.sum(axis=1)
-    hits = above.sum(axis=1)
-    n = min(subjects, int(others.min()))
-    miss = (
-        gammaln(others - hits + 1)
-        - gammaln(others - hits - n + 1)
-        - gammaln(others + 1)
-        + gammaln(others - n + 1)
-    )
-    p = np.where(others - hits < n, 1.0, -np.expm1(np.minimum(miss, 0.0)))
-    # 95% interval: resample the strangers' identities (their images are not independent).
-    groups = [p[names == name] for name in order]
-    rng = np.random.default_rng(farbound.BOUND_SEED)
-    draws = []
-    for _ in range(1000):
-        picked = rng.integers(0, len(groups), len(groups))
-        draws.append(np.concatenate([groups[i] for i in picked]).mean())
-    return float(p.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)), len(p)
-
-
 def random_galleries(fitted: dict, arrays: dict) -> list[dict]:
     from device.identity.thresholds import operating_point
 
@@ -246,9 +204,9 @@ def random_galleries(fitted: dict, arrays: dict) -> list[dict]:
                 for split, fit, measured in (("a->b", "a", "b"), ("b->a", "b", "a")):
                     curve = fitted[fit][kind]["bound"]
                     point = operating_point(curve, ps, subjects)
-                    far, lo, hi, strangers = random_gallery_search(
-                        *arrays[measured], kind, point.threshold, subjects
-                    )
+                    x, ids = arrays[measured]
+                    found = idev.random_gallery_search(x, ids, kind, point.threshold, subjects)
+                    lo, hi = found.interval
                     rows.append(
                         {
                             "templates": "single photo" if kind == 1 else f"mean of {kind}",
@@ -258,11 +216,11 @@ def random_galleries(fitted: dict, arrays: dict) -> list[dict]:
                             "threshold": round(point.threshold, 5),
                             "clamped": point.clamped,
                             "promised": point.promised_per_search_far,
-                            "held_out_per_search": far,
+                            "held_out_per_search": found.rate,
                             "ci95": f"{lo:.5f}..{hi:.5f}",
-                            "strangers": strangers,
-                            "held": far <= point.promised_per_search_far,
-                            "target_met": far <= ps,
+                            "strangers": found.strangers,
+                            "held": found.rate <= point.promised_per_search_far,
+                            "target_met": found.rate <= ps,
                         }
                     )
     return rows

@@ -114,3 +114,27 @@ def test_the_calibration_names_bound_and_point_thresholds_and_leaves_out_what_it
 def test_too_few_impostors_give_no_curve():
     x, ids = population(4, 2, seed=6)
     assert thresholdcurves.threshold_curve(farbound.pair_impostors(x, ids, 0.1)) == []
+
+
+def test_random_gallery_search_is_the_exact_average_over_every_gallery():
+    """Against enumeration: every gallery of N of the other subjects, every image a stranger to it."""
+    from device.identity.evaluation import random_gallery_search
+
+    x, ids = population(7, 3, seed=8)
+    ids[20] = "lone"  # a person with one photo: never enrolled as a mean of 2, still a stranger
+    threshold = float(np.quantile(impostor_scores(x, ids), 0.9))
+    for averaged, n in ((1, 2), (2, 3)):
+        found = random_gallery_search(x, ids, averaged, threshold, n)
+        names = np.asarray(ids)
+        subjects = [s for s in sorted(set(ids)) if np.sum(names == s) >= averaged]
+        templates = {}
+        for s in subjects:
+            mean = x[np.flatnonzero(names == s)[:averaged]].mean(axis=0)
+            templates[s] = mean / np.linalg.norm(mean)
+        through = []
+        for probe, own in zip(x, ids, strict=True):
+            galleries = list(itertools.combinations([s for s in subjects if s != own], n))
+            hits = [any(float(probe @ templates[s]) > threshold for s in g) for g in galleries]
+            through.append(np.mean(hits))
+        assert found.rate == pytest.approx(np.mean(through))
+        assert found.strangers == len(x) and found.interval[0] <= found.rate <= found.interval[1]

@@ -168,3 +168,52 @@ def calibration_curves(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> C
     for k, points in mean_template_curves(x, identities).items():
         curves[k] = ThresholdCurve.from_points(points)
     return CurveSet(curves)
+
+
+@dataclass(frozen=True)
+class SearchRate:
+    """A per-search stranger-accept rate with its 95% interval (over the strangers' identities)."""
+
+    rate: float
+    interval: tuple[float, float]
+    strangers: int
+
+
+def random_gallery_search(
+    x: np.ndarray, identities: list[str], averaged: int, threshold: float, subjects: int, seed: int = 22
+) -> SearchRate:
+    """How often a stranger gets through a gallery of `subjects` people drawn at random from `identities`:
+    every image is a stranger to every gallery without its own identity.
+
+    A subject's template is its first photo (`averaged` 1) or the mean of its first `averaged` photos; people
+    with fewer photos are never enrolled. For a stranger with h of the S other subjects above the threshold,
+    a random gallery of N of them lets it through with probability 1 - C(S - h, N) / C(S, N): exact over the
+    galleries, averaged over every image. The interval resamples the strangers' identities (one person's
+    images are not independent strangers)."""
+    names = np.asarray(identities)
+    order = sorted(set(identities))
+    templates, owners = [], []
+    for name in order:
+        rows = np.flatnonzero(names == name)
+        if len(rows) >= averaged:
+            mean = np.asarray(x[rows[:averaged]], np.float64).mean(axis=0)
+            templates.append(mean / np.linalg.norm(mean))
+            owners.append(name)
+    own = names[:, None] == np.asarray(owners)[None, :]
+    above = ((np.asarray(x, np.float64) @ np.stack(templates).T) > threshold) & ~own
+    others = len(owners) - own.sum(axis=1)
+    n = min(subjects, int(others.min()))
+    misses = others - above.sum(axis=1)
+    # C(S - h, N) / C(S, N) = prod_{i < N} (S - h - i) / (S - i); zero once S - h < N
+    i = np.arange(n)
+    ratio = np.clip(misses[:, None] - i, 0, None) / (others[:, None] - i)
+    through = 1.0 - np.prod(ratio, axis=1)
+    inverse = np.unique(names, return_inverse=True)[1]
+    sums, counts = np.bincount(inverse, through), np.bincount(inverse)
+    draws = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=1000)
+    resampled = (draws @ sums) / (draws @ counts)
+    return SearchRate(
+        float(through.mean()),
+        (float(np.quantile(resampled, 0.025)), float(np.quantile(resampled, 0.975))),
+        len(through),
+    )
