@@ -6,9 +6,8 @@ impostor comparisons independent samples: the 7.26 million pairs of the 3,811 LF
 people, and one person who resembles others (or has many photos) sits in thousands of them. Clopper-Pearson
 on the pair count assumes independent pairs and comes out several times too narrow.
 
-So the bound resamples PEOPLE, not pairs (the "subsets bootstrap" of Bolle, Ratha & Pankanti, 2004, which
-ISO/IEC 19795-1 recommends for dependent comparisons): draw as many identities as there are, with
-replacement; a comparison between identities a and b then counts w_a * w_b times (w = how often each was
+So the bound resamples PEOPLE, not pairs (the "subsets bootstrap" of Bolle, Ratha & Pankanti, Computer
+Vision and Image Understanding, 2004): draw as many identities as there are, with replacement; a comparison between identities a and b then counts w_a * w_b times (w = how often each was
 drawn; copies of one identity are never compared, a person is not their own impostor), and the draw's FAR
 is its weighted share of comparisons above the threshold. The bound at a threshold is the BOUND_CONFIDENCE
 quantile of the draws: a one-sided 95% upper confidence bound of the FAR over the population of people the
@@ -16,9 +15,9 @@ data samples. A curve point's threshold is the lowest at which that bound is at 
 
 Resampling identities also resamples every pair's own noise (for pairs, more than once: the pigeonhole
 bootstrap overstates that part of the variance, Owen 2007), so the bound errs high rather than low: it lies
-above Clopper-Pearson everywhere on LFW and on independent synthetic data (tests/test_farbound.py). What it
-cannot cover is a population unlike the data's (other ages, ethnicities, cameras than LFW's): that is for
-measurement on such data, not for a bound.
+above Clopper-Pearson at every candidate threshold of the shipped LFW curves and on synthetic data
+(tests/test_farbound.py). What it cannot cover is a population unlike the data's (other ages, ethnicities,
+cameras than LFW's): that is for measurement on such data, not for a bound.
 """
 
 from __future__ import annotations
