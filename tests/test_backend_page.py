@@ -134,6 +134,8 @@ def test_page_in_chromium_shows_thumbnails_and_verdicts(demo_run) -> None:
         else:
             assert "no thumbnail sent" in card.group(2)
     assert "astronaut" in dom and "not let through" in dom and "liveness OFF" in dom
+    # What the central matcher's setting means at this gallery size (one enrolled photo).
+    assert "central matching: at this gallery size (1 template), expect about 1 false accept per 1,000" in dom
     shot = tmp / "page.png"
     _chromium_run(exe, url, f"--screenshot={shot}", tmp=tmp / "chromium-shot")
     image = cv2.imread(str(shot))

@@ -128,10 +128,16 @@ def test_replies_read_as_a_person_would_want_them() -> None:
         "count": 25,
         "templates": 27,
         "threshold": {"threshold": 0.95},
+        "threshold_meaning": "at this gallery size (27 templates), expect about 1 false accept per 1,000 strangers",
         "ids": ids,
     }
     text = show_reply("gallery.list", {"ok": True, "result": listing})
     assert "gallery v3: 25 subjects, 27 templates, threshold 0.95" in text
+    assert "expect about 1 false accept per 1,000 strangers" in text
+    status = {"state": "running", "identity": listing}
+    assert "threshold 0.95: at this gallery size (27 templates)" in show_reply(
+        "status", {"ok": True, "result": status}
+    )
     assert "emp-0000, emp-0001" in text and "and 5 more" in text and "emp-0024" not in text
     verify = {
         "ok": False,

@@ -72,7 +72,10 @@ def test_lfw_end_to_end_meets_the_floor(lfw_results):
 @pytest.mark.slow
 def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
     """`evaluate --lfw` reproduces the per-comparison thresholds the build shipped (same data, same code, and
-    the same libraries: the manifest names the releases its figures came from, and so does every failure)."""
+    the same libraries: the manifest names the releases its figures came from, and so does every failure):
+    the thresholds at the FAR's 95% upper bound that the shipped curve gives (`per_comparison`, evaluate's
+    `far_*`, same seeded bootstrap) and the point estimates beside them (`per_comparison_point_estimate`,
+    evaluate's `point_far_*`)."""
     from importlib.metadata import version
 
     from device.infra.modelstore import ModelStore
@@ -88,6 +91,12 @@ def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
         assert measured[key] == pytest.approx(shipped["per_comparison"][key], abs=2e-4), (
             f"{key}: {provenance}"
         )
+        point = shipped["per_comparison_point_estimate"][key]
+        assert measured[f"point_{key}"] == pytest.approx(point, abs=2e-4), f"point_{key}: {provenance}"
+        assert measured[key] > measured[f"point_{key}"]  # the bound asks more than the measured share
+    assert lfw_results["threshold_curve"]["curve_smallest_far"] == pytest.approx(
+        shipped["curve_smallest_far"], rel=0.05
+    )
 
 
 def test_the_lock_installs_the_libraries_the_shipped_thresholds_came_from():

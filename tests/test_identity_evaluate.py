@@ -27,6 +27,11 @@ def test_evaluate_identification_on_an_lfw_csv(shared_data, tmp_path):
     r = json.loads(out.read_text())["results"]["identification"]
     for key in ("rank1", "known_accept_rate", "unknown_accept_rate", "threshold", "gallery_size"):
         assert key in r
+    # What the shipped curves promise there, whether the strangers stayed within it, and by which bound.
+    assert r["threshold_bound"] == "identity-level (subsets) bootstrap, one-sided 95%"
+    assert r["target_held"] == float(r["unknown_accept_rate"] <= 1e-2)
+    assert r["unknown_accepted"] == round(r["unknown_accept_rate"] * r["unknown_probes"])
+    assert r["promised_per_search_far"] <= 1e-2 or r["threshold_clamped"] == 1.0
     assert r["gallery_size"] >= 10 and r["known_probes"] >= 10
     assert r["rank1"] >= 0.8 and r["unknown_accept_rate"] <= 0.1
     curve = ThresholdCurve.from_manifest(ModelStore().entry("embedder").info)
@@ -47,4 +52,5 @@ def test_evaluate_identification_calibrated_on_disjoint_identities(shared_data, 
     assert main([*args, str(tmp_path / "a_small.csv"), "--per-search", "1e-2", "--json", str(out)]) == 0
     r = json.loads(out.read_text())["results"]["identification"]
     assert r["calibrated_on_other_set"] == 1.0 and r["gallery_size"] >= 10
+    assert r["threshold_bound"] == "identity-level (subsets) bootstrap, one-sided 95%"
     assert 0.5 < r["threshold"] < 1.0

@@ -14,7 +14,7 @@ from device.identity.runtime import Identity
 from device.identity.templates import make_templates
 from device.identity.thresholds import CurveError, CurveSet, ThresholdCurve, gallery_operating_point
 from device.infra.modelstore import ModelStore
-from device.vision import lfw
+from device.vision import thresholdcurves
 from device.vision.embed import l2_normalise
 from tests.test_identity_gallery import EMBEDDER, GALLERY_KEY, SIGNER, _apply
 
@@ -103,6 +103,12 @@ def test_the_terminal_matches_a_mean_gallery_at_its_curve_and_refuses_an_uncalib
     point = identity.operating_point()
     assert point is not None and point.threshold == pytest.approx(MEAN3.threshold(1e-2)[0], abs=1e-6)
     assert identity.summary()["templates_averaged"] == [3]
+    # Status says what the setting means: the curves' bound at this threshold, per 1,000 strangers.
+    assert identity.summary()["threshold_meaning"] == (
+        "at this gallery size (1 template), expect about 0.001 false accepts per 1,000 strangers "
+        "(a 95% upper bound: likely fewer)"
+    )
+    assert identity.summary()["threshold"]["expected_false_accepts_per_1000"] == pytest.approx(1e-3)
     assert identity.identify(rows[0]).subject == "ann"
     rows4, k4 = make_templates(_rows(4, 2), "mean")
     v2 = op.snapshot(SIGNER, [gal.check_subject("bob", None, rows4, k4)], 2, EMBEDDER)
@@ -115,7 +121,7 @@ def test_the_terminal_matches_a_mean_gallery_at_its_curve_and_refuses_an_uncalib
 def test_mean_template_impostors_score_every_template_against_every_other_identity():
     x = _rows(7)
     ids = ["a", "a", "a", "a", "b", "b", "c"]  # a: two means of 2; b: one; c: none
-    scores = lfw.mean_template_impostors(x, ids, 2)
+    scores = thresholdcurves.mean_template_impostors(x, ids, 2, keep_far=1.0).scores
     # 3 templates; a's two meet the 3 images of b and c, b's meets the 5 of a and c.
     assert len(scores) == 2 * 3 + 5
 
@@ -133,7 +139,7 @@ def test_shipped_manifest_has_a_mean_curve_per_photo_count_stricter_than_single_
     info = ModelStore().entry("embedder").info
     curves = CurveSet.from_manifest(info)
     assert sorted(curves.by_averaged) == list(range(1, gal.MAX_AVERAGED + 1))
-    assert max(lfw.MEAN_TEMPLATE_PHOTOS) == gal.MAX_AVERAGED
+    assert max(thresholdcurves.MEAN_TEMPLATE_PHOTOS) == gal.MAX_AVERAGED
     at = {k: c.threshold(1e-4)[0] for k, c in curves.by_averaged.items()}
     # A mean template meets strangers higher: it needs a higher threshold than one photo at the same FAR.
     assert all(at[k] > at[1] for k in range(2, gal.MAX_AVERAGED + 1)), at

@@ -85,9 +85,13 @@ def test_embedder_manifest_records_what_the_issue_asks(store):
 
     curve = ThresholdCurve.from_manifest(info)
     assert len(curve.fars) >= 90 and curve.fars[0] == 0.1
-    assert curve.smallest_far == thresholds["curve_smallest_far"] < 2e-6
+    assert curve.smallest_far == thresholds["curve_smallest_far"] < 4e-6
     for key, far in (("far_1e-3", 1e-3), ("far_1e-5", 1e-5)):
-        assert curve.threshold(far)[0] == pytest.approx(thresholds["per_comparison"][key], abs=1e-3)
+        assert curve.threshold(far)[0] == pytest.approx(thresholds["per_comparison"][key], abs=1e-4)
+        # The curve is the 95% upper bound's: stricter than where the measured share is the target.
+        assert thresholds["per_comparison"][key] > thresholds["per_comparison_point_estimate"][key]
+    assert thresholds["bound"]["name"] == "identity-level (subsets) bootstrap, one-sided 95%"
+    assert thresholds["bound"]["confidence"] == 0.95
     lfw = info["accuracy"]["lfw_view2_folds_1_5"]
     assert lfw["lfw_accuracy"] >= 0.99 and lfw["lfw_tar_at_far_0.001"] >= 0.96
     assert lfw["lfw_detection_failures"] == 0

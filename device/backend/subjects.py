@@ -68,6 +68,7 @@ class Subjects:
         self.update: op.UpdateFile | None = None
         self.matcher = Matcher([], [])
         self.threshold = math.nan
+        self.threshold_meaning: str | None = None  # the central 1:N setting in words (the page shows it)
         self._pushes: queue.Queue[str] = queue.Queue()
         self._pusher: threading.Thread | None = None
         self._load(store.latest_gallery())
@@ -79,6 +80,7 @@ class Subjects:
         gallery = update.gallery(self.embedder)
         matcher = Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
         threshold = math.nan  # fail closed without a curve for every template kind the gallery holds
+        point = None
         if self.curves is not None and matcher.comparisons:
             try:
                 point = gallery_operating_point(
@@ -94,6 +96,7 @@ class Subjects:
                 )
         with self._lock:
             self.update, self.matcher, self.threshold = update, matcher, threshold
+            self.threshold_meaning = None if point is None else point.meaning()
 
     @property
     def version(self) -> int | None:

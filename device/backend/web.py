@@ -6,7 +6,8 @@ GET /api/events/{id}/raw      the exact bytes that crossed the broker (while in 
 GET /api/events/{id}/thumbnail the face thumbnail, when one was sent (while in the live view)
 GET /api/attendance.csv       the attendance log as CSV (?date=)
 GET /api/terminals            terminals: online/offline, health, gallery version
-GET /api/subjects             subjects; POST /api/subjects/{id}/enroll {terminal, display_name?, timeout_s?}
+GET /api/subjects             subjects, the central gallery version and its 1:N setting in words
+POST /api/subjects/{id}/enroll {terminal, display_name?, timeout_s?}
 DELETE /api/subjects/{id}     remove and purge a subject
 GET /api/health               the backend's own health
 
@@ -158,6 +159,7 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
         return JSONResponse(
             {
                 "gallery_version": service.subjects.version,
+                "threshold_meaning": service.subjects.threshold_meaning,
                 "subjects": [{"id": i, "display_name": n, "added_at": a, "source": s} for i, n, a, s in rows],
             }
         )

@@ -34,6 +34,10 @@ def _status(r: dict[str, Any]) -> list[str]:
         f"frames {r.get('frames')}, events {r.get('events') or {}}, outbox depth {outbox.get('depth')}",
         f"{gallery}; {_alarms(r)}",
     ]
+    if ident.get("threshold_meaning"):
+        lines.append(
+            f"threshold {(ident.get('threshold') or {}).get('threshold')}: {ident['threshold_meaning']}"
+        )
     for key in ("liveness_warning", "control_warning", "config_problem"):
         if r.get(key):
             lines.append(f"{key.replace('_', ' ')}: {r[key]}")
@@ -67,6 +71,8 @@ def _gallery_list(r: dict[str, Any]) -> list[str]:
         f"gallery v{r.get('version')}: {r.get('count')} subjects, {r.get('templates')} templates, "
         f"threshold {threshold}"
     ]
+    if r.get("threshold_meaning"):
+        lines.append(r["threshold_meaning"])
     ids = r.get("ids")
     if ids is not None:
         shown = ", ".join(ids[:IDS_SHOWN])

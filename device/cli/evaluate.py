@@ -2,14 +2,17 @@
 
 --lfw PAIRS                 LFW pairs.txt or CSV fold,img1,img2,same: accuracy (thresholds on the other folds),
                             TAR at FAR 1e-2/1e-3, AUC, and per-comparison thresholds for FAR 1e-2..1e-5
-                            (set on every cross-identity pair of the images)
+                            (every cross-identity pair of the images; far_* at the 95% identity-bootstrap
+                            upper bound of the FAR, as shipped; point_far_* at the measured share)
 --detection-xml FILE        imglab boxes: recall and false faces
 --negatives DIR             images without faces: false faces
 --blink VIDEO --blink-events CSV      blinks matched within +-3 frames
 --spoof-labels CSV --data-root DIR    APCER per attack type, BPCER, ACER of the replay-risk score
 --identification CSV        open-set 1:N (path,subject,role): rank-1, known/unknown accept rates at the
                             threshold for --per-search (shipped curves for the template kind, or curves
-                            made from --calibration CSV's images); --templates mean|each
+                            made from --calibration CSV's images by the same recipe); whether the target
+                            held, what the curves promise there and which confidence bound they use;
+                            --templates mean|each
 --plots DIR                 PNGs: LFW ROC and same/different histograms with the shipped thresholds, known vs
                             unknown identification scores, replay-risk scores per attack type (plots extra)
 """
@@ -21,6 +24,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from device.config.identity import IdentityConfig
@@ -69,7 +73,7 @@ def _progress(message: str) -> None:
 
 def run_evaluation(  # noqa: C901 - one branch per evaluation set the command offers
     args: argparse.Namespace, progress=_progress, scores: dict[str, dict] | None = None
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Mapping[str, float | str]]:
     """The figures of every evaluation asked for; `scores`, when given, receives their raw scores (plots)."""
     from device.infra.modelstore import ModelStore
     from device.vision import evaluation as ev
@@ -95,22 +99,24 @@ def run_evaluation(  # noqa: C901 - one branch per evaluation set the command of
     store = ModelStore(args.models_dir)
     shipped = VisionConfig()
     detector = FaceDetector(store, shipped.detector, shipped.detector_min_score, shipped.nms_iou)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, Mapping[str, float | str]] = {}
     if args.lfw:
         from device.vision import lfw
         from device.vision.embed import Embedder, FaceEncoder
         from device.vision.landmarks import FaceMeshModel
+        from device.vision.thresholdcurves import curve_summary
 
         encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
         lfw_scores = None if scores is None else scores.setdefault("lfw", {})
-        results["verification"], results["thresholds"], curve, means = lfw.verification(
+        results["verification"], calibration = lfw.verification(
             lfw.read_pairs(args.lfw), detector, encoder, progress, lfw_scores
         )
         if lfw_scores is not None:
             lfw_scores["shipped"] = store.entry("embedder").info["thresholds"]["per_comparison"]
-        results["threshold_curve"] = lfw.curve_summary(curve)
-        for k, points in means.items():
-            results[f"threshold_curve_mean_of_{k}"] = lfw.curve_summary(points)
+        results["thresholds"] = calibration.thresholds
+        results["threshold_curve"] = curve_summary(calibration.curve)
+        for k, points in calibration.mean_curves.items():
+            results[f"threshold_curve_mean_of_{k}"] = curve_summary(points)
     if args.identification:
         id_scores = None if scores is None else scores.setdefault("identification", {})
         results["identification"] = _identification(args, store, detector, progress, id_scores)
@@ -131,10 +137,13 @@ def run_evaluation(  # noqa: C901 - one branch per evaluation set the command of
     return results
 
 
-def _identification(args: argparse.Namespace, store, detector, progress, scores=None) -> dict[str, float]:
+def _identification(
+    args: argparse.Namespace, store, detector, progress, scores=None
+) -> dict[str, float | str]:
     from device.identity import evaluation as idev
     from device.identity.thresholds import CurveSet
     from device.vision.embed import Embedder, FaceEncoder
+    from device.vision.farbound import BOUND_NAME
     from device.vision.landmarks import FaceMeshModel
 
     embedder = Embedder(store)
@@ -147,16 +156,25 @@ def _identification(args: argparse.Namespace, store, detector, progress, scores=
         curves = idev.calibration_curves(calib_rows, embeddings)
     else:
         curves = CurveSet.from_manifest(store.entry("embedder").info)
-    out = idev.identification(rows, embeddings, curves, args.per_search, args.templates, scores)
+    out: dict[str, float | str] = {
+        **idev.identification(rows, embeddings, curves, args.per_search, args.templates, scores)
+    }
     out["calibrated_on_other_set"] = float(bool(calib_rows))
+    bound = (store.entry("embedder").info.get("thresholds") or {}).get("bound") or {}
+    out["threshold_bound"] = (
+        BOUND_NAME if calib_rows else str(bound.get("name", "none named in the manifest"))
+    )
     return out
 
 
-def markdown(results: dict[str, dict[str, float]]) -> str:
+def markdown(results: Mapping[str, Mapping[str, float | str]]) -> str:
     lines = ["| set | measure | value |", "|---|---|---|"]
     for group, values in results.items():
         for name, value in values.items():
-            shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.5g}"
+            if isinstance(value, str):
+                shown = value
+            else:
+                shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.5g}"
             lines.append(f"| {group} | {name} | {shown} |")
     return "\n".join(lines)
 

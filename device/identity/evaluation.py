@@ -8,7 +8,10 @@ Figures: rank-1 of the known probes (the right subject on top, whatever the scor
 right subject on top AND above the threshold), wrong-accept rate (a known probe accepted as someone else),
 unknown-accept rate (an unknown probe accepted as anyone), all at the threshold in force for the per-search
 false-accept target, which comes off a threshold curve for the gallery's template kind: the shipped ones,
-or one calibrated on another set. Templates are made exactly as `faceonly gallery build` makes them
+or ones made by the same recipe from another set (--calibration: identities disjoint from the evaluated
+ones make it a held-out check). `target_held` says whether the strangers let through stayed within the
+target; `promised_per_search_far` is what the curves promise at the threshold (their 95% upper bound: the
+target, or more where the target is beyond the calibration data and the threshold is clamped). Templates are made exactly as `faceonly gallery build` makes them
 (device.identity.templates).
 """
 
@@ -138,24 +141,79 @@ def identification(
         "known_accept_rate": share(known & right & accepted, n_known),
         "wrong_accept_rate": share(known & ~right & accepted, n_known),
         "unknown_accept_rate": share(~known & accepted, n_unknown),
+        "unknown_accepted": float((~known & accepted).sum()),
         "threshold": point.threshold,
         "per_search_far": per_search,
         "per_comparison_far": point.per_comparison_far,
         "threshold_clamped": float(point.clamped),
+        # What the curves promise at this threshold (95% upper bound): the target, or more when clamped.
+        "promised_per_search_far": point.promised_per_search_far,
+        "target_held": float(share(~known & accepted, n_unknown) <= per_search),
         "photos_per_template": float(max(averaged, default=1)),
     }
 
 
 def calibration_curves(rows: list[Row], embeddings: dict[Path, np.ndarray]) -> CurveSet:
-    """Threshold curves from a calibration set's images (any role) by the shipped recipe: every
-    cross-identity pair for single photos, and mean templates of 2..5 of an identity's images against every
-    other identity's image (device.vision.lfw)."""
-    from device.vision.lfw import cross_identity_scores, mean_template_curves, threshold_curve
+    """Threshold curves from a calibration set's images (any role) by the shipped recipe: the identity-
+    bootstrap FAR bound over every cross-identity pair for single photos, and over mean templates of 2..5 of
+    an identity's images against every other identity's image (device.vision.thresholdcurves)."""
+    from device.vision import farbound
+    from device.vision.thresholdcurves import CURVE_TOP_FAR, mean_template_curves, threshold_curve
 
     found = [r for r in rows if r.path in embeddings]
     x, identities = np.stack([embeddings[r.path] for r in found]), [r.subject for r in found]
-    _, impostor = cross_identity_scores(x, identities)
-    curves = {1: ThresholdCurve.from_points(threshold_curve(impostor))}
+    curves = {
+        1: ThresholdCurve.from_points(threshold_curve(farbound.pair_impostors(x, identities, CURVE_TOP_FAR)))
+    }
     for k, points in mean_template_curves(x, identities).items():
         curves[k] = ThresholdCurve.from_points(points)
     return CurveSet(curves)
+
+
+@dataclass(frozen=True)
+class SearchRate:
+    """A per-search stranger-accept rate with its 95% interval (over the strangers' identities)."""
+
+    rate: float
+    interval: tuple[float, float]
+    strangers: int
+
+
+def random_gallery_search(
+    x: np.ndarray, identities: list[str], averaged: int, threshold: float, subjects: int, seed: int = 22
+) -> SearchRate:
+    """How often a stranger gets through a gallery of `subjects` people drawn at random from `identities`:
+    every image is a stranger to every gallery without its own identity.
+
+    A subject's template is its first photo (`averaged` 1) or the mean of its first `averaged` photos; people
+    with fewer photos are never enrolled. For a stranger with h of the S other subjects above the threshold,
+    a random gallery of N of them lets it through with probability 1 - C(S - h, N) / C(S, N): exact over the
+    galleries, averaged over every image. The interval resamples the strangers' identities (one person's
+    images are not independent strangers)."""
+    names = np.asarray(identities)
+    order = sorted(set(identities))
+    templates, owners = [], []
+    for name in order:
+        rows = np.flatnonzero(names == name)
+        if len(rows) >= averaged:
+            mean = np.asarray(x[rows[:averaged]], np.float64).mean(axis=0)
+            templates.append(mean / np.linalg.norm(mean))
+            owners.append(name)
+    own = names[:, None] == np.asarray(owners)[None, :]
+    above = ((np.asarray(x, np.float64) @ np.stack(templates).T) > threshold) & ~own
+    others = len(owners) - own.sum(axis=1)
+    n = min(subjects, int(others.min()))
+    misses = others - above.sum(axis=1)
+    # C(S - h, N) / C(S, N) = prod_{i < N} (S - h - i) / (S - i); zero once S - h < N
+    i = np.arange(n)
+    ratio = np.clip(misses[:, None] - i, 0, None) / (others[:, None] - i)
+    through = 1.0 - np.prod(ratio, axis=1)
+    inverse = np.unique(names, return_inverse=True)[1]
+    sums, counts = np.bincount(inverse, through), np.bincount(inverse)
+    draws = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=1000)
+    resampled = (draws @ sums) / (draws @ counts)
+    return SearchRate(
+        float(through.mean()),
+        (float(np.quantile(resampled, 0.025)), float(np.quantile(resampled, 0.975))),
+        len(through),
+    )

@@ -186,6 +186,8 @@ class Identity:
             out.update(self.gallery.summary())
         point = self.operating_point()
         out["threshold"] = point.as_dict() if point is not None else None
+        if point is not None:
+            out["threshold_meaning"] = point.meaning()
         if self.gallery is not None:
             out["templates_averaged"] = sorted(self.gallery.averaged)
         if point is not None and point.clamped:

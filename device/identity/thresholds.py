@@ -1,12 +1,19 @@
-"""From a false-accept target per SEARCH to the cosine threshold in force, off the manifest's curve.
+"""From a false-accept target per SEARCH (1:N) or per CLAIM (1:1) to the cosine threshold in force, off the
+manifest's curves.
 
 A stranger searched against a gallery is compared with every template; each comparison may falsely accept.
-For a per-search target p over n comparisons the per-comparison target is 1 - (1 - p)^(1/n) (~ p / n).
-The threshold for it is read off the embedder's calibrated curve (models/manifest.json, built by
-scripts/modelbuild/embedder.py over every cross-identity pair of LFW folds 1-5), interpolated in log FAR.
-A target below the smallest FAR the calibration data supports is clamped to that end of the curve and
-reported as such (`clamped`), never silently: the real false-accept rate is then unknown, only bounded by
-what was measured.
+For a per-search target p over n comparisons the per-comparison target is 1 - (1 - p)^(1/n) (~ p / n; the
+union bound p / n differs by under 0.5% for p <= 1%). A claim (a card, PIN or QR code names the subject, then
+the face is checked against that subject only) is the same with n = that subject's templates: `claim_point`.
+
+The curves (models/manifest.json, built by scripts/modelbuild/embedder.py over LFW folds 1-5,
+device.vision.thresholdcurves) map a per-comparison FAR to the lowest threshold at which the 95% upper
+confidence bound of the FAR (identity-level bootstrap, device.vision.farbound) is at most that FAR, so a
+threshold read off them keeps its promise on people the curve was not fitted on, not just on average. Between
+curve points the threshold of the next stricter point is taken (never a looser interpolation), so the bound
+at the threshold in force is at most the target. A target below the smallest FAR the calibration supports is
+clamped to that end of the curve and reported as such (`clamped`), never silently: the promise is then only
+the bound at the curve's end, which status states (`expected_false_accepts_per_1000`).
 
 A template that is the mean of k photos meets strangers at higher scores than a single photo does (noise
 averages out, the template sits nearer the middle of face space), so the manifest ships one curve per k
@@ -19,9 +26,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
+from dataclasses import dataclass, replace
+from typing import Literal
 
 
 class CurveError(ValueError):
@@ -67,17 +73,21 @@ class ThresholdCurve:
         return self.fars[-1]
 
     def threshold(self, far: float) -> tuple[float, bool]:
-        """(threshold, clamped) for a per-comparison FAR: log-linear between curve points; beyond either
-        end the end point's threshold, with clamped=True when the target is below what the data supports."""
+        """(threshold, clamped) for a per-comparison FAR: the threshold of the first curve point whose FAR is
+        at most `far` (the bound there is <= far); beyond the strict end the end point's, with clamped=True."""
         if not 0.0 < far < 1.0 or not math.isfinite(far):
             raise ValueError(f"a per-comparison FAR must be in (0, 1), got {far!r}")
-        if far <= self.smallest_far:
-            return self.thresholds[-1], far < self.smallest_far
-        if far >= self.fars[0]:
-            return self.thresholds[0], False
-        # np.interp wants rising x: use -log10(far), which rises along the curve.
-        x = -np.log10(np.asarray(self.fars))
-        return float(np.interp(-math.log10(far), x, np.asarray(self.thresholds))), False
+        for point_far, threshold in zip(self.fars, self.thresholds, strict=True):
+            if point_far <= far:
+                return threshold, False
+        return self.thresholds[-1], True
+
+    def far_bound(self, threshold: float) -> float:
+        """The FAR the curve promises at `threshold` (scores above it accepted): the FAR of the strictest
+        curve point whose threshold is at most `threshold` (FAR never rises with the threshold); 1.0 below the
+        curve's loosest point, where nothing was promised."""
+        promised = [f for f, t in zip(self.fars, self.thresholds, strict=True) if t <= threshold]
+        return min(promised) if promised else 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,11 @@ class CurveSet:
         return found
 
 
+# The default false-accept target of a 1:1 claim (a credential names the subject, the face is checked against
+# that subject's templates only): issue 22's per-comparison 1e-4.
+CLAIM_FAR = 1e-4
+
+
 def per_comparison_far(per_search: float, comparisons: int) -> float:
     """The per-comparison FAR that gives `per_search` over `comparisons` independent comparisons."""
     if not 0.0 < per_search < 1.0:
@@ -123,9 +138,20 @@ def per_comparison_far(per_search: float, comparisons: int) -> float:
     return -math.expm1(math.log1p(-per_search) / comparisons)
 
 
+def per_search_far(per_comparison: float, comparisons: int) -> float:
+    """1 - (1 - per_comparison)^comparisons: what `comparisons` comparisons at that FAR add up to."""
+    return -math.expm1(comparisons * math.log1p(-min(per_comparison, 1.0 - 1e-16)))
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
-    """The threshold in force and how it was reached (status and privacy.report say this)."""
+    """The threshold in force and how it was reached (status, privacy.report and the backend page say this).
+
+    `kind` "search" is 1:N over the whole gallery, "claim" is 1:1 against one claimed subject's templates;
+    `per_search_far` is the target per search or per claim. `promised_per_search_far` is what the curves
+    promise at the threshold in force (95% upper bound): at most the target, or when `clamped` the bound at
+    the curve's end, which can be more.
+    """
 
     per_search_far: float
     comparisons: int
@@ -133,28 +159,84 @@ class OperatingPoint:
     threshold: float
     clamped: bool  # the per-comparison target lies below what the calibration data supports
     smallest_supported_far: float
+    promised_per_comparison_far: float
+    kind: Literal["search", "claim"] = "search"
 
-    def as_dict(self) -> dict[str, float | int | bool]:
+    @property
+    def promised_per_search_far(self) -> float:
+        return per_search_far(self.promised_per_comparison_far, self.comparisons)
+
+    @property
+    def false_accepts_per_1000(self) -> float:
+        """Strangers (1:N) or wrong claimants (1:1) let through per 1,000, at most (95% bound)."""
+        return 1000.0 * self.promised_per_search_far
+
+    def meaning(self) -> str:
+        """What the setting means to an operator, in one sentence."""
+        accepts = _false_accepts(self.false_accepts_per_1000)
+        if self.kind == "claim":
+            text = f"expect about {accepts} per 1,000 claims made with someone else's face"
+        else:
+            templates = f"{self.comparisons} template{'s' if self.comparisons != 1 else ''}"
+            text = f"at this gallery size ({templates}), expect about {accepts} per 1,000 strangers"
+        if self.clamped:
+            target = _false_accepts(1000.0 * self.per_search_far)
+            return (
+                f"{text} (95% upper bound), more than the target of {target}: the calibration data supports "
+                "no stricter threshold"
+            )
+        return f"{text} (a 95% upper bound: likely fewer)"
+
+    def as_dict(self) -> dict[str, float | int | bool | str]:
         return {
+            "kind": self.kind,
             "per_search_far": self.per_search_far,
             "comparisons": self.comparisons,
             "per_comparison_far": self.per_comparison_far,
             "threshold": round(self.threshold, 6),
             "clamped": self.clamped,
             "smallest_supported_far": self.smallest_supported_far,
+            "promised_per_search_far": float(f"{self.promised_per_search_far:.4g}"),
+            "expected_false_accepts_per_1000": float(f"{self.false_accepts_per_1000:.3g}"),
         }
 
 
-def operating_point(curve: ThresholdCurve, per_search: float, comparisons: int) -> OperatingPoint:
+def _false_accepts(per_1000: float) -> str:
+    """A count per 1,000 as a person reads it: "1 false accept", "0.5 false accepts", "12 false accepts"."""
+    shown = f"{per_1000:.0f}" if per_1000 >= 10 else f"{float(f'{per_1000:.1g}'):g}"
+    return f"{shown} false accept{'' if shown == '1' else 's'}"
+
+
+def operating_point(
+    curve: ThresholdCurve, per_search: float, comparisons: int, kind: Literal["search", "claim"] = "search"
+) -> OperatingPoint:
     """The threshold for `per_search` against a gallery of `comparisons` templates."""
     far = per_comparison_far(per_search, comparisons)
     threshold, clamped = curve.threshold(far)
-    return OperatingPoint(per_search, comparisons, far, threshold, clamped, curve.smallest_far)
+    return OperatingPoint(
+        per_search, comparisons, far, threshold, clamped, curve.smallest_far, curve.far_bound(threshold), kind
+    )
 
 
 def gallery_operating_point(
-    curves: CurveSet, per_search: float, comparisons: int, averaged: set[int]
+    curves: CurveSet,
+    per_search: float,
+    comparisons: int,
+    averaged: set[int],
+    kind: Literal["search", "claim"] = "search",
 ) -> OperatingPoint:
-    """The highest threshold any template kind of the gallery needs (CurveError when a kind has no curve)."""
-    points = [operating_point(curves.curve(k), per_search, comparisons) for k in sorted(averaged)]
-    return max(points, key=lambda p: (p.threshold, p.clamped))
+    """The highest threshold any template kind of the gallery needs (CurveError when a kind has no curve),
+    promising the largest FAR any kind has at it."""
+    points = [operating_point(curves.curve(k), per_search, comparisons, kind) for k in sorted(averaged)]
+    chosen = max(points, key=lambda p: (p.threshold, p.clamped))
+    promised = max(curves.curve(k).far_bound(chosen.threshold) for k in averaged)
+    return replace(chosen, promised_per_comparison_far=promised)
+
+
+def claim_point(
+    curves: CurveSet, templates: int, averaged: set[int], per_claim: float = CLAIM_FAR
+) -> OperatingPoint:
+    """1:1: the threshold for a face checked against ONE claimed subject's `templates` templates (of the
+    photo counts in `averaged`) at a false-accept target `per_claim` per claim (default CLAIM_FAR, 1e-4),
+    read off the same curves as 1:N. CurveError when a kind has no curve; `clamped` as for a search."""
+    return gallery_operating_point(curves, per_claim, templates, averaged, kind="claim")

@@ -3,7 +3,7 @@
 Strict protocol: each fold's decision threshold is chosen on the other folds; TAR at a FAR is pooled over
 all pair scores. Per-comparison thresholds for false-accept targets down to 1e-5 need far more impostor
 comparisons than a pairs file has, so they are set on every cross-identity pair of the images (identity =
-the image's folder, as in LFW).
+the image's folder, as in LFW), by the shipped recipe (device.vision.thresholdcurves).
 """
 
 from __future__ import annotations
@@ -18,20 +18,12 @@ import numpy as np
 
 from device.contracts import Detection
 from device.vision.stills import load_image
+from device.vision.thresholdcurves import Calibration, calibrate
 
 Progress = Callable[[str], None]
-FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5)
-# A threshold for FAR f is reported only when at least this many impostor scores lie above it.
-MIN_IMPOSTORS_ABOVE = 10
 # The libraries whose releases move the scores (JPEG decoding, warps, the interpreter): the manifest records the
 # versions its thresholds came from, and a recomputation is compared like with like only on those.
 THRESHOLD_LIBRARIES = ("numpy", "opencv-python-headless", "ai-edge-litert")
-# The shipped threshold curve: from this FAR down to the smallest one the impostors support, this many
-# points per decade (1:N turns a per-search target into any per-comparison FAR in between).
-CURVE_TOP_FAR = 1e-1
-CURVE_POINTS_PER_DECADE = 20
-# Mean templates the shipped curves cover (device.identity.gallery.MAX_AVERAGED is the largest).
-MEAN_TEMPLATE_PHOTOS = (2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -40,12 +32,6 @@ class Pair:
     img1: Path
     img2: Path
     same: bool
-
-
-def far_key(far: float) -> str:
-    """1e-3 -> "far_1e-3" (the key of a threshold in results and in the manifest)."""
-    mantissa, exponent = f"{far:.0e}".split("e")
-    return f"far_{mantissa}e{int(exponent)}"
 
 
 def read_pairs(path: Path) -> list[Pair]:
@@ -111,38 +97,6 @@ def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     return float(imp[allowed]) if allowed < len(imp) else -np.inf
 
 
-def threshold_curve(
-    impostor: np.ndarray, top_far: float = CURVE_TOP_FAR, per_decade: int = CURVE_POINTS_PER_DECADE
-) -> list[tuple[float, float]]:
-    """[(far, threshold)] with far falling log-evenly from `top_far` to the smallest FAR that still has
-    MIN_IMPOSTORS_ABOVE impostors above its threshold (that end point included); thresholds never fall as
-    far falls. Empty when the impostors cannot support even `top_far`."""
-    imp = np.sort(np.asarray(impostor, np.float64))[::-1]
-    smallest = MIN_IMPOSTORS_ABOVE / len(imp) if len(imp) else np.inf
-    if smallest > top_far:
-        return []
-    steps = int(np.floor(np.log10(top_far / smallest) * per_decade + 1e-9))
-    fars = [top_far * 10 ** (-k / per_decade) for k in range(steps + 1)]
-    if fars[-1] > smallest * (1 + 1e-9):
-        fars.append(smallest)
-    thresholds = np.maximum.accumulate(
-        [float(imp[min(int(np.floor(f * len(imp) + 1e-9)), len(imp) - 1)]) for f in fars]
-    )
-    return [(float(f), float(t)) for f, t in zip(fars, thresholds, strict=True)]
-
-
-def curve_summary(curve: list[tuple[float, float]]) -> dict[str, float]:
-    """What a threshold curve covers, as plain numbers (the table and JSON of `faceonly evaluate`)."""
-    if not curve:
-        return {"curve_points": 0.0}
-    return {
-        "curve_points": float(len(curve)),
-        "curve_top_far": curve[0][0],
-        "curve_smallest_far": curve[-1][0],
-        "curve_threshold_at_smallest_far": curve[-1][1],
-    }
-
-
 def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) cosine scores over every pair of the embeddings (identity = label)."""
     x = np.asarray(embeddings, np.float32)
@@ -153,34 +107,6 @@ def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> tupl
     scores = (x @ x.T)[i, j]
     same = ids[i] == ids[j]
     return scores[same], scores[~same]
-
-
-def mean_template_impostors(embeddings: np.ndarray, identities: list[str], averaged: int) -> np.ndarray:
-    """Cosine scores of every mean-of-`averaged` template (disjoint runs of an identity's images, in the
-    order given) against every image of another identity: what a gallery of such templates meets."""
-    x = np.asarray(embeddings, np.float32)
-    if len(identities) != len(x):
-        raise ValueError(f"{len(x)} embeddings but {len(identities)} identities")
-    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
-    templates, owners = [], []
-    for identity in range(int(ids.max()) + 1 if len(ids) else 0):
-        rows = np.flatnonzero(ids == identity)
-        for start in range(0, len(rows) - averaged + 1, averaged):
-            mean = x[rows[start : start + averaged]].mean(axis=0)
-            templates.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-            owners.append(identity)
-    if not templates:
-        return np.zeros(0, np.float32)
-    scores = x @ np.stack(templates).T
-    return scores[ids[:, None] != np.asarray(owners)[None, :]]
-
-
-def mean_template_curves(
-    embeddings: np.ndarray, identities: list[str], counts: tuple[int, ...] = MEAN_TEMPLATE_PHOTOS
-) -> dict[int, list[tuple[float, float]]]:
-    """{photos per template: threshold curve} for mean templates (counts the data cannot support are absent)."""
-    curves = {k: threshold_curve(mean_template_impostors(embeddings, identities, k)) for k in counts}
-    return {k: c for k, c in curves.items() if len(c) >= 2}
 
 
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
@@ -216,36 +142,13 @@ def pair_results(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dic
     return out
 
 
-def all_pair_thresholds(
-    embeddings: np.ndarray, identities: list[str], targets: tuple[float, ...] = FAR_TARGETS
-) -> dict[str, float]:
-    """Per-comparison thresholds for each FAR target over every cross-identity pair of the embeddings,
-    with the genuine acceptance (every same-identity pair) at each. Targets the data cannot support (fewer
-    than MIN_IMPOSTORS_ABOVE impostors above) are left out and their absence is the answer."""
-    return pair_thresholds(*cross_identity_scores(embeddings, identities), targets)
-
-
-def pair_thresholds(
-    genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float, ...] = FAR_TARGETS
-) -> dict[str, float]:
-    out = {"impostor_pairs": float(len(impostor)), "genuine_pairs": float(len(genuine))}
-    for far in targets:
-        if far * len(impostor) < MIN_IMPOSTORS_ABOVE:
-            continue
-        thr = threshold_at_far(impostor, far)
-        out[far_key(far)] = thr
-        out[f"tar_at_{far_key(far)}"] = float(np.mean(genuine > thr))
-    return out
-
-
 def verification(
     pairs: list[Pair], detector, encoder, progress: Progress, scores_out: dict | None = None
-) -> tuple[dict, dict, list[tuple[float, float]], dict[int, list[tuple[float, float]]]]:
-    """(results, thresholds, curve, mean curves) of the terminal's own path (detect, mesh, 5-point chip, flip
-    embed, cosine); thresholds and the dense threshold curve over every cross-identity pair of the images,
-    and the curves of mean templates of 2..5 of an identity's images against every other identity's image.
-    `scores_out`, when given, receives the raw scores for plots (pair scores and labels, cross-identity
-    genuine and impostor scores).
+) -> tuple[dict, Calibration]:
+    """(results, calibration) of the terminal's own path (detect, mesh, 5-point chip, flip embed, cosine): the
+    pairs' figures, and the shipped threshold recipe on every image (device.vision.thresholdcurves: bound
+    curves for single photos and mean templates, thresholds per FAR target). `scores_out`, when given,
+    receives the raw scores for plots (pair scores and labels, cross-identity genuine and impostor scores).
 
     `encoder` is a device.vision.embed.FaceEncoder. An image without a detected face counts as a detection
     failure and scores as a mismatch with everything.
@@ -277,12 +180,8 @@ def verification(
     }
     found = sorted(emb)
     x, identities = np.stack([emb[p] for p in found]), [p.parent.name for p in found]
-    genuine, impostor = cross_identity_scores(x, identities)
     if scores_out is not None:
+        genuine, impostor = cross_identity_scores(x, identities)
         scores_out.update(pair_scores=scores, pair_same=same, genuine=genuine, impostor=impostor)
-    return (
-        results,
-        pair_thresholds(genuine, impostor),
-        threshold_curve(impostor),
-        mean_template_curves(x, identities),
-    )
+    progress("lfw: threshold curves (identity bootstrap bound)")
+    return results, calibrate(x, identities)

@@ -4,13 +4,14 @@ with the per-comparison thresholds the identity work uses."""
 
 from __future__ import annotations
 
+import math
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from device.contracts import ModelRef
-from device.vision import lfw
+from device.vision import farbound, lfw, thresholdcurves
 from device.vision.embed import Embedder, FaceEncoder, aligned_chip
 from device.vision.landmarks import FaceMeshModel
 
@@ -22,6 +23,11 @@ from .evaluate import interpreter
 
 FILE = "embedder_dlib_resnet_int8.tflite"
 PARITY_CHIPS = 16
+COMPUTED_WITH_NOTE = (
+    "library versions that reproduce these thresholds (within 2e-4) from the shipped files; other OpenCV "
+    "releases decode and warp faces slightly differently (opencv-python-headless 5.1.0.95 moved the 1e-5 point "
+    "estimate by 2.4e-4). The lock (uv.lock) pins them."
+)
 AGREEMENT_LFW_IMAGES = 600
 LICENCE = (
     "CC0-1.0 (dlib_face_recognition_resnet_model_v1, Davis King); TFJS weights in @vladmandic/face-api: MIT"
@@ -65,6 +71,16 @@ def _lfw_figures(detector_path: Path, mesh_path: Path, int8_path: Path, model: M
         FaceMeshModel(None, interpreter=interpreter(mesh_path)),
     )
     return lfw.verification(lfw.read_pairs(LFW_PAIRS), det, encoder, log)
+
+
+def _threshold_up(threshold: float) -> float:
+    return math.ceil(round(threshold * 1e5, 6)) / 1e5
+
+
+def _up(value: float, digits: int) -> float:
+    """`value` rounded up to `digits` significant digits (exact when it already has no more)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return float(f"{math.ceil(round(value * scale, 6)) / scale:.{digits}g}")
 
 
 def _rounded(values: dict, digits: int = 5) -> dict:
@@ -176,50 +192,84 @@ def build_entry(  # noqa: PLR0913 - the build step's inputs, passed explicitly
     if have_shared_data():
         log("  LFW folds 1-5 through the terminal's own path (what `faceonly evaluate --lfw` runs)")
         model = ModelRef("embedder", FILE, report["sha256"]["int8"])
-        results, thresholds, curve, mean_curves = _lfw_figures(
-            detector_path, mesh_path, int8_path, model, log
-        )
-        log(f"  LFW: {_rounded(results, 4)}")
-        log(f"  thresholds: {_rounded(thresholds)}")
-        entry["accuracy"] = {
+        results, calibration = _lfw_figures(detector_path, mesh_path, int8_path, model, log)
+        entry.update(lfw_sections(results, calibration, log))
+    return entry
+
+
+def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -> dict:
+    """The embedder entry's `accuracy` and `thresholds` from `faceonly evaluate --lfw`'s figures and the
+    shipped threshold recipe on the same embeddings (also used by build_models.py --thresholds-only)."""
+    thresholds = calibration.thresholds
+    log(f"  LFW: {_rounded(results, 4)}")
+    log(f"  thresholds: {_rounded(thresholds)}")
+    curve, mean_curves = calibration.curve, calibration.mean_curves
+
+    def points(values: list[tuple[float, float]]) -> list[list[float]]:
+        # Rounded the safe way: a threshold up (never looser), the end point's FAR up (never promising more).
+        return [[_up(far, 4), _threshold_up(thr)] for far, thr in values]
+
+    def by_target(prefix: str, digits: int = 5) -> dict[str, float]:
+        return {
+            k.removeprefix(prefix): round(v, digits)
+            for k, v in thresholds.items()
+            if k.startswith(prefix + "far_")
+        }
+
+    return {
+        "accuracy": {
             "lfw_view2_folds_1_5": _rounded(results),
             "how": "../shared/data/verification/lfw pairs_view2_local.csv through device.vision.lfw.verification "
             "(what `faceonly evaluate --lfw` runs) with the shipped short-range detector, face mesh and int8 "
             "embedder. Nothing is fitted on LFW except each fold's decision threshold, chosen on the other 4 "
             "folds; TAR@FAR pooled over the 3000 pair scores",
-        }
-        per_comparison = {k: round(v, 5) for k, v in thresholds.items() if k.startswith("far_")}
-        entry["thresholds"] = {
-            "per_comparison": per_comparison,
+        },
+        "thresholds": {
+            # What the curve gives at each target: the threshold at which the FAR's upper bound is the target.
+            "per_comparison": {k: _threshold_up(thresholds[k]) for k in by_target("")},
+            # For reference only (no decision uses them): where the measured share of impostors is the target.
+            "per_comparison_point_estimate": by_target("point_"),
+            "bound": {
+                "name": farbound.BOUND_NAME,
+                "confidence": farbound.BOUND_CONFIDENCE,
+                "replicates": farbound.BOUND_REPLICATES,
+                "seed": farbound.BOUND_SEED,
+                "resampled": "identities (LFW folders), with replacement; a comparison of identities a and b "
+                "weighs w_a * w_b",
+                "why": "impostor comparisons are not independent: every pair shares its two people with "
+                "thousands of others, so Clopper-Pearson on the pair count is several times too narrow; "
+                "resampling people bounds the FAR over the population of people the images sample "
+                "(device.vision.farbound, docs/identification.md)",
+            },
             # A test that recomputes these compares like with like only on the same libraries: it names them.
-            "computed_with": {name: version(name) for name in lfw.THRESHOLD_LIBRARIES},
-            "genuine_accept_at_threshold": {
-                k.removeprefix("tar_at_"): round(v, 4)
-                for k, v in thresholds.items()
-                if k.startswith("tar_at_")
+            "computed_with": {
+                **{name: version(name) for name in lfw.THRESHOLD_LIBRARIES},
+                "note": COMPUTED_WITH_NOTE,
             },
-            # Monotone (far falling, threshold never falling): 1:N reads any per-comparison target off it.
-            "curve": [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in curve],
-            "curve_smallest_far": float(f"{curve[-1][0]:.4g}"),
+            "genuine_accept_at_threshold": by_target("tar_at_", 4),
+            # Monotone (far falling, threshold never falling): 1:N and 1:1 read any per-comparison target off it.
+            "curve": points(curve),
+            "curve_smallest_far": _up(curve[-1][0], 4),
             # A mean template meets strangers at higher scores than one photo: one curve per photo count.
-            "mean_curves": {
-                str(k): [[float(f"{far:.4g}"), round(thr, 5)] for far, thr in points]
-                for k, points in sorted(mean_curves.items())
-            },
+            "mean_curves": {str(k): points(c) for k, c in sorted(mean_curves.items())},
             "mean_curves_how": "the same, over the cosine of every mean-of-k template (disjoint runs of k of "
             "an identity's images, sorted by file name, the mean L2-normalised) against every image of another "
-            "identity (device.vision.lfw.mean_template_curves); `faceonly gallery build` makes such templates "
-            "and the terminal applies the highest threshold its gallery's template kinds need",
+            "identity (device.vision.thresholdcurves.mean_template_curves); `faceonly gallery build` makes such "
+            "templates and the terminal applies the highest threshold its gallery's template kinds need",
             "impostor_pairs": int(thresholds["impostor_pairs"]),
             "genuine_pairs": int(thresholds["genuine_pairs"]),
-            "how": "cosine thresholds t with share(impostor score > t) <= target, over EVERY cross-identity pair "
-            "of the 3811 LFW folds 1-5 images (identity = folder), so that 1e-5 has enough impostors; a target "
-            f"with fewer than {lfw.MIN_IMPOSTORS_ABOVE} impostors above it is left out. curve: [far, threshold] "
-            f"from FAR {lfw.CURVE_TOP_FAR:g} down to the smallest FAR with {lfw.MIN_IMPOSTORS_ABOVE} impostors "
-            f"above, {lfw.CURVE_POINTS_PER_DECADE} points per decade (device.vision.lfw.threshold_curve); "
-            "on-device 1:N reads its per-comparison target off it and clamps, reporting so, below "
-            "curve_smallest_far. Fitted on LFW: the "
-            "LFW accuracy above does not use them. genuine_accept_at_threshold: every same-identity pair of "
-            "those images at each threshold (harder than pairs.txt's same pairs)",
-        }
-    return entry
+            "how": "over EVERY cross-identity pair of the 3811 LFW folds 1-5 images (identity = folder), so that "
+            "1e-5 has enough impostors. curve: [far, threshold] from FAR "
+            f"{thresholdcurves.CURVE_TOP_FAR:g} down, {thresholdcurves.CURVE_POINTS_PER_DECADE} points per "
+            "decade; each threshold is the lowest at which the 95% upper confidence bound of the FAR (see "
+            "bound) is at most far, so far is a promise over people the curve was not fitted on, not a "
+            "measured share. It ends at the bound at the threshold with "
+            f"{thresholdcurves.MIN_IMPOSTORS_ABOVE} impostors above (curve_smallest_far): on-device 1:N and 1:1 "
+            "read their per-comparison target off it (the next stricter point, never interpolated looser) and "
+            "clamp there, reporting so. per_comparison: the curve's thresholds at 1e-2..1e-5; "
+            "per_comparison_point_estimate: where the measured share of impostors is the target (for reference). "
+            "Fitted on LFW: the LFW accuracy above does not use them. genuine_accept_at_threshold: every "
+            "same-identity pair of those images at the per_comparison thresholds (harder than pairs.txt's "
+            "same pairs)",
+        },
+    }
