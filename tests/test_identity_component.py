@@ -18,7 +18,7 @@ from device.identity.gate import GpioGate
 from device.identity.runtime import Identity
 from device.identity.thresholds import CurveSet, ThresholdCurve
 from device.privacy.signing import Signer
-from device.transport.commands import CommandError
+from device.transport.commands import CommandError, CommandPlane
 from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
 
 CURVE = CurveSet.single(ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]]))
@@ -27,6 +27,21 @@ STRANGER = Signer(SigningKey(b"\x09" * 32))
 
 def _obs(tid: int, emb, decision: str = "accepted") -> FaceObservation:
     return FaceObservation(tid, decision, 0.0, 1.0, 1.0, (0, 0, 1, 1), {}, {"planarity": 0.1}, (), emb)  # type: ignore[arg-type]
+
+
+def _handlers(comp: IdentityComponent) -> dict:
+    plane = CommandPlane("faceonly/v1/dev/t/cmd/res", 65536)
+    comp.register(plane)
+    return plane.handlers
+
+
+def test_only_gallery_list_may_come_unsigned(rig):
+    plane = CommandPlane("faceonly/v1/dev/t/cmd/res", 65536)
+    rig[0].register(plane)
+    assert plane.read_only == {"gallery.list"}
+    assert {"gallery.sync", "gallery.chunk", "gallery.add", "gallery.remove", "subject.purge"} <= set(
+        plane.handlers
+    )
 
 
 @pytest.fixture
@@ -96,17 +111,17 @@ def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
     before = comp.identity.summary()
     forged = op.delta(STRANGER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError) as err:
-        comp.handlers()["gallery.add"](
+        _handlers(comp)["gallery.add"](
             {"manifest": forged.manifest, "body": base64.b64encode(forged.body).decode()}
         )
     assert err.value.code == REFUSED and err.value.details["reason"] == "forged"
     assert comp.identity.summary() == before
     good = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError, match="may only remove"):
-        comp.handlers()["gallery.remove"](
+        _handlers(comp)["gallery.remove"](
             {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
         )
-    out = comp.handlers()["gallery.add"](
+    out = _handlers(comp)["gallery.add"](
         {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
     )
     assert out["gallery"]["version"] == 2 and out["gallery"]["count"] == 3
@@ -114,13 +129,13 @@ def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
 
 def test_list_and_purge(rig):
     comp, _, _, _, _ = rig
-    listed = comp.handlers()["gallery.list"]({"ids": True})
+    listed = _handlers(comp)["gallery.list"]({"ids": True})
     assert listed["ids"] == ["ann", "bob"] and listed["threshold"]["comparisons"] == 2
-    out = comp.handlers()["subject.purge"]({"subject": "ann"})
+    out = _handlers(comp)["subject.purge"]({"subject": "ann"})
     assert out == {**out, "templates_erased": 1, "events_erased": 2}
-    assert comp.handlers()["gallery.list"]({"ids": True})["ids"] == ["bob"]
+    assert _handlers(comp)["gallery.list"]({"ids": True})["ids"] == ["bob"]
     with pytest.raises(CommandError):
-        comp.handlers()["subject.purge"]({"subject": "../x"})
+        _handlers(comp)["subject.purge"]({"subject": "../x"})
 
 
 def test_without_a_threshold_curve_every_face_is_unknown_and_status_says_why(tmp_path):

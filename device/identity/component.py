@@ -32,7 +32,7 @@ from device.identity.gate import Gate, GateDecision
 from device.identity.operator import read_public_key
 from device.identity.runtime import Identity, MatchResult, load_curves
 from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
-from device.transport.commands import BAD_REQUEST, FAILED, CommandError, parse_args
+from device.transport.commands import BAD_REQUEST, FAILED, CommandError, CommandPlane, parse_args
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,8 @@ class IdentityComponent:
         except TransferError as exc:
             raise CommandError(BAD_REQUEST, str(exc)) from None
 
-    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def register(self, plane: CommandPlane) -> None:
+        """Its commands on the command plane (only gallery.list is read-only: it may come unsigned)."""
         ident = self.identity
 
         def sync(args: dict[str, Any]) -> dict[str, Any]:
@@ -247,14 +248,12 @@ class IdentityComponent:
                 "gallery": ident.summary(),
             }
 
-        return {
-            "gallery.sync": sync,
-            "gallery.chunk": chunk,
-            "gallery.add": inline("add"),
-            "gallery.remove": inline("remove"),
-            "gallery.list": listing,
-            "subject.purge": purge,
-        }
+        plane.register("gallery.sync", sync)
+        plane.register("gallery.chunk", chunk)
+        plane.register("gallery.add", inline("add"))
+        plane.register("gallery.remove", inline("remove"))
+        plane.register("gallery.list", listing, read_only=True)
+        plane.register("subject.purge", purge)
 
     def status(self) -> dict[str, Any]:
         return {

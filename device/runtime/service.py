@@ -93,8 +93,7 @@ class Service:
             purge_where=self.outbox.purge_where,
         )
         if self.identity is not None:
-            for name, handler in self.identity.handlers().items():
-                self.plane.register(name, handler)
+            self.identity.register(self.plane)
             self.plane.register("enroll", self._enroll)
             self.commands.on_deferred = self.identity.attach_reply
         if self.screen is not None:
