@@ -109,7 +109,18 @@ def register_all(plane: CommandPlane, state: TerminalState) -> None:
             raise CommandError(FAILED, str(exc)) from None
         return {
             "ok": all(r.ok for r in results),
-            "models": [{"name": r.name, "file": r.file, "ok": r.ok, "problem": r.problem} for r in results],
+            # rehashed false: the file is the very one (inode, size, times) that hashed good at hashed_at.
+            "models": [
+                {
+                    "name": r.name,
+                    "file": r.file,
+                    "ok": r.ok,
+                    "problem": r.problem,
+                    "rehashed": r.rehashed,
+                    "hashed_at": None if r.hashed_at is None else round(r.hashed_at, 3),
+                }
+                for r in results
+            ],
         }
 
     def restart(args: dict[str, Any]) -> dict[str, Any]:
