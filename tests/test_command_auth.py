@@ -338,3 +338,23 @@ def test_only_handlers_registered_read_only_run_unsigned(key: CommandKey, tmp_pa
     assert plane.describe_auth()["read_only_commands"] == ["models.verify", "status"]
     plane.register("status", lambda args: {"state": "online"})  # re-registered as state-changing
     assert code(plane.handle("status", b"{}", BACKEND, None)) == "unauthenticated"
+
+
+def test_a_replay_safe_command_is_signed_but_its_nonce_is_not_recorded(
+    key: CommandKey, tmp_path: Path
+) -> None:
+    """gallery.chunk: checked against the signed manifest and stored once, so a replay does nothing more;
+    recording ~1,600 nonces (fsync each) for one large gallery would only cost time and cache slots."""
+    clock = Clock()
+    plane, calls = build(key, tmp_path, clock)
+    plane.register("put", lambda args: calls.append("put") or {}, replay_safe=True)
+    assert code(plane.handle("put", b"{}", BACKEND, None)) == "unauthenticated" and calls == []
+    signed = key.request("put", {"index": 1}, now=clock.now)
+    assert code(plane.handle("put", signed, BACKEND, None)) is None
+    assert code(plane.handle("put", signed, BACKEND, None)) is None and calls == ["put", "put"]
+    assert len(plane.auth.cache) == 0
+    forged = json.loads(signed)
+    forged["args"]["index"] = 2
+    assert code(plane.handle("put", json.dumps(forged).encode(), BACKEND, None)) == "unauthenticated"
+    with pytest.raises(ValueError):
+        plane.register("both", lambda args: {}, read_only=True, replay_safe=True)

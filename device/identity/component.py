@@ -4,7 +4,8 @@ The service loop owns it (one thread). Commands (all state-changing ones signed 
 gallery updates additionally signed by the backend's gallery key, checked here):
 
 - gallery.sync {manifest}: start or resume a chunked transfer; reply: transfer id, missing chunks.
-- gallery.chunk {transfer, index, data}: one chunk (base64); the last one applies the update.
+- gallery.chunk {transfer, index, data, proof}: one chunk (base64) and its Merkle inclusion proof; the last one
+  applies the update.
 - gallery.add / gallery.remove {manifest, body}: a small delta in one message (body base64); add may only
   add or replace subjects, remove may only remove them.
 - gallery.list {ids?}: version, count, model, the threshold in force (ids on request).
@@ -19,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +30,7 @@ from device.identity import gallery as gal
 from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
 from device.identity.feedback import enrolment_prompt, outcome_prompt
 from device.identity.gate import Gate, GateDecision
+from device.identity.merkle import MAX_PROOF
 from device.identity.operator import read_public_key
 from device.identity.runtime import Identity, MatchResult, load_curves
 from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
@@ -51,6 +53,8 @@ class _Chunk(_Strict):
     transfer: str = Field(max_length=64)
     index: int = Field(ge=0, le=1_000_000)
     data: str = Field(max_length=MAX_CHUNK_BYTES * 4 // 3 + 8)
+    # Sibling hashes (hex) from the chunk up to the manifest's chunk_root; empty for a schema 1 manifest.
+    proof: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field([], max_length=MAX_PROOF)
 
 
 class _Inline(_Strict):
@@ -206,7 +210,8 @@ class IdentityComponent:
             raise CommandError(BAD_REQUEST, str(exc)) from None
 
     def register(self, plane: CommandPlane) -> None:
-        """Its commands on the command plane (only gallery.list is read-only: it may come unsigned)."""
+        """Its commands on the command plane: only gallery.list is read-only (it may come unsigned); gallery.chunk
+        is signed but replay-safe."""
         ident = self.identity
 
         def sync(args: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +219,7 @@ class IdentityComponent:
 
         def chunk(args: dict[str, Any]) -> dict[str, Any]:
             req = parse_args(_Chunk, args)
-            return self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data))
+            return self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data, req.proof))
 
         def inline(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
             def handler(args: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +254,8 @@ class IdentityComponent:
             }
 
         plane.register("gallery.sync", sync)
-        plane.register("gallery.chunk", chunk)
+        # A chunk is checked against the signed manifest and stored once: sending it again does nothing more.
+        plane.register("gallery.chunk", chunk, replay_safe=True)
         plane.register("gallery.add", inline("add"))
         plane.register("gallery.remove", inline("remove"))
         plane.register("gallery.list", listing, read_only=True)

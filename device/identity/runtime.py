@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from device.identity import gallery as gal
 from device.identity.matcher import Matcher
 from device.identity.store import GalleryStore, open_box
 from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
-from device.identity.transfer import Incoming, TransferError
+from device.identity.transfer import Incoming, TransferError, chunk_count
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ class Identity:
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gallery = gal.apply(checked, body, self.gallery, self.embedder)
         self._check_calibrated(gallery)
-        self.store.save(checked, gallery)
+        # A snapshot's verified body is the gallery's body: stored as it came.
+        self.store.save(checked, gallery, body if checked["type"] == "snapshot" else None)
         self._install(gallery, checked)
         self.problem = None if self.curves is not None else self.problem
         return self.summary()
@@ -144,23 +146,33 @@ class Identity:
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gal.check_applicable(checked, self.gallery)
         missing = self.incoming.begin(checked)
-        return {"transfer": self.incoming.id, "missing": missing, "chunks": len(checked["body"]["chunks"])}
+        out: dict[str, Any] = {
+            "transfer": self.incoming.id,
+            "missing": missing,
+            "chunks": chunk_count(checked),
+        }
+        if not missing:  # every chunk arrived before a restart cut the transfer short of applying it
+            out["gallery"] = self._apply_incoming()
+        return out
 
-    def chunk(self, transfer: str, index: int, data_b64: str) -> dict[str, Any]:
-        """Store one chunk; the last one applies the update (and the transfer is then discarded)."""
+    def chunk(self, transfer: str, index: int, data_b64: str, proof: Sequence[str] = ()) -> dict[str, Any]:
+        """Store one chunk (checked against the manifest with its `proof`); the last one applies the update
+        (and the transfer is then discarded)."""
         try:
             data = base64.b64decode(data_b64, validate=True)
         except ValueError:
             raise TransferError("chunk data must be base64") from None
-        missing = self.incoming.put(transfer, index, data)
-        if missing:
-            return {"transfer": transfer, "missing": missing[:100], "missing_count": len(missing)}
+        left = self.incoming.put(transfer, index, data, proof)
+        if left:
+            return {"transfer": transfer, "missing": self.incoming.missing(100), "missing_count": left}
+        return {"transfer": transfer, "missing": [], "missing_count": 0, "gallery": self._apply_incoming()}
+
+    def _apply_incoming(self) -> dict[str, Any]:
         manifest, body = self.incoming.manifest, self.incoming.body()
         try:
-            summary = self.apply_update(manifest, body)
+            return self.apply_update(manifest, body)
         finally:
             self.incoming.discard()
-        return {"transfer": transfer, "missing": [], "missing_count": 0, "gallery": summary}
 
     def purge(self, subject: str) -> int:
         """Erase a subject's templates here and on disk (data-subject erasure); returns how many were erased.

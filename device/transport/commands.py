@@ -135,18 +135,29 @@ class CommandPlane:
         self.max_age_s = max_age_s
         self.handlers: dict[str, Handler] = {}
         self.read_only: set[str] = set()  # may run unsigned: they change nothing
+        self.replay_safe: set[str] = set()  # signed; their nonces are not recorded
         self.counts = {"ok": 0, "error": 0, "reply_refused": 0, "retained": 0, "unauthenticated": 0}
 
-    def register(self, name: str, handler: Handler, *, read_only: bool = False) -> None:
+    def register(
+        self, name: str, handler: Handler, *, read_only: bool = False, replay_safe: bool = False
+    ) -> None:
         """`read_only`: the handler changes nothing on the terminal, so anyone who may publish the request
-        may run it unsigned (it must also be cheap: unsigned requests can come in floods)."""
+        may run it unsigned (it must also be cheap: unsigned requests can come in floods).
+
+        `replay_safe`: signed, but running the same request again changes nothing more (it names all it
+        changes, and each of its effects is checked against state signed elsewhere, as a gallery chunk
+        against its manifest), so its nonce is not recorded: no durable write per request, and no slot of
+        the replay cache per request (a 100,000-subject gallery is ~1,600 chunks)."""
         if not re.match(COMMAND_NAME_PATTERN, name):
             raise ValueError(f"bad command name {name!r}")
+        if read_only and replay_safe:
+            raise ValueError(f"{name}: a read-only command is not signed at all")
         self.handlers[name] = handler
-        if read_only:
-            self.read_only.add(name)
-        else:
-            self.read_only.discard(name)
+        for flag, names in ((read_only, self.read_only), (replay_safe, self.replay_safe)):
+            if flag:
+                names.add(name)
+            else:
+                names.discard(name)
 
     def handle(
         self,
@@ -218,11 +229,14 @@ class CommandPlane:
         return self.replies.refusal(topic)
 
     def authorize(self, name: str, data: dict[str, Any]) -> None:
-        """Check a state-changing request's signature and record its nonce; CommandError refuses it."""
+        """Check a state-changing request's signature and record its nonce (unless it is replay-safe);
+        CommandError refuses it."""
         try:
             if self.auth is None:
                 raise CommandError(UNAUTHENTICATED, f"{name} changes the terminal; no command key is set up")
-            self.auth.commit(self.auth.check(name, data))
+            grant = self.auth.check(name, data)
+            if name not in self.replay_safe:
+                self.auth.commit(grant)
         except CommandError as exc:
             if exc.code == UNAUTHENTICATED:
                 self.counts["unauthenticated"] += 1
