@@ -48,7 +48,7 @@ def _load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-def _looped_demo(folder: Path, seconds: float) -> Path:
+def looped_demo(folder: Path, seconds: float) -> Path:
     """The demo replay played over and over for `seconds` (its frames, a longer replay.json)."""
     from device.vision.demo import make_demo
 
@@ -166,7 +166,7 @@ def bench_verify(args: argparse.Namespace) -> int:
         tmp = Path(tmp_name)
         assert broker.proc is not None
         os.setpriority(os.PRIO_PROCESS, broker.proc.pid, OTHERS_NICE)
-        replay = _looped_demo(tmp, 3 * args.seconds + 120)
+        replay = looped_demo(tmp, 3 * args.seconds + 120)
         term = Terminal(tmp, broker.url, replay, args.pace)
         if args.no_cache:
             term.store.racy_s = float("inf")  # every file always counts as just changed: hashed every time
@@ -216,7 +216,7 @@ def bench_burst(args: argparse.Namespace) -> int:
         tmp = Path(tmp_name)
         assert broker.proc is not None
         os.setpriority(os.PRIO_PROCESS, broker.proc.pid, OTHERS_NICE)
-        replay = _looped_demo(tmp, 600)
+        replay = looped_demo(tmp, 600)
         term = Terminal(tmp, broker.url, replay, args.pace)
         try:
             term.wait_frames(10)

@@ -178,7 +178,7 @@ def encode_body(subjects: list[Subject], remove: tuple[str, ...] = ()) -> bytes:
     return MAGIC + _LEN.pack(len(head)) + head + rows
 
 
-def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
+def decode_body(body: bytes | bytearray) -> tuple[list[Subject], tuple[str, ...]]:
     """(subjects, ids to remove) of a body; ValueError naming what is wrong (never template values)."""
     if body[:4] != MAGIC or len(body) < 8:
         raise ValueError("not a faceonly gallery body (bad magic)")
@@ -221,7 +221,7 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
     return subjects, tuple(remove)
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -347,7 +347,7 @@ def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
             raise GalleryRefused("wrong_base", "delta's base gallery differs from the terminal's")
 
 
-def apply(manifest: dict[str, Any], body: bytes, current: Gallery | None, embedder: ModelRef) -> Gallery:
+def apply(manifest: dict[str, Any], body: bytes | bytearray, current: Gallery | None, embedder: ModelRef) -> Gallery:
     """The new gallery from a checked manifest and its complete body; GalleryRefused (nothing changed) else."""
     check_applicable(manifest, current)
     if len(body) != manifest["body"]["size"] or sha256_hex(body) != manifest["body"]["sha256"]:

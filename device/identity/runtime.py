@@ -120,7 +120,7 @@ class Identity:
             name = subject.display_name if subject is not None else None
         return MatchResult(decision.subject, decision.score, decision.margin, point.threshold, version, name)
 
-    def apply_update(self, manifest: Any, body: bytes) -> dict[str, Any]:
+    def apply_update(self, manifest: Any, body: bytes | bytearray) -> dict[str, Any]:
         """Verify, apply and store one complete update; GalleryRefused (state unchanged) otherwise."""
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gallery = gal.apply(checked, body, self.gallery, self.embedder)

@@ -32,7 +32,7 @@ class GalleryStore:
     def __init__(self, path: Path, box: SecretBox) -> None:
         self.path, self._box = Path(path), box
 
-    def save(self, manifest: dict, gallery: Gallery, body: bytes | None = None) -> None:
+    def save(self, manifest: dict, gallery: Gallery, body: bytes | bytearray | None = None) -> None:
         """`body`: the gallery's body when the caller holds it already (a verified snapshot's), so a large
         gallery is not encoded again; it is verified again at every load all the same."""
         state = {"manifest": manifest, "purged": [list(p) for p in gallery.purged]}

@@ -138,20 +138,25 @@ class Incoming:
             self._have.add(index)
         return self.missing_count
 
-    def body(self) -> bytes:
+    def body(self) -> bytearray:
         """The assembled body once nothing is missing."""
         if self.manifest is None or self.missing_count:
             raise TransferError("the transfer is not complete")
-        parts = []
+        # Filled in place: a large gallery's body is held once, not once in pieces and once joined.
+        body, at = bytearray(self.manifest["body"]["size"]), 0
         for i in range(chunk_count(self.manifest)):
             path = self._chunk_path(i)
             try:
-                parts.append(self._box.decrypt(path.read_bytes()))
+                chunk = self._box.decrypt(path.read_bytes())
             except (CryptoError, OSError):
                 path.unlink(missing_ok=True)
                 self._have.discard(i)
                 raise TransferError(f"stored chunk {i} was damaged on disk: send it again") from None
-        return b"".join(parts)
+            body[at : at + len(chunk)] = chunk
+            at += len(chunk)
+        if at != len(body):
+            raise TransferError(f"the stored chunks hold {at} bytes, the manifest says {len(body)}")
+        return body  # not bytes(body): that would hold a large body twice for a moment
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
