@@ -4,6 +4,8 @@ gallery commands with refusals (gallery unchanged), purge."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,13 +14,15 @@ from nacl.signing import SigningKey
 
 from device.config.gate import GateConfig
 from device.contracts import FaceObservation
+from device.identity import gallery as gal
 from device.identity import operator as op
 from device.identity.component import REFUSED, IdentityComponent
 from device.identity.gate import GpioGate
 from device.identity.runtime import Identity
 from device.identity.thresholds import CurveSet, ThresholdCurve
+from device.identity.transfer import chunk_proofs
 from device.privacy.signing import Signer
-from device.transport.commands import CommandError, CommandPlane
+from device.transport.commands import CommandError, CommandPlane, Deferred
 from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
 
 CURVE = CurveSet.single(ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]]))
@@ -153,3 +157,79 @@ def test_a_damaged_gallery_file_is_reported_and_left_alone(tmp_path):
     identity = Identity(EMBEDDER, CURVE, SIGNER.public_key, path, tmp_path / "g.key", 1e-3)
     assert identity.gallery is None and "damaged" in identity.summary()["problem"]
     assert path.read_bytes() == b"not a sealed gallery"
+
+
+def _send_all_but_last(handlers: dict, update) -> dict:
+    started = handlers["gallery.sync"]({"manifest": update.manifest})
+    size = update.manifest["body"]["chunk_size"]
+    proofs = chunk_proofs(update.manifest, update.body)
+
+    def args(i: int) -> dict:
+        data = base64.b64encode(update.body[i * size : (i + 1) * size]).decode()
+        return {"transfer": started["transfer"], "index": i, "data": data, "proof": proofs[i]}
+
+    for i in started["missing"][:-1]:
+        assert handlers["gallery.chunk"](args(i))["missing_count"] >= 1
+    return args(started["missing"][-1])
+
+
+def _tick_until(comp: IdentityComponent, replies: list, handle: str) -> object:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        comp.tick()
+        for h, outcome in replies:
+            if h == handle:
+                return outcome
+        time.sleep(0.01)
+    raise AssertionError("the applying update never answered")
+
+
+def test_the_last_chunk_applies_on_a_worker_the_loop_matching_the_old_gallery_meanwhile(rig):
+    comp, _, _, replies, _ = rig
+    handlers = _handlers(comp)
+    v2 = op.snapshot(SIGNER, [_subject(f"s{i:03d}", 1, i) for i in range(40)], 2, EMBEDDER, chunk=1024)
+    last = _send_all_but_last(handlers, v2)
+    release, real_save = threading.Event(), comp.identity.store.save
+    comp.identity.store.save = lambda *a: (release.wait(10), real_save(*a))[1]
+    assert isinstance(handlers["gallery.chunk"](last), Deferred)
+    comp.attach_reply("h-apply")
+    try:
+        assert comp.status()["applying_update"]
+        for name, args in (
+            ("gallery.sync", {"manifest": v2.manifest}),
+            ("subject.purge", {"subject": "ann"}),
+        ):
+            with pytest.raises(CommandError) as err:
+                handlers[name](args)
+            assert err.value.code == "busy"
+        (m,) = comp.observe([_obs(1, comp.identity.gallery.subject("ann").templates[0])])
+        assert m.subject == "ann" and m.gallery_version == 1  # frames go on against the gallery it has
+        comp.tick()
+        assert replies == []
+    finally:
+        release.set()
+    outcome = _tick_until(comp, replies, "h-apply")
+    assert (
+        outcome["gallery"]["version"] == 2
+        and outcome["gallery"]["count"] == 40
+        and outcome["missing_count"] == 0
+    )
+    assert comp.identity.gallery.version == 2 and not comp.status()["applying_update"]
+    assert handlers["gallery.list"]({})["version"] == 2
+
+
+def test_an_update_refused_on_the_worker_is_answered_and_changes_nothing(rig):
+    comp, _, _, replies, _ = rig
+    handlers = _handlers(comp)
+    subjects = [_subject(f"s{i:03d}", 1, i) for i in range(30)]
+    body = gal.encode_body(subjects)
+    wrong = gal.make_manifest(
+        SIGNER, "snapshot", 2, EMBEDDER, body, 1024, None, "0" * 64
+    )  # signed, wrong result
+    before = comp.identity.summary()
+    last = _send_all_but_last(handlers, op.UpdateFile(wrong, body, body))
+    assert isinstance(handlers["gallery.chunk"](last), Deferred)
+    comp.attach_reply("h-refused")
+    outcome = _tick_until(comp, replies, "h-refused")
+    assert isinstance(outcome, CommandError) and outcome.code == REFUSED
+    assert outcome.details["reason"] == "wrong_base" and comp.identity.summary() == before

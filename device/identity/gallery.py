@@ -347,7 +347,9 @@ def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
             raise GalleryRefused("wrong_base", "delta's base gallery differs from the terminal's")
 
 
-def apply(manifest: dict[str, Any], body: bytes | bytearray, current: Gallery | None, embedder: ModelRef) -> Gallery:
+def apply(
+    manifest: dict[str, Any], body: bytes | bytearray, current: Gallery | None, embedder: ModelRef
+) -> Gallery:
     """The new gallery from a checked manifest and its complete body; GalleryRefused (nothing changed) else."""
     check_applicable(manifest, current)
     if len(body) != manifest["body"]["size"] or sha256_hex(body) != manifest["body"]["sha256"]:

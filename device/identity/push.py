@@ -116,12 +116,13 @@ def push(
     progress: Callable[[str], None] = lambda m: None,
     window: int = DEFAULT_WINDOW,
 ) -> dict:
-    """Sync `update` to the terminal; returns the gallery summary it reports. PushError on a refusal."""
+    """Sync `update` to the terminal; returns the gallery summary it reports once the update is applied (the
+    reply to the last chunk). PushError on a refusal."""
     started = _ok(requester.request("gallery.sync", {"manifest": update.manifest}), "gallery.sync")
-    if "gallery" in started:
-        return started["gallery"]  # it already held every chunk (a restart had stopped it short of applying)
     transfer, todo = started["transfer"], list(started["missing"])
     size, total = update.manifest["body"]["chunk_size"], chunk_count(update.manifest)
+    if not todo:  # it holds every chunk (a restart came before it applied them): one sent again applies them
+        todo = [total - 1]
     proofs = chunk_proofs(update.manifest, update.body)
     progress(f"transfer {transfer}: {len(todo)} of {total} chunks to send")
     todo.reverse()  # popped from the end: in index order
