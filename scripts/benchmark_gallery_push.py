@@ -176,13 +176,15 @@ def main() -> int:  # noqa: PLR0915 - one scenario, step by step
         print(
             f"terminal RSS: {before:.0f} MB before, peak {max(during):.0f} MB during, {after:.0f} MB 5 s after"
         )
-        loops = [h["loop"] for at, h in watcher.health if t0 <= at <= t0 + pushed + 3 and "loop" in h]
-        if loops:
-            worst = max(loops, key=lambda lp: lp["frame_ms"]["max"] or 0)
-            p99s = [lp["frame_ms"]["p99"] for lp in loops if lp["frame_ms"]["p99"] is not None]
+        reports = [(at - t0, h["loop"]) for at, h in watcher.health if t0 <= at <= t0 + pushed + 3]
+        if reports:
+            worst_at, worst = max(reports, key=lambda r: r[1]["frame_ms"]["max"] or 0)
+            p99s = sorted(lp["frame_ms"]["p99"] for _, lp in reports if lp["frame_ms"]["p99"] is not None)
             print(
-                f"frame loop during the push (health.loop, {len(loops)} reports): frame p99 per report "
-                f"{min(p99s):.0f}..{max(p99s):.0f} ms, worst frame {worst['frame_ms']['max']:.0f} ms"
+                f"frame loop during the push (health.loop, {len(reports)} reports of the last "
+                f"{reports[0][1]['window_s']:g} s): frame p99 median {p99s[len(p99s) // 2]:.0f} ms, "
+                f"highest {p99s[-1]:.0f} ms; worst frame {worst['frame_ms']['max']:.0f} ms "
+                f"(turn CPU {worst['turn_cpu_ms']['max']:.0f} ms), reported {worst_at:.1f} s into the push"
             )
         _stop(term)
         began = time.monotonic()
