@@ -3,7 +3,7 @@
 `flood_command(host, port, base, "models.verify", 1000)` keeps `window` requests outstanding (MQTT 5,
 QoS 1, each with its own ResponseTopic + CorrelationData), sends a request again when the terminal
 answered it `busy` or it got no answer within `resend_s` (dropped at a full queue), and returns once
-`count` requests were answered ok. So the terminal's command queue stays full for the whole flood, and
+`count` requests were answered ok (a request still unanswered after `resend_s` counts as dropped). So the terminal's command queue stays full for the whole flood, and
 every request is answered in the end: what a client that retries does.
 """
 
@@ -47,7 +47,7 @@ def flood_command(  # noqa: PLR0913 - the flood's shape
     count: int,
     *,
     window: int = 100,
-    resend_s: float = 5.0,
+    resend_s: float = 60.0,
     timeout_s: float = 120.0,
 ) -> FloodResult:
     """Send `name` (no args, unsigned) until `count` were answered ok; AssertionError after `timeout_s`."""
