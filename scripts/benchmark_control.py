@@ -21,7 +21,7 @@ The terminal runs in this process (the real Service with the parts `faceonly run
 tests/test_service_loop.py), so each frame's timing is read exactly; every MQTT client of the
 benchmark runs in a child process, so none of their work lands in the terminal's process. The broker
 is the test suite's mosquitto launcher (tests/broker.py). The flooding client and the broker stand for
-other machines: they run at nice 19. The machine's load is printed before and after.
+other machines: they run at nice 19 (`--others-nice`). The machine's load is printed before and after.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ class Terminal:
         self.thread.join(30)
 
 
-# The flooding client and the broker stand for other machines: they run at the lowest CPU priority, so
-# on this one they take the CPU only when the terminal does not need it.
+# The flooding client and the broker stand for other machines: by default they run at the lowest CPU
+# priority, so on this one they take the CPU only when the terminal does not need it (--others-nice).
 OTHERS_NICE = 19
 
 
@@ -278,6 +278,7 @@ def role_burst(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    global OTHERS_NICE  # one setting for the children and the broker
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", nargs="?", choices=["verify", "burst"], default="verify")
     ap.add_argument("--role", choices=["verify", "burst"], help=argparse.SUPPRESS)
@@ -291,7 +292,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100_000, help="QoS 0 requests in the burst")
     ap.add_argument("--queue", type=int, default=1000, help="mosquitto max_queued_messages")
     ap.add_argument("--runs", type=int, default=3, help="bursts, one after the other")
+    ap.add_argument(
+        "--others-nice", type=int, default=OTHERS_NICE, help="nice of the flooding client and broker"
+    )
     args = ap.parse_args()
+    OTHERS_NICE = args.others_nice
     if args.role == "verify":
         return role_verify(args)
     if args.role == "burst":
