@@ -69,7 +69,7 @@ def signed_sig(key: CommandKey) -> dict:
 
 def test_real_payloads_validate_and_broken_ones_do_not(tmp_path: Path) -> None:
     plane = CommandPlane("x/cmd/res", 1024)
-    plane.register("status", lambda a: {"state": "online"})
+    plane.register("status", lambda a: {"state": "online"}, read_only=True)
     for req in (b"{}", b"{bad", b'{"args": 1}'):
         reply = plane.handle("status", req, "r/t", b"c1")
         payload = envelope("command.reply", "t1", reply.body, ttl_s=60, correlation_id=reply.correlation_id)

@@ -59,7 +59,7 @@ def build(key: CommandKey | None, state: Path, clock: Clock, *, allow_unsigned: 
     )
     calls: list[str] = []
     plane.register("restart", lambda args: calls.append("restart") or {"restarting": True})
-    plane.register("status", lambda args: calls.append("status") or {"state": "online"})
+    plane.register("status", lambda args: calls.append("status") or {"state": "online"}, read_only=True)
     return plane, calls
 
 
@@ -325,3 +325,36 @@ def test_ctl_refuses_an_unreadable_sign_key_before_connecting(tmp_path: Path) ->
             timeout=60,
         )
         assert res.returncode == 2 and f"command key {key_file}" in res.stderr, res.stderr
+
+
+def test_only_handlers_registered_read_only_run_unsigned(key: CommandKey, tmp_path: Path) -> None:
+    """What may run unsigned is declared with the handler, not inferred from its name."""
+    clock = Clock()
+    plane, calls = build(key, tmp_path, clock)
+    plane.register("models.verify", lambda args: calls.append("verify") or {"ok": True})  # not declared
+    assert code(plane.handle("models.verify", b"{}", BACKEND, None)) == "unauthenticated" and calls == []
+    plane.register("models.verify", lambda args: calls.append("verify") or {"ok": True}, read_only=True)
+    assert code(plane.handle("models.verify", b"{}", BACKEND, None)) is None and calls == ["verify"]
+    assert plane.describe_auth()["read_only_commands"] == ["models.verify", "status"]
+    plane.register("status", lambda args: {"state": "online"})  # re-registered as state-changing
+    assert code(plane.handle("status", b"{}", BACKEND, None)) == "unauthenticated"
+
+
+def test_a_replay_safe_command_is_signed_but_its_nonce_is_not_recorded(
+    key: CommandKey, tmp_path: Path
+) -> None:
+    """gallery.chunk: checked against the signed manifest and stored once, so a replay does nothing more;
+    recording ~1,600 nonces (fsync each) for one large gallery would only cost time and cache slots."""
+    clock = Clock()
+    plane, calls = build(key, tmp_path, clock)
+    plane.register("put", lambda args: calls.append("put") or {}, replay_safe=True)
+    assert code(plane.handle("put", b"{}", BACKEND, None)) == "unauthenticated" and calls == []
+    signed = key.request("put", {"index": 1}, now=clock.now)
+    assert code(plane.handle("put", signed, BACKEND, None)) is None
+    assert code(plane.handle("put", signed, BACKEND, None)) is None and calls == ["put", "put"]
+    assert len(plane.auth.cache) == 0
+    forged = json.loads(signed)
+    forged["args"]["index"] = 2
+    assert code(plane.handle("put", json.dumps(forged).encode(), BACKEND, None)) == "unauthenticated"
+    with pytest.raises(ValueError):
+        plane.register("both", lambda args: {}, read_only=True, replay_safe=True)

@@ -62,7 +62,7 @@ def make_plane(key: CommandKey, state: Path, max_bytes: int = 1024, clock=lambda
 @pytest.fixture
 def plane(key: CommandKey, tmp_path: Path) -> CommandPlane:
     p = make_plane(key, tmp_path)
-    p.register("status", lambda args: {"state": "online"})
+    p.register("status", lambda args: {"state": "online"}, read_only=True)
     p.register("echo", lambda args: {"args": args})
 
     def refuse(args):
@@ -150,7 +150,7 @@ def test_bad_reply_topic_falls_back_to_default(plane: CommandPlane) -> None:
 )
 def test_any_request_gets_one_well_formed_reply(name, payload, response_topic, correlation) -> None:
     p = CommandPlane(DEFAULT, max_bytes=1024, replies=ReplyPolicy(TOPICS, ("backend/#",)))
-    p.register("status", lambda args: {"ok": 1})
+    p.register("status", lambda args: {"ok": 1}, read_only=True)
     r = p.handle(name, payload, response_topic, correlation)
     assert isinstance(r.topic, str) and r.topic
     assert set(r.body) >= {"command", "request_id", "ok"}

@@ -144,6 +144,14 @@ def test_replies_read_as_a_person_would_want_them() -> None:
         "models": [{"name": "a", "ok": True}, {"name": "b", "ok": False, "problem": "sha256"}],
     }
     assert "1/2 models verified" in show_reply("models.verify", {"ok": True, "result": verify})
+    cached = {
+        "ok": True,
+        "models": [{"name": "a", "ok": True, "rehashed": False}, {"name": "b", "ok": True, "rehashed": True}],
+    }
+    shown = show_reply("models.verify", {"ok": True, "result": cached})
+    assert (
+        "2/2 models verified against the manifest (1 hashed now, 1 unchanged since their last hash)" in shown
+    )
     refused = {
         "ok": False,
         "error": {"code": "bad_request", "message": "config refused", "details": ["a.b: no"]},

@@ -4,6 +4,8 @@ gallery commands with refusals (gallery unchanged), purge."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,13 +14,15 @@ from nacl.signing import SigningKey
 
 from device.config.gate import GateConfig
 from device.contracts import FaceObservation
+from device.identity import gallery as gal
 from device.identity import operator as op
 from device.identity.component import REFUSED, IdentityComponent
 from device.identity.gate import GpioGate
 from device.identity.runtime import Identity
 from device.identity.thresholds import CurveSet, ThresholdCurve
+from device.identity.transfer import chunk_proofs
 from device.privacy.signing import Signer
-from device.transport.commands import CommandError
+from device.transport.commands import CommandError, CommandPlane, Deferred
 from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
 
 CURVE = CurveSet.single(ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]]))
@@ -27,6 +31,21 @@ STRANGER = Signer(SigningKey(b"\x09" * 32))
 
 def _obs(tid: int, emb, decision: str = "accepted") -> FaceObservation:
     return FaceObservation(tid, decision, 0.0, 1.0, 1.0, (0, 0, 1, 1), {}, {"planarity": 0.1}, (), emb)  # type: ignore[arg-type]
+
+
+def _handlers(comp: IdentityComponent) -> dict:
+    plane = CommandPlane("faceonly/v1/dev/t/cmd/res", 65536)
+    comp.register(plane)
+    return plane.handlers
+
+
+def test_only_gallery_list_may_come_unsigned(rig):
+    plane = CommandPlane("faceonly/v1/dev/t/cmd/res", 65536)
+    rig[0].register(plane)
+    assert plane.read_only == {"gallery.list"}
+    assert {"gallery.sync", "gallery.chunk", "gallery.add", "gallery.remove", "subject.purge"} <= set(
+        plane.handlers
+    )
 
 
 @pytest.fixture
@@ -96,17 +115,17 @@ def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
     before = comp.identity.summary()
     forged = op.delta(STRANGER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError) as err:
-        comp.handlers()["gallery.add"](
+        _handlers(comp)["gallery.add"](
             {"manifest": forged.manifest, "body": base64.b64encode(forged.body).decode()}
         )
     assert err.value.code == REFUSED and err.value.details["reason"] == "forged"
     assert comp.identity.summary() == before
     good = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError, match="may only remove"):
-        comp.handlers()["gallery.remove"](
+        _handlers(comp)["gallery.remove"](
             {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
         )
-    out = comp.handlers()["gallery.add"](
+    out = _handlers(comp)["gallery.add"](
         {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
     )
     assert out["gallery"]["version"] == 2 and out["gallery"]["count"] == 3
@@ -114,13 +133,13 @@ def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
 
 def test_list_and_purge(rig):
     comp, _, _, _, _ = rig
-    listed = comp.handlers()["gallery.list"]({"ids": True})
+    listed = _handlers(comp)["gallery.list"]({"ids": True})
     assert listed["ids"] == ["ann", "bob"] and listed["threshold"]["comparisons"] == 2
-    out = comp.handlers()["subject.purge"]({"subject": "ann"})
+    out = _handlers(comp)["subject.purge"]({"subject": "ann"})
     assert out == {**out, "templates_erased": 1, "events_erased": 2}
-    assert comp.handlers()["gallery.list"]({"ids": True})["ids"] == ["bob"]
+    assert _handlers(comp)["gallery.list"]({"ids": True})["ids"] == ["bob"]
     with pytest.raises(CommandError):
-        comp.handlers()["subject.purge"]({"subject": "../x"})
+        _handlers(comp)["subject.purge"]({"subject": "../x"})
 
 
 def test_without_a_threshold_curve_every_face_is_unknown_and_status_says_why(tmp_path):
@@ -138,3 +157,79 @@ def test_a_damaged_gallery_file_is_reported_and_left_alone(tmp_path):
     identity = Identity(EMBEDDER, CURVE, SIGNER.public_key, path, tmp_path / "g.key", 1e-3)
     assert identity.gallery is None and "damaged" in identity.summary()["problem"]
     assert path.read_bytes() == b"not a sealed gallery"
+
+
+def _send_all_but_last(handlers: dict, update) -> dict:
+    started = handlers["gallery.sync"]({"manifest": update.manifest})
+    size = update.manifest["body"]["chunk_size"]
+    proofs = chunk_proofs(update.manifest, update.body)
+
+    def args(i: int) -> dict:
+        data = base64.b64encode(update.body[i * size : (i + 1) * size]).decode()
+        return {"transfer": started["transfer"], "index": i, "data": data, "proof": proofs[i]}
+
+    for i in started["missing"][:-1]:
+        assert handlers["gallery.chunk"](args(i))["missing_count"] >= 1
+    return args(started["missing"][-1])
+
+
+def _tick_until(comp: IdentityComponent, replies: list, handle: str) -> object:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        comp.tick()
+        for h, outcome in replies:
+            if h == handle:
+                return outcome
+        time.sleep(0.01)
+    raise AssertionError("the applying update never answered")
+
+
+def test_the_last_chunk_applies_on_a_worker_the_loop_matching_the_old_gallery_meanwhile(rig):
+    comp, _, _, replies, _ = rig
+    handlers = _handlers(comp)
+    v2 = op.snapshot(SIGNER, [_subject(f"s{i:03d}", 1, i) for i in range(40)], 2, EMBEDDER, chunk=1024)
+    last = _send_all_but_last(handlers, v2)
+    release, real_save = threading.Event(), comp.identity.store.save
+    comp.identity.store.save = lambda *a: (release.wait(10), real_save(*a))[1]
+    assert isinstance(handlers["gallery.chunk"](last), Deferred)
+    comp.attach_reply("h-apply")
+    try:
+        assert comp.status()["applying_update"]
+        for name, args in (
+            ("gallery.sync", {"manifest": v2.manifest}),
+            ("subject.purge", {"subject": "ann"}),
+        ):
+            with pytest.raises(CommandError) as err:
+                handlers[name](args)
+            assert err.value.code == "busy"
+        (m,) = comp.observe([_obs(1, comp.identity.gallery.subject("ann").templates[0])])
+        assert m.subject == "ann" and m.gallery_version == 1  # frames go on against the gallery it has
+        comp.tick()
+        assert replies == []
+    finally:
+        release.set()
+    outcome = _tick_until(comp, replies, "h-apply")
+    assert (
+        outcome["gallery"]["version"] == 2
+        and outcome["gallery"]["count"] == 40
+        and outcome["missing_count"] == 0
+    )
+    assert comp.identity.gallery.version == 2 and not comp.status()["applying_update"]
+    assert handlers["gallery.list"]({})["version"] == 2
+
+
+def test_an_update_refused_on_the_worker_is_answered_and_changes_nothing(rig):
+    comp, _, _, replies, _ = rig
+    handlers = _handlers(comp)
+    subjects = [_subject(f"s{i:03d}", 1, i) for i in range(30)]
+    body = gal.encode_body(subjects)
+    wrong = gal.make_manifest(
+        SIGNER, "snapshot", 2, EMBEDDER, body, 1024, None, "0" * 64
+    )  # signed, wrong result
+    before = comp.identity.summary()
+    last = _send_all_but_last(handlers, op.UpdateFile(wrong, body, body))
+    assert isinstance(handlers["gallery.chunk"](last), Deferred)
+    comp.attach_reply("h-refused")
+    outcome = _tick_until(comp, replies, "h-refused")
+    assert isinstance(outcome, CommandError) and outcome.code == REFUSED
+    assert outcome.details["reason"] == "wrong_base" and comp.identity.summary() == before

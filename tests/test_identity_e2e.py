@@ -9,6 +9,7 @@ The gate pulses exactly once. An enroll with no face coming is answered `timeout
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import queue
@@ -280,52 +281,83 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     assert births[-1]["gallery"]["version"] == 1 and births[-1]["gallery"]["count"] == 2
 
 
-@pytest.mark.slow
-def test_chunked_sync_through_the_broker_resumes_where_it_stopped(rig):
-    """A multi-chunk snapshot (3,000 subjects): half the chunks, then `gallery push` sends only the rest."""
-    import base64
+@pytest.fixture
+def bare_rig(tmp_path):
+    """Broker, gallery key and command key, no photos: galleries made of random unit templates."""
+    model_store()
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
 
+    Device.pin_factory = MockFactory()
+    assert main(["gallery", "keygen", "--out", str(tmp_path / "gallery.key")]) == 0
+    with Broker(tmp_path / "mosq") as broker:
+        backend = Backend(broker)
+        yield tmp_path, broker, backend, CommandKey.generate(tmp_path / "ops")
+        backend.close()
+    Device.pin_factory.close()
+    Device.pin_factory = None
+
+
+@pytest.mark.slow
+def test_a_large_gallery_goes_through_the_normal_path_and_resumes_after_a_restart(bare_rig):
+    """3,000 subjects in 1.5 KiB chunks: more chunks than a manifest listing their hashes could carry in
+    one command at the default 64 KiB (issue 19 item 7). The manifest names their Merkle root; each chunk
+    comes with its proof. Some are sent, the terminal restarts, `push` sends exactly the rest."""
     from nacl.signing import SigningKey
 
     from device.contracts import ModelRef
     from device.identity import gallery as gal
     from device.identity import operator as op
     from device.identity.push import Requester, push
+    from device.identity.transfer import chunk_proofs
     from device.infra.modelstore import ModelStore
     from device.transport.topics import Topics
     from device.vision.embed import l2_normalise
 
-    tmp, broker, backend, _ = rig
-    key = CommandKey.generate(tmp / "ops")
+    tmp, broker, backend, key = bare_rig
     entry = ModelStore().entry("embedder")
     model = ModelRef("embedder", entry.file, entry.sha256)
     rng = np.random.default_rng(3)
     subjects = [
         gal.Subject(f"s{i:05d}", None, l2_normalise(rng.normal(size=(1, gal.DIM)))) for i in range(3000)
     ]
-    signer = op.load_gallery_signer(tmp / "gallery.key")
-    update = op.snapshot(signer, subjects, 5, model)
-    chunks = update.manifest["body"]["chunks"]
-    assert len(chunks) > 40
-    terminal = Terminal(
-        _config(tmp, broker, _replay(tmp / "idle", [], lead_s=1.0), tmp / "gallery.key.pub", "fast", key)
-    )
+    update = op.snapshot(op.load_gallery_signer(tmp / "gallery.key"), subjects, 5, model, chunk=1536)
+    count, size = update.manifest["body"]["chunk_count"], update.manifest["body"]["chunk_size"]
+    assert count * len(json.dumps(["0" * 64, ""])) > 64 * 1024  # a list of their hashes: too large
+    assert len(json.dumps(update.manifest)) < 1024
+    pub = tmp / "gallery.key.pub"
+    idle = _replay(tmp / "idle", [], lead_s=1.0)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pusher", protocol=mqtt.MQTTv5)
     client.connect(broker.host, broker.port)
     requester = Requester(client, Topics("faceonly", TID), 30.0, SigningKey(key.key.encode()))
+    terminal = Terminal(_config(tmp, broker, idle, pub, "fast", key))
     try:
         assert backend.wait(lambda: any(s.get("state") == "online" for s in backend.of("/status")), 30)
         started = requester.request("gallery.sync", {"manifest": update.manifest})["result"]
-        size = update.manifest["body"]["chunk_size"]
-        for index in started["missing"][: len(chunks) // 2]:  # the connection "drops" half way
+        assert started["chunks"] == count and started["missing"] == list(range(count))
+        proofs = chunk_proofs(update.manifest, update.body)
+        first = started["missing"][:60]
+        for index in first:
             data = base64.b64encode(update.body[index * size : (index + 1) * size]).decode()
-            assert requester.request(
-                "gallery.chunk", {"transfer": started["transfer"], "index": index, "data": data}
-            )["ok"]
+            args = {"transfer": started["transfer"], "index": index, "data": data, "proof": proofs[index]}
+            reply = requester.request("gallery.chunk", args)
+            assert reply["ok"] and reply["result"]["missing_count"] == count - index - 1, reply
+        wrong = {"transfer": started["transfer"], "index": count - 1, "data": data, "proof": proofs[-1]}
+        refused = requester.request("gallery.chunk", wrong)
+        assert not refused["ok"] and "does not match" in refused["error"]["message"]
+        terminal.stop()  # the terminal restarts in the middle of the transfer
+        terminal = Terminal(_config(tmp, broker, idle, pub, "fast", key))
         sent: list[str] = []
         summary = push(requester, update, sent.append)
-        assert f"{len(chunks) - len(chunks) // 2} of {len(chunks)} chunks to send" in sent[0]
+        assert f"{count - len(first)} of {count} chunks to send" in sent[0]
         assert summary["version"] == 5 and summary["count"] == 3000
+        backend.send("gallery.list", {})  # read-only: unsigned
+        listed = backend.replies.get(timeout=30)
+        assert (
+            listed["ok"]
+            and listed["result"]["count"] == 3000
+            and listed["result"]["sha256"] == summary["sha256"]
+        )
         stale = requester.request("gallery.sync", {"manifest": update.manifest})
         assert not stale["ok"] and stale["error"]["details"]["reason"] == "not_newer"
     finally:

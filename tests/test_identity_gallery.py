@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 
@@ -17,7 +18,7 @@ from device.contracts import ModelRef
 from device.identity import gallery as gal
 from device.identity import operator as op
 from device.identity.store import GalleryStore, open_box
-from device.identity.transfer import Incoming, TransferError, transfer_id
+from device.identity.transfer import Incoming, TransferError, chunk_proofs, transfer_id
 from device.privacy.signing import Signer
 from device.vision.embed import l2_normalise
 
@@ -175,21 +176,32 @@ def test_chunked_transfer_resumes_in_any_order_after_a_restart(tmp_path):
     manifest = gal.check_manifest(snap.manifest, GALLERY_KEY, EMBEDDER)
     box = SecretBox(b"\x04" * 32)
     chunks = [snap.body[i : i + 16 * 1024] for i in range(0, len(snap.body), 16 * 1024)]
+    proofs = chunk_proofs(manifest, snap.body)
+    assert manifest["body"]["chunk_count"] == len(chunks) and "chunks" not in manifest["body"]
     incoming = Incoming(tmp_path / "incoming", box)
     missing = incoming.begin(manifest)
     assert missing == list(range(len(chunks))) and len(chunks) > 5
     tid = transfer_id(manifest)
     for i in missing[::2]:
-        incoming.put(tid, i, chunks[i])
-    with pytest.raises(TransferError, match="hash"):
-        incoming.put(tid, 1, chunks[0])
+        incoming.put(tid, i, chunks[i], proofs[i])
+    with pytest.raises(TransferError, match="hash or proof"):
+        incoming.put(tid, 1, chunks[0], proofs[0])  # another chunk with its own (valid) proof
+    with pytest.raises(TransferError, match="hash or proof"):
+        incoming.put(tid, 1, chunks[1], proofs[3])
+    with pytest.raises(TransferError, match="hash or proof"):
+        incoming.put(tid, 1, chunks[1])  # no proof
     with pytest.raises(TransferError, match="no such transfer"):
-        incoming.put("0" * 32, 1, chunks[1])
+        incoming.put("0" * 32, 1, chunks[1], proofs[1])
+    # A power cut tore one chunk (they are written without fsync) and left a temp file behind.
+    stored = tmp_path / "incoming" / tid
+    (stored / "000002.chunk").write_bytes((stored / "000002.chunk").read_bytes()[:-7])
+    (stored / ".000004.chunk.abc.tmp").write_bytes(b"partial")
     resumed = Incoming(tmp_path / "incoming", box)  # the terminal restarted
     left = resumed.begin(manifest)
-    assert left == list(range(len(chunks)))[1::2]
+    assert left == sorted([2, *list(range(len(chunks)))[1::2]]) and resumed.missing_count == len(left)
+    assert sorted(p.name for p in stored.iterdir())[:2] == ["000000.chunk", "000004.chunk"]
     for i in reversed(left):
-        resumed.put(tid, i, chunks[i])
+        resumed.put(tid, i, chunks[i], proofs[i])
     assert resumed.missing() == [] and resumed.body() == snap.body
     v1 = gal.apply(manifest, resumed.body(), None, EMBEDDER)
     assert v1.count == 300
@@ -206,3 +218,83 @@ def test_purge_erases_templates_yet_the_gallery_verifies_and_the_next_delta_appl
     d = op.delta(SIGNER, snap, EMBEDDER, remove=("bob",))  # the backend learns of the purge
     v2 = _apply(d, loaded)
     assert [s.id for s in v2.subjects] == ["ann"] and v2.purged == ()
+
+
+def test_the_manifest_stays_small_however_many_chunks(tmp_path):
+    """100,000 subjects' worth of chunks: the signed manifest does not grow with them (issue 19 item 7)."""
+    body = bytes(53_000_000 // 64)  # the body's length is what the manifest describes
+    small = gal.make_manifest(SIGNER, "snapshot", 1, EMBEDDER, body[:40_000], 32 * 1024, None, "0" * 64)
+    large = gal.make_manifest(SIGNER, "snapshot", 1, EMBEDDER, body, 512, None, "0" * 64)
+    assert large["body"]["chunk_count"] == 1618 and len(json.dumps(large)) - len(json.dumps(small)) < 16
+    assert gal.check_manifest(large, GALLERY_KEY, EMBEDDER) == large
+
+
+def test_a_schema_1_manifest_still_loads_and_transfers(tmp_path):
+    """Galleries stored and update files made before chunk_root list every chunk's sha256 instead."""
+    subjects = [_subject(f"s{i:04d}", 1, i) for i in range(60)]
+    body = gal.encode_body(subjects)
+    size = 4096
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    old = SIGNER.sign(
+        {
+            "schema": 1,
+            "kind": gal.KIND,
+            "type": "snapshot",
+            "version": 3,
+            "embedder": {"name": EMBEDDER.name, "file": EMBEDDER.file, "sha256": EMBEDDER.sha256},
+            "body": {
+                "size": len(body),
+                "sha256": gal.sha256_hex(body),
+                "chunk_size": size,
+                "chunks": [gal.sha256_hex(c) for c in chunks],
+            },
+            "result_sha256": gal.gallery_digest(subjects),
+        }
+    )
+    manifest = gal.check_manifest(old, GALLERY_KEY, EMBEDDER)
+    incoming = Incoming(tmp_path / "incoming", SecretBox(b"\x04" * 32))
+    assert incoming.begin(manifest) == list(range(len(chunks)))
+    tid = transfer_id(manifest)
+    with pytest.raises(TransferError):
+        incoming.put(tid, 0, chunks[0], ["00" * 32])  # schema 1 chunks carry no proof
+    for i, (chunk, proof) in enumerate(zip(chunks, chunk_proofs(manifest, body), strict=True)):
+        incoming.put(tid, i, chunk, proof)
+    store = GalleryStore(tmp_path / "gallery.sealed", open_box(tmp_path / "gallery.key"))
+    store.save(manifest, gal.apply(manifest, incoming.body(), None, EMBEDDER))
+    loaded, kept = store.load(GALLERY_KEY, EMBEDDER)
+    assert loaded.count == 60 and kept["schema"] == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schema": 3},
+        {"schema": True},
+        {"body": {"chunk_count": 2}},
+        {"body": {"chunk_root": "XYZ"}},
+        {"body": {"chunk_count": True}},
+    ],
+)
+def test_a_manifest_with_a_bad_chunk_description_is_refused(change):
+    body = gal.encode_body([_subject("ann", 1, 1)])
+    fields = {
+        "schema": 2,
+        "kind": gal.KIND,
+        "type": "snapshot",
+        "version": 1,
+        "embedder": {"name": EMBEDDER.name, "file": EMBEDDER.file, "sha256": EMBEDDER.sha256},
+        "body": {
+            "size": len(body),
+            "sha256": gal.sha256_hex(body),
+            "chunk_size": len(body),
+            "chunk_count": 1,
+            "chunk_root": "ab" * 32,
+        },
+        "result_sha256": "0" * 64,
+    }
+    assert gal.check_manifest(SIGNER.sign(fields), GALLERY_KEY, EMBEDDER)
+    for key, value in change.items():
+        fields[key] = {**fields[key], **value} if isinstance(value, dict) else value
+    with pytest.raises(gal.GalleryRefused) as err:
+        gal.check_manifest(SIGNER.sign(fields), GALLERY_KEY, EMBEDDER)
+    assert err.value.reason == "malformed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -165,3 +166,28 @@ def test_detector_manifest_records_the_quantization_decision(store, name):
     assert shipped["lfw_detection_rate"] == reference["lfw_detection_rate"]
     assert shipped["negatives_false_faces"] <= reference["negatives_false_faces"]
     assert shipped["size_bytes"] == store.entry(name).size_bytes
+
+
+def test_verify_hashes_again_only_what_may_have_changed(tmp_path):
+    """models.verify may come unsigned and in floods: an unchanged file costs a stat, not a hash; any change
+    (even the same size with the old mtime put back) is hashed again and caught."""
+    copy = tmp_path / "models"
+    shutil.copytree(MODELS, copy)
+    fresh = ModelStore(copy)
+    fresh.verify()
+    assert all(r.ok and r.rehashed for r in fresh.verify())  # just written: within the racy window
+    store = ModelStore(copy)
+    store.racy_s = 0.0  # as if the copy were older than the timestamp tick
+    assert all(r.ok and r.rehashed for r in store.verify())
+    assert all(r.ok and not r.rehashed and r.hashed_at for r in store.verify())
+    entry = store.entry("embedder")
+    path = copy / entry.file
+    before = path.stat()
+    _flip_one_byte(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    results = {r.name: r for r in store.verify()}
+    assert not results["embedder"].ok and results["embedder"].rehashed
+    assert all(r.ok and not r.rehashed for n, r in results.items() if n != "embedder")
+    _flip_one_byte(path)
+    assert {r.name: r.ok for r in store.verify()}["embedder"]
+    assert not {r.name: r.rehashed for r in store.verify()}["embedder"]

@@ -60,7 +60,11 @@ def _config_get(r: dict[str, Any]) -> list[str]:
 def _models_verify(r: dict[str, Any]) -> list[str]:
     models = r.get("models") or []
     bad = [f"{m.get('name')}: {m.get('problem')}" for m in models if not m.get("ok")]
-    return [f"{len(models) - len(bad)}/{len(models)} models verified against the manifest", *bad]
+    head = f"{len(models) - len(bad)}/{len(models)} models verified against the manifest"
+    if any("rehashed" in m for m in models):  # the terminal hashes again only the files that changed
+        kept = sum(1 for m in models if m.get("ok") and m.get("rehashed") is False)
+        head += f" ({len(models) - kept} hashed now, {kept} unchanged since their last hash)"
+    return [head, *bad]
 
 
 def _gallery_list(r: dict[str, Any]) -> list[str]:

@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="faceonly")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
     p.add_argument(
+        "--window",
+        type=int,
+        default=8,
+        help="chunks in flight at once (the terminal queues up to 64 requests)",
+    )
+    p.add_argument(
         "--sign-key",
         type=Path,
         default=None,
@@ -166,7 +172,7 @@ def _push(args: argparse.Namespace) -> int:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1
     try:
-        summary = push(requester, update, lambda m: print(m, file=sys.stderr))
+        summary = push(requester, update, lambda m: print(m, file=sys.stderr), window=max(1, args.window))
     except PushError as exc:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,9 @@ The service loop owns it (one thread). Commands (all state-changing ones signed 
 gallery updates additionally signed by the backend's gallery key, checked here):
 
 - gallery.sync {manifest}: start or resume a chunked transfer; reply: transfer id, missing chunks.
-- gallery.chunk {transfer, index, data}: one chunk (base64); the last one applies the update.
+- gallery.chunk {transfer, index, data, proof}: one chunk (base64) and its Merkle inclusion proof; the last one
+  applies the update (on a worker thread: its reply comes once the gallery is stored and in use; gallery
+  commands answer busy meanwhile).
 - gallery.add / gallery.remove {manifest, body}: a small delta in one message (body base64); add may only
   add or replace subjects, remove may only remove them.
 - gallery.list {ids?}: version, count, model, the threshold in force (ids on request).
@@ -19,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,12 +31,23 @@ from device.identity import gallery as gal
 from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
 from device.identity.feedback import enrolment_prompt, outcome_prompt
 from device.identity.gate import Gate, GateDecision
+from device.identity.merkle import MAX_PROOF
 from device.identity.operator import read_public_key
-from device.identity.runtime import Identity, MatchResult, load_curves
+from device.identity.runtime import Busy, Identity, MatchResult, load_curves
 from device.identity.transfer import MAX_CHUNK_BYTES, TransferError
-from device.transport.commands import BAD_REQUEST, FAILED, CommandError, parse_args
+from device.transport.commands import (
+    BAD_REQUEST,
+    BUSY,
+    FAILED,
+    CommandError,
+    CommandPlane,
+    Deferred,
+    parse_args,
+)
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 REFUSED: Final = "refused"  # error code of a refused gallery update; details.reason says which refusal
 
@@ -51,6 +64,8 @@ class _Chunk(_Strict):
     transfer: str = Field(max_length=64)
     index: int = Field(ge=0, le=1_000_000)
     data: str = Field(max_length=MAX_CHUNK_BYTES * 4 // 3 + 8)
+    # Sibling hashes (hex) from the chunk up to the manifest's chunk_root; empty for a schema 1 manifest.
+    proof: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field([], max_length=MAX_PROOF)
 
 
 class _Inline(_Strict):
@@ -102,6 +117,8 @@ class IdentityComponent:
         )
         self._clock = clock
         self._enrolment: tuple[Enrolment, Any] | None = None  # (state, the pending reply's handle)
+        self._apply_reply: Any = None  # the reply handle of the chunk that completed the applying update
+        self._awaiting_apply_reply = False
         self.counts = {"matched": 0, "unknown": 0, "gate_opened": 0, "enrolments": 0}
 
     # ---- per observation -------------------------------------------------------------------
@@ -137,6 +154,7 @@ class IdentityComponent:
         return found.display_name if found is not None else None
 
     def tick(self) -> None:
+        self._finish_apply()
         if self._enrolment is not None:
             enrolment, handle = self._enrolment
             outcome = enrolment.expired(self._clock())
@@ -188,32 +206,60 @@ class IdentityComponent:
         self._prompt(enrolment_prompt("enrol.started", request.subject, time.time()))
 
     def attach_reply(self, handle: Any) -> None:
-        """The deferred reply's address, known once the command plane has parsed the request."""
-        if self._enrolment is not None and self._enrolment[1] is None:
+        """The deferred reply's address, known once the command plane has parsed the request (right after
+        the handler returned Deferred: the last gallery chunk, or enroll)."""
+        if self._awaiting_apply_reply:
+            self._awaiting_apply_reply = False
+            self._apply_reply = handle
+        elif self._enrolment is not None and self._enrolment[1] is None:
             self._enrolment = (self._enrolment[0], handle)
 
     def close(self) -> None:
+        self.identity.close()
+        self._finish_apply()
         self.gate.close()
 
-    def _refusing(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _refusing(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except gal.GalleryRefused as exc:
-            raise CommandError(
-                REFUSED, str(exc), {"reason": exc.reason, "gallery": self.identity.summary()}
-            ) from None
-        except TransferError as exc:
-            raise CommandError(BAD_REQUEST, str(exc)) from None
+        except (gal.GalleryRefused, TransferError, Busy) as exc:
+            raise self._refusal(exc) from None
 
-    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _refusal(self, exc: Exception) -> CommandError:
+        if isinstance(exc, gal.GalleryRefused):
+            return CommandError(REFUSED, str(exc), {"reason": exc.reason, "gallery": self.identity.summary()})
+        if isinstance(exc, Busy):
+            return CommandError(BUSY, str(exc))
+        return CommandError(BAD_REQUEST if isinstance(exc, TransferError) else FAILED, str(exc))
+
+    def _finish_apply(self) -> None:
+        outcome = self.identity.finish_apply()
+        if outcome is None:
+            return
+        handle, self._apply_reply = self._apply_reply, None
+        if isinstance(outcome, Exception):
+            log.warning("gallery update not applied: %s", outcome)
+            self._enrol_reply(handle, self._refusal(outcome))
+        else:
+            log.info("gallery version %s applied", outcome["gallery"].get("version"))
+            self._enrol_reply(handle, outcome)
+
+    def register(self, plane: CommandPlane) -> None:
+        """Its commands on the command plane: only gallery.list is read-only (it may come unsigned); gallery.chunk
+        is signed but replay-safe."""
         ident = self.identity
 
         def sync(args: dict[str, Any]) -> dict[str, Any]:
             return self._refusing(lambda: ident.sync(parse_args(_Sync, args).manifest))
 
-        def chunk(args: dict[str, Any]) -> dict[str, Any]:
+        def chunk(args: dict[str, Any]) -> dict[str, Any] | Deferred:
             req = parse_args(_Chunk, args)
-            return self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data))
+            out = self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data, req.proof))
+            if out is not None:
+                return out
+            self._apply_reply = None  # the last chunk: answered once the update is applied (tick)
+            self._awaiting_apply_reply = True
+            return Deferred()
 
         def inline(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
             def handler(args: dict[str, Any]) -> dict[str, Any]:
@@ -240,25 +286,26 @@ class IdentityComponent:
 
         def purge(args: dict[str, Any]) -> dict[str, Any]:
             subject = parse_args(_Purge, args).subject
+            erased = self._refusing(lambda: ident.purge(subject))
             return {
                 "subject": subject,
-                "templates_erased": ident.purge(subject),
+                "templates_erased": erased,
                 "events_erased": self._purge_events(subject),
                 "gallery": ident.summary(),
             }
 
-        return {
-            "gallery.sync": sync,
-            "gallery.chunk": chunk,
-            "gallery.add": inline("add"),
-            "gallery.remove": inline("remove"),
-            "gallery.list": listing,
-            "subject.purge": purge,
-        }
+        plane.register("gallery.sync", sync)
+        # A chunk is checked against the signed manifest and stored once: sending it again does nothing more.
+        plane.register("gallery.chunk", chunk, replay_safe=True)
+        plane.register("gallery.add", inline("add"))
+        plane.register("gallery.remove", inline("remove"))
+        plane.register("gallery.list", listing, read_only=True)
+        plane.register("subject.purge", purge)
 
     def status(self) -> dict[str, Any]:
         return {
             **self.identity.summary(),
+            "applying_update": self.identity.applying is not None,
             "gate": self.gate.kind,
             "counts": {**self.counts, "gate_dropped": self.gate.dropped},
         }

@@ -8,7 +8,10 @@ with the header {"dim", "subjects": [[id, display_name or null, n_templates(, av
 "remove"}; `averaged` (2..MAX_AVERAGED, absent for 1) says how many photos each of the subject's templates is
 the mean of, which picks the threshold curve the terminal needs for it (device.identity.thresholds).
 An update is a small signed manifest (Ed25519 over RFC 8785 JSON, by the backend's gallery key) naming the
-sha256 and size of its body:
+sha256 and size of its body, and how it travels in chunks: `chunk_size`, `chunk_count` and `chunk_root`, the
+root of a Merkle tree over the chunks (device.identity.merkle), so the manifest stays small however large the
+gallery and each chunk is checked on arrival with its inclusion proof (schema 1 listed every chunk's sha256
+instead; still accepted, for galleries stored and update files made before):
 
 - snapshot: version N, the whole gallery; the body IS the new gallery;
 - delta: base_version and base_sha256 -> version N; its body holds the subjects to add or replace and the
@@ -39,11 +42,13 @@ from typing import Any
 import numpy as np
 
 from device.contracts import ModelRef
+from device.identity import merkle
 from device.privacy.signing import SignatureError, Signer, verify_payload
 from device.wire.bounded import PayloadError, loads_bounded
 
 MAGIC = b"FOG1"
-SCHEMA = 1
+SCHEMA = 2
+SCHEMAS = (1, 2)  # 1: the manifest lists every chunk's sha256 (made before chunk_root)
 KIND = "faceonly.gallery"
 DIM = 128
 MAX_TEMPLATES_PER_SUBJECT = 16
@@ -53,6 +58,7 @@ MAX_SUBJECTS = 1_000_000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 MAX_DISPLAY_NAME = 128
 _LEN = struct.Struct("<I")
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 class GalleryRefused(ValueError):
@@ -172,7 +178,7 @@ def encode_body(subjects: list[Subject], remove: tuple[str, ...] = ()) -> bytes:
     return MAGIC + _LEN.pack(len(head)) + head + rows
 
 
-def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
+def decode_body(body: bytes | bytearray) -> tuple[list[Subject], tuple[str, ...]]:
     """(subjects, ids to remove) of a body; ValueError naming what is wrong (never template values)."""
     if body[:4] != MAGIC or len(body) < 8:
         raise ValueError("not a faceonly gallery body (bad magic)")
@@ -215,7 +221,7 @@ def decode_body(body: bytes) -> tuple[list[Subject], tuple[str, ...]]:
     return subjects, tuple(remove)
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -249,14 +255,20 @@ def make_manifest(  # noqa: PLR0913 - each argument is one field of the signed m
 ) -> dict[str, Any]:
     """A signed update manifest for `body` (the backend side: `faceonly gallery build/delta`);
     `result_sha256` is the digest of the gallery it results in (gallery_digest)."""
-    chunks = [sha256_hex(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
+    leaves = [merkle.leaf_hash(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": KIND,
         "type": kind,
         "version": version,
         "embedder": {"name": embedder.name, "file": embedder.file, "sha256": embedder.sha256},
-        "body": {"size": len(body), "sha256": sha256_hex(body), "chunk_size": chunk_size, "chunks": chunks},
+        "body": {
+            "size": len(body),
+            "sha256": sha256_hex(body),
+            "chunk_size": chunk_size,
+            "chunk_count": len(leaves),
+            "chunk_root": merkle.root(leaves).hex(),
+        },
         "result_sha256": result_sha256,
     }
     if kind == "delta":
@@ -268,8 +280,14 @@ def make_manifest(  # noqa: PLR0913 - each argument is one field of the signed m
 
 def check_manifest(manifest: Any, gallery_key: bytes, embedder: ModelRef) -> dict[str, Any]:
     """The manifest if signed by the gallery key, well formed and for this embedder; else GalleryRefused."""
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND or manifest.get("schema") != SCHEMA:
-        raise GalleryRefused("malformed", f"not a {KIND} schema {SCHEMA} manifest")
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("kind") != KIND
+        or type(schema) is not int
+        or schema not in SCHEMAS
+    ):
+        raise GalleryRefused("malformed", f"not a {KIND} manifest of schema {' or '.join(map(str, SCHEMAS))}")
     if "signature" not in manifest:
         raise GalleryRefused("unsigned", "the update carries no signature")
     try:
@@ -286,8 +304,7 @@ def check_manifest(manifest: Any, gallery_key: bytes, embedder: ModelRef) -> dic
             and isinstance(body["size"], int)
             and isinstance(body["chunk_size"], int)
             and body["chunk_size"] >= 1
-            and isinstance(body["chunks"], list)
-            and len(body["chunks"]) == math.ceil(body["size"] / body["chunk_size"])
+            and _chunks_described(schema, body, math.ceil(body["size"] / body["chunk_size"]))
         )
     except (KeyError, TypeError):
         ok = False
@@ -301,6 +318,19 @@ def check_manifest(manifest: Any, gallery_key: bytes, embedder: ModelRef) -> dic
             f"runs {embedder.file} ({embedder.sha256[:12]})",
         )
     return manifest
+
+
+def _chunks_described(schema: int, body: dict[str, Any], count: int) -> bool:
+    if schema == 1:
+        chunks = body["chunks"]
+        return isinstance(chunks, list) and len(chunks) == count and all(isinstance(c, str) for c in chunks)
+    root = body["chunk_root"]
+    return (
+        type(body["chunk_count"]) is int
+        and body["chunk_count"] == count
+        and isinstance(root, str)
+        and _HEX_HASH.fullmatch(root) is not None
+    )
 
 
 def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
@@ -317,7 +347,9 @@ def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
             raise GalleryRefused("wrong_base", "delta's base gallery differs from the terminal's")
 
 
-def apply(manifest: dict[str, Any], body: bytes, current: Gallery | None, embedder: ModelRef) -> Gallery:
+def apply(
+    manifest: dict[str, Any], body: bytes | bytearray, current: Gallery | None, embedder: ModelRef
+) -> Gallery:
     """The new gallery from a checked manifest and its complete body; GalleryRefused (nothing changed) else."""
     check_applicable(manifest, current)
     if len(body) != manifest["body"]["size"] or sha256_hex(body) != manifest["body"]["sha256"]:

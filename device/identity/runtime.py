@@ -2,7 +2,10 @@
 
 Owned by the service loop (one thread): every accepted observation is searched here, and gallery commands
 (sync, chunks, add, remove, purge) go through `apply_update` / `sync` / `chunk`, which change the state only
-after the update was verified and stored; a refused update leaves the gallery exactly as it was.
+after the update was verified and stored; a refused update leaves the gallery exactly as it was. The update a
+chunked transfer completes is verified, applied and stored on a worker thread (a 100,000-subject gallery
+takes seconds); the loop keeps matching against the gallery it has, answers the gallery commands `busy`
+meanwhile, and installs the new one when `finish_apply` finds it done.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +26,46 @@ from device.identity import gallery as gal
 from device.identity.matcher import Matcher
 from device.identity.store import GalleryStore, open_box
 from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
-from device.identity.transfer import Incoming, TransferError
+from device.identity.transfer import Incoming, TransferError, chunk_count
 
 log = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """The gallery cannot be changed now (an update is being applied); nothing was changed."""
+
+
+class PendingApply:
+    """A complete transfer being verified, applied and stored on its own thread."""
+
+    def __init__(self, work: Callable[[], tuple[gal.Gallery, dict, Matcher]], transfer: str) -> None:
+        self.transfer = transfer
+        self._work = work
+        self._result: tuple[gal.Gallery, dict, Matcher] | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="gallery-apply", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which reports it as the reply
+            self._error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def result(self) -> tuple[gal.Gallery, dict, Matcher]:
+        self.thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _matcher(gallery: gal.Gallery) -> Matcher:
+    return Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,7 @@ class Identity:
         box = open_box(key_path)
         self.store = GalleryStore(store_path, box)
         self.incoming = Incoming(store_path.with_name(store_path.name + ".incoming"), box)
+        self.applying: PendingApply | None = None
         self.gallery: gal.Gallery | None = None
         self.manifest: dict | None = None
         self.matcher = Matcher([], [])
@@ -85,8 +128,8 @@ class Identity:
             except gal.GalleryRefused as exc:
                 self.problem = f"stored gallery cannot be matched (every face is unknown): {exc}"
 
-    def _install(self, gallery: gal.Gallery, manifest: dict) -> None:
-        self.matcher = Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
+    def _install(self, gallery: gal.Gallery, manifest: dict, matcher: Matcher | None = None) -> None:
+        self.matcher = matcher if matcher is not None else _matcher(gallery)
         self.gallery, self.manifest = gallery, manifest
 
     @property
@@ -119,12 +162,14 @@ class Identity:
             name = subject.display_name if subject is not None else None
         return MatchResult(decision.subject, decision.score, decision.margin, point.threshold, version, name)
 
-    def apply_update(self, manifest: Any, body: bytes) -> dict[str, Any]:
+    def apply_update(self, manifest: Any, body: bytes | bytearray) -> dict[str, Any]:
         """Verify, apply and store one complete update; GalleryRefused (state unchanged) otherwise."""
+        self._not_applying()
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gallery = gal.apply(checked, body, self.gallery, self.embedder)
         self._check_calibrated(gallery)
-        self.store.save(checked, gallery)
+        # A snapshot's verified body is the gallery's body: stored as it came.
+        self.store.save(checked, gallery, body if checked["type"] == "snapshot" else None)
         self._install(gallery, checked)
         self.problem = None if self.curves is not None else self.problem
         return self.summary()
@@ -140,32 +185,75 @@ class Identity:
             raise gal.GalleryRefused("uncalibrated", str(exc)) from None
 
     def sync(self, manifest: Any) -> dict[str, Any]:
-        """Start or resume a chunked update: checks the manifest now, returns the transfer id and what is missing."""
+        """Start or resume a chunked update: checks the manifest now, returns the transfer id and what is missing.
+        (With nothing missing, sending any one chunk again applies it.)"""
+        self._not_applying()
         checked = gal.check_manifest(manifest, self.gallery_key, self.embedder)
         gal.check_applicable(checked, self.gallery)
         missing = self.incoming.begin(checked)
-        return {"transfer": self.incoming.id, "missing": missing, "chunks": len(checked["body"]["chunks"])}
+        return {"transfer": self.incoming.id, "missing": missing, "chunks": chunk_count(checked)}
 
-    def chunk(self, transfer: str, index: int, data_b64: str) -> dict[str, Any]:
-        """Store one chunk; the last one applies the update (and the transfer is then discarded)."""
+    def chunk(
+        self, transfer: str, index: int, data_b64: str, proof: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """Store one chunk (checked against the manifest with its `proof`). None: nothing is missing any more,
+        and the update is being verified, applied and stored on a worker thread (`finish_apply` gives the
+        outcome), so a large gallery does not stop the frame loop."""
+        self._not_applying()
         try:
             data = base64.b64decode(data_b64, validate=True)
         except ValueError:
             raise TransferError("chunk data must be base64") from None
-        missing = self.incoming.put(transfer, index, data)
-        if missing:
-            return {"transfer": transfer, "missing": missing[:100], "missing_count": len(missing)}
-        manifest, body = self.incoming.manifest, self.incoming.body()
+        left = self.incoming.put(transfer, index, data, proof)
+        if left:
+            return {"transfer": transfer, "missing": self.incoming.missing(100), "missing_count": left}
+        self.applying = PendingApply(self._applied_update, transfer)
+        return None
+
+    def _applied_update(self) -> tuple[gal.Gallery, dict, Matcher]:
+        """On the worker thread: reads only the transfer and the current (immutable) gallery; the loop
+        changes neither while an update is applying (the gallery commands answer busy)."""
+        body = self.incoming.body()
+        checked = gal.check_manifest(self.incoming.manifest, self.gallery_key, self.embedder)
+        gallery = gal.apply(checked, body, self.gallery, self.embedder)
+        self._check_calibrated(gallery)
+        self.store.save(checked, gallery, body if checked["type"] == "snapshot" else None)
+        del body
+        return gallery, checked, _matcher(gallery)
+
+    def finish_apply(self) -> dict[str, Any] | Exception | None:
+        """On the loop: None while no update is applying or it is still running; else the chunk reply of the
+        update (the new gallery installed) or why it was not applied (GalleryRefused, TransferError, OSError;
+        the gallery unchanged)."""
+        if self.applying is None or not self.applying.done:
+            return None
+        pending, self.applying = self.applying, None
         try:
-            summary = self.apply_update(manifest, body)
-        finally:
+            gallery, checked, matcher = pending.result()
+        except TransferError as exc:  # a chunk damaged on disk: it was dropped, the transfer resumes
+            return exc
+        except Exception as exc:  # noqa: BLE001 - refused, or not storable (disk full): reported, gallery unchanged
             self.incoming.discard()
-        return {"transfer": transfer, "missing": [], "missing_count": 0, "gallery": summary}
+            return exc
+        self.incoming.discard()
+        self._install(gallery, checked, matcher)
+        self.problem = None if self.curves is not None else self.problem
+        return {"transfer": pending.transfer, "missing": [], "missing_count": 0, "gallery": self.summary()}
+
+    def _not_applying(self) -> None:
+        if self.applying is not None:
+            raise Busy("a gallery update is being applied; retry in a moment")
+
+    def close(self) -> None:
+        """Wait for an update being applied (its store write is atomic either way)."""
+        if self.applying is not None:
+            self.applying.thread.join()
 
     def purge(self, subject: str) -> int:
         """Erase a subject's templates here and on disk (data-subject erasure); returns how many were erased.
         The gallery stays the backend's signed state: the subject is kept only as its hash until the
         backend's next update removes it."""
+        self._not_applying()
         if self.gallery is None or self.manifest is None:
             return 0
         found = self.gallery.subject(subject)

@@ -32,10 +32,13 @@ class GalleryStore:
     def __init__(self, path: Path, box: SecretBox) -> None:
         self.path, self._box = Path(path), box
 
-    def save(self, manifest: dict, gallery: Gallery) -> None:
+    def save(self, manifest: dict, gallery: Gallery, body: bytes | bytearray | None = None) -> None:
+        """`body`: the gallery's body when the caller holds it already (a verified snapshot's), so a large
+        gallery is not encoded again; it is verified again at every load all the same."""
         state = {"manifest": manifest, "purged": [list(p) for p in gallery.purged]}
         head = json.dumps(state, separators=(",", ":")).encode()
-        body = encode_body(list(gallery.subjects))
+        if body is None:
+            body = encode_body(list(gallery.subjects))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, bytes(self._box.encrypt(_LEN.pack(len(head)) + head + body)))
 

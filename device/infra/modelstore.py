@@ -2,12 +2,20 @@
 
 A model is read into memory once, hashed, and handed to the interpreter from those same bytes, so
 the file that was verified is the file that runs (no window for a swap between check and load).
+
+`verify()` (the `models.verify` command, which anyone on the broker may send) re-hashes a file only
+when it may have changed since its last good hash: its identity and timestamps (device, inode, size,
+mtime, ctime) differ, or they were too recent to rule out a change within the same timestamp tick
+(git's "racily clean" rule). ctime cannot be set from user space, so a replaced or rewritten file
+is always hashed again; an unchanged one costs a stat().
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,9 @@ from device.wire.base import validate
 from device.wire.manifests import ModelManifest
 
 MANIFEST_NAME = "manifest.json"
+# File timestamps come from a coarse clock (a jiffy, or seconds on some filesystems): a stat this close
+# to the last change may not see a change made in the same tick, so such a hash is not reused.
+RACY_S = 2.0
 
 
 class ModelError(Exception):
@@ -39,12 +50,22 @@ class VerifyResult:
     file: str
     ok: bool
     problem: str = ""
+    rehashed: bool = True  # False: unchanged since a good hash at `hashed_at`, not read again
+    hashed_at: float | None = None  # unix seconds of the last good hash
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ModelStore:
+    racy_s = RACY_S
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else models_dir()
         self.entries = self._read_manifest()
+        # name -> (file identity when it last hashed good, when): verify() reuses it while unchanged
+        self._good: dict[str, tuple[tuple[int, ...], float]] = {}
 
     def _read_manifest(self) -> dict[str, ModelEntry]:
         path = self.root / MANIFEST_NAME
@@ -73,7 +94,10 @@ class ModelStore:
         """The file's bytes, only if they match the manifest's size and sha256."""
         entry = self.entry(name)
         path = self.root / entry.file
+        self._good.pop(name, None)
         try:
+            # Taken before the read: a change during or after it makes the next verify() hash again.
+            st = path.stat()
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise ModelError(f"model file missing: {path}") from exc
@@ -86,18 +110,37 @@ class ModelStore:
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
             raise ModelError(f"model file {path} sha256 {digest} does not match manifest {entry.sha256}")
+        now = time.time()
+        if now - max(st.st_mtime, st.st_ctime) > self.racy_s:
+            self._good[name] = (_identity(st), now)
         return data
 
     def verify(self) -> list[VerifyResult]:
+        """Every model against the manifest; a file unchanged since its last good hash is not read again."""
         results = []
         for name, entry in self.entries.items():
+            reused = self._unchanged(name)
+            if reused is not None:
+                results.append(VerifyResult(name, entry.file, True, rehashed=False, hashed_at=reused))
+                continue
             try:
                 self.read_verified(name)
             except ModelError as exc:
                 results.append(VerifyResult(name, entry.file, False, str(exc)))
             else:
-                results.append(VerifyResult(name, entry.file, True))
+                results.append(VerifyResult(name, entry.file, True, hashed_at=time.time()))
         return results
+
+    def _unchanged(self, name: str) -> float | None:
+        """When `name` last hashed good, if its file is provably the same one since; else None."""
+        good = self._good.get(name)
+        if good is None:
+            return None
+        try:
+            st = (self.root / self.entries[name].file).stat()
+        except OSError:
+            return None
+        return good[1] if _identity(st) == good[0] else None
 
     def interpreter(self, name: str, num_threads: int = 1) -> Any:
         """A ready (tensors allocated) LiteRT interpreter for a verified model."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from device.contracts import Frame, FrameSource
 
@@ -32,11 +33,14 @@ class Handoff:
     def __init__(self) -> None:
         self._item: Frame | _End | None = None
         self._cond = threading.Condition()
+        self.filled_at = 0.0  # time.monotonic() when the item in the slot was put there
+        self.taken_filled_at = 0.0  # the same for the item `take` returned last
 
     def replace(self, item: Frame | _End) -> Frame | None:
         """Put `item` in the slot now; returns the frame it replaced (the caller drops it), if any."""
         with self._cond:
             old, self._item = self._item, item
+            self.filled_at = time.monotonic()
             self._cond.notify_all()
         return old if isinstance(old, Frame) else None
 
@@ -48,6 +52,7 @@ class Handoff:
                     return False
                 self._cond.wait(_PUT_POLL_S)
             self._item = item
+            self.filled_at = time.monotonic()
             self._cond.notify_all()
             return True
 
@@ -56,6 +61,7 @@ class Handoff:
             if self._item is None and timeout > 0:
                 self._cond.wait_for(lambda: self._item is not None, timeout)
             item, self._item = self._item, None
+            self.taken_filled_at = self.filled_at
             self._cond.notify_all()
             return item
 
@@ -69,6 +75,7 @@ class Capture:
         self.ended = False
         self.error: str | None = None
         self.dropped = 0  # live frames replaced by a newer one before the loop took them
+        self.ready_at = 0.0  # time.monotonic() when the frame `get` returned last was ready for the loop
 
     def start(self) -> None:
         self._thread.start()
@@ -101,6 +108,7 @@ class Capture:
         if self.ended:
             return None
         item = self._slot.take(timeout)
+        self.ready_at = self._slot.taken_filled_at
         if isinstance(item, _End):
             self.ended = True
             if item.error is not None:

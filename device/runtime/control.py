@@ -109,7 +109,18 @@ def register_all(plane: CommandPlane, state: TerminalState) -> None:
             raise CommandError(FAILED, str(exc)) from None
         return {
             "ok": all(r.ok for r in results),
-            "models": [{"name": r.name, "file": r.file, "ok": r.ok, "problem": r.problem} for r in results],
+            # rehashed false: the file is the very one (inode, size, times) that hashed good at hashed_at.
+            "models": [
+                {
+                    "name": r.name,
+                    "file": r.file,
+                    "ok": r.ok,
+                    "problem": r.problem,
+                    "rehashed": r.rehashed,
+                    "hashed_at": None if r.hashed_at is None else round(r.hashed_at, 3),
+                }
+                for r in results
+            ],
         }
 
     def restart(args: dict[str, Any]) -> dict[str, Any]:
@@ -128,11 +139,12 @@ def register_all(plane: CommandPlane, state: TerminalState) -> None:
             report["text"] = f"WARNING: {ctl['warning']}.\n{report.get('text', '')}"
         return report
 
-    plane.register("status", no_args(state.status))
-    plane.register("config.get", no_args(state.runtime.report))
+    # read_only: answered unsigned, for anyone who may publish on cmd/req (so each must stay cheap).
+    plane.register("status", no_args(state.status), read_only=True)
+    plane.register("config.get", no_args(state.runtime.report), read_only=True)
     plane.register("config.set", config_set)
-    plane.register("models.info", no_args(models_info))
-    plane.register("models.verify", no_args(models_verify))
+    plane.register("models.info", no_args(models_info), read_only=True)
+    plane.register("models.verify", no_args(models_verify), read_only=True)
     plane.register("restart", restart)
     plane.register("outbox.purge", no_args(outbox_purge))
-    plane.register("privacy.report", no_args(privacy_report))
+    plane.register("privacy.report", no_args(privacy_report), read_only=True)

@@ -10,7 +10,7 @@ HA needs a decision and a few numbers, not embeddings or thumbnails. The subject
 when `expose_subject` is on. The CPU temperature entity exists only where the board reports one.
 
 The one button sends the read-only `status` command unsigned, which the command plane already
-answers for anyone who may publish there (commands.READ_ONLY); a button cannot sign, so no
+answers for anyone who may publish there (registered read-only); a button cannot sign, so no
 state-changing command is offered. Its reply goes to the terminal's cmd/res.
 """
 

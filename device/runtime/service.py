@@ -25,6 +25,7 @@ from device.runtime.health import cpu_temperature_c
 from device.runtime.homeassistant import Discovery, HomeAssistant
 from device.runtime.lifecycle import Lifecycle
 from device.runtime.linkwatch import LinkWatch
+from device.runtime.looptimes import LoopTimes
 from device.runtime.parts import TerminalParts
 from device.runtime.runtime_config import RuntimeConfig
 from device.transport.availability import Availability
@@ -93,8 +94,7 @@ class Service:
             purge_where=self.outbox.purge_where,
         )
         if self.identity is not None:
-            for name, handler in self.identity.handlers().items():
-                self.plane.register(name, handler)
+            self.identity.register(self.plane)
             self.plane.register("enroll", self._enroll)
             self.commands.on_deferred = self.identity.attach_reply
         if self.screen is not None:
@@ -103,6 +103,7 @@ class Service:
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
+        self.loop_times = LoopTimes()
         self.events = {"accepted": 0, "rejected": 0}
         self.desired_refused: dict[str, int] = {}
         self.faults = StageFaults()  # match and protect; the pipeline counts its own stages
@@ -146,8 +147,10 @@ class Service:
         while not (self.lifecycle.stop_requested or self.restart_requested):
             if self.lifecycle.take_reload():
                 self._reload()
-            frame = self.capture.get(FRAME_WAIT_S)
+            # Requests waiting: take a frame only if one is ready, else serve them (a budget at a time).
+            frame = self.capture.get(0.0 if self.commands.ready else FRAME_WAIT_S)
             if frame is not None:
+                taken_at, cpu_at = time.monotonic(), time.thread_time()
                 try:
                     observations = self.pipeline.process(frame)
                 finally:
@@ -160,6 +163,9 @@ class Service:
                     self.lifecycle.ready()
                     ready = True
                 self._service_io(0.0)
+                self.loop_times.add(
+                    self.capture.ready_at, taken_at, time.monotonic(), time.thread_time() - cpu_at
+                )
                 continue
             if self.capture.ended and not self.source_finished:
                 self.source_finished = True
@@ -172,7 +178,7 @@ class Service:
             self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
 
     def _service_io(self, wait_s: float) -> None:
-        if self.link.commands_pending:
+        if self.commands.ready:
             wait_s = 0.0
         try:
             event = self.inbox.get(timeout=wait_s) if wait_s > 0 else self.inbox.get_nowait()
@@ -325,6 +331,7 @@ class Service:
             "events": dict(self.events),
             "outbox": outbox,
             "commands": self.commands.stats(),
+            "loop": self.loop_times.summary(),
             "inbox_dropped": self.link.inbox_dropped,
             "publish_failed": dict(self.link.publish_failed),
             "cpu_temp_c": cpu_temperature_c(),

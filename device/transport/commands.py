@@ -7,12 +7,12 @@ refused and counted, the refusal going to `.../cmd/res`. Anything wrong with a r
 wrong types, unknown command, too large, expired, retained, unsigned, replayed) produces an error
 reply and changes nothing.
 
-Read-only commands may come unsigned; every other one must carry a valid signature by the command
-key (device.transport.auth), checked after parsing and before the handler runs.
-
 Handlers are plain functions `args dict -> result dict` registered by name; they raise
-CommandError(code, message) to refuse. Other parts of the terminal register theirs (enroll,
-gallery.*, subject.purge); until they do, those names answer `not_available`.
+CommandError(code, message) to refuse. Whoever registers a handler declares there whether it is
+read-only (`register(..., read_only=True)`): only those may come unsigned; every other one must carry
+a valid signature by the command key (device.transport.auth), checked after parsing and before the
+handler runs. Other parts of the terminal register theirs (enroll, gallery.*, subject.purge); until
+they do, those names answer `not_available`.
 """
 
 from __future__ import annotations
@@ -55,11 +55,6 @@ REPLAYED: Final = "replayed"
 RETAINED: Final = "retained"
 BAD_REPLY_TOPIC: Final = "bad_reply_topic"
 BUSY: Final = "busy"
-
-# Commands that only read: they may come unsigned. Every other command changes the terminal.
-READ_ONLY = frozenset(
-    {"status", "config.get", "models.info", "models.verify", "privacy.report", "gallery.list"}
-)
 
 # Reserved for other parts of the terminal; answered with NOT_AVAILABLE until registered.
 RESERVED = ("enroll", "subject.purge")
@@ -139,12 +134,30 @@ class CommandPlane:
         self.replies = replies
         self.max_age_s = max_age_s
         self.handlers: dict[str, Handler] = {}
+        self.read_only: set[str] = set()  # may run unsigned: they change nothing
+        self.replay_safe: set[str] = set()  # signed; their nonces are not recorded
         self.counts = {"ok": 0, "error": 0, "reply_refused": 0, "retained": 0, "unauthenticated": 0}
 
-    def register(self, name: str, handler: Handler) -> None:
+    def register(
+        self, name: str, handler: Handler, *, read_only: bool = False, replay_safe: bool = False
+    ) -> None:
+        """`read_only`: the handler changes nothing on the terminal, so anyone who may publish the request
+        may run it unsigned (it must also be cheap: unsigned requests can come in floods).
+
+        `replay_safe`: signed, but running the same request again changes nothing more (it names all it
+        changes, and each of its effects is checked against state signed elsewhere, as a gallery chunk
+        against its manifest), so its nonce is not recorded: no durable write per request, and no slot of
+        the replay cache per request (a 100,000-subject gallery is ~1,600 chunks)."""
         if not re.match(COMMAND_NAME_PATTERN, name):
             raise ValueError(f"bad command name {name!r}")
+        if read_only and replay_safe:
+            raise ValueError(f"{name}: a read-only command is not signed at all")
         self.handlers[name] = handler
+        for flag, names in ((read_only, self.read_only), (replay_safe, self.replay_safe)):
+            if flag:
+                names.add(name)
+            else:
+                names.discard(name)
 
     def handle(
         self,
@@ -166,7 +179,7 @@ class CommandPlane:
                 # A retained request is replayed by the broker to every new subscriber, forever.
                 self.counts["retained"] += 1
                 raise CommandError(RETAINED, "retained command requests are never executed")
-            if req.name not in READ_ONLY:
+            if req.name not in self.read_only:
                 self.authorize(req.name, data)
             result = handler(req.args)
             if isinstance(result, Deferred):
@@ -199,12 +212,15 @@ class CommandPlane:
     def describe_auth(self) -> dict[str, Any]:
         """Who may command this terminal (for status and privacy.report)."""
         if self.auth is None:
-            return {
+            out: dict[str, Any] = {
                 "signed_commands": False,
                 "unsigned_allowed": False,
                 "note": "state-changing commands are refused",
             }
-        return self.auth.describe()
+        else:
+            out = self.auth.describe()
+        out["read_only_commands"] = sorted(self.read_only)
+        return out
 
     def reply_refusal(self, topic: str) -> str | None:
         """Why a reply must not go to `topic` (None: it may)."""
@@ -213,11 +229,14 @@ class CommandPlane:
         return self.replies.refusal(topic)
 
     def authorize(self, name: str, data: dict[str, Any]) -> None:
-        """Check a state-changing request's signature and record its nonce; CommandError refuses it."""
+        """Check a state-changing request's signature and record its nonce (unless it is replay-safe);
+        CommandError refuses it."""
         try:
             if self.auth is None:
                 raise CommandError(UNAUTHENTICATED, f"{name} changes the terminal; no command key is set up")
-            self.auth.commit(self.auth.check(name, data))
+            grant = self.auth.check(name, data)
+            if name not in self.replay_safe:
+                self.auth.commit(grant)
         except CommandError as exc:
             if exc.code == UNAUTHENTICATED:
                 self.counts["unauthenticated"] += 1
