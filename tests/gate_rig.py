@@ -23,6 +23,7 @@ from device.identity.operator import read_update
 from device.identity.runtime import Identity, MatchResult
 from device.infra.modelstore import ModelStore
 from device.privacy.signing import Signer, load_signer
+from tests.terminal_keys import TerminalKeys
 
 TID = "gate-01"
 FPS = 10.0
@@ -156,7 +157,7 @@ class GateBench:
             self.gate,
             self.prompts.append,
             lambda h, r: None,
-            lambda o: {},
+            TerminalKeys(),  # type: ignore[arg-type]
             lambda s: 0,
         )
         self.pipeline = build_pipeline(cfg, store, prompt_sink=self)

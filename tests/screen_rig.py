@@ -30,6 +30,7 @@ from device.runtime.prompts import PromptChannel
 from device.screen import DoorScreen
 from device.vision.pipeline import VisionPipeline, build_pipeline
 from tests.conftest import missing_data
+from tests.terminal_keys import TerminalKeys
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = ((800, 480), (1920, 1080))
@@ -164,7 +165,7 @@ class DoorRig:
             build_gate(GateConfig()),
             self.publish,
             lambda handle, outcome: None,
-            lambda obs: {},
+            TerminalKeys(),  # type: ignore[arg-type]
             lambda subject: 0,
         )
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from device.backend.store import Store
 from device.identity.operator import keygen
+from device.privacy.personal import personal_text, usable_names
 from device.transport.auth import write_keypair
 from tests.backend_parts import BackendProc, TerminalProc, register, terminal_key
 from tests.broker import Broker
@@ -63,6 +64,40 @@ def _idle(folder: Path) -> Path:
     return folder
 
 
+NAME = "Astro Nautica"
+
+
+def _everything_on(broker: Broker):
+    """A client that keeps every message crossing the broker (`#`): what anyone on the broker could read."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wire-watch", protocol=mqtt.MQTTv5)
+    client.seen = []  # type: ignore[attr-defined]
+    client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+    client.on_message = lambda c, u, m: c.seen.append((m.topic, bytes(m.payload)))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def _only_the_latest_is_kept(db: str) -> None:
+    """No stored gallery still holds the removed subject's templates: only the latest version is kept."""
+    store = Store(db)
+    assert [s[0] for s in store.subjects()] == ["astro2"]
+    store.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM galleries").fetchall() == [(3,)]
+
+
+def _no_name_crossed(wire) -> None:
+    """The name went to the terminal for its screen, and the template came back and went out in deltas and a
+    snapshot: none of it readable on the broker (in the clear or base64), in either direction."""
+    wire.loop_stop()
+    assert len(wire.seen) > 20 and any("/cmd/req/gallery.chunk" in t for t, _ in wire.seen)
+    names = usable_names([NAME])
+    assert [t for t, p in wire.seen if personal_text(None, p, names)] == []
+
+
 def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=60)
 
@@ -87,6 +122,7 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         f'command_key_file = "{tmp_path / "command.key"}"\n'
     )
     register(db, "gate-01", terminal_key(tmp_path / "state-gate-01"))
+    wire = _everything_on(broker)
     backend = BackendProc(tmp_path, broker.url, db, "a", "--config", str(conf))
     terminal = None
     extra = (
@@ -114,7 +150,7 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert _faceonly(*pin, "--confirm", key_id).returncode == 0
         status, reply = _post(
             backend.url + "api/subjects/astro/enroll",
-            {"terminal": "gate-01", "display_name": "Astro", "timeout_s": 20},
+            {"terminal": "gate-01", "display_name": NAME, "timeout_s": 20},
         )
         assert status == 200, reply
         assert reply == {"subject": "astro", "gallery_version": 1}
@@ -157,15 +193,14 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
             backend.text()[-2000:]
         )
         assert "gallery version 3 pushed to gate-01" in backend.text()
-        # An enrolment at a terminal nobody knows is a clear error, and changes nothing.
-        status, reply = _post(backend.url + "api/subjects/x1/enroll", {"terminal": "nope", "timeout_s": 1})
-        assert status == 409 and "no reply to enroll" in reply["error"]
-        store = Store(db)
-        assert [s[0] for s in store.subjects()] == ["astro2"]
-        # Only the latest version is kept: no stored gallery still holds the removed subject's templates.
-        store.close()
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT version FROM galleries").fetchall() == [(3,)]
+        # An enrolment at a terminal nobody registered is a clear error, and changes nothing: the backend has
+        # no key to seal the person's name to, so it sends nothing at all.
+        status, reply = _post(
+            backend.url + "api/subjects/x1/enroll", {"terminal": "nope", "display_name": "X", "timeout_s": 1}
+        )
+        assert status == 409 and "terminal nope is not registered" in reply["error"]
+        _only_the_latest_is_kept(db)
+        _no_name_crossed(wire)
     finally:
         if terminal is not None:
             terminal.stop()

@@ -23,6 +23,7 @@ from device.identity.thresholds import CurveSet, ThresholdCurve
 from device.identity.transfer import chunk_proofs
 from device.privacy.signing import Signer
 from device.transport.commands import CommandError, CommandPlane, Deferred
+from tests.terminal_keys import TerminalKeys
 from tests.test_identity_gallery import EMBEDDER, SIGNER, _subject
 
 CURVE = CurveSet.single(ThresholdCurve.from_points([[1e-1, 0.5], [1e-6, 0.6]]))
@@ -61,7 +62,7 @@ def rig(tmp_path):
         gate,
         prompts.append,
         lambda h, r: replies.append((h, r)),
-        lambda obs: {"embedding": "x"},
+        TerminalKeys(lambda obs: {"embedding": "x"}),  # type: ignore[arg-type]
         lambda s: purged.append(s) or 2,
     )
     yield comp, snap, prompts, replies, factory.pin(17)
@@ -116,18 +117,16 @@ def test_forged_inline_delta_is_refused_and_the_gallery_is_unchanged(rig):
     forged = op.delta(STRANGER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError) as err:
         _handlers(comp)["gallery.add"](
-            {"manifest": forged.manifest, "body": base64.b64encode(forged.body).decode()}
+            {"manifest": forged.manifest, "body": comp._protector.seal(forged.body)}
         )
     assert err.value.code == REFUSED and err.value.details["reason"] == "forged"
     assert comp.identity.summary() == before
     good = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("eve", 1, 9),))
     with pytest.raises(CommandError, match="may only remove"):
         _handlers(comp)["gallery.remove"](
-            {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
+            {"manifest": good.manifest, "body": comp._protector.seal(good.body)}
         )
-    out = _handlers(comp)["gallery.add"](
-        {"manifest": good.manifest, "body": base64.b64encode(good.body).decode()}
-    )
+    out = _handlers(comp)["gallery.add"]({"manifest": good.manifest, "body": comp._protector.seal(good.body)})
     assert out["gallery"]["version"] == 2 and out["gallery"]["count"] == 3
 
 
@@ -159,13 +158,13 @@ def test_a_damaged_gallery_file_is_reported_and_left_alone(tmp_path):
     assert path.read_bytes() == b"not a sealed gallery"
 
 
-def _send_all_but_last(handlers: dict, update) -> dict:
+def _send_all_but_last(comp: IdentityComponent, handlers: dict, update) -> dict:
     started = handlers["gallery.sync"]({"manifest": update.manifest})
     size = update.manifest["body"]["chunk_size"]
     proofs = chunk_proofs(update.manifest, update.body)
 
     def args(i: int) -> dict:
-        data = base64.b64encode(update.body[i * size : (i + 1) * size]).decode()
+        data = comp._protector.seal(update.body[i * size : (i + 1) * size])  # type: ignore[attr-defined]
         return {"transfer": started["transfer"], "index": i, "data": data, "proof": proofs[i]}
 
     for i in started["missing"][:-1]:
@@ -188,7 +187,7 @@ def test_the_last_chunk_applies_on_a_worker_the_loop_matching_the_old_gallery_me
     comp, _, _, replies, _ = rig
     handlers = _handlers(comp)
     v2 = op.snapshot(SIGNER, [_subject(f"s{i:03d}", 1, i) for i in range(40)], 2, EMBEDDER, chunk=1024)
-    last = _send_all_but_last(handlers, v2)
+    last = _send_all_but_last(comp, handlers, v2)
     release, real_save = threading.Event(), comp.identity.store.save
     comp.identity.store.save = lambda *a: (release.wait(10), real_save(*a))[1]
     assert isinstance(handlers["gallery.chunk"](last), Deferred)
@@ -227,9 +226,38 @@ def test_an_update_refused_on_the_worker_is_answered_and_changes_nothing(rig):
         SIGNER, "snapshot", 2, EMBEDDER, body, 1024, None, "0" * 64
     )  # signed, wrong result
     before = comp.identity.summary()
-    last = _send_all_but_last(handlers, op.UpdateFile(wrong, body, body))
+    last = _send_all_but_last(comp, handlers, op.UpdateFile(wrong, body, body))
     assert isinstance(handlers["gallery.chunk"](last), Deferred)
     comp.attach_reply("h-refused")
     outcome = _tick_until(comp, replies, "h-refused")
     assert isinstance(outcome, CommandError) and outcome.code == REFUSED
     assert outcome.details["reason"] == "wrong_base" and comp.identity.summary() == before
+
+
+def test_gallery_data_and_names_come_sealed_to_this_terminal_or_not_at_all(rig):
+    """Display names and templates never cross the broker readable: chunk data, inline bodies and the enrolment's
+    name are sealed to the terminal's key; anything in the clear, or sealed to another terminal, is refused and
+    changes nothing."""
+    comp, snap, _, _, _ = rig
+    handlers = _handlers(comp)
+    before = comp.identity.summary()
+    good = op.delta(SIGNER, snap, EMBEDDER, add=(_subject("eve", 1, 9, "Eve Example"),))
+    other = TerminalKeys()
+    for body in (base64.b64encode(good.body).decode(), other.seal(good.body)):
+        with pytest.raises(CommandError) as err:
+            handlers["gallery.add"]({"manifest": good.manifest, "body": body})
+        assert err.value.details["reason"] == "not_sealed"
+    v2 = op.snapshot(SIGNER, [_subject(f"s{i:03d}", 1, i) for i in range(20)], 2, EMBEDDER, chunk=1024)
+    started = handlers["gallery.sync"]({"manifest": v2.manifest})
+    clear = {"transfer": started["transfer"], "index": 0, "data": base64.b64encode(v2.body[:1024]).decode()}
+    with pytest.raises(CommandError) as err:
+        handlers["gallery.chunk"]({**clear, "proof": chunk_proofs(v2.manifest, v2.body)[0]})
+    assert err.value.details["reason"] == "not_sealed"
+    assert comp.identity.summary() == before
+    with pytest.raises(CommandError, match="sealed"):
+        comp.start_enrolment({"subject": "cy", "display_name": "Cy Clear", "timeout_s": 5}, "h1")
+    comp.start_enrolment(
+        {"subject": "cy", "display_name_sealed": comp._protector.seal("Cy Séance".encode()), "timeout_s": 5},
+        "h2",
+    )
+    assert comp.display_name("cy") == "Cy Séance"  # for the door screen only

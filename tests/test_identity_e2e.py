@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device.cli import main
+from device.privacy.terminalseal import seal_for_terminal
 from tests.api_schemas import errors
 from tests.broker import Broker
 from tests.control_keys import CommandKey
@@ -141,6 +142,13 @@ def _config(tmp: Path, broker: Broker, replay: Path, pub: Path, pace: str, key: 
     return conf
 
 
+def _terminal_key(tmp: Path) -> bytes:
+    """The terminal's public key (what a backend pins with `backend terminals add`): updates are sealed to it."""
+    from device.privacy.signing import load_signer
+
+    return load_signer(tmp / "state" / "signing.key")[0].public_key
+
+
 class Terminal:
     """The real Service in a thread (gpiozero's pin factory is the test's MockFactory)."""
 
@@ -220,7 +228,8 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
     terminal = Terminal(_config(tmp, broker, idle, pub, "fast", key))
     try:
         assert backend.wait(lambda: any(s.get("state") == "online" for s in backend.of("/status")), 30)
-        push = ["gallery", "push", "--broker", broker.url, "--id", TID, "--file", str(tmp / "v1.fog")]
+        push = ["gallery", "push", "--broker", broker.url, "--id", TID, "--file", str(tmp / "v1.fog"),
+                "--terminal-key", base64.b64encode(_terminal_key(tmp)).decode()]  # fmt: skip
         assert main(push) == 1  # not signed by the command key: refused, whatever the gallery's own signature
         assert main([*push, "--sign-key", str(key.private_file)]) == 0
         backend.send("gallery.list", {"ids": True})
@@ -250,7 +259,8 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
         # One mean template per subject (gallery build's default), at the threshold of the mean-of-3 curve.
         assert status["threshold"]["comparisons"] == 2 and status["templates_averaged"] == [2, 3]
         assert not status["threshold"]["clamped"]
-        backend.send("enroll", {"subject": "tony2", "display_name": "T", "timeout_s": 30}, key=key)
+        name = {"display_name_sealed": seal_for_terminal(_terminal_key(tmp), b"Tony Two")}  # sealed to it
+        backend.send("enroll", {"subject": "tony2", **name, "timeout_s": 30}, key=key)
         enrolled = backend.replies.get(timeout=60)
         assert enrolled["ok"], enrolled
         assert enrolled["result"]["subject"] == "tony2" and "embedding" in enrolled["result"]["biometric"]
@@ -338,7 +348,7 @@ def test_a_large_gallery_goes_through_the_normal_path_and_resumes_after_a_restar
         proofs = chunk_proofs(update.manifest, update.body)
         first = started["missing"][:60]
         for index in first:
-            data = base64.b64encode(update.body[index * size : (index + 1) * size]).decode()
+            data = seal_for_terminal(_terminal_key(tmp), update.body[index * size : (index + 1) * size])
             args = {"transfer": started["transfer"], "index": index, "data": data, "proof": proofs[index]}
             reply = requester.request("gallery.chunk", args)
             assert reply["ok"] and reply["result"]["missing_count"] == count - index - 1, reply
@@ -348,7 +358,7 @@ def test_a_large_gallery_goes_through_the_normal_path_and_resumes_after_a_restar
         terminal.stop()  # the terminal restarts in the middle of the transfer
         terminal = Terminal(_config(tmp, broker, idle, pub, "fast", key))
         sent: list[str] = []
-        summary = push(requester, update, sent.append)
+        summary = push(requester, update, _terminal_key(tmp), sent.append)
         assert f"{count - len(first)} of {count} chunks to send" in sent[0]
         assert summary["version"] == 5 and summary["count"] == 3000
         backend.send("gallery.list", {})  # read-only: unsigned

@@ -27,6 +27,7 @@ from device.privacy.signing import Signer
 from device.runtime.prompts import mqtt_prompt_body
 from device.transport.envelope import encode, envelope
 from tests.broker import Broker
+from tests.terminal_keys import TerminalKeys
 
 PROMPT = "faceonly/v1/dev/t1/prompt"
 NAMES = usable_names(["Angelina J.", "Zoë Ångström", "Al"])
@@ -56,7 +57,7 @@ def test_the_old_prompt_with_a_greeting_fails_and_the_coded_one_passes() -> None
         assert ok["personal_text"] is True and ok["prompts_coded"] is True
 
 
-def test_names_are_found_in_any_case_unicode_form_or_base64_but_not_in_inbound_messages() -> None:
+def test_names_are_found_in_any_case_unicode_form_or_base64_in_either_direction() -> None:
     decomposed = "zoe\u0308 a\u030angstro\u0308m".upper()  # NFD, upper case
     hidden = base64.b64encode(("x" * 60 + "angelina j." + "y" * 20).encode()).decode()
     for doc in ({"note": decomposed}, {"blob": hidden}, {"Angelina J.": 1}):
@@ -65,7 +66,9 @@ def test_names_are_found_in_any_case_unicode_form_or_base64_but_not_in_inbound_m
     assert personal_text({"code": "al.ok"}, b"", NAMES) == []  # too short to be told from a word
     gallery_push = json.dumps({"args": {"data": hidden}}).encode()
     v = _verdicts([("faceonly/v1/dev/t1/cmd/req/gallery.chunk", gallery_push)])
-    assert v["personal_text"] is True  # from the backend: mentioned in the detail, not judged
+    assert v["personal_text"] is False  # from the backend in the clear: a name crossed the broker
+    sealed = json.dumps({"args": {"data": TerminalKeys().seal(("x" * 60 + "Angelina J.").encode())}}).encode()
+    assert _verdicts([("faceonly/v1/dev/t1/cmd/req/gallery.chunk", sealed)])["personal_text"] is True
     status = encode(envelope("status", "t1", {"state": "online", "who": "Angelina J."}))
     assert _verdicts([("faceonly/v1/dev/t1/status", status)])["personal_text"] is False
 
@@ -126,7 +129,7 @@ def test_cli_reads_the_names_from_the_terminals_gallery_or_a_list(tmp_path, brok
     _publish_later(broker.port, [(PROMPT, leak), ("faceonly/v1/dev/t1/event/face", face)])
     assert cli_main([*argv, "--gallery-config", str(config)]) == 1
     out = capsys.readouterr().out
-    assert "[FAIL] personal_text: faceonly/v1/dev/t1/prompt text: name #" in out
+    assert "[FAIL] personal_text: -> faceonly/v1/dev/t1/prompt text: name #" in out
     assert (
         "ÅNGSTRÖM" not in out.split("personal_text", 1)[1].splitlines()[0]
     )  # the finding never repeats a name

@@ -10,6 +10,7 @@ online with an older gallery version is caught up (the delta when it holds its b
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import queue
@@ -27,6 +28,7 @@ from device.identity import operator as op
 from device.identity.gallery import Subject, check_subject
 from device.identity.matcher import Matcher
 from device.identity.thresholds import CurveError, CurveSet, gallery_operating_point
+from device.privacy.terminalseal import seal_for_terminal
 from device.transport.client import ClientOptions
 
 log = logging.getLogger(__name__)
@@ -194,8 +196,14 @@ class Subjects:
 
     def enrol_at(self, terminal: str, subject: str, display_name: str | None, timeout_s: float) -> int:
         """Walk-up enrolment: `enroll` on `terminal`, then the delta with its template to every terminal."""
+        pinned = self.store.terminal_keys().get(terminal)
+        if pinned is None:
+            raise EnrolError(f"terminal {terminal} is not registered (faceonly backend terminals add)")
+        # The name is for the terminal's own screen: sealed to it, it never crosses the broker readable.
         args = {"subject": subject, "timeout_s": timeout_s} | (
-            {"display_name": display_name} if display_name else {}
+            {"display_name_sealed": seal_for_terminal(base64.b64decode(pinned), display_name.encode())}
+            if display_name
+            else {}
         )
         requester = self._requester(terminal, timeout_s + 10)
         try:
@@ -270,10 +278,16 @@ class Subjects:
             # The terminal does not hold the delta's base (it was away, or new): send the whole gallery.
             subjects = list(update.gallery(self.embedder).subjects)
             update = op.snapshot(self._signer(), subjects, int(update.manifest["version"]), self.embedder)
+        pinned = self.store.terminal_keys().get(terminal)
+        if pinned is None:
+            log.warning(
+                "gallery not pushed to %s: its key is not registered (backend terminals add)", terminal
+            )
+            return
         requester = None
         try:
             requester = self._requester(terminal, 20)
-            summary = push(requester, update)
+            summary = push(requester, update, base64.b64decode(pinned))
             version = summary.get("version")
             if isinstance(version, int) and not isinstance(version, bool):
                 self.store.terminal_gallery(terminal, version)

@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_broker_flags(p)
     p.add_argument("--id", dest="terminal_id", required=True)
     p.add_argument("--file", type=Path, required=True)
+    p.add_argument(
+        "--terminal-key",
+        required=True,
+        help="the terminal's public key (base64, or its file; `faceonly doctor` on the terminal prints it): the "
+        "update is sealed to it, so names and templates never cross the broker readable",
+    )
     p.add_argument("--prefix", default="faceonly")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
     p.add_argument(
@@ -151,6 +157,7 @@ def _delta(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from device.cli.audit import read_key
     from device.identity.operator import read_update
     from device.identity.push import PushError, Requester, push
     from device.transport.auth import read_signing_key
@@ -158,6 +165,7 @@ def _push(args: argparse.Namespace) -> int:
 
     try:
         update = read_update(args.file)
+        terminal_key = read_key(args.terminal_key)
         key = read_signing_key(args.sign_key) if args.sign_key is not None else None
         options = options_from_args(args)
         client = new_client(options, f"gallery-push-{args.terminal_id}"[:60])
@@ -172,7 +180,9 @@ def _push(args: argparse.Namespace) -> int:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1
     try:
-        summary = push(requester, update, lambda m: print(m, file=sys.stderr), window=max(1, args.window))
+        summary = push(
+            requester, update, terminal_key, lambda m: print(m, file=sys.stderr), window=max(1, args.window)
+        )
     except PushError as exc:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1

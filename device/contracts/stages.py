@@ -72,6 +72,11 @@ class Protector(Protocol):
         """The payload with a `signature` over its canonical JSON added (origin and integrity)."""
         ...
 
+    def unseal(self, sealed_b64: str) -> bytes:
+        """Open what the backend sealed to this terminal's key (device.privacy.terminalseal); ValueError if it
+        cannot (not sealed to this terminal, or altered)."""
+        ...
+
     def report(self) -> dict[str, Any]:
         """What this terminal sends and keeps, for `privacy.report`."""
         ...

@@ -4,29 +4,31 @@ The service loop owns it (one thread). Commands (all state-changing ones signed 
 gallery updates additionally signed by the backend's gallery key, checked here):
 
 - gallery.sync {manifest}: start or resume a chunked transfer; reply: transfer id, missing chunks.
-- gallery.chunk {transfer, index, data, proof}: one chunk (base64) and its Merkle inclusion proof; the last one
-  applies the update (on a worker thread: its reply comes once the gallery is stored and in use; gallery
-  commands answer busy meanwhile).
-- gallery.add / gallery.remove {manifest, body}: a small delta in one message (body base64); add may only
-  add or replace subjects, remove may only remove them.
+- gallery.chunk {transfer, index, data, proof}: one chunk, sealed to this terminal (device.privacy.terminalseal:
+  display names and templates never cross the broker readable), and its Merkle inclusion proof, checked on the
+  opened bytes; the last one applies the update (on a worker thread: its reply comes once the gallery is stored
+  and in use; gallery commands answer busy meanwhile).
+- gallery.add / gallery.remove {manifest, body}: a small delta in one message (body sealed to this terminal);
+  add may only add or replace subjects, remove may only remove them.
 - gallery.list {ids?}: version, count, model, the threshold in force (ids on request).
-- enroll {subject, display_name?, timeout_s}: answered later, with the template or the reason.
+- enroll {subject, display_name_sealed?, timeout_s}: answered later, with the template or the reason; the name
+  (for the door screen) comes sealed to this terminal, never in the clear.
 - subject.purge {subject}: erase the subject's templates and every queued event naming it.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
+from nacl.bindings import crypto_box_SEALBYTES
 from pydantic import BaseModel, ConfigDict, Field
 
 from device.config import Config
-from device.contracts import FaceObservation, ModelRef, Prompt
+from device.contracts import FaceObservation, ModelRef, Prompt, Protector
 from device.identity import gallery as gal
 from device.identity.enrolment import Enrolment, Outcome, check_enrol_args
 from device.identity.feedback import enrolment_prompt, outcome_prompt
@@ -63,7 +65,7 @@ class _Sync(_Strict):
 class _Chunk(_Strict):
     transfer: str = Field(max_length=64)
     index: int = Field(ge=0, le=1_000_000)
-    data: str = Field(max_length=MAX_CHUNK_BYTES * 4 // 3 + 8)
+    data: str = Field(max_length=(MAX_CHUNK_BYTES + crypto_box_SEALBYTES) * 4 // 3 + 8)
     # Sibling hashes (hex) from the chunk up to the manifest's chunk_root; empty for a schema 1 manifest.
     proof: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field([], max_length=MAX_PROOF)
 
@@ -105,16 +107,14 @@ class IdentityComponent:
         gate: Gate,
         prompt: Callable[[Prompt], None],
         enrol_reply: Callable[[Any, dict[str, Any] | CommandError], None],
-        enrol_biometric: Callable[[FaceObservation], dict[str, Any]],
+        protector: Protector,
         purge_events: Callable[[str], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.identity, self.gate, self._prompt = identity, gate, prompt
-        self._enrol_reply, self._enrol_biometric, self._purge_events = (
-            enrol_reply,
-            enrol_biometric,
-            purge_events,
-        )
+        """`protector`: the terminal's keys at work, for the enroll reply's template and for opening what the
+        backend sealed to this terminal."""
+        self.identity, self.gate, self._prompt, self._protector = identity, gate, prompt, protector
+        self._enrol_reply, self._purge_events = enrol_reply, purge_events
         self._clock = clock
         self._enrolment: tuple[Enrolment, Any] | None = None  # (state, the pending reply's handle)
         self._apply_reply: Any = None  # the reply handle of the chunk that completed the applying update
@@ -185,7 +185,7 @@ class IdentityComponent:
             handle,
             {
                 "subject": req.subject,
-                "biometric": self._enrol_biometric(obs),
+                "biometric": self._protector.enrolment_fields(obs),
                 "quality": {k: float(v) for k, v in obs.quality.items()},
                 "liveness": {k: float(v) for k, v in obs.liveness.items()},
                 "note": "the terminal does not add it to its gallery: the backend signs the delta that does",
@@ -199,11 +199,33 @@ class IdentityComponent:
         if self._enrolment is not None:
             raise CommandError(FAILED, "an enrolment is already in progress")
         try:
-            request = check_enrol_args(args, self._clock(), gal.ID_PATTERN)
+            request = check_enrol_args(self._opened_name(args), self._clock(), gal.ID_PATTERN)
         except ValueError as exc:
             raise CommandError(BAD_REQUEST, str(exc)) from None
         self._enrolment = (Enrolment(request), handle)
         self._prompt(enrolment_prompt("enrol.started", request.subject, time.time()))
+
+    def _opened_name(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The enroll arguments with the sealed display name opened (ValueError when it cannot be); a name in
+        the clear is refused: it would have crossed the broker readable."""
+        if "display_name" in args:
+            raise ValueError("display_name must come sealed to this terminal (display_name_sealed)")
+        sealed = args.get("display_name_sealed")
+        if sealed is None:
+            return args
+        if not isinstance(sealed, str) or len(sealed) > 1024:
+            raise ValueError("display_name_sealed must be base64 text of a sealed box")
+        try:
+            name = self._protector.unseal(sealed).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("display_name_sealed does not hold UTF-8 text") from None
+        return {k: v for k, v in args.items() if k != "display_name_sealed"} | {"display_name": name}
+
+    def _opened(self, sealed: str, what: str) -> bytes:
+        try:
+            return self._protector.unseal(sealed)
+        except ValueError as exc:
+            raise gal.GalleryRefused("not_sealed", f"{what}: {exc}") from None
 
     def attach_reply(self, handle: Any) -> None:
         """The deferred reply's address, known once the command plane has parsed the request (right after
@@ -254,7 +276,9 @@ class IdentityComponent:
 
         def chunk(args: dict[str, Any]) -> dict[str, Any] | Deferred:
             req = parse_args(_Chunk, args)
-            out = self._refusing(lambda: ident.chunk(req.transfer, req.index, req.data, req.proof))
+            out = self._refusing(
+                lambda: ident.chunk(req.transfer, req.index, self._opened(req.data, "chunk data"), req.proof)
+            )
             if out is not None:
                 return out
             self._apply_reply = None  # the last chunk: answered once the update is applied (tick)
@@ -264,12 +288,9 @@ class IdentityComponent:
         def inline(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
             def handler(args: dict[str, Any]) -> dict[str, Any]:
                 req = parse_args(_Inline, args)
-                try:
-                    body = base64.b64decode(req.body, validate=True)
-                except ValueError:
-                    raise CommandError(BAD_REQUEST, "body must be base64") from None
 
                 def apply() -> dict[str, Any]:
+                    body = self._opened(req.body, f"gallery.{kind} body")
                     if req.manifest.get("type") != "delta":
                         raise gal.GalleryRefused("malformed", f"gallery.{kind} takes a delta")
                     subjects, remove = gal.decode_body(body) if body[:4] == gal.MAGIC else ([], ())

@@ -11,7 +11,6 @@ gallery key, which the terminal checks independently.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import queue
@@ -27,6 +26,7 @@ from paho.mqtt.properties import Properties
 
 from device.identity.operator import UpdateFile
 from device.identity.transfer import chunk_count, chunk_proofs
+from device.privacy.terminalseal import seal_for_terminal
 from device.transport.auth import sign_command
 from device.transport.topics import Topics
 from device.wire.bounded import PayloadError, loads_bounded
@@ -113,6 +113,7 @@ def _ok(reply: dict[str, Any], what: str) -> dict[str, Any]:
 def push(
     requester: Requester,
     update: UpdateFile,
+    terminal_key: bytes,
     progress: Callable[[str], None] = lambda m: None,
     window: int = DEFAULT_WINDOW,
 ) -> dict:
@@ -131,7 +132,8 @@ def push(
     while todo or in_flight:
         while todo and len(in_flight) < window:
             index = todo.pop()
-            data = base64.b64encode(update.body[index * size : (index + 1) * size]).decode()
+            # Sealed to this terminal: the body holds display names and templates (device.privacy.terminalseal).
+            data = seal_for_terminal(terminal_key, update.body[index * size : (index + 1) * size])
             args = {"transfer": transfer, "index": index, "data": data, "proof": proofs[index]}
             in_flight[requester.send("gallery.chunk", args)] = index
         token, index = next(iter(in_flight.items()))

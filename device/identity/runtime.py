@@ -10,7 +10,6 @@ meanwhile, and installs the new one when `finish_apply` finds it done.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import threading
@@ -194,16 +193,12 @@ class Identity:
         return {"transfer": self.incoming.id, "missing": missing, "chunks": chunk_count(checked)}
 
     def chunk(
-        self, transfer: str, index: int, data_b64: str, proof: Sequence[str] = ()
+        self, transfer: str, index: int, data: bytes, proof: Sequence[str] = ()
     ) -> dict[str, Any] | None:
         """Store one chunk (checked against the manifest with its `proof`). None: nothing is missing any more,
         and the update is being verified, applied and stored on a worker thread (`finish_apply` gives the
         outcome), so a large gallery does not stop the frame loop."""
         self._not_applying()
-        try:
-            data = base64.b64decode(data_b64, validate=True)
-        except ValueError:
-            raise TransferError("chunk data must be base64") from None
         left = self.incoming.put(transfer, index, data, proof)
         if left:
             return {"transfer": transfer, "missing": self.incoming.missing(100), "missing_count": left}

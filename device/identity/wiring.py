@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from device.config import Config
-from device.contracts import FaceObservation, ModelRef, Prompt
+from device.contracts import ModelRef, Prompt, Protector
 from device.identity.component import IdentityComponent, build_identity
 from device.identity.gate import build_gate
 from device.infra.modelstore import ModelStore
@@ -32,7 +32,7 @@ def build_component(
     prompt: Callable[[Prompt], None],
     publish_gate: Callable[[dict[str, Any], float], bool],
     publish_reply: Callable[[Reply], None],
-    enrolment_fields: Callable[[FaceObservation], dict[str, Any]],
+    protector: Protector,
     purge_where: Callable[[Callable[[bytes], bool]], int],
 ) -> IdentityComponent | None:
     """None when no gallery key is configured (no 1:N, events as before)."""
@@ -52,6 +52,6 @@ def build_component(
         build_gate(cfg.gate, publish_gate),
         prompt,
         enrol_reply,
-        enrolment_fields,
+        protector,
         lambda subject: purge_where(lambda payload: names_subject(payload, subject)),
     )

@@ -10,14 +10,15 @@ data: URLs inside JSON, or raw bytes), decode it, and judge each rule:
 - biometric_sealed: (when sealing is required) no embedding or thumbnail travels in the clear and
                     every face event's biometric part is sealed (to the expected backend key);
 - signatures:       (when the terminal's public key is given) every face event is validly signed;
-- personal_text:    (when names are given: --names, --gallery-config) no outbound payload holds a display name,
-                    in the clear or in a base64 blob (device/privacy/personal.py);
+- personal_text:    (when names are given: --names, --gallery-config) no payload, sent by the terminal or to it,
+                    holds a display name in the clear or in a base64 blob (device/privacy/personal.py; what
+                    the backend sends a terminal is sealed to it: device/privacy/terminalseal.py);
 - prompts_coded:    every prompt carries codes and numbers only (no free-text field a name could ride in);
 - screen_no_images: (with --screen) no message on the door screen's loopback channel carries image bytes;
 - events_observed:  at least one face event was seen (otherwise the audit proves nothing).
 
-Messages on command-request and desired-config topics come from the backend, not the terminal:
-they are listed but not judged.
+Messages on command-request and desired-config topics come from the backend, not the terminal: they are
+listed, and judged only by personal_text (a name must not cross the broker in either direction).
 """
 
 from __future__ import annotations
@@ -310,17 +311,15 @@ def judge(findings: list[MessageFinding], policy: AuditPolicy) -> list[RuleVerdi
 
 
 def text_verdicts(findings: list[MessageFinding], names_given: bool, listing) -> list[RuleVerdict]:
-    """personal_text and prompts_coded. Inbound messages (from the backend) are not the terminal's: a name
-    in them is mentioned, not judged."""
+    """personal_text and prompts_coded. A display name fails the audit in either direction: what the backend
+    sends a terminal (gallery data, an enrolment's name) travels sealed to that terminal, never readable."""
     outbound = [f for f in findings if not f.inbound]
     if names_given:
-        hits = [f"{f.topic} {where}" for f in outbound for where in f.personal]
-        inbound = sum(1 for f in findings if f.inbound and f.personal)
-        note = f" (inbound, not judged: {inbound} message(s) from the backend hold one)" if inbound else ""
+        hits = [f"{'<-' if f.inbound else '->'} {f.topic} {where}" for f in findings for where in f.personal]
         personal = RuleVerdict(
             "personal_text",
             not hits,
-            (f"no display name in {len(outbound)} outbound message(s)" if not hits else listing(hits)) + note,
+            f"no display name in {len(findings)} message(s), either way" if not hits else listing(hits),
         )
     else:
         personal = RuleVerdict("personal_text", None, "not checked (no --names / --gallery-config)")

@@ -24,6 +24,7 @@ from device.privacy import seal as sealing
 from device.privacy.report import build_report
 from device.privacy.signing import Signer, load_signer
 from device.privacy.template import TemplateTransform, load_transform
+from device.privacy.terminalseal import TerminalOpener
 from device.privacy.thumbnail import ThumbnailError, ThumbnailPolicy, make_thumbnail
 from device.wire.payloads import (
     Biometric,
@@ -167,6 +168,10 @@ class PayloadProtector:
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.signer.sign(payload)
+
+    def unseal(self, sealed_b64: str) -> bytes:
+        """What the backend sealed to this terminal (gallery data, an enrolment's display name); SealError."""
+        return TerminalOpener(self.signer.key).open(sealed_b64)
 
     def report(self) -> dict[str, Any]:
         return self.summary

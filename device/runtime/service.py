@@ -90,7 +90,7 @@ class Service:
             prompt=self.prompts.publish,
             publish_gate=self._publish_gate,
             publish_reply=self._publish_reply,
-            enrolment_fields=protector.enrolment_fields,
+            protector=protector,
             purge_where=self.outbox.purge_where,
         )
         if self.identity is not None:
