@@ -1,0 +1,122 @@
+"""Checks before a template joins a gallery: is it someone already enrolled, and are one subject's photos one
+person?
+
+Duplicates: each new subject's templates are compared with every other subject's (the gallery's and the other
+new ones'); a best score above that subject's 1:1 threshold is a clash naming the other subject. The 1:1
+threshold is the one a claim against that subject would use: the false-accept target per comparison
+(`duplicate_far`, 1e-4 by default) over the templates compared (the new subject's times the other's), read off
+the embedder's shipped curves for both subjects' template kinds (photos per template; the highest threshold
+any of them needs), as device.identity.thresholds does for a search.
+
+One person: a subject's good photos must link as one person: each pair scoring above the single-photo 1:1
+threshold at `same_person_far` is a link, and the photos must form one connected group. Two people's photos
+fall apart into two groups (their cross pairs score below it); one weak pair among several photos of one
+person does not split them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.identity.gallery import Subject
+from device.identity.thresholds import CurveSet, gallery_operating_point
+from device.vision.embed import l2_normalise
+
+DUPLICATE_FAR = 1e-4
+SAME_PERSON_FAR = 1e-3
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A new subject's template scores above another subject's 1:1 threshold: probably the same person."""
+
+    subject: str  # the new subject
+    other: str  # the subject it scores as
+    score: float
+    threshold: float
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "subject": self.subject,
+            "other": self.other,
+            "score": round(self.score, 4),
+            "threshold": round(self.threshold, 4),
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"{self.subject} scores {self.score:.3f} against {self.other} (its 1:1 threshold {self.threshold:.3f}): "
+            "the same person may be enrolled twice"
+        )
+
+
+def claim_threshold(curves: CurveSet, comparisons: int, kinds: set[int], far: float = DUPLICATE_FAR) -> float:
+    """The 1:1 threshold at `far` per comparison over `comparisons` comparisons (CurveError for a kind the
+    curves do not cover)."""
+    return gallery_operating_point(curves, far, comparisons, kinds).threshold
+
+
+def _best(a: np.ndarray, b: np.ndarray) -> float:
+    return float(
+        np.max(l2_normalise(a.reshape(-1, a.shape[-1])) @ l2_normalise(b.reshape(-1, b.shape[-1])).T)
+    )
+
+
+def clashes(
+    new: Sequence[Subject], held: Sequence[Subject], curves: CurveSet, far: float = DUPLICATE_FAR
+) -> list[Clash]:
+    """Every clash of a new subject with a held one, or with another new one; a held subject with the same id
+    as a new one is being replaced, so it is not compared. Highest score first."""
+    replaced = {s.id for s in new}
+    others = [s for s in held if s.id not in replaced]
+    found: list[Clash] = []
+    thresholds: dict[tuple[int, int, int], float] = {}
+    # The lowest threshold any pair can have (one comparison, single photos): only subjects above it need theirs.
+    floor = min(claim_threshold(curves, 1, {k}, far) for k in curves.by_averaged)
+    if others:
+        matrix = l2_normalise(np.concatenate([s.templates for s in others]).astype(np.float32))
+        owners = np.repeat(np.arange(len(others)), [len(s.templates) for s in others])
+    for n, subject in enumerate(new):
+        candidates: list[tuple[Subject, float]] = []
+        if others:
+            scores = l2_normalise(subject.templates.astype(np.float32)) @ matrix.T  # (m, T)
+            per_subject = np.full(len(others), -np.inf, np.float32)
+            np.maximum.at(per_subject, owners, scores.max(axis=0))
+            candidates += [(others[i], float(per_subject[i])) for i in np.flatnonzero(per_subject > floor)]
+        candidates += [(o, _best(subject.templates, o.templates)) for o in new[n + 1 :]]
+        for other, score in candidates:
+            key = (len(subject.templates) * len(other.templates), subject.averaged, other.averaged)
+            if key not in thresholds:
+                thresholds[key] = claim_threshold(curves, key[0], {key[1], key[2]}, far)
+            if score > thresholds[key]:
+                found.append(Clash(subject.id, other.id, score, thresholds[key]))
+    return sorted(found, key=lambda c: -c.score)
+
+
+def linked_groups(embeddings: np.ndarray, threshold: float) -> list[list[int]]:
+    """The photos (row indices) grouped into people: connected components of the pairs scoring above
+    `threshold`; one group when all are one person. Largest group first."""
+    rows = l2_normalise(np.asarray(embeddings, np.float32).reshape(len(embeddings), -1))
+    links = (rows @ rows.T) > threshold
+    group = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(links, 1)), strict=True):
+        group[root(int(i))] = root(int(j))
+    members: dict[int, list[int]] = {}
+    for i in range(len(rows)):
+        members.setdefault(root(i), []).append(i)
+    return sorted(members.values(), key=lambda g: (-len(g), g[0]))
+
+
+def same_person_threshold(curves: CurveSet, far: float = SAME_PERSON_FAR) -> float:
+    """The single-photo 1:1 threshold two photos of one person are expected to pass."""
+    return claim_threshold(curves, 1, {1}, far)
