@@ -8,8 +8,8 @@ entry's content breaks its own hash; deleting or inserting one breaks the sequen
 the END leaves a shorter chain that still holds: every append logs its sequence number and hash (the
 service log, journald), and `verify(expect=...)` checks the chain still holds a head recorded earlier.
 
-Appends are serialised across instances: one transaction that holds the table (SQLite BEGIN IMMEDIATE, a
-PostgreSQL table lock) reads the head and writes the next entry. Nothing biometric is ever written here:
+Appends are serialised across instances: one transaction that holds the log (SQLite BEGIN IMMEDIATE, a
+PostgreSQL advisory lock) reads the head and writes the next entry. Nothing biometric is ever written here:
 ids, names of staff, reasons and counts only.
 """
 
@@ -110,7 +110,7 @@ class AuditLog:
         at = round(time.time(), 3)
         body = json.loads(json.dumps(details))  # what is stored is what was hashed (tuples -> lists)
         with self.db.lock, self.db.tx(immediate=True) as tx:
-            tx.lock("audit_log")
+            tx.serialise("audit_log")
             head = tx.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchall()
             seq, prev = (int(head[0][0]) + 1, str(head[0][1])) if head else (1, GENESIS)
             digest = entry_hash(seq, at, str(actor), action, target, body, prev)

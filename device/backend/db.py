@@ -59,11 +59,12 @@ class Tx:
         self.cur.execute(self.db.sql(statement), tuple(params))
         return self.cur
 
-    def lock(self, table: str) -> None:
-        """PostgreSQL: hold `table` against other writers until the end of the transaction (SQLite's
-        BEGIN IMMEDIATE already holds the whole database)."""
+    def serialise(self, name: str) -> None:
+        """Until the end of this transaction, no other transaction serialising on `name` runs (PostgreSQL:
+        an advisory lock, which needs no table to exist yet; SQLite's BEGIN IMMEDIATE already holds the
+        whole database)."""
         if self.db.postgres:
-            self.cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            self.cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"faceonly.{name}",))
 
     def __exit__(self, kind, value, tb) -> None:
         try:

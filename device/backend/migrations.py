@@ -3,7 +3,7 @@
 `schema_migrations` records which are applied. Migration 1 is the schema the first backend made (every
 statement `IF NOT EXISTS`, so a database that backend made, which has no `schema_migrations` table, passes
 through it unchanged and then takes the later ones). A migration runs in one transaction holding the
-database against other writers (SQLite BEGIN IMMEDIATE, a PostgreSQL table lock), and re-reads what is
+database against other migrations (SQLite BEGIN IMMEDIATE, a PostgreSQL advisory lock), and re-reads what is
 applied inside it, so two instances starting at once migrate once. Migrations are only ever appended:
 an applied one is never edited.
 """
@@ -99,14 +99,13 @@ def applied(db: Database) -> int:
 def migrate(db: Database) -> list[int]:
     """Apply every migration the database lacks; the versions applied now."""
     done: list[int] = []
-    with db.lock, db.tx() as tx:
-        tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
-            "applied_at DOUBLE PRECISION NOT NULL)"
-        )
     for version, statements in enumerate(MIGRATIONS, start=1):
         with db.lock, db.tx(immediate=True) as tx:
-            tx.lock("schema_migrations")
+            tx.serialise("migrations")
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                "applied_at DOUBLE PRECISION NOT NULL)"
+            )
             held = tx.execute(
                 "SELECT version FROM schema_migrations WHERE version = ?", (version,)
             ).fetchall()

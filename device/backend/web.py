@@ -157,8 +157,11 @@ def build_app(service: BackendService, hosts: list[str] | None = None) -> Starle
                         "health_at": t.health_at,
                         "gallery_version": t.gallery_version,
                         "gallery_authority": t.gallery_authority,
-                        "gallery_current": t.gallery_version == office.gallery.version
-                        and t.gallery_sha256 in (None, office.gallery.sha256),
+                        "gallery_current": office.gallery.version is None
+                        or (
+                            t.gallery_version == office.gallery.version
+                            and t.gallery_sha256 in (None, office.gallery.sha256)
+                        ),
                     }
                 )
                 for t in rows

@@ -1,6 +1,6 @@
 """`faceonly backend`: the reference backend (device/backend/) and its operator commands.
 
-faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE]
+faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE] [--auth open]
 faceonly backend --validate-config [--config FILE ...]
 faceonly backend terminals add --db PATH_OR_URL --id T --public-key K
 faceonly backend terminals add --db PATH_OR_URL --id T --from-broker URL [--confirm KEY_ID]   # from privacy.report
@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port (MQTT 5)")
     b.add_argument("--http", default=None, help="HOST:PORT of the page (default 127.0.0.1:8080)")
     b.add_argument("--group", default=None, help="shared-subscription group (instances that split the load)")
+    b.add_argument(
+        "--auth",
+        choices=("accounts", "open"),
+        default=None,
+        help="accounts (staff logins, API tokens; the default) or open (a lab on loopback: no logins)",
+    )
     b.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
     b.set_defaults(func=_run)
     bs = b.add_subparsers(dest="backend_command")
@@ -76,7 +82,9 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "group", None) is not None:
         flags.setdefault("mqtt", {})["group"] = args.group
     if getattr(args, "http", None) is not None:
-        flags["http"] = {"listen": args.http}
+        flags.setdefault("http", {})["listen"] = args.http
+    if getattr(args, "auth", None) is not None:
+        flags.setdefault("http", {})["auth"] = args.auth
     if args.db is not None:
         flags["store"] = {"db": args.db}
     if args.state_dir is not None:

@@ -13,9 +13,10 @@ const el = (tag, attrs = {}, ...kids) => {
   return e;
 };
 const num = (v, digits = 3) => (typeof v === "number" ? v.toFixed(digits) : "-");
+// Any stored time renders: one that is no date (null, 1e18 s, text) shows as "?", it never stops the page.
 const localTime = (t) => {
-  if (typeof t !== "number") return "?";
-  return new Date(t * 1000).toLocaleString("sv-SE", {timeZone: site.time_zone}) ;
+  const d = new Date(typeof t === "number" ? t * 1000 : NaN);
+  return isNaN(d) ? "?" : d.toLocaleString("sv-SE", {timeZone: site.time_zone});
 };
 const nameOf = (id) => {
   const p = people.find((s) => s.id === id);
@@ -62,7 +63,7 @@ function card(ev) {
   const [kind, label] = verdict(ev);
   const who = kind === "rejected" ? "not let through" : ev.subject ? nameOf(ev.subject) : "unknown person";
   const info = el("div", {},
-    el("span", {class: `verdict ${kind}`}, label),
+    el("span", {class: `verdict v-${kind}`}, label),
     el("div", {class: "who"}, who),
     el("div", {class: "small"}, scoreLine(ev)),
     el("div", {class: "small"}, `${ev.terminal} · ${ev.time_local}`));
