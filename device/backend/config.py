@@ -256,7 +256,7 @@ class EnrolmentSection(Section):
         "per comparison is refused as that subject (an admin may override, audited).",
     )
     same_person_far: float = Field(
-        1e-3,
+        1e-2,
         gt=0,
         lt=1,
         description="One subject's photos must all link as one person at this 1:1 false-accept rate, else "

@@ -12,6 +12,7 @@ unless an admin overrides it for exactly those subjects with a reason; refusals 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -262,7 +263,14 @@ class Enrolment:
         if entry.embedder_sha256 != office.gallery.embedder.sha256:
             raise EnrolError(f"event {event_id} was made with another embedder than the gallery's")
         consent_id = self._consent(subject, details, actor)
-        return self._one(subject, entry.embedding, consent_id, details, actor, "event")
+        outcome = self._one(subject, entry.embedding, consent_id, details, actor, "event")
+        # The pass was theirs: recorded under them now, and its live entry (their embedding, their
+        # thumbnail) goes with them should they be removed.
+        office.store.write(
+            "UPDATE attendance SET subject = ? WHERE event_id = ? AND subject IS NULL", (subject, event_id)
+        )
+        office.live.add(event_id, dataclasses.replace(entry, subject=subject))
+        return outcome
 
     def _template(self, biometric: Any) -> np.ndarray:
         from device.backend.keys import read_private_key

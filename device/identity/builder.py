@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from device.contracts import ModelRef
-from device.identity.enrolcheck import SAME_PERSON_FAR, linked_groups, same_person_threshold
+from device.identity.enrolcheck import SAME_PERSON_FAR, person_groups, same_person_threshold
 from device.identity.gallery import ID_PATTERN, MAX_TEMPLATES_PER_SUBJECT, Subject, check_subject
 from device.identity.templates import TemplateMode, make_templates
 from device.identity.thresholds import CurveSet
@@ -99,7 +99,7 @@ def build_subjects(
             if emb is not None:
                 templates.append(emb)
                 names.append(path.name)
-        groups = linked_groups(np.stack(templates), same_person) if same_person and len(templates) > 1 else []
+        groups = person_groups(np.stack(templates), same_person) if same_person and len(templates) > 1 else []
         if len(groups) > 1:
             parts = "; ".join(", ".join(names[i] for i in g) for g in groups)
             report.append(
