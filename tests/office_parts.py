@@ -25,6 +25,7 @@ def office_config(tmp_path: Path, db: str, **sections: Any):
     key = tmp_path / "gallery.key"
     if not key.exists():
         keygen(key)
+    (tmp_path / "state").mkdir(exist_ok=True)
     text = tmp_path / "consent-v1.txt"
     text.write_text(CONSENT, encoding="utf-8")
     base = {
