@@ -150,24 +150,32 @@ class Pusher:
         self._catch_up(terminal)
 
     def _catch_up(self, terminal: str) -> None:
-        held = next((t for t in self.store.terminals() if t.id == terminal), None)
-        if held is None or self.gallery.version is None:
+        if self.gallery.version is None:
             return
+        # What it holds now, from itself (its retained status may predate this backend's subscription).
+        held = self.request(terminal, "gallery.list", {}, PUSH_TIMEOUT_S)
+        version, sha = held.get("version"), held.get("sha256")
+        authority = held.get("authority") or "lab"
+        if isinstance(version, int) and not isinstance(version, bool):
+            self.store.terminal_gallery(terminal, version, sha, authority)
+        else:
+            version = None
         ours: int = self.gallery.version
-        if held.gallery_authority != "backend" and held.gallery_version is not None:
-            other = held.gallery_version > ours or (
-                held.gallery_version == ours and held.gallery_sha256 not in (None, self.gallery.sha256)
+        lab_ahead = version is not None and (
+            version > ours or (version == ours and sha != self.gallery.sha256)
+        )
+        if authority != "backend" and lab_ahead:
+            assert version is not None
+            adopted = self.gallery.adopt(version)
+            log.info(
+                "%s holds a lab gallery (version %d): this backend's gallery is signed again as version %d",
+                terminal,
+                version,
+                adopted,
             )
-            if other:
-                version = self.gallery.adopt(held.gallery_version)
-                log.info(
-                    "%s holds a lab gallery (version %d): this backend's gallery is signed again as version %d",
-                    terminal,
-                    held.gallery_version,
-                    version,
-                )
+            self.sync_online()  # every other terminal needs the adopted version too
         try:
-            update = self.gallery.for_terminal(held.gallery_version, held.gallery_sha256)
+            update = self.gallery.for_terminal(version, sha)
         except GalleryError as exc:
             log.warning("no gallery for %s: %s", terminal, exc)
             return
