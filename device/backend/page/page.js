@@ -46,6 +46,7 @@ function verdict(ev) {
 
 function scoreLine(ev) {
   if (typeof ev.score !== "number") return ev.decision === "accepted" ? "no score" : "";
+  if (ev.corrected) return `the match (score ${num(ev.score)}, threshold ${num(ev.threshold)}) was corrected by hand`;
   if (typeof ev.threshold !== "number") return `score ${num(ev.score)} (${ev.match_source})`;
   const diff = ev.score - ev.threshold;
   return `score ${num(ev.score)} · threshold ${num(ev.threshold)} (${num(Math.abs(diff))} ${diff > 0 ? "above" : "below"}, ${ev.match_source})`;
@@ -287,7 +288,7 @@ async function showAdmin() {
       el("td", {}, t.last_used_at ? localTime(t.last_used_at) : "-"), cell);
   }));
   $("audit").querySelector("tbody").replaceChildren(...audit.map((a) => el("tr", {},
-    el("td", {}, String(a.seq)), el("td", {}, localTime(a.at)), el("td", {}, a.actor), el("td", {}, a.action),
+    el("td", {}, String(a.seq)), el("td", {class: "nowrap"}, localTime(a.at)), el("td", {}, a.actor), el("td", {}, a.action),
     el("td", {}, a.target), el("td", {class: "small"}, JSON.stringify(a.details)))));
 }
 
@@ -317,6 +318,7 @@ $("audit-verify").onclick = async () => {
   $("audit-result").textContent = v.ok ? `✔ the chain holds: ${v.entries} entries, head ${v.head.seq}:${v.head.hash.slice(0, 16)}…`
     : `✘ broken at entry ${v.first_bad}: ${v.problem}`;
   $("audit-result").className = v.ok ? "" : "warning";
+  showAdmin();
 };
 
 // ---- the rest, and the loop -------------------------------------------------------------------------
@@ -338,6 +340,7 @@ function applyRole(root = document) {
 }
 
 async function refresh() {
+  await showPeople();  // first: the cards and the log name people
   const day = $("day").value;
   $("csv").href = "api/attendance.csv" + (day ? `?date=${day}` : "");
   const [events, log, terminals, health] = await Promise.all([
@@ -361,7 +364,6 @@ async function refresh() {
       // Liveness off or passive lets a photo of an enrolled person through: said where the operator looks.
       typeof t.health?.liveness_warning === "string"
         ? el("div", {class: "liveness-warning"}, `⚠ ${t.health.liveness_warning}`) : ""))));
-  await showPeople();
   document.body.setAttribute("data-ready", "1");
 }
 
