@@ -44,6 +44,19 @@ class Actor:
 SYSTEM = Actor("system", "admin")
 
 
+def command_line_actor() -> Actor:
+    """Who runs `faceonly backend ...` on the backend's machine: the login name, with the admin role that
+    access to the database (and the keys) gives anyway."""
+    import getpass
+    import os
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    return Actor(f"cli:{who}", "admin")
+
+
 @dataclass(frozen=True)
 class Entry:
     seq: int

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_terminals_list)
     from device.cli import backoffice
 
-    backoffice.register(bs, _common)
+    backoffice.register(bs, _common, _config)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -196,12 +196,11 @@ def _terminals_add(args: argparse.Namespace) -> int:
             )
             return EXIT_CONFIG
         if store.add_terminal(args.terminal_id, args.public_key):
-            from device.backend.audit import AuditLog
-            from device.cli.backoffice import cli_actor
+            from device.backend.audit import AuditLog, command_line_actor
             from device.privacy.signing import key_id as fingerprint
 
             pinned_id = fingerprint(base64.b64decode(args.public_key))
-            AuditLog(store).append(cli_actor(), "terminal.add", args.terminal_id, key_id=pinned_id)
+            AuditLog(store).append(command_line_actor(), "terminal.add", args.terminal_id, key_id=pinned_id)
     finally:
         store.close()
     print(f"terminal {args.terminal_id} registered ({store.where})")

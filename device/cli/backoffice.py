@@ -20,18 +20,28 @@ import argparse
 import datetime as dt
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from device.backend.audit import command_line_actor
 from device.config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
-def register(bs: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
+Config = Callable[[argparse.Namespace], Any]
+_config: Config | None = None
+
+
+def register(
+    bs: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None], config: Config
+) -> None:
+    """`config`: the backend's config from a command's flags (device/cli/backend.py's)."""
+    global _config
+    _config = config
+
     def command(
         group: argparse._SubParsersAction, name: str, help_text: str, func
     ) -> argparse.ArgumentParser:
@@ -117,16 +127,6 @@ def register(bs: argparse._SubParsersAction, common: Callable[[argparse.Argument
     )
 
 
-def cli_actor():
-    from device.backend.audit import Actor
-
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = str(os.getuid())
-    return Actor(f"cli:{who}", "admin")
-
-
 class _Office:
     """The back office over the configured store, closed when done; None (the error printed) if it cannot."""
 
@@ -134,14 +134,13 @@ class _Office:
         self.args, self.broker = args, broker
 
     def __enter__(self):
-        from device.backend.config import load_backend_config
         from device.backend.live import LiveView
         from device.backend.office import BackOffice
         from device.backend.store import Store
-        from device.cli.backend import _flags
         from device.transport.client import ClientOptions, parse_broker_url
 
-        cfg = load_backend_config(self.args.config, _flags(self.args))
+        assert _config is not None
+        cfg = _config(self.args)
         self.store = Store(cfg.db)
         options = (
             ClientOptions(parse_broker_url(cfg.mqtt.broker)) if self.broker and cfg.mqtt.broker else None
@@ -196,7 +195,7 @@ def _subjects_add(args: argparse.Namespace) -> int:
     details = Details(group=args.group, end_date=args.end_date, override=override)
 
     def work(office) -> int:
-        outcome = office.enrolment.from_photos(args.photos, cli_actor(), details)
+        outcome = office.enrolment.from_photos(args.photos, command_line_actor(), details)
         for subject, why in sorted(outcome.refused.items()):
             print(f"refused: {subject}: {why}", file=sys.stderr)
         if not outcome.added:
@@ -232,11 +231,11 @@ def _receipt(receipt: dict[str, Any]) -> int:
 
 
 def _subjects_deactivate(args: argparse.Namespace) -> int:
-    return _run(args, lambda o: _receipt(o.removal.deactivate(args.subject, cli_actor(), args.reason)), True)
+    return _run(args, lambda o: _receipt(o.removal.deactivate(args.subject, command_line_actor(), args.reason)), True)
 
 
 def _subjects_erase(args: argparse.Namespace) -> int:
-    return _run(args, lambda o: _receipt(o.removal.erase(args.subject, cli_actor())), True)
+    return _run(args, lambda o: _receipt(o.removal.erase(args.subject, command_line_actor())), True)
 
 
 def _consent_record(args: argparse.Namespace) -> int:
@@ -244,7 +243,7 @@ def _consent_record(args: argparse.Namespace) -> int:
         given = None
         if args.given_at:
             given = dt.datetime.fromisoformat(args.given_at).replace(tzinfo=office.cfg.site.zone).timestamp()
-        actor = cli_actor()
+        actor = command_line_actor()
         made = office.consents.record(args.subject, args.name, args.method, given, actor)
         office.audit.append(
             actor,
@@ -276,7 +275,7 @@ def _password(path: Path | None) -> str:
 
 def _users_add(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = cli_actor()
+        actor = command_line_actor()
         office.accounts.add_staff(args.username, _password(args.password_file), args.role, actor)
         office.audit.append(actor, "staff.add", args.username, role=args.role)
         print(f"staff account {args.username} ({args.role}) added")
@@ -298,7 +297,7 @@ def _users_list(args: argparse.Namespace) -> int:
 
 def _users_set_role(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = cli_actor()
+        actor = command_line_actor()
         before = office.accounts.set_role(args.username, args.role)
         office.audit.append(actor, "staff.role", args.username, role=args.role, before=before)
         print(f"{args.username}: {before} -> {args.role}")
@@ -310,7 +309,7 @@ def _users_set_role(args: argparse.Namespace) -> int:
 def _users_disable(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.disable(args.username)
-        office.audit.append(cli_actor(), "staff.disable", args.username)
+        office.audit.append(command_line_actor(), "staff.disable", args.username)
         print(f"{args.username} disabled")
         return 0
 
@@ -320,7 +319,7 @@ def _users_disable(args: argparse.Namespace) -> int:
 def _users_passwd(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.set_password(args.username, _password(args.password_file))
-        office.audit.append(cli_actor(), "staff.password", args.username)
+        office.audit.append(command_line_actor(), "staff.password", args.username)
         print(f"{args.username}: new password set")
         return 0
 
@@ -329,7 +328,7 @@ def _users_passwd(args: argparse.Namespace) -> int:
 
 def _tokens_add(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = cli_actor()
+        actor = command_line_actor()
         token = office.accounts.add_token(args.name, args.role, actor)
         office.audit.append(actor, "token.add", args.name, role=args.role)
         print(token)
@@ -351,7 +350,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
 def _tokens_revoke(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.revoke_token(args.name)
-        office.audit.append(cli_actor(), "token.revoke", args.name)
+        office.audit.append(command_line_actor(), "token.revoke", args.name)
         print(f"token {args.name} revoked")
         return 0
 
