@@ -127,6 +127,12 @@ class CentralGallery:
         point = self.point
         return math.nan if point is None else point.threshold
 
+    @property
+    def threshold_meaning(self) -> str | None:
+        """The central 1:N setting in words, at this gallery's size (the page shows it)."""
+        point = self.point
+        return None if point is None else point.meaning()
+
     def subjects(self) -> list[Subject]:
         update = self.update
         return [] if update is None else list(update.gallery(self.embedder).subjects)

@@ -90,6 +90,7 @@ def routes(service: BackendService) -> list[Route]:  # noqa: C901, PLR0915 - one
         text_in_force = office.consents.text
         return {
             "gallery_version": office.gallery.version,
+            "threshold_meaning": office.gallery.threshold_meaning,
             "profile": service.cfg.site.profile,
             "consent_text": None
             if text_in_force is None

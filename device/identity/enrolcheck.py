@@ -6,7 +6,7 @@ new ones'); a best score above that subject's 1:1 threshold is a clash naming th
 threshold is the one a claim against that subject would use: the false-accept target per comparison
 (`duplicate_far`, 1e-4 by default) over the templates compared (the new subject's times the other's), read off
 the embedder's shipped curves for both subjects' template kinds (photos per template; the highest threshold
-any of them needs), as device.identity.thresholds does for a search.
+any of them needs): device.identity.thresholds.claim_point.
 
 One person: a subject's good photos must group as one person: groups of photos are merged while the mean
 score between them is above the single-photo 1:1 threshold at `same_person_far` (average linkage); photos
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.identity.gallery import Subject
-from device.identity.thresholds import CurveSet, gallery_operating_point
+from device.identity.thresholds import CLAIM_FAR, CurveSet, claim_point
 from device.vision.embed import l2_normalise
 
-DUPLICATE_FAR = 1e-4
+DUPLICATE_FAR = CLAIM_FAR  # 1e-4: what a 1:1 claim is held to
 SAME_PERSON_FAR = 1e-2
 
 
@@ -53,9 +53,9 @@ class Clash:
 
 
 def claim_threshold(curves: CurveSet, comparisons: int, kinds: set[int], far: float = DUPLICATE_FAR) -> float:
-    """The 1:1 threshold at `far` per comparison over `comparisons` comparisons (CurveError for a kind the
-    curves do not cover)."""
-    return gallery_operating_point(curves, far, comparisons, kinds).threshold
+    """The 1:1 threshold a claim against a subject would use: `far` per claim over `comparisons` template
+    comparisons of the kinds in `kinds` (CurveError for a kind the curves do not cover)."""
+    return claim_point(curves, comparisons, kinds, far).threshold
 
 
 def _best(a: np.ndarray, b: np.ndarray) -> float:
