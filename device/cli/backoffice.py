@@ -32,22 +32,19 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 Config = Callable[[argparse.Namespace], Any]
-_config: Config | None = None
 
 
 def register(
     bs: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None], config: Config
 ) -> None:
     """`config`: the backend's config from a command's flags (device/cli/backend.py's)."""
-    global _config
-    _config = config
 
     def command(
         group: argparse._SubParsersAction, name: str, help_text: str, func
     ) -> argparse.ArgumentParser:
         parser = group.add_parser(name, help=help_text)
         common(parser)
-        parser.set_defaults(func=func)
+        parser.set_defaults(func=func, load_config=config)
         return parser
 
     s = bs.add_parser("subjects", help="people: enrol from photos, list, deactivate, erase").add_subparsers(
@@ -139,8 +136,7 @@ class _Office:
         from device.backend.store import Store
         from device.transport.client import ClientOptions, parse_broker_url
 
-        assert _config is not None
-        cfg = _config(self.args)
+        cfg = self.args.load_config(self.args)
         self.store = Store(cfg.db)
         options = (
             ClientOptions(parse_broker_url(cfg.mqtt.broker)) if self.broker and cfg.mqtt.broker else None
