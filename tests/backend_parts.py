@@ -97,13 +97,28 @@ class TerminalProc(Proc):
 
 def api_token(db: str, name: str, role: str = "admin", *config: str) -> str:
     """An API token for `name` made by the operator's command (`faceonly backend tokens add`)."""
-    cmd = [sys.executable, "-m", "device", "backend", "tokens", "add", "--db", db, "--name", name, "--role", role]
+    cmd = [
+        sys.executable,
+        "-m",
+        "device",
+        "backend",
+        "tokens",
+        "add",
+        "--db",
+        db,
+        "--name",
+        name,
+        "--role",
+        role,
+    ]
     made = subprocess.run([*cmd, *config], cwd=ROOT, check=True, capture_output=True, text=True)
     return made.stdout.strip()
 
 
 class BackendProc(Proc):
-    def __init__(self, tmp: Path, broker_url: str, db: str, name: str, *extra: str, token: bool = True) -> None:
+    def __init__(
+        self, tmp: Path, broker_url: str, db: str, name: str, *extra: str, token: bool = True
+    ) -> None:
         """`token`: call the API with an admin API token made for this backend (else no credentials: for
         a backend started with `--auth open`)."""
         self.port = free_port()

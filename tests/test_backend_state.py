@@ -234,6 +234,8 @@ def test_page_renders_whatever_state_is_stored(tmp_path: Path) -> None:
     assert "as of ?" in rows  # a time that is no date renders as "?"
     # A terminal without the challenge says so on the page (and a warning that is no text is not shown).
     assert rows.count("liveness-warning") == 1 and "⚠ liveness is off: no liveness check at all" in rows
-    assert "&lt;img" in rows and "<title>faceonly site · faceonly</title>" in dom  # stored text is text, never markup
+    assert (
+        "&lt;img" in rows and "<title>faceonly site · faceonly</title>" in dom
+    )  # stored text is text, never markup
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (900, 1280)

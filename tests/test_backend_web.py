@@ -109,9 +109,7 @@ def test_erasing_a_person_keeps_their_records_anonymised_and_drops_their_live_th
 
 
 def test_loopback_page_serves_only_its_own_host_names(service) -> None:
-    client = TestClient(
-        build_app(service, ["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8080"
-    )
+    client = TestClient(build_app(service, ["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8080")
     assert client.get("/api/events").status_code == 200
     assert client.get("/api/events", headers={"Host": "rebound.example:8080"}).status_code == 400
 

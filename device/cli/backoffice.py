@@ -227,7 +227,9 @@ def _receipt(receipt: dict[str, Any]) -> int:
 
 
 def _subjects_deactivate(args: argparse.Namespace) -> int:
-    return _run(args, lambda o: _receipt(o.removal.deactivate(args.subject, command_line_actor(), args.reason)), True)
+    return _run(
+        args, lambda o: _receipt(o.removal.deactivate(args.subject, command_line_actor(), args.reason)), True
+    )
 
 
 def _subjects_erase(args: argparse.Namespace) -> int:
