@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -94,9 +95,36 @@ class TerminalProc(Proc):
         return QUEUED.findall(self.text())
 
 
+def api_token(db: str, name: str, role: str = "admin", *config: str) -> str:
+    """An API token for `name` made by the operator's command (`faceonly backend tokens add`)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "device",
+        "backend",
+        "tokens",
+        "add",
+        "--db",
+        db,
+        "--name",
+        name,
+        "--role",
+        role,
+    ]
+    made = subprocess.run([*cmd, *config], cwd=ROOT, check=True, capture_output=True, text=True)
+    return made.stdout.strip()
+
+
 class BackendProc(Proc):
-    def __init__(self, tmp: Path, broker_url: str, db: str, name: str, *extra: str) -> None:
+    def __init__(
+        self, tmp: Path, broker_url: str, db: str, name: str, *extra: str, token: bool = True
+    ) -> None:
+        """`token`: call the API with an admin API token made for this backend (else no credentials: for
+        a backend started with `--auth open`)."""
         self.port = free_port()
+        at = extra.index("--config") if "--config" in extra else None
+        config = list(extra[at : at + 2]) if at is not None else []
+        self.token = api_token(db, f"tests-{name}", "admin", *config) if token else None
         cmd = [sys.executable, "-m", "device", "backend", "--broker", broker_url, "--db", db]
         cmd += ["--http", f"127.0.0.1:{self.port}", "--state-dir", str(tmp / f"backend-{name}"), *extra]
         super().__init__(tmp / f"backend-{name}.log", cmd)
@@ -106,8 +134,24 @@ class BackendProc(Proc):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def request(self, path: str, body: dict | None = None, method: str | None = None, timeout: float = 60):
+        """(status, JSON reply) of a call to the API, with the token."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path.lstrip("/"), data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=10) as r:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as r:
             return r.read()
 
     def json(self, path: str):

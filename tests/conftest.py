@@ -26,3 +26,28 @@ def missing_data(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (required in CI)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A throwaway PostgreSQL cluster for the module's tests (tests/postgres.py)."""
+    from tests.postgres import Postgres
+
+    with Postgres() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind: a SQLite file, or a new database in the module's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "backend.sqlite")
+    import uuid
+
+    import psycopg
+
+    pg = request.getfixturevalue("postgres_server")
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg.url.rsplit("/", 1)[0] + f"/{name}"

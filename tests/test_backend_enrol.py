@@ -14,12 +14,12 @@ import re
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from device.backend.people import People
 from device.backend.store import Store
 from device.identity.operator import keygen
 from device.privacy.personal import personal_text, usable_names
@@ -83,7 +83,7 @@ def _everything_on(broker: Broker):
 def _only_the_latest_is_kept(db: str) -> None:
     """No stored gallery still holds the removed subject's templates: only the latest version is kept."""
     store = Store(db)
-    assert [s[0] for s in store.subjects()] == ["astro2"]
+    assert [p.id for p in People(store).all() if p.status == "active"] == ["astro2"]
     store.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM galleries").fetchall() == [(3,)]
@@ -102,24 +102,17 @@ def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, timeout=60)
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path: Path) -> None:
+def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path: Path) -> None:  # noqa: PLR0915 - one scenario
     keygen(tmp_path / "gallery.key")
     write_keypair(tmp_path / "command.key")
     db = str(tmp_path / "attendance.sqlite")
     broker = Broker(tmp_path / "mq")
     conf = tmp_path / "backend.toml"
+    (tmp_path / "consent.txt").write_text("I agree that my face template is used for attendance.\n")
     conf.write_text(
         f'[identity]\ngallery_key_file = "{tmp_path / "gallery.key"}"\n'
         f'command_key_file = "{tmp_path / "command.key"}"\n'
+        f'[site]\nconsent_text_file = "{tmp_path / "consent.txt"}"\nconsent_version = "2026-1"\n'
     )
     register(db, "gate-01", terminal_key(tmp_path / "state-gate-01"))
     wire = _everything_on(broker)
@@ -148,12 +141,22 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert unconfirmed.returncode == 2 and "Nothing registered" in unconfirmed.stderr
         key_id = re.search(r"--confirm (\w+)", unconfirmed.stderr).group(1)
         assert _faceonly(*pin, "--confirm", key_id).returncode == 0
-        status, reply = _post(
-            backend.url + "api/subjects/astro/enroll",
-            {"terminal": "gate-01", "display_name": NAME, "timeout_s": 20},
+        # Under the default gdpr profile nothing is sent to the terminal without a consent on record.
+        status, reply = backend.request(
+            "api/subjects/astro/enroll", {"terminal": "gate-01", "display_name": NAME, "timeout_s": 20}
+        )
+        assert status == 409 and "no consent on record for astro" in reply["error"]
+        status, reply = backend.request(
+            "api/subjects/astro/enroll",
+            {
+                "terminal": "gate-01",
+                "display_name": NAME,
+                "timeout_s": 20,
+                "consent": {"person_name": "Astro Naut", "method": "paper"},
+            },
         )
         assert status == 200, reply
-        assert reply == {"subject": "astro", "gallery_version": 1}
+        assert reply["added"] == ["astro"] and reply["gallery_version"] == 1 and reply["clashes"] == []
 
         def recorded_under_subject() -> list[dict]:
             return [e for e in backend.json("/api/events") if e["subject"] == "astro"]
@@ -171,17 +174,36 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
         assert backend.wait_for(lambda: backend.json("/api/terminals")[0]["gallery_version"] == 1, 20)
         subjects = backend.json("/api/subjects")
         assert subjects["gallery_version"] == 1 and [s["id"] for s in subjects["subjects"]] == ["astro"]
-        # The terminal goes away; meanwhile the subject is removed (v2, a delta: records purged) and another
-        # is enrolled from a photo by a second process on the same store (v3, a delta on v2).
+        # The terminal goes away; meanwhile the subject is erased (v2, a delta; records kept, anonymised; the
+        # purge waits for the terminal) and another is enrolled from a photo by a second process on the
+        # same store (v3, a delta on v2).
         assert terminal.stop() == 0
-        request = urllib.request.Request(backend.url + "api/subjects/astro", method="DELETE")
-        with urllib.request.urlopen(request, timeout=60) as r:
-            removed = json.loads(r.read())
-        assert removed["gallery_version"] == 2 and removed["records_purged"] >= 1
-        assert not recorded_under_subject() and backend.json("/api/subjects")["subjects"] == []
+        status, removed = backend.request("api/subjects/astro", method="DELETE")
+        assert status == 200, removed
+        assert removed["backend"]["templates_removed_in_gallery_version"] == 2
+        assert removed["attendance"]["policy"] == "anonymised" and removed["attendance"]["records"] >= 1
+        assert [t["confirmed_at"] for t in removed["terminals"]] == [None]
+        assert not recorded_under_subject() and len(backend.json("/api/events")) >= 2
+        assert [s["status"] for s in backend.json("/api/subjects")["subjects"]] == []
         photos = tmp_path / "photos" / "astro2"
         photos.mkdir(parents=True)
         cv2.imwrite(str(photos / "face.png"), cv2.imread(str(tmp_path / "replay" / "face.png")))
+        consent = ["--config", str(conf), "--db", db]
+        assert (
+            _faceonly(
+                "backend",
+                "consent",
+                "record",
+                *consent,
+                "--id",
+                "astro2",
+                "--name",
+                "A. Naut",
+                "--method",
+                "electronic",
+            ).returncode
+            == 0
+        )
         added = _faceonly(
             "backend", "subjects", "add", "--config", str(conf), "--db", db, "--photos", str(photos.parent)
         )
@@ -193,10 +215,18 @@ def test_walk_up_enrolment_then_recorded_under_the_subject_then_removed(tmp_path
             backend.text()[-2000:]
         )
         assert "gallery version 3 pushed to gate-01" in backend.text()
+        # Back, it confirmed the purge first: the receipt is complete.
+        assert backend.wait_for(lambda: backend.json("/api/purges")[0]["complete"], 20)
         # An enrolment at a terminal nobody registered is a clear error, and changes nothing: the backend has
         # no key to seal the person's name to, so it sends nothing at all.
-        status, reply = _post(
-            backend.url + "api/subjects/x1/enroll", {"terminal": "nope", "display_name": "X", "timeout_s": 1}
+        status, reply = backend.request(
+            "api/subjects/x1/enroll",
+            {
+                "terminal": "nope",
+                "display_name": "X",
+                "timeout_s": 1,
+                "consent": {"person_name": "X", "method": "paper"},
+            },
         )
         assert status == 409 and "terminal nope is not registered" in reply["error"]
         _only_the_latest_is_kept(db)

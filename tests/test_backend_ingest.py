@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
+from device.backend.gallery_authority import NO_MATCH, CentralMatch
 from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined
 from device.backend.store import Record, Store
 from device.privacy.protector import encode_embedding
@@ -123,14 +124,16 @@ def test_sealed_event_is_opened_and_matched_centrally_only_for_the_same_embedder
     signer, backend = keys
     seen = []
 
-    def identify(vector: np.ndarray, sha: str | None) -> tuple[str | None, float]:
+    def identify(vector: np.ndarray, sha: str | None) -> CentralMatch:
         seen.append(sha)
-        return ("emp-2", 0.99) if sha == SHA else (None, math.nan)
+        return CentralMatch("emp-2", 0.99, 0.2, 0.94, "emp-2", 0.99) if sha == SHA else NO_MATCH
 
     vector = np.ones(128, np.float32) / math.sqrt(128)
     verdict = _judge(_ingest(signer, backend, identify), _sealed_event(signer, backend, vector))
     assert isinstance(verdict, Accepted)
     assert (verdict.record.subject, verdict.record.match_source) == ("emp-2", "backend")
+    assert (verdict.record.threshold, verdict.record.margin, verdict.record.nearest) == (0.94, 0.2, "emp-2")
+    assert verdict.embedding is None  # kept in the live view only for an unknown face
     assert verdict.thumbnail == b"\xff\xd8 jpeg bytes"
     other_model = _judge(
         _ingest(signer, backend, identify), _sealed_event(signer, backend, vector, "cd" * 32)
@@ -227,9 +230,9 @@ def test_any_event_body_gives_a_verdict_and_every_record_is_storable(
     signer, backend = keys
     identify_calls = []
 
-    def identify(vector: np.ndarray, sha: str | None) -> tuple[str | None, float]:
+    def identify(vector: np.ndarray, sha: str | None) -> CentralMatch:
         identify_calls.append(vector.shape)
-        return None, math.nan
+        return NO_MATCH
 
     try:
         payload = signer.sign(event) if signed else event

@@ -123,7 +123,7 @@ def test_page_in_chromium_shows_thumbnails_and_verdicts(demo_run) -> None:
     assert 'data-ready="1"' in dom, dom[-2000:]
     for e in events:
         card = re.search(
-            rf'<div class="event" data-event="{e["event_id"]}" data-decision="(\w+)">(.*?)</div></div>',
+            rf'<div class="event" data-event="{e["event_id"]}" data-decision="(\w+)" data-kind="\w+">(.*?)</div></div>',
             dom,
             re.S,
         )

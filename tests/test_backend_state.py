@@ -215,7 +215,7 @@ def test_page_renders_whatever_state_is_stored(tmp_path: Path) -> None:
                 (*row, terminal),
             )
     with Broker(tmp_path / "mq") as broker:
-        backend = BackendProc(tmp_path, broker.url, db, "page")
+        backend = BackendProc(tmp_path, broker.url, db, "page", "--auth", "open", token=False)
         try:
             listed = {t["id"]: t for t in backend.json("/api/terminals")}
             assert set(listed) == set(HOSTILE_ROWS)
@@ -227,13 +227,15 @@ def test_page_renders_whatever_state_is_stored(tmp_path: Path) -> None:
         finally:
             assert backend.stop() == 0
     assert 'data-ready="1"' in dom, dom[-2000:]
-    rows = dom[dom.index('<table id="terminals">') :]
+    rows = dom[dom.index('<table id="terminal-list">') :]
     rows = rows[: rows.index("</table>")]
     for terminal in HOSTILE_ROWS:
         assert f"<td>{terminal}</td>" in rows, terminal
     assert "as of ?" in rows  # a time that is no date renders as "?"
     # A terminal without the challenge says so on the page (and a warning that is no text is not shown).
     assert rows.count("liveness-warning") == 1 and "⚠ liveness is off: no liveness check at all" in rows
-    assert "&lt;img" in rows and "<title>faceonly backend</title>" in dom  # stored text is text, never markup
+    assert (
+        "&lt;img" in rows and "<title>faceonly site · faceonly</title>" in dom
+    )  # stored text is text, never markup
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (900, 1280)

@@ -1,5 +1,6 @@
-"""The backend's page API (Starlette, through its test client), its token gate, and its command line:
-config validation, terminal registration. No broker is needed: nothing here connects."""
+"""The backend's page API (Starlette, through its test client) in a lab (`auth = "open"`; logins and roles:
+test_backoffice_accounts.py), and its command line: config validation, terminal registration. No broker is
+needed: nothing here connects."""
 
 from __future__ import annotations
 
@@ -31,7 +32,15 @@ def _faceonly(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def service(tmp_path: Path):
-    cfg = load_backend_config(None, {"state_dir": str(tmp_path), "mqtt": {"broker": "mqtt://127.0.0.1:1"}})
+    cfg = load_backend_config(
+        None,
+        {
+            "state_dir": str(tmp_path),
+            "mqtt": {"broker": "mqtt://127.0.0.1:1"},
+            "http": {"auth": "open"},
+            "site": {"profile": "none"},
+        },
+    )
     svc = BackendService(cfg)
     reasons = ({"code": "liveness.passed", "text": "the challenge passed"},)
     for i, (when, subject) in enumerate(((T0, "emp-1"), (T0 + 60, None), (T0 - 86400, "emp-2"))):
@@ -44,7 +53,7 @@ def service(tmp_path: Path):
 
 
 def test_events_newest_first_with_date_filter_raw_thumbnail_and_csv(service) -> None:
-    client = TestClient(build_app(service, None))
+    client = TestClient(build_app(service))
     events = client.get("/api/events").json()
     assert [e["event_id"] for e in events] == ["e1", "e0", "e2"]
     assert all({"event_id", "terminal", "decision", "subject"} <= set(e) for e in events)
@@ -66,7 +75,7 @@ def test_a_thumbnail_is_served_as_what_it_is(service) -> None:
     # PNG from this release's terminals, JPEG from older ones in the same fleet, anything else not as an image.
     service.live.add("png", LiveEntry(b"\x89PNG\r\n\x1a\n...", b"{}", None))
     service.live.add("junk", LiveEntry(b"<svg onload=alert(1)>", b"{}", None))
-    client = TestClient(build_app(service, None))
+    client = TestClient(build_app(service))
     served = {e: client.get(f"/api/events/{e}/thumbnail").headers for e in ("png", "e0", "junk")}
     assert [h["content-type"] for h in served.values()] == [
         "image/png",
@@ -76,25 +85,22 @@ def test_a_thumbnail_is_served_as_what_it_is(service) -> None:
     assert all(h["x-content-type-options"] == "nosniff" for h in served.values())
 
 
-def test_token_gate(service) -> None:
-    client = TestClient(build_app(service, "s3cret-token"))
-    assert client.get("/api/events").status_code == 401
-    assert client.get("/").status_code == 401
-    assert client.get("/api/events", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/api/events", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
-    assert client.get("/?token=s3cret-token").status_code == 200
-
-
-def test_removing_a_subject_purges_its_records_and_live_thumbnails(service) -> None:
-    client = TestClient(build_app(service, None))
-    reply = client.delete("/api/subjects/emp-1")  # not in any gallery: only its records are purged
-    assert reply.json() == {"removed": "emp-1", "gallery_version": 0, "records_purged": 1}
-    assert [e.event_id for e in service.store.events()] == ["e1", "e2"]
+def test_erasing_a_person_keeps_their_records_anonymised_and_drops_their_live_thumbnails(service) -> None:
+    client = TestClient(build_app(service))
+    service.office.people.put("emp-1", "Ana", "photos")
+    reply = client.delete("/api/subjects/emp-1")  # not in any gallery: nothing for a terminal to erase
+    assert reply.status_code == 200, reply.text
+    receipt = reply.json()
+    assert receipt["subject"] == "emp-1" and receipt["attendance"] == {"records": 1, "policy": "anonymised"}
+    assert receipt["requested_by"] == "lab" and receipt["complete"]  # no terminal registered
+    records = {e.event_id: e for e in service.store.events()}
+    assert len(records) == 3 and records["e0"].subject.startswith("anon-")  # never silently lost
     assert service.live.get("e0") is None
+    assert client.delete("/api/subjects/emp-1").status_code == 409  # erased already
     bad = client.post(
         "/api/subjects/emp-9/enroll", content=b"not json", headers={"Content-Type": "application/json"}
     )
-    assert bad.status_code == 400 and len(service.store.events()) == 2
+    assert bad.status_code == 400 and len(service.store.events()) == 3
     # A cross-site form or text/plain post (no preflight) is refused before anything happens.
     simple = client.post(
         "/api/subjects/emp-9/enroll", content=b'{"terminal": "t1"}', headers={"Content-Type": "text/plain"}
@@ -103,20 +109,25 @@ def test_removing_a_subject_purges_its_records_and_live_thumbnails(service) -> N
 
 
 def test_loopback_page_serves_only_its_own_host_names(service) -> None:
-    client = TestClient(
-        build_app(service, None, ["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8080"
-    )
+    client = TestClient(build_app(service, ["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8080")
     assert client.get("/api/events").status_code == 200
     assert client.get("/api/events", headers={"Host": "rebound.example:8080"}).status_code == 400
 
 
-def test_config_refuses_unknown_keys_and_an_open_page_without_token(tmp_path: Path) -> None:
+def test_config_refuses_unknown_keys_a_lab_beyond_loopback_and_the_old_shared_token(tmp_path: Path) -> None:
     conf = tmp_path / "backend.toml"
-    conf.write_text('[http]\nlisten = "0.0.0.0:8080"\n[store]\ndb = "x.sqlite"\nsurprise = 1\n')
+    conf.write_text(
+        '[http]\nlisten = "0.0.0.0:8080"\nauth = "open"\n[store]\ndb = "x.sqlite"\nsurprise = 1\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_backend_config(conf)
     assert any("store.surprise: unknown key" in p for p in err.value.problems)
-    assert any("needs token_file" in p for p in err.value.problems)
+    assert any("is for loopback only" in p for p in err.value.problems)
+    old = tmp_path / "old.toml"
+    old.write_text('[http]\ntoken_file = "/etc/faceonly/backend-http.token"\n')
+    with pytest.raises(ConfigError) as err:
+        load_backend_config(old)
+    assert any("faceonly backend users add / tokens add" in p for p in err.value.problems)
     result = _faceonly("backend", "--config", str(conf), "--validate-config")
     assert result.returncode == 2 and "store.surprise: unknown key" in result.stderr
     ok = _faceonly("backend", "--validate-config", "--broker", "mqtt://b:1883", "--http", "127.0.0.1:9000")
@@ -157,7 +168,7 @@ def test_the_readmes_walk_up_curl_is_accepted_as_written(service) -> None:
     url, method = args[args.index("-X") + 2], args[args.index("-X") + 1]
     headers = dict(h.split(": ", 1) for h in (args[i + 1] for i, a in enumerate(args) if a == "-H"))
     body = args[args.index("-d") + 1]
-    client = TestClient(build_app(service, None), base_url="http://127.0.0.1:8080")
+    client = TestClient(build_app(service), base_url="http://127.0.0.1:8080")
     res = client.request(method, url, headers=headers, content=body)
     # It reaches the enrolment, which fails here only because no broker and terminal are running.
     assert res.status_code not in (400, 415) and "must be" not in res.text, res.text

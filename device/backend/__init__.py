@@ -1,8 +1,14 @@
-"""The reference backend (`faceonly backend`): the other end of the terminals' wire.
+"""The reference backend (`faceonly backend`): the other end of the terminals' wire, and the back office an
+operator runs a site with.
 
-One job per module: `config` (typed settings), `ingest` (verify, unseal, identify one message),
-`store` (attendance records, terminals, quarantine counts, galleries: SQLite or PostgreSQL), `subjects`
-(the central gallery, enrolment, pushes), `consumer` (the MQTT shared subscription), `live` (the in-memory
-live view), `web` (the page, its API and the CSV export), `health` (its own counters), `service` (wires
-them together) and `demo` (the whole system for `faceonly run`).
+Ingest, one job per module: `config` (typed settings), `consumer` (the MQTT shared subscription), `ingest`
+(verify, unseal, identify one message), `store` (attendance records, terminals, quarantine counts, the latest
+gallery) over `db` (SQLite or PostgreSQL, `migrations`), `live` (the in-memory live view), `health` (its own
+counters), `service` (wires them together) and `demo` (the whole system for `faceonly run`).
+
+The back office (`office` builds it): `gallery_authority` (the one central gallery and its version counter),
+`pusher` (purges and galleries to terminals), `enrol` (consent, checks, enrolment), `removal` and `purges`
+(deactivate, erase, retention, receipts), `people`, `consent`, `corrections`, `attendance` with `timesheet`
+(per person per day) and `export` (CSV, XLSX), `accounts` (staff, sessions, API tokens) and `audit` (the
+chained log). The page: `web` with `web_people`, `web_attendance`, `web_admin` and `page/`.
 """

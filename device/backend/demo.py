@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from device.backend.audit import Actor
 from device.config import Config, merge
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from device.runtime.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
+DEMO = Actor("demo", "admin")
 SUBJECT, DISPLAY_NAME = "astronaut", "Eileen Collins (demo photo)"
 PASS_TIMEOUT_S = 60.0
 NOTICE = (
@@ -82,7 +84,9 @@ class DemoBackend:
             {
                 "state_dir": str(self.dir),
                 "mqtt": {"broker": broker_url, "topic_prefix": terminal_cfg.mqtt.topic_prefix},
-                "http": {"listen": f"127.0.0.1:{_free_port()}"},
+                # A lab on loopback: no logins, no consent asked (the demo person is a photo).
+                "http": {"listen": f"127.0.0.1:{_free_port()}", "auth": "open"},
+                "site": {"name": "faceonly demo", "profile": "none"},
                 "identity": {
                     "gallery_key_file": str(gallery_key),
                     "command_key_file": str(command_key),
@@ -120,9 +124,13 @@ class DemoBackend:
         service = BackendService(self.cfg)
         service.notice = NOTICE
         service.store.add_terminal(self.terminal_id, base64.b64encode(self.terminal_key).decode())
-        if service.subjects.version is None:
-            version, _ = service.subjects.add_from_photos(_enrolment_photos(self.dir / "photos"))
-            log.info("demo backend: enrolled %s from a photo (gallery version %d)", SUBJECT, version)
+        if service.office.gallery.version is None:
+            outcome = service.office.enrolment.from_photos(_enrolment_photos(self.dir / "photos"), DEMO)
+            log.info(
+                "demo backend: enrolled %s from a photo (gallery version %s)",
+                SUBJECT,
+                outcome.gallery_version,
+            )
         service.start()
         self.service = service
         self._thread = threading.Thread(target=service.loop, name="demo-backend", daemon=True)
@@ -135,7 +143,7 @@ class DemoBackend:
         store = self.service.store
         recorded = any(r.received_at >= after for r in store.events(10, terminal=self.terminal_id))
         held = {t.id: t.gallery_version for t in store.terminals()}.get(self.terminal_id)
-        return recorded and held == self.service.subjects.version
+        return recorded and held == self.service.office.gallery.version
 
     def run_passes(self, cfg: Config, run: Callable[[Config, Lifecycle], int | str]) -> int | str:
         """Pass 1 with the challenge, pass 2 with liveness off (see the module doc); Ctrl-C stops either."""

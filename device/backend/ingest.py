@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from device.backend.config import IngestSection
+from device.backend.gallery_authority import CentralMatch
 from device.backend.store import Record
 from device.backend.views import BiometricView, EventView, HealthView, StatusView
 from device.identity.gallery import DIM
@@ -46,8 +47,8 @@ QUARANTINE_REASONS = (
     "internal",  # judging or storing this one message raised: logged once, acknowledged, the next goes on
 )
 KINDS = ("event/face", "status", "health")
-# A central 1:N search: (embedding, embedder sha256) -> (subject or None, score).
-Identify = Callable[[np.ndarray, str | None], tuple[str | None, float]]
+# A central 1:N search: (embedding, embedder sha256) -> the decision and the nearest subject.
+Identify = Callable[[np.ndarray, str | None], CentralMatch]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Accepted:
     thumbnail: bytes | None  # PNG (JPEG from older terminals), for the in-memory live view only
     raw: bytes  # the exact bytes that crossed the broker (live view only)
     note: str | None = None  # e.g. why no identification was possible
+    embedding: np.ndarray | None = None  # an unknown face's, opened: live view only (enrol from the event)
+    embedder_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class TerminalUpdate:
     state: str | None = None  # status: online | offline
     gallery_version: int | None = None  # status
     health: dict[str, Any] | None = None  # health: the summary the page shows
+    gallery_sha256: str | None = None  # status
+    gallery_authority: str | None = None  # status
 
 
 Verdict = Quarantined | Accepted | TerminalUpdate | None  # None: not ours to handle (e.g. a prompt)
@@ -139,8 +144,12 @@ class Ingest:
                 f"{what} from {terminal!r} dated {view.created_at:.3f}, the backend's clock says {now:.3f}",
             )
         if isinstance(view, StatusView):
-            version = view.gallery.version if view.gallery is not None else None
-            return TerminalUpdate(terminal, what, view.created_at, view.state, version)
+            g = view.gallery
+            if g is None:
+                return TerminalUpdate(terminal, what, view.created_at, view.state)
+            return TerminalUpdate(
+                terminal, what, view.created_at, view.state, g.version, None, g.sha256, g.authority or "lab"
+            )
         # The skew is allowed either way: a terminal clock that runs behind does not expire every health.
         if view.expires_at is not None and view.expires_at + self.limits.max_clock_skew_s < now:
             return Quarantined("expired", f"health from {terminal!r} expired at {view.expires_at}")
@@ -155,14 +164,29 @@ class Ingest:
         if event.expires_at is not None and event.expires_at < now:
             return Quarantined("expired", f"face event {event.id} expired at {event.expires_at}")
         bio, note = self._biometric(payload)
-        subject, score, source, why = self._identity(event, bio)
+        found, why = self._identity(event, bio)
         obs = event.observation
         reasons = tuple({"code": r.code, "text": r.text} for r in obs.reasons)
         liveness = {k: v for k, v in obs.liveness.items() if v is not None}
         record = Record(
-            event.id, terminal, event.created_at, now, obs.decision, subject, score, source, reasons, liveness
+            event.id,
+            terminal,
+            event.created_at,
+            now,
+            obs.decision,
+            found.subject,
+            _finite(found.score),
+            found.source,
+            reasons,
+            liveness,
+            _finite(found.threshold),
+            _finite(found.margin),
+            found.nearest,
+            _finite(found.nearest_score),
         )
-        return Accepted(record, _thumbnail(bio), raw, note or why)
+        vector = found.vector if found.subject is None else None  # an unknown face's, to enrol it from here
+        sha = bio.embedder.sha256 if bio.embedder is not None else None
+        return Accepted(record, _thumbnail(bio), raw, note or why, vector, sha)
 
     def _biometric(self, payload: dict[str, Any]) -> tuple[BiometricView, str | None]:
         """The biometric section with sealed content opened (when we hold the key)."""
@@ -184,28 +208,71 @@ class Ingest:
             return BiometricView(), f"the biometric section is not usable: {'; '.join(problems)[:200]}"
         return view, note
 
-    def _identity(
-        self, event: EventView, bio: BiometricView
-    ) -> tuple[str | None, float | None, str, str | None]:
-        """(subject, score, source, note): the terminal's match, else the central gallery's, else unknown."""
+    def _identity(self, event: EventView, bio: BiometricView) -> tuple[Identified, str | None]:
+        """The terminal's match, else the central gallery's, else unknown; with the note why, if any."""
         if event.observation.decision != "accepted":
-            return None, None, "none", None
+            return Identified("none"), None
         match = event.match
+        vector, why = self._vector(bio)
         if match is not None and match.subject is not None:
             if match.score is None:
-                return None, None, "terminal", "the terminal's match has no finite score: no match"
-            return match.subject, match.score, "terminal", None
-        if bio.embedding is None or self.identify is None:
-            return None, match.score if match is not None else None, "terminal" if match else "none", None
+                return Identified("terminal"), "the terminal's match has no finite score: no match"
+            return Identified(
+                "terminal",
+                match.subject,
+                match.score,
+                match.threshold,
+                match.margin,
+                match.subject,
+                match.score,
+            ), None
+        if vector is None or self.identify is None:
+            if match is None:
+                return Identified("none"), why
+            # The terminal's unknown: how near it came, without the nearest subject's id (never sent).
+            return Identified("terminal", None, match.score, match.threshold, match.margin), why
+        sha = bio.embedder.sha256 if bio.embedder is not None else None
+        central = self.identify(vector, sha)
+        return Identified(
+            "backend",
+            central.subject,
+            central.score,
+            central.threshold,
+            central.margin,
+            central.nearest,
+            central.nearest_score,
+            vector,
+        ), None
+
+    @staticmethod
+    def _vector(bio: BiometricView) -> tuple[np.ndarray | None, str | None]:
+        if bio.embedding is None:
+            return None, None
         try:
             vector = decode_embedding(bio.embedding)
         except (ValueError, binascii.Error):
-            return None, None, "none", "the embedding does not decode"
+            return None, "the embedding does not decode"
         if vector.shape != (DIM,) or not np.isfinite(vector).all():
-            return None, None, "none", f"the embedding is not {DIM} finite numbers"
-        sha = bio.embedder.sha256 if bio.embedder is not None else None
-        subject, score = self.identify(vector, sha)
-        return subject, score if math.isfinite(score) else None, "backend", None
+            return None, f"the embedding is not {DIM} finite numbers"
+        return vector, None
+
+
+@dataclass(frozen=True)
+class Identified:
+    """Who the record names (None: unknown), how it was decided, and how near it came."""
+
+    source: str  # "terminal", "backend" or "none"
+    subject: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    nearest: str | None = None
+    nearest_score: float | None = None
+    vector: np.ndarray | None = None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _thumbnail(bio: BiometricView) -> bytes | None:

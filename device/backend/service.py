@@ -26,8 +26,8 @@ from device.backend.health import Health
 from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate, Verdict
 from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
+from device.backend.office import BackOffice
 from device.backend.store import DATABASE_ERRORS, Store
-from device.backend.subjects import Subjects
 from device.transport.client import ClientOptions, parse_broker_url
 
 if TYPE_CHECKING:
@@ -60,14 +60,14 @@ class BackendService:
         self.options = ClientOptions(
             parse_broker_url(mq.broker or ""), "5", mq.username, password, mq.tls_ca, mq.tls_cert, mq.tls_key
         )
-        self.subjects = Subjects(cfg, self.store, self.options)
+        self.office = BackOffice(cfg, self.store, self.options, self.live)
         self._keys: dict[str, str] = self.store.terminal_keys()
         self._keys_read = time.monotonic()
         self.ingest = Ingest(
             mq.topic_prefix,
             self._terminal_keys,
             read_private_key(cfg.identity.private_key_file),
-            self.subjects.identify,
+            self.office.gallery.identify,
             cfg.ingest,
         )
         self.consumer = Consumer(
@@ -138,12 +138,13 @@ class BackendService:
         return self._keys
 
     def _housekeeping(self, now: float) -> None:
-        """When idle, at most every HOUSEKEEPING_S: another instance's gallery, attendance retention."""
+        """When idle, at most every HOUSEKEEPING_S: another instance's gallery, the retention timers,
+        attendance retention."""
         if now < self._next_housekeeping:
             return
         self._next_housekeeping = now + HOUSEKEEPING_S
         try:
-            self.subjects.tick()
+            self.office.tick(now)
             days = self.cfg.retention.attendance_days
             if days is not None:
                 expired = self.store.expire_attendance(time.time() - days * 86400)
@@ -170,7 +171,15 @@ class BackendService:
         inserted = self._commit(accepted, reasons)
         for item, new in zip(accepted, inserted, strict=True):
             if new:
-                self.live.add(item.record.event_id, LiveEntry(item.thumbnail, item.raw, item.note))
+                entry = LiveEntry(
+                    item.thumbnail,
+                    item.raw,
+                    item.note,
+                    item.embedding,
+                    item.embedder_sha256,
+                    item.record.subject,
+                )
+                self.live.add(item.record.event_id, entry)
             elif new is False:
                 reasons.append("duplicate")
                 log.info("quarantined (duplicate): event %s is recorded already", item.record.event_id)
@@ -181,7 +190,7 @@ class BackendService:
             self.consumer.ack(message)
         for update in applied:
             if update.kind == "status" and update.state == "online":
-                self.subjects.terminal_online(update.terminal, update.gallery_version)
+                self.office.pusher.sync(update.terminal)
 
     def _judge(self, message: Incoming, now: float) -> Verdict:
         """One message's verdict; whatever judging it raises quarantines that message alone."""
@@ -201,7 +210,15 @@ class BackendService:
         def apply(u: TerminalUpdate) -> str:
             if u.kind == "status":
                 assert u.state is not None
-                return self.store.terminal_status(u.terminal, u.state, u.at, u.gallery_version, future_after)
+                return self.store.terminal_status(
+                    u.terminal,
+                    u.state,
+                    u.at,
+                    u.gallery_version,
+                    future_after,
+                    u.gallery_sha256,
+                    u.gallery_authority,
+                )
             return self.store.terminal_health(u.terminal, u.health or {}, u.at, future_after)
 
         applied = []

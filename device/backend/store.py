@@ -1,52 +1,26 @@
-"""The backend's store: SQLite (WAL, one file) by default, PostgreSQL (psycopg 3) for a `postgresql://` URL.
+"""The backend's store for what ingest writes and the page reads: terminals, attendance records, quarantine
+counts and the latest signed gallery (device/backend/db.py holds the connection and its dialects).
 
-One schema and one set of statements for both (written with `?`; PostgreSQL gets `%s`). The event id is
-the attendance table's primary key, so recording is idempotent whatever the broker redelivers and however
-many instances share the work: `INSERT ... ON CONFLICT DO NOTHING` tells a new event from a duplicate.
-Every call takes the store's lock: the ingest worker writes and the web handlers read through one
-connection, and a batch (records, quarantine counts) is one transaction.
+The event id is the attendance table's primary key, so recording is idempotent whatever the broker
+redelivers and however many instances share the work: `INSERT ... ON CONFLICT DO NOTHING` tells a new event
+from a duplicate. A batch (records, quarantine counts) is one transaction. The back office keeps its own
+tables beside these (people, consent, audit, accounts, adjustments), each in its own module.
 """
 
 from __future__ import annotations
 
-import calendar
-import contextlib
 import json
-import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from device.backend.db import DATABASE_ERRORS, Database, StoreError
 
-def database_errors() -> tuple[type[Exception], ...]:
-    """What the drivers raise for a database that fails (psycopg only where it is installed)."""
-    try:
-        import psycopg
-    except ImportError:
-        return (sqlite3.Error, OSError)
-    return (sqlite3.Error, psycopg.Error, OSError)
+__all__ = ["DATABASE_ERRORS", "Record", "Store", "StoreError", "Terminal"]
 
-
-DATABASE_ERRORS = database_errors()
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS terminals (
-        id TEXT PRIMARY KEY, public_key TEXT NOT NULL, added_at DOUBLE PRECISION NOT NULL,
-        state TEXT, status_at DOUBLE PRECISION, health TEXT, health_at DOUBLE PRECISION, gallery_version BIGINT)""",
-    """CREATE TABLE IF NOT EXISTS attendance (
-        event_id TEXT PRIMARY KEY, terminal TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-        received_at DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, subject TEXT, score DOUBLE PRECISION,
-        match_source TEXT NOT NULL, reasons TEXT NOT NULL, liveness TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS attendance_created ON attendance (created_at)",
-    "CREATE TABLE IF NOT EXISTS quarantine (reason TEXT PRIMARY KEY, count BIGINT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS subjects (
-        id TEXT PRIMARY KEY, display_name TEXT, added_at DOUBLE PRECISION NOT NULL, source TEXT NOT NULL)""",
-    "CREATE TABLE IF NOT EXISTS galleries (version BIGINT PRIMARY KEY, update_file {blob} NOT NULL)",
-)
+# Written by ingest, in this order.
 RECORD_COLUMNS = (
     "event_id",
     "terminal",
@@ -58,19 +32,20 @@ RECORD_COLUMNS = (
     "match_source",
     "reasons",
     "liveness",
+    "threshold",
+    "margin",
+    "nearest",
+    "nearest_score",
 )
+# Read back: what ingest wrote, and what a correction changed.
+READ_COLUMNS = (*RECORD_COLUMNS, "original_subject")
 
-
-ROWS_PER_INSERT = 100  # 1,000 bound values: within every SQLite build's limit
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used (the message names it)."""
+ROWS_PER_INSERT = 60  # 840 bound values: within every SQLite build's limit
 
 
 @dataclass(frozen=True)
 class Record:
-    """One attendance row: who (or unknown), where, when, what was decided and why."""
+    """One attendance row: who (or unknown), where, when, what was decided and why, and how near it came."""
 
     event_id: str
     terminal: str
@@ -82,6 +57,11 @@ class Record:
     match_source: str  # "terminal" (its on-device match), "backend" (central gallery) or "none"
     reasons: tuple[dict[str, str], ...]
     liveness: dict[str, float]
+    threshold: float | None = None  # the threshold in force for this decision
+    margin: float | None = None  # best minus second-best subject score
+    nearest: str | None = None  # the best-scoring subject, matched or not (central search, or the match)
+    nearest_score: float | None = None
+    original_subject: str | None = None  # set by a correction: who the record named before
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -95,11 +75,15 @@ class Record:
             self.match_source,
             json.dumps(list(self.reasons)),
             json.dumps(self.liveness),
+            self.threshold,
+            self.margin,
+            self.nearest,
+            self.nearest_score,
         )
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Record:
-        values = dict(zip(RECORD_COLUMNS, row, strict=True))
+        values = dict(zip(READ_COLUMNS, row, strict=True))
         values["reasons"] = tuple(json.loads(values["reasons"]))
         values["liveness"] = json.loads(values["liveness"])
         return cls(**values)
@@ -116,6 +100,11 @@ class Record:
             "match_source": self.match_source,
             "reasons": list(self.reasons),
             "liveness": self.liveness,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "nearest": self.nearest,
+            "nearest_score": self.nearest_score,
+            "original_subject": self.original_subject,
         }
 
 
@@ -129,99 +118,18 @@ class Terminal:
     health: dict[str, Any] | None
     health_at: float | None
     gallery_version: int | None
+    gallery_sha256: str | None = None
+    gallery_authority: str | None = None
 
 
-class Store:
-    def __init__(self, target: str) -> None:
-        """`target`: a SQLite file path, or a postgresql:// URL."""
-        self.target = target
-        self.postgres = target.startswith(("postgresql://", "postgres://"))
-        self._lock = threading.Lock()
-        try:
-            self._conn = self._open_postgres(target) if self.postgres else self._open_sqlite(Path(target))
-            blob = "BYTEA" if self.postgres else "BLOB"
-            with self._lock, self._tx() as cur:
-                for statement in SCHEMA:
-                    cur.execute(statement.replace("{blob}", blob))
-        except DATABASE_ERRORS as exc:
-            raise StoreError(f"store {self.where}: {' '.join(str(exc).split())}") from None
-
-    def reconnect(self) -> None:
-        """A new connection after a failure (a restarted PostgreSQL drops every connection)."""
-        with self._lock:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = (
-                self._open_postgres(self.target) if self.postgres else self._open_sqlite(Path(self.target))
-            )
-
-    @property
-    def where(self) -> str:
-        """The target without a password (for messages and logs)."""
-        if not self.postgres:
-            return self.target
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.target)
-        host = parts.hostname or ""
-        return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}:{parts.port}{parts.path}"
-
-    @staticmethod
-    def _open_sqlite(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    @staticmethod
-    def _open_postgres(url: str):
-        import psycopg
-
-        return psycopg.connect(url, autocommit=True)
-
-    def _sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self.postgres else statement
-
-    class _Tx:
-        def __init__(self, store: Store) -> None:
-            self.store = store
-
-        def __enter__(self):
-            self.cur = self.store._conn.cursor()
-            self.cur.execute("BEGIN")
-            return self
-
-        def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
-            self.cur.execute(self.store._sql(statement), tuple(params))
-            return self.cur
-
-        def __exit__(self, kind, value, tb) -> None:
-            self.cur.execute("COMMIT" if kind is None else "ROLLBACK")
-            self.cur.close()
-
-    def _tx(self) -> Store._Tx:
-        return Store._Tx(self)
-
-    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self._sql(statement), tuple(params))
-                return [tuple(r) for r in cur.fetchall()]
-            finally:
-                cur.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+class Store(Database):
+    """`Store(target)`: a SQLite file path or a postgresql:// URL, opened and migrated."""
 
     # ---- terminals -----------------------------------------------------------------------------
 
     def add_terminal(self, terminal_id: str, public_key: str) -> bool:
         """Pin `public_key` for `terminal_id`; False if it was pinned already (a key is replaced explicitly)."""
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             cur = tx.execute(
                 "INSERT INTO terminals (id, public_key, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (terminal_id, public_key, time.time()),
@@ -229,28 +137,42 @@ class Store:
             return cur.rowcount == 1
 
     def terminal_keys(self) -> dict[str, str]:
-        return {str(tid): str(key) for tid, key in self._query("SELECT id, public_key FROM terminals")}
+        return {str(tid): str(key) for tid, key in self.query("SELECT id, public_key FROM terminals")}
 
     def terminals(self) -> list[Terminal]:
-        rows = self._query(
-            "SELECT id, public_key, added_at, state, status_at, health, health_at, gallery_version "
-            "FROM terminals ORDER BY id"
+        rows = self.query(
+            "SELECT id, public_key, added_at, state, status_at, health, health_at, gallery_version, "
+            "gallery_sha256, gallery_authority FROM terminals ORDER BY id"
         )
-        return [Terminal(r[0], r[1], r[2], r[3], r[4], _json_or_none(r[5]), r[6], r[7]) for r in rows]
+        return [
+            Terminal(r[0], r[1], r[2], r[3], r[4], _json_or_none(r[5]), r[6], r[7], r[8], r[9]) for r in rows
+        ]
 
     def terminal_status(
-        self, terminal_id: str, state: str, at: float, gallery_version: int | None, future_after: float
+        self,
+        terminal_id: str,
+        state: str,
+        at: float,
+        gallery_version: int | None,
+        future_after: float,
+        gallery_sha256: str | None = None,
+        gallery_authority: str | None = None,
     ) -> str:
         """Apply a terminal's signed status if it is newer than the stored one: "applied", "same" (this
         very state again) or "stale". Newer is a later `at`; at the same `at`, offline over online (a
         terminal's last will is signed with the time of the connection whose birth it follows). A stored
-        time beyond `future_after` (written before such state was refused) never blocks a newer one."""
-        with self._lock, self._tx() as tx:
+        time beyond `future_after` (written before such state was refused) never blocks a newer one.
+        The gallery's version, digest and authority are taken together when the status names a version."""
+        gallery, values = "", [state, at]
+        if gallery_version is not None:
+            gallery = ", gallery_version = ?, gallery_sha256 = ?, gallery_authority = ?"
+            values += [gallery_version, gallery_sha256, gallery_authority]
+        with self.lock, self.tx() as tx:
             cur = tx.execute(
-                "UPDATE terminals SET state = ?, status_at = ?, gallery_version = COALESCE(?, gallery_version) "
+                f"UPDATE terminals SET state = ?, status_at = ?{gallery} "
                 "WHERE id = ? AND (status_at IS NULL OR status_at < ? OR status_at > ? "
                 "OR (status_at = ? AND state = 'online' AND ? = 'offline'))",
-                (state, at, gallery_version, terminal_id, at, future_after, at, state),
+                (*values, terminal_id, at, future_after, at, state),
             )
             if cur.rowcount == 1:
                 return "applied"
@@ -263,7 +185,7 @@ class Store:
         self, terminal_id: str, health: dict[str, Any], at: float, future_after: float
     ) -> str:
         """Apply a terminal's signed health if newer than the stored one: "applied", "same" or "stale"."""
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             cur = tx.execute(
                 "UPDATE terminals SET health = ?, health_at = ? "
                 "WHERE id = ? AND (health_at IS NULL OR health_at < ? OR health_at > ?)",
@@ -274,10 +196,15 @@ class Store:
             held = tx.execute("SELECT health_at FROM terminals WHERE id = ?", (terminal_id,)).fetchall()
         return "same" if held and held[0][0] == at else "stale"
 
-    def terminal_gallery(self, terminal_id: str, version: int) -> None:
-        """The gallery version a terminal confirmed in its reply to a push (its state stays as signed)."""
-        with self._lock, self._tx() as tx:
-            tx.execute("UPDATE terminals SET gallery_version = ? WHERE id = ?", (version, terminal_id))
+    def terminal_gallery(
+        self, terminal_id: str, version: int, sha256: str | None, authority: str | None
+    ) -> None:
+        """The gallery a terminal confirmed in its reply to a push (its state stays as signed)."""
+        with self.lock, self.tx() as tx:
+            tx.execute(
+                "UPDATE terminals SET gallery_version = ?, gallery_sha256 = ?, gallery_authority = ? WHERE id = ?",
+                (version, sha256, authority, terminal_id),
+            )
 
     # ---- attendance and quarantine ---------------------------------------------------------------
 
@@ -286,7 +213,7 @@ class Store:
         if it was new; a record whose event id is already stored changes nothing and counts as a duplicate."""
         rows = [rec.row() for rec in records]
         reasons = list(quarantined)
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             new_ids: set[str] = set()
             for at in range(0, len(rows), ROWS_PER_INSERT):
                 chunk = rows[at : at + ROWS_PER_INSERT]
@@ -314,76 +241,64 @@ class Store:
                 )
         return inserted
 
-    def events(self, limit: int = 100, day: str | None = None, terminal: str | None = None) -> list[Record]:
-        """Recorded events newest first; `day` (YYYY-MM-DD, UTC) filters by the terminal's event time."""
+    def events(
+        self,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        terminal: str | None = None,
+        subject: str | None = None,
+    ) -> list[Record]:
+        """Recorded events newest first, by the terminal's event time in [since, until)."""
         where: list[str] = []
         params: list[Any] = []
-        if day is not None:
-            start = _utc_midnight(day)
-            where.append("created_at >= ? AND created_at < ?")
-            params += [start, start + 86400]
-        if terminal is not None:
-            where.append("terminal = ?")
-            params.append(terminal)
+        for clause, value in (
+            ("created_at >= ?", since),
+            ("created_at < ?", until),
+            ("terminal = ?", terminal),
+            ("subject = ?", subject),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._query(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM attendance {clause}"
+        rows = self.query(
+            f"SELECT {', '.join(READ_COLUMNS)} FROM attendance {clause}"
             f"ORDER BY created_at DESC, event_id DESC LIMIT ?",
             (*params, limit),
         )
         return [Record.from_row(r) for r in rows]
 
+    def event(self, event_id: str) -> Record | None:
+        rows = self.query(f"SELECT {', '.join(READ_COLUMNS)} FROM attendance WHERE event_id = ?", (event_id,))
+        return Record.from_row(rows[0]) if rows else None
+
     def event_ids(self) -> list[str]:
-        return [r[0] for r in self._query("SELECT event_id FROM attendance")]
+        return [r[0] for r in self.query("SELECT event_id FROM attendance")]
 
     def quarantine(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._query("SELECT reason, count FROM quarantine")}
+        return {str(k): int(v) for k, v in self.query("SELECT reason, count FROM quarantine")}
 
     def expire_attendance(self, before: float) -> int:
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             return tx.execute("DELETE FROM attendance WHERE created_at < ?", (before,)).rowcount
 
-    # ---- subjects and galleries ------------------------------------------------------------------
-
-    def put_subject(self, subject_id: str, display_name: str | None, source: str) -> None:
-        with self._lock, self._tx() as tx:
-            tx.execute(
-                "INSERT INTO subjects (id, display_name, added_at, source) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, source = excluded.source",
-                (subject_id, display_name, time.time(), source),
-            )
-
-    def subjects(self) -> list[tuple[str, str | None, float, str]]:
-        rows = self._query("SELECT id, display_name, added_at, source FROM subjects ORDER BY id")
-        return [(str(i), n, float(a), str(s)) for i, n, a, s in rows]
-
-    def remove_subject(self, subject_id: str) -> list[str]:
-        """Delete the subject and its attendance records (a purge); returns the deleted records' event ids."""
-        with self._lock, self._tx() as tx:
-            tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
-            ids = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT event_id FROM attendance WHERE subject = ?", (subject_id,)
-                ).fetchall()
-            ]
-            tx.execute("DELETE FROM attendance WHERE subject = ?", (subject_id,))
-            return ids
+    # ---- the central gallery ---------------------------------------------------------------------
 
     def put_gallery(self, version: int, update_file: bytes) -> None:
         """Store the new version and drop the older ones: only the latest is ever needed (the next delta is
         made on it, a terminal that lacks its base gets its snapshot), and an older version would still hold
         the templates of a subject removed since."""
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             tx.execute("INSERT INTO galleries (version, update_file) VALUES (?, ?)", (version, update_file))
             tx.execute("DELETE FROM galleries WHERE version < ?", (version,))
 
     def latest_gallery_version(self) -> int | None:
-        rows = self._query("SELECT MAX(version) FROM galleries")
+        rows = self.query("SELECT MAX(version) FROM galleries")
         return None if rows[0][0] is None else int(rows[0][0])
 
     def latest_gallery(self) -> bytes | None:
-        rows = self._query("SELECT update_file FROM galleries ORDER BY version DESC LIMIT 1")
+        rows = self.query("SELECT update_file FROM galleries ORDER BY version DESC LIMIT 1")
         return bytes(rows[0][0]) if rows else None
 
 
@@ -393,8 +308,3 @@ def _json_or_none(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
-
-
-def _utc_midnight(day: str) -> float:
-    """00:00 UTC of `day` (YYYY-MM-DD); ValueError for anything else."""
-    return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))

@@ -41,6 +41,8 @@ class ObservationView(_View):
 class MatchView(_View):
     subject: SubjectId | None = None
     score: Number | None = None
+    margin: Number | None = None
+    threshold: Number | None = None
 
 
 class EmbedderView(_View):
@@ -66,6 +68,8 @@ class EventView(_View):
 
 class GalleryView(_View):
     version: Count | None = None
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    authority: Literal["backend", "lab"] | None = None
 
 
 class StatusView(_View):

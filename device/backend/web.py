@@ -1,25 +1,26 @@
 """The backend's page and its JSON API (Starlette, served by uvicorn on a thread of its own).
 
-GET /                         the page (live events, attendance, terminals, subjects)
-GET /api/events               recorded events, newest first (?limit=, ?date=YYYY-MM-DD, ?terminal=)
-GET /api/events/{id}/raw      the exact bytes that crossed the broker (while in the live view)
+GET /                          the page (after /login); GET /static/page.js its script
+GET /api/events                recorded events, newest first (?limit=, ?date=YYYY-MM-DD in the site's time zone,
+                               ?terminal=); each with the decision, the score against the threshold in force,
+                               and, to roles that may see biometric detail, the nearest subject and the margin
+GET /api/events/{id}/raw       the exact bytes that crossed the broker (while in the live view)
 GET /api/events/{id}/thumbnail the face thumbnail, when one was sent (while in the live view)
-GET /api/attendance.csv       the attendance log as CSV (?date=)
-GET /api/terminals            terminals: online/offline, health, gallery version
-GET /api/subjects             subjects, the central gallery version and its 1:N setting in words
-POST /api/subjects/{id}/enroll {terminal, display_name?, timeout_s?}
-DELETE /api/subjects/{id}     remove and purge a subject
-GET /api/health               the backend's own health
+GET /api/terminals             terminals: online/offline, health, gallery version and authority
+GET /api/health                the backend's own health
+The people, consent, corrections and purges API: device/backend/web_people.py; attendance and exports:
+web_attendance.py; logins, staff, tokens and the audit log: web_admin.py.
 
-Bound to loopback by default; anywhere else every request needs the token (Authorization: Bearer, or
-?token= for a browser, which the page then passes on).
+Who may do what is the caller's role (device/backend/accounts.py): a staff session (cookie, with a CSRF
+token every state-changing request echoes in X-CSRF-Token), or an integration's API token (Authorization:
+Bearer). `[http] auth = "open"` (loopback only, a lab) acts as the admin "lab" for everyone. On loopback
+the page answers only to its own host names (a DNS-rebinding page cannot reach it), and state-changing
+requests take only application/json (another web site cannot post them).
 """
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
 import math
 import threading
 import time
@@ -28,20 +29,25 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from device.backend import web_admin, web_attendance, web_people
+from device.backend.accounts import allowed
+from device.backend.audit import Actor
 from device.backend.config import is_loopback, parse_listen
-from device.backend.subjects import EnrolError
-from device.identity.gallery import ID_PATTERN
+from device.backend.web_common import SESSION_COOKIE, actor_of, day_range, local_time, need
 from device.privacy.containers import JPEG_SOI, PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from device.backend.service import BackendService
 
 MAX_LIMIT = 1000
+# Reachable without a login: the login page and what it needs.
+PUBLIC = ("/login", "/api/login", "/static/")
 
 
 def thumbnail_type(data: bytes) -> str:
@@ -51,48 +57,73 @@ def thumbnail_type(data: bytes) -> str:
     return "image/jpeg" if data.startswith(JPEG_SOI) else "application/octet-stream"
 
 
-def _day(request: Request) -> str | None:
-    day = request.query_params.get("date") or None
-    if day is not None:
-        time.strptime(day, "%Y-%m-%d")  # ValueError -> 400
-    return day
-
-
-def _finite_only(value: Any) -> Any:
+def finite_only(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _finite_only(v) for k, v in value.items()}
+        return {str(k): finite_only(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite_only(v) for v in value]
+        return [finite_only(v) for v in value]
     return value
 
 
-def build_app(service: BackendService, token: str | None, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
-    """The app; `token`: required on every request; `hosts`: the only Host headers served (a page on
-    loopback without a token refuses others, so a DNS-rebinding web page cannot reach it)."""
-    store, live = service.store, service.live
+def build_app(service: BackendService, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
+    """The app; `hosts`: the only Host headers served (on loopback, against DNS rebinding)."""
+    store, live, office = service.store, service.live, service.office
+    zone = service.cfg.site.zone
 
     def events_json(request: Request) -> list[dict]:
+        need(request, "events.view")
         limit = min(int(request.query_params.get("limit", "100")), MAX_LIMIT)
-        records = store.events(limit, _day(request), request.query_params.get("terminal") or None)
+        since, until = day_range(request, zone)
+        records = store.events(limit, since, until, request.query_params.get("terminal") or None)
+        detail = allowed(actor_of(request).role, "events.biometric")
+        names = office.people.names()
+        corrected = {c.event_id for c in office.corrections.recent(1000)}
         out = []
         for rec in records:
-            item = rec.as_json()
+            item = finite_only(rec.as_json())
             entry = live.get(rec.event_id)
             item["live"] = entry is not None
-            item["thumbnail"] = entry is not None and entry.thumbnail is not None
+            item["thumbnail"] = detail and entry is not None and entry.thumbnail is not None
+            item["enrollable"] = (
+                entry is not None
+                and entry.embedding is not None
+                and rec.subject is None
+                and rec.event_id not in corrected
+            )
+            item["corrected"] = rec.event_id in corrected or rec.original_subject is not None
             item["note"] = entry.note if entry is not None else None
+            item["name"] = names.get(rec.subject or "")
+            item["time_local"] = local_time(rec.created_at, zone)
+            if detail:
+                item["nearest_name"] = names.get(rec.nearest or "")
+            else:
+                for key in ("nearest", "nearest_score", "margin", "original_subject"):
+                    item.pop(key, None)
             out.append(item)
         return out
 
     async def page(request: Request) -> Response:
-        return HTMLResponse(resources.files("device.backend").joinpath("page.html").read_text("utf-8"))
+        if actor_of(request, required=False) is None:
+            return RedirectResponse("login", 303)
+        return HTMLResponse(_static("page.html"))
+
+    async def login_page(request: Request) -> Response:
+        return HTMLResponse(_static("login.html"))
+
+    async def script(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ("page.js", "login.js", "page.css"):
+            return JSONResponse({"error": "not found"}, 404)
+        kind = "text/css" if name.endswith(".css") else "text/javascript"
+        return Response(_static(name), media_type=kind, headers={"Cache-Control": "no-cache"})
 
     async def events(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(events_json, request))
 
     async def raw(request: Request) -> Response:
+        need(request, "events.biometric")
         entry = live.get(request.path_params["event_id"])
         if entry is None:
             return JSONResponse(
@@ -101,6 +132,7 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
         return Response(entry.raw, media_type="application/json")
 
     async def thumbnail(request: Request) -> Response:
+        need(request, "events.biometric")
         entry = live.get(request.path_params["event_id"])
         if entry is None or entry.thumbnail is None:
             return JSONResponse({"error": "no thumbnail (none sent, or past the live view)"}, 404)
@@ -110,37 +142,13 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
-    async def attendance_csv(request: Request) -> Response:
-        records = await run_in_threadpool(store.events, MAX_LIMIT * 100, _day(request), None)
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["time_utc", "terminal", "subject", "decision", "score", "reasons", "event_id"])
-        for r in records:
-            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at))
-            codes = " ".join(x["code"] for x in r.reasons)
-            writer.writerow(
-                [
-                    when,
-                    r.terminal,
-                    r.subject or "",
-                    r.decision,
-                    r.score if r.score is not None else "",
-                    codes,
-                    r.event_id,
-                ]
-            )
-        return Response(
-            buf.getvalue(),
-            media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="attendance.csv"'},
-        )
-
     async def terminals(request: Request) -> Response:
+        need(request, "terminals.view")
         rows = await run_in_threadpool(store.terminals)
         # Whatever a row holds (written by an older version, say), the answer is JSON: non-finite -> null.
         return JSONResponse(
             [
-                _finite_only(
+                finite_only(
                     {
                         "id": t.id,
                         "state": t.state or "unknown",
@@ -148,102 +156,102 @@ def build_app(service: BackendService, token: str | None, hosts: list[str] | Non
                         "health": t.health,
                         "health_at": t.health_at,
                         "gallery_version": t.gallery_version,
+                        "gallery_authority": t.gallery_authority,
+                        "gallery_current": office.gallery.version is None
+                        or (
+                            t.gallery_version == office.gallery.version
+                            and t.gallery_sha256 in (None, office.gallery.sha256)
+                        ),
                     }
                 )
                 for t in rows
             ]
         )
 
-    async def subjects(request: Request) -> Response:
-        rows = await run_in_threadpool(store.subjects)
-        return JSONResponse(
-            {
-                "gallery_version": service.subjects.version,
-                "threshold_meaning": service.subjects.threshold_meaning,
-                "subjects": [{"id": i, "display_name": n, "added_at": a, "source": s} for i, n, a, s in rows],
-            }
-        )
-
-    async def enrol(request: Request) -> Response:
-        subject = request.path_params["subject"]
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            # Not a "simple" cross-site request: another web page cannot make the browser send it.
-            return JSONResponse({"error": "the body must be application/json"}, 415)
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body must be JSON"}, 400)
-        if (
-            not ID_PATTERN.match(subject)
-            or not isinstance(body, dict)
-            or not isinstance(body.get("terminal"), str)
-        ):
-            return JSONResponse(
-                {"error": f"need a subject id matching {ID_PATTERN.pattern} and a terminal"}, 400
-            )
-        timeout = float(body.get("timeout_s", 30))
-        try:
-            version = await run_in_threadpool(
-                service.subjects.enrol_at, body["terminal"], subject, body.get("display_name"), timeout
-            )
-        except (EnrolError, OSError, RuntimeError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, 409)
-        return JSONResponse({"subject": subject, "gallery_version": version})
-
-    async def remove(request: Request) -> Response:
-        subject = request.path_params["subject"]
-        try:
-            version, purged = await run_in_threadpool(service.subjects.remove, subject)
-        except (EnrolError, OSError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, 409)
-        live.forget(set(purged))  # its thumbnails and raw bytes go with the records
-        return JSONResponse({"removed": subject, "gallery_version": version, "records_purged": len(purged)})
-
     async def health(request: Request) -> Response:
+        actor_of(request)
         snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
         snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
         snap["notice"] = service.notice
-        return JSONResponse(snap)
+        point = office.gallery.point
+        snap["central_threshold"] = point.as_dict() if point is not None else None
+        return JSONResponse(finite_only(snap))
 
     routes = [
         Route("/", page),
+        Route("/login", login_page),
+        Route("/static/{name}", script),
         Route("/api/events", events),
         Route("/api/events/{event_id}/raw", raw),
         Route("/api/events/{event_id}/thumbnail", thumbnail),
-        Route("/api/attendance.csv", attendance_csv),
         Route("/api/terminals", terminals),
-        Route("/api/subjects", subjects),
-        Route("/api/subjects/{subject}/enroll", enrol, methods=["POST"]),
-        Route("/api/subjects/{subject}", remove, methods=["DELETE"]),
         Route("/api/health", health),
+        *web_people.routes(service),
+        *web_attendance.routes(service),
+        *web_admin.routes(service),
     ]
-    app = Starlette(routes=routes, exception_handlers={ValueError: _bad_request})
-    if token is not None:
-        app.add_middleware(_TokenGate, token=token)
+    app = Starlette(routes=routes, exception_handlers={ValueError: _bad_request, HTTPException: _http_error})
+    app.add_middleware(_Auth, service=service)
     if hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     return app
+
+
+def _static(name: str) -> str:
+    return resources.files("device.backend").joinpath("page", name).read_text("utf-8")
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"bad request: {exc}"}, 400)
 
 
-class _TokenGate:
-    """Pure ASGI middleware: every HTTP request needs the token (header or ?token=)."""
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code)
 
-    def __init__(self, app, token: str) -> None:
-        self.app, self.token = app, token.encode()
+
+class _Auth:
+    """Pure ASGI middleware: who is asking (scope state "actor": a session, a token, the lab, or nobody), and
+    a state-changing request made with a session must carry the session's CSRF token."""
+
+    UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+    def __init__(self, app, service: BackendService) -> None:
+        self.app, self.service = app, service
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope)
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            given = given or request.query_params.get("token", "")
-            if not hmac.compare_digest(given.encode(), self.token):
-                await JSONResponse({"error": "a token is required"}, 401)(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        actor, csrf = await run_in_threadpool(self._who, request)
+        state = scope.setdefault("state", {})
+        state["actor"], state["csrf"] = actor, csrf
+        path = scope["path"]
+        public = path == "/" or path.startswith(PUBLIC)
+        if actor is None and not public:
+            await JSONResponse({"error": "log in first (or give an API token)"}, 401)(scope, receive, send)
+            return
+        if csrf is not None and scope["method"] in self.UNSAFE and path != "/api/login":
+            given = request.headers.get("x-csrf-token", "")
+            if not hmac.compare_digest(given.encode(), csrf.encode()):
+                await JSONResponse({"error": "missing or wrong CSRF token"}, 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _who(self, request: Request):
+        if self.service.cfg.http.auth == "open":
+            return Actor("lab", "admin"), None
+        accounts = self.service.office.accounts
+        bearer = request.headers.get("authorization", "")
+        if bearer.startswith("Bearer "):
+            return accounts.token(bearer.removeprefix("Bearer ").strip()), None
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            session = accounts.session(session_id)
+            if session is not None:
+                return session.actor, session.csrf
+        return None, None
 
 
 class WebServer:
@@ -252,11 +260,8 @@ class WebServer:
 
         http = service.cfg.http
         host, port = parse_listen(http.listen)
-        token = http.token_file.read_text(encoding="utf-8").strip() if http.token_file else None
-        if not is_loopback(host) and not token:
-            raise ValueError(f"the page on {http.listen} needs a non-empty token file")
-        hosts = None if token else sorted({host, "localhost", "127.0.0.1", "::1", "[::1]"})
-        app = build_app(service, token, hosts)
+        hosts = sorted({host, "localhost", "127.0.0.1", "::1", "[::1]"}) if is_loopback(host) else None
+        app = build_app(service, hosts)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="backend-web", daemon=True)

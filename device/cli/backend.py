@@ -1,11 +1,11 @@
 """`faceonly backend`: the reference backend (device/backend/) and its operator commands.
 
-faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE]
+faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE] [--auth open]
 faceonly backend --validate-config [--config FILE ...]
 faceonly backend terminals add --db PATH_OR_URL --id T --public-key K
 faceonly backend terminals add --db PATH_OR_URL --id T --from-broker URL [--confirm KEY_ID]   # from privacy.report
 faceonly backend terminals list --db PATH_OR_URL
-faceonly backend subjects add --config FILE --photos DIR [--broker URL]   # keys from [identity]
+faceonly backend subjects | consent | users | tokens | audit | retention ...   (device/cli/backoffice.py)
 
 Exit status: 0 clean stop, 1 a start-up failure worth retrying (broker, database), 2 invalid config,
 3 a permanent fault (unreadable key, state dir that is not a directory), 4 another instance holds the state dir.
@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port (MQTT 5)")
     b.add_argument("--http", default=None, help="HOST:PORT of the page (default 127.0.0.1:8080)")
     b.add_argument("--group", default=None, help="shared-subscription group (instances that split the load)")
+    b.add_argument(
+        "--auth",
+        choices=("accounts", "open"),
+        default=None,
+        help="accounts (staff logins, API tokens; the default) or open (a lab on loopback: no logins)",
+    )
     b.add_argument("--validate-config", action="store_true", help="check the config and exit (0 = valid)")
     b.set_defaults(func=_run)
     bs = b.add_subparsers(dest="backend_command")
@@ -58,13 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = ts.add_parser("list", help="registered terminals, state and gallery version")
     _common(ls)
     ls.set_defaults(func=_terminals_list)
-    s = bs.add_parser("subjects", help="enrol subjects from photos")
-    ss = s.add_subparsers(dest="subjects_command", required=True)
-    sa = ss.add_parser("add", help="one folder per subject (its id); signs the next gallery version")
-    _common(sa)
-    sa.add_argument("--photos", type=Path, required=True)
-    sa.add_argument("--broker", default=None, help="push the new version to the registered terminals")
-    sa.set_defaults(func=_subjects_add)
+    from device.cli import backoffice
+
+    backoffice.register(bs, _common, _config)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +82,9 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "group", None) is not None:
         flags.setdefault("mqtt", {})["group"] = args.group
     if getattr(args, "http", None) is not None:
-        flags["http"] = {"listen": args.http}
+        flags.setdefault("http", {})["listen"] = args.http
+    if getattr(args, "auth", None) is not None:
+        flags.setdefault("http", {})["auth"] = args.auth
     if args.db is not None:
         flags["store"] = {"db": args.db}
     if args.state_dir is not None:
@@ -191,7 +195,12 @@ def _terminals_add(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
-        store.add_terminal(args.terminal_id, args.public_key)
+        if store.add_terminal(args.terminal_id, args.public_key):
+            from device.backend.audit import AuditLog, command_line_actor
+            from device.privacy.signing import key_id as fingerprint
+
+            pinned_id = fingerprint(base64.b64decode(args.public_key))
+            AuditLog(store).append(command_line_actor(), "terminal.add", args.terminal_id, key_id=pinned_id)
     finally:
         store.close()
     print(f"terminal {args.terminal_id} registered ({store.where})")
@@ -244,32 +253,4 @@ def _terminals_list(args: argparse.Namespace) -> int:
     for t in store.terminals():
         print(f"{t.id}\t{t.state or 'unknown'}\tgallery {t.gallery_version}\tkey {t.public_key}")
     store.close()
-    return 0
-
-
-def _subjects_add(args: argparse.Namespace) -> int:
-    from device.backend.store import Store, StoreError
-    from device.backend.subjects import EnrolError, Subjects
-    from device.transport.client import ClientOptions, parse_broker_url
-
-    try:
-        cfg = _config(args)
-        store = Store(cfg.db)
-    except ConfigError as exc:
-        return _config_error(exc)
-    except StoreError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_FATAL
-    options = ClientOptions(parse_broker_url(cfg.mqtt.broker)) if cfg.mqtt.broker else None
-    subjects = Subjects(cfg, store, options)
-    try:
-        version, refused = subjects.add_from_photos(args.photos)
-        if cfg.mqtt.broker is not None:
-            subjects.wait_pushed()
-    except (EnrolError, OSError, ValueError) as exc:
-        print(f"subjects add failed: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    finally:
-        store.close()
-    print(f"gallery version {version}; {refused} photos refused")
     return 0

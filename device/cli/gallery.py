@@ -1,8 +1,13 @@
-"""`faceonly gallery`: the operator's tools for the signed gallery (the backend builds on them).
+"""`faceonly gallery`: the signed gallery by hand, for a lab without a backend (the backend builds on the
+same format, and keeps the gallery of every terminal it manages: `faceonly backend subjects ...`).
 
 faceonly gallery keygen --out gallery.key            # + gallery.key.pub for the terminals' config
 faceonly gallery build --photos DIR --key gallery.key --out v1.fog [--version N] [--report R.json]
 faceonly gallery delta --base v1.fog --key gallery.key --out v2.fog [--add-photos DIR] [--remove ID ...]
+faceonly gallery push --broker URL --id T --file v1.fog [--sign-key command.key]
+
+`push` asks the terminal first (gallery.list) and refuses a terminal whose gallery a backend keeps: there
+is one version counter per gallery, the backend's (the terminal itself refuses such an update too).
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    g = sub.add_parser("gallery", help="make the gallery key, build, delta and push signed galleries")
+    g = sub.add_parser(
+        "gallery",
+        help="lab tools without a backend: make the gallery key, build, delta and push signed galleries",
+    )
     gs = g.add_subparsers(dest="gallery_command", required=True)
     kg = gs.add_parser("keygen", help="make the backend's gallery signing key (+ .pub for terminals)")
     kg.add_argument("--out", type=Path, required=True)
@@ -180,6 +188,16 @@ def _push(args: argparse.Namespace) -> int:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1
     try:
+        held = requester.request("gallery.list", {})
+        authority = ((held.get("result") or {}) if held.get("ok") else {}).get("authority")
+        if authority == "backend":
+            version = (held.get("result") or {}).get("version")
+            print(
+                f"refused: terminal {args.terminal_id}'s gallery (version {version}) is kept by a backend: change "
+                "it there (faceonly backend subjects ...); these tools are for a lab without one",
+                file=sys.stderr,
+            )
+            return 1
         summary = push(
             requester, update, terminal_key, lambda m: print(m, file=sys.stderr), window=max(1, args.window)
         )

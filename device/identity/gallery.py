@@ -17,6 +17,11 @@ instead; still accepted, for galleries stored and update files made before):
 - delta: base_version and base_sha256 -> version N; its body holds the subjects to add or replace and the
   ids to remove.
 
+Both may carry `authority`: "backend" when a backend keeps the gallery (its versions are the one counter;
+device/backend/gallery_authority.py), "lab" (the default) when `faceonly gallery` tools make it by hand. A
+terminal whose gallery a backend keeps refuses a lab update (`managed`): there is one version counter per
+gallery, never two that race.
+
 Both carry `result_sha256`, the digest of the gallery they result in: sha256 over the sorted list of
 (subject id, sha256 of that subject's record), so the terminal ends up with exactly the gallery the backend
 signed for, or refuses. Because the digest is built from per-subject hashes, `subject.purge` can erase a
@@ -57,6 +62,7 @@ MAX_AVERAGED = 5
 MAX_SUBJECTS = 1_000_000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 MAX_DISPLAY_NAME = 128
+AUTHORITIES = ("backend", "lab")
 _LEN = struct.Struct("<I")
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -85,6 +91,7 @@ class Gallery:
     embedder: ModelRef
     subjects: tuple[Subject, ...]  # sorted by id
     purged: tuple[tuple[str, str], ...] = ()  # (id, subject hash) erased on the terminal by subject.purge
+    authority: str = "lab"  # who keeps it: "backend" or "lab" (the signed manifest says)
 
     @cached_property
     def sha256(self) -> str:
@@ -114,7 +121,7 @@ class Gallery:
             return self
         rest = tuple(s for s in self.subjects if s.id != subject_id)
         purged = tuple(sorted((*self.purged, (found.id, subject_hash(found)))))
-        return Gallery(self.version, self.embedder, rest, purged)
+        return Gallery(self.version, self.embedder, rest, purged, self.authority)
 
     def summary(self) -> dict[str, Any]:
         """version, count, model: what status, birth and gallery.list report (never a template or name)."""
@@ -124,6 +131,7 @@ class Gallery:
             "templates": int(sum(len(s.templates) for s in self.subjects)),
             "model": {"name": self.embedder.name, "file": self.embedder.file, "sha256": self.embedder.sha256},
             "sha256": self.sha256,
+            "authority": self.authority,
         }
 
 
@@ -252,9 +260,10 @@ def make_manifest(  # noqa: PLR0913 - each argument is one field of the signed m
     chunk_size: int,
     base: Gallery | None,
     result_sha256: str,
+    authority: str = "lab",
 ) -> dict[str, Any]:
     """A signed update manifest for `body` (the backend side: `faceonly gallery build/delta`);
-    `result_sha256` is the digest of the gallery it results in (gallery_digest)."""
+    `result_sha256` is the digest of the gallery it results in (gallery_digest); `authority` who keeps it."""
     leaves = [merkle.leaf_hash(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -270,6 +279,7 @@ def make_manifest(  # noqa: PLR0913 - each argument is one field of the signed m
             "chunk_root": merkle.root(leaves).hex(),
         },
         "result_sha256": result_sha256,
+        "authority": authority,
     }
     if kind == "delta":
         if base is None:
@@ -310,6 +320,8 @@ def check_manifest(manifest: Any, gallery_key: bytes, embedder: ModelRef) -> dic
         ok = False
     if not ok:
         raise GalleryRefused("malformed", "version, type or body description missing or invalid")
+    if manifest.get("authority", "lab") not in AUTHORITIES:
+        raise GalleryRefused("malformed", f"authority must be one of {', '.join(AUTHORITIES)}")
     model = manifest.get("embedder") or {}
     if model.get("sha256") != embedder.sha256:
         raise GalleryRefused(
@@ -336,6 +348,15 @@ def _chunks_described(schema: int, body: dict[str, Any], count: int) -> bool:
 def check_applicable(manifest: dict[str, Any], current: Gallery | None) -> None:
     """Refuses an update that is not newer than `current`, or a delta whose base is not `current`."""
     have = current.version if current is not None else 0
+    if (
+        current is not None
+        and current.authority == "backend"
+        and manifest.get("authority", "lab") != "backend"
+    ):
+        raise GalleryRefused(
+            "managed",
+            f"a backend keeps this terminal's gallery (version {have}): change it there, not with lab tools",
+        )
     if manifest["version"] <= have:
         raise GalleryRefused("not_newer", f"version {manifest['version']} is not newer than {have}")
     if manifest["type"] == "delta":
@@ -368,7 +389,7 @@ def apply(
         kept = [s for s in current.subjects if s.id not in gone]
         purged = tuple(p for p in current.purged if p[0] not in gone)
         subjects = sorted(kept + subjects, key=lambda s: s.id)
-    result = Gallery(manifest["version"], embedder, tuple(subjects), purged)
+    result = Gallery(manifest["version"], embedder, tuple(subjects), purged, manifest.get("authority", "lab"))
     if result.sha256 != manifest.get("result_sha256"):
         raise GalleryRefused("wrong_base", "the update does not give the gallery the backend signed for")
     return result
@@ -385,7 +406,7 @@ def load_verified(
         erased = tuple(sorted((str(sid), str(h)) for sid, h in purged))
     except (ValueError, TypeError):
         raise GalleryRefused("damaged", "the stored gallery is not valid") from None
-    gallery = Gallery(checked["version"], embedder, tuple(subjects), erased)
+    gallery = Gallery(checked["version"], embedder, tuple(subjects), erased, checked.get("authority", "lab"))
     if gallery.sha256 != checked.get("result_sha256"):
         raise GalleryRefused("forged", "the stored gallery is not the one its manifest vouches for")
     return gallery

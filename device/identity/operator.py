@@ -64,7 +64,8 @@ class UpdateFile:
 
     def gallery(self, embedder: ModelRef) -> Gallery:
         subjects, _ = decode_body(self.result)
-        return Gallery(self.manifest["version"], embedder, tuple(subjects))
+        authority = self.manifest.get("authority", "lab")
+        return Gallery(self.manifest["version"], embedder, tuple(subjects), authority=authority)
 
 
 def write_update(path: Path, update: UpdateFile) -> None:
@@ -90,16 +91,21 @@ def read_update(path: Path) -> UpdateFile:
 
 
 def snapshot(
-    signer: Signer, subjects: list[Subject], version: int, embedder: ModelRef, chunk: int = DEFAULT_CHUNK
+    signer: Signer,
+    subjects: list[Subject],
+    version: int,
+    embedder: ModelRef,
+    chunk: int = DEFAULT_CHUNK,
+    authority: str = "lab",
 ) -> UpdateFile:
     body = encode_body(subjects)
     manifest = make_manifest(
-        signer, "snapshot", version, embedder, body, chunk, None, gallery_digest(subjects)
+        signer, "snapshot", version, embedder, body, chunk, None, gallery_digest(subjects), authority
     )
     return UpdateFile(manifest, body, body)
 
 
-def delta(
+def delta(  # noqa: PLR0913 - each argument is one field of the signed manifest
     signer: Signer,
     base: UpdateFile,
     embedder: ModelRef,
@@ -107,6 +113,7 @@ def delta(
     remove: tuple[str, ...] = (),
     version: int | None = None,
     chunk: int = DEFAULT_CHUNK,
+    authority: str = "lab",
 ) -> UpdateFile:
     """A delta from `base`'s resulting gallery: add (or replace) and remove subjects."""
     if base.manifest.get("embedder", {}).get("sha256") != embedder.sha256:
@@ -121,6 +128,6 @@ def delta(
     body = encode_body(list(add), tuple(remove))
     new_version = version if version is not None else current.version + 1
     manifest = make_manifest(
-        signer, "delta", new_version, embedder, body, chunk, current, gallery_digest(result)
+        signer, "delta", new_version, embedder, body, chunk, current, gallery_digest(result), authority
     )
     return UpdateFile(manifest, body, encode_body(result))

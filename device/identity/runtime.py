@@ -176,7 +176,9 @@ class Identity:
     def _check_calibrated(self, gallery: gal.Gallery) -> None:
         """Refuse a gallery holding a template kind (photos per template) with no threshold curve: it could
         never be matched, so it must not replace one that can."""
-        if self.curves is None:
+        if (
+            self.curves is None or not gallery.averaged
+        ):  # an empty gallery (the last subject removed) needs none
             return
         try:
             gallery_operating_point(self.curves, self.per_search, 1, gallery.averaged)
