@@ -201,7 +201,7 @@ class DoorRig:
         last = -1.0
         for index, (t, image) in enumerate(frames):
             self.t = last = t
-            self._decide(self.pipeline.process(Frame(index=index, timestamp=t, image=image)))
+            self._decide(self.pipeline.process(Frame(index=index, timestamp=t, monotonic=t, image=image)))
         self._decide(self.pipeline.flush())
         self._settle(tick=True)
         self.t = last + self.door.cfg.result_hold_s + tail_s + 1.5
@@ -251,7 +251,7 @@ def embedding_of(store: Any, frames: list[tuple[float, np.ndarray]]) -> np.ndarr
     pipeline = build_pipeline(VisionConfig(liveness=LivenessConfig(policy="off")), store)
     out = []
     for i, (t, image) in enumerate(frames):
-        out += pipeline.process(Frame(index=i, timestamp=t, image=image))
+        out += pipeline.process(Frame(index=i, timestamp=t, monotonic=t, image=image))
     out += pipeline.flush()
     accepted = [o for o in out if o.embedding is not None]
     assert accepted, "no face to enrol"

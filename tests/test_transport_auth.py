@@ -28,7 +28,7 @@ class Terminal:
         self.inbox: queue.Queue = queue.Queue()
         self.link = Link(self.cfg, tid, self.topics, self.inbox)
         self.outbox = Outbox(tmp / f"outbox-{tid}", OutboxConfig())
-        self.courier = Courier(self.outbox, self.link, 10)
+        self.courier = Courier(self.outbox, self.link, 10, ack_timeout_s=30.0)
         self.events: list = []
         self.link.start(lambda at: b'{"state":"online"}', lambda at: b'{"state":"offline"}')
 
