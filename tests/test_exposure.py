@@ -24,7 +24,7 @@ class StandInPicamera2:
         self.history: list[float] = []
 
     # picamera2.Picamera2()
-    def Picamera2(self):  # noqa: N802 - picamera2's own name
+    def Picamera2(self):
         return self
 
     def create_video_configuration(self, main, lores, controls, buffer_count):

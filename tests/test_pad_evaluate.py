@@ -33,7 +33,7 @@ def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -
     with pytest.raises(ValueError, match="KIND@ONSET-END"):
         parse_motions("nod@1-2")
     manifest.write_text("path,label\na.mp4,maybe\n")
-    with pytest.raises(ValueError, match="m.csv:2: unknown label"):
+    with pytest.raises(ValueError, match=r"m\.csv:2: unknown label"):
         read_manifest(manifest)
 
 

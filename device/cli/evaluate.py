@@ -233,7 +233,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
-    import os
     import shlex
 
     from device.infra.modelstore import ModelStore
@@ -256,7 +255,7 @@ def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
     command = (
         "faceonly " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceonly evaluate"
     )
-    report = pad_markdown(result, summary, os.environ.get("FACEONLY_PAD_COMMAND", command))
+    report = pad_markdown(result, summary, command)
     print(report)
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.report:

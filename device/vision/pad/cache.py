@@ -58,8 +58,10 @@ class ModelMemo:
                 log.warning("model cache %s unreadable (%s): recomputing", path, exc)
 
     def _get(self, key: str, compute) -> np.ndarray:
-        if self.frame is None:
-            return compute()
+        return compute() if self.frame is None else self.cached(key, compute)
+
+    def cached(self, key: str, compute) -> np.ndarray:
+        """`compute()`'s array, kept under `key` for the next run."""
         value = self._store.get(key)
         if value is None:
             self.misses += 1
