@@ -142,3 +142,44 @@ def test_replays_are_never_altered(shared_data):
         )
         is None
     )
+
+
+class StandInCapture:
+    """cv2.VideoCapture's property interface, as a UVC webcam with (or without) manual exposure answers it."""
+
+    def __init__(self, exposure: float, gain: float, manual: bool = True) -> None:
+        import cv2
+
+        self.props = {
+            cv2.CAP_PROP_EXPOSURE: exposure,
+            cv2.CAP_PROP_GAIN: gain,
+            cv2.CAP_PROP_AUTO_EXPOSURE: 3.0,
+        }
+        self.manual = manual
+
+    def get(self, prop: int) -> float:
+        return self.props.get(prop, 0.0)
+
+    def set(self, prop: int, value: float) -> bool:
+        import cv2
+
+        if prop == cv2.CAP_PROP_AUTO_EXPOSURE and not self.manual:
+            return False
+        self.props[prop] = value
+        return True
+
+
+def test_v4l2_exposure_scales_exposure_time_then_gain_where_the_device_has_them():
+    import cv2
+
+    from device.vision.camera import V4l2Exposure
+
+    cap = StandInCapture(exposure=156.0, gain=32.0)
+    controls = V4l2Exposure.probe(cap)
+    assert controls is not None and cap.props[cv2.CAP_PROP_AUTO_EXPOSURE] == 1  # manual
+    controls.set_exposure_value(1.0)
+    assert cap.props[cv2.CAP_PROP_EXPOSURE] == pytest.approx(312.0) and cap.props[cv2.CAP_PROP_GAIN] == 32.0
+    controls.set_exposure_value(3.0)  # 8x: exposure time capped at 4x (motion blur), the rest as gain
+    assert cap.props[cv2.CAP_PROP_EXPOSURE] == pytest.approx(624.0) and cap.props[cv2.CAP_PROP_GAIN] == 64.0
+    assert V4l2Exposure.probe(StandInCapture(exposure=156.0, gain=0.0, manual=False)) is None
+    assert V4l2Exposure.probe(StandInCapture(exposure=0.0, gain=0.0)) is None  # no exposure control

@@ -77,7 +77,7 @@ def test_pad_evaluation_end_to_end(shared_data, tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "device", "evaluate", "--pad", str(manifest), "--data-root", str(shared_data),
         "--seeds", "1", "--no-variants", "--pad-cache", str(tmp_path / "cache"), "--report", str(report),
-        "--json", str(data),
+        "--json", str(data), "--plots", str(tmp_path / "plots"),
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -92,3 +92,8 @@ def test_pad_evaluation_end_to_end(shared_data, tmp_path: Path) -> None:
     assert payload["excluded"][0]["path"].endswith("street_walkers.mp4")
     assert any(x["kind"] == "blink" and x["lag_s"] is not None for x in payload["onset_lags"])
     assert list((tmp_path / "cache").glob("*.npz"))  # per-frame model outputs kept for the next run
+    import cv2
+
+    for name in ("pad_bpcer.png", "pad_apcer.png"):
+        image = cv2.imread(str(tmp_path / "plots" / name))
+        assert image is not None and min(image.shape[:2]) >= 300, name
