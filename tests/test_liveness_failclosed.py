@@ -65,8 +65,10 @@ def _turn_session(meshes, yaw_of) -> tuple[LivenessSession, list[LiveFrame]]:
     session = LivenessSession(7, config, "challenge", sink, clock)
     frames = []
     i = 0
-    while not sink.seen:  # the random pause before the prompt
-        feed(session, clock, LiveFrame(t=i / FPS, index=i, yaw=0.0, mesh_xy=meshes(0), good=True))
+    while not sink.seen and i < 100:  # the random pause before the prompt
+        feed(
+            session, clock, LiveFrame(t=i / FPS, index=i, yaw=0.0, mesh_xy=meshes(0), steady=True, good=True)
+        )
         i += 1
     step = sink.seen[0].step
     sign = 1.0 if step == "turn_left" else -1.0

@@ -22,7 +22,9 @@ class Person:
     The session's clock is the monotonic time `now`; the frames carry a wall-clock stamp `now + wall_offset`,
     and `wall_jumps` steps that offset at given frames (NTP stepping the clock of a Pi without RTC)."""
 
-    def __init__(self, config: LivenessConfig, reactions, risk=None, calibrated=False, wall_jumps=None):
+    def __init__(
+        self, config: LivenessConfig, reactions, risk=None, calibrated=False, wall_jumps=None, flick=False
+    ):
         self.now = 0.0
         self.prompts: list[Prompt] = []
         self.session = LivenessSession(5, config, "challenge", self, lambda: self.now, 30.0, calibrated)
@@ -30,6 +32,7 @@ class Person:
         self.risk = risk
         self.wall_offset = 1.7e9
         self.wall_jumps = dict(wall_jumps or {})
+        self.flick = flick  # a photo pitched on cue: the face squashes with the eyes
         self._blink_at: float | None = None
         self._turn: tuple[float, float] | None = None  # (start, sign)
 
@@ -45,10 +48,14 @@ class Person:
     def listening(self) -> bool:
         return True
 
+    def _closing(self) -> bool:
+        return self._blink_at is not None and 0 <= self.now - self._blink_at < 3 / FPS
+
     def _openness(self) -> float:
-        if self._blink_at is not None and 0 <= self.now - self._blink_at < 3 / FPS:
-            return CLOSED
-        return OPEN
+        return CLOSED if self._closing() else OPEN
+
+    def _aspect(self) -> float:
+        return 1.08 * (0.8 if self.flick and self._closing() else 1.0)
 
     def _yaw(self) -> float:
         if self._turn is None:
@@ -70,6 +77,7 @@ class Person:
                 mesh_xy=head_mesh(yaw),
                 openness=self._openness(),
                 steady=abs(yaw) < 20,
+                face_aspect=self._aspect(),
                 risk=self.risk,
                 good=True,
             )
@@ -202,3 +210,20 @@ def test_a_calibrated_camera_may_reject_on_the_cue():
     assert codes(result)[-1] == "liveness.replay_risk"
     low = Person(config, reactions=[0.5], risk=0.1, calibrated=True).run()
     assert low.status == "passed"
+
+
+def test_a_photo_flicked_on_cue_is_no_blink():
+    """The eyes 'close' only because the whole face squashes (a photo pitched towards the camera)."""
+    config = LivenessConfig(steps=("blink",), seed=1, step_retries=0)
+    assert Person(config, reactions=[0.6], flick=True).run().status == "failed"
+    assert Person(config, reactions=[0.6]).run().status == "passed"
+
+
+def test_a_failed_turn_is_asked_again_as_a_turn():
+    """A retry is a fresh step of the same kind: a photo that cannot turn must not get a blink instead."""
+    for seed in range(8):
+        person = Person(LivenessConfig(steps=("turn", "blink"), seed=seed), reactions=[])
+        person.run()
+        asked = [p.step for p in person.prompts if p.state == "prompt"]
+        kinds = ["blink" if s == "blink" else "turn" for s in asked]
+        assert kinds[1] == kinds[0], asked  # the retry keeps the kind (only the direction is drawn afresh)

@@ -199,6 +199,14 @@ class LivenessConfig(Section):
     blink_max_closed_s: float = Field(
         0.4, gt=0.05, le=2, description="Longest dip that still counts as a blink."
     )
+    blink_max_face_change: float = Field(
+        0.08,
+        gt=0,
+        le=1,
+        description="During a blink the face's proportions (eye line to lips / eye distance) may change this "
+        "much at most: a photo pitched on cue squashes them with the eyes (real blinks: <= 3% on the blink "
+        "video).",
+    )
     steady_max_yaw_deg: float = Field(20.0, gt=0, le=60, description="Blink frames must be this frontal.")
     steady_max_motion: float = Field(
         0.08, gt=0, le=1, description="Blink frames: largest nose shift per frame, in inter-ocular distances."

@@ -346,7 +346,17 @@ class VisionPipeline:
         openness = None
         if self._iris is not None and steady and tr.session.wants_eyes:
             openness = eye_openness(self._iris, frame.image, mesh)
-        return LiveFrame(frame.timestamp, frame.index, yaw, mesh.xy.copy(), openness, steady, risk, q.ok)
+        return LiveFrame(
+            frame.timestamp,
+            frame.index,
+            yaw,
+            mesh.xy.copy(),
+            openness,
+            steady,
+            face_aspect=moved.aspect,
+            risk=risk,
+            good=q.ok,
+        )
 
     # ---- decisions -------------------------------------------------------------------------------------
     def _end(self, tid: int, t: float, reason: Reason) -> FaceObservation | None:

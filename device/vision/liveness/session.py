@@ -55,6 +55,7 @@ class LiveFrame:
     mesh_xy: np.ndarray | None = None
     openness: float | None = None  # eye aspect ratio, both eyes averaged
     steady: bool = False
+    face_aspect: float | None = None  # eye line to lips / eye distance (a blink must leave it alone)
     risk: float | None = None  # replay-risk cue of this frame
     good: bool = False  # passed the quality gate
 
@@ -194,8 +195,8 @@ class LivenessSession:
 
     def _challenge(self, f: LiveFrame, now: float) -> None:
         blink = None
-        if f.openness is not None:
-            blink = self._blink.update(now, f.index, f.openness, f.steady)
+        if f.openness is not None and f.face_aspect is not None:  # both, or the frame cannot show a blink
+            blink = self._blink.update(now, f.index, f.openness, f.steady, f.face_aspect)
         if _measurable(f):
             self._history.append((now, f))
             while self._history and now - self._history[0][0] > HISTORY_S:
@@ -205,8 +206,8 @@ class LivenessSession:
                 return  # wait for a face good enough to talk to
             if self._next_prompt_at is None:
                 self._next_prompt_at = now + self._pause()
-            if now < self._next_prompt_at:
-                return
+            if now < self._next_prompt_at or not f.steady:
+                return  # the pause, then a frontal, still head: never prompt into a motion under way
             self._start_next(f, now)
         cur = self._current
         assert cur is not None
@@ -299,7 +300,8 @@ class LivenessSession:
             return
         self._retries_left -= 1
         index = len(self._done_steps)
-        self._steps[index] = self._pick(self._rng.choice(self.config.steps))
+        # A fresh step of the SAME kind: a turn a photo cannot pass must not become a blink it can fake.
+        self._steps[index] = self._pick("blink" if self._steps[index] == "blink" else "turn")
         self._current = None
         self._next_prompt_at = now + self._pause()
         self._blink.reset()

@@ -53,12 +53,16 @@ def still_cue_sample(ev: Evaluator, path: Path) -> CueSample | None:
     return None if face is None else _cue_sample(image, face)
 
 
-def clip_features(ev: Evaluator, clip: Clip) -> list[tuple[CueSample | None, float, float, bool] | None]:
-    """Per frame of the original clip, played straight: (cue sample, yaw, openness, steady), via the cache."""
+Features = tuple[CueSample | None, float, float, bool, float]  # cue, yaw, openness, steady, face aspect
+
+
+def clip_features(ev: Evaluator, clip: Clip) -> list[Features | None]:
+    """Per frame of the original clip, played straight: its Features (None: no face), via the cache."""
     memo = clip.memo("original")
 
     def compute() -> np.ndarray:
-        rows = np.full((len(clip.frames), 6), np.nan, np.float32)  # share, edges, yaw, openness, steady, face
+        # share, edges, yaw, openness, steady, face found, face aspect
+        rows = np.full((len(clip.frames), 7), np.nan, np.float32)
         prev = None
         for i, image in enumerate(clip.frames):
             memo.frame = i
@@ -72,10 +76,10 @@ def clip_features(ev: Evaluator, clip: Clip) -> list[tuple[CueSample | None, flo
             sample = _cue_sample(image, face)
             share, edges = (sample.share, sample.edges) if sample else (np.nan, np.nan)
             openness = eye_openness(memo.iris_model, image, mesh)
-            rows[i] = (share, edges, moved.yaw, openness, float(moved.steady), 1.0)
+            rows[i] = (share, edges, moved.yaw, openness, float(moved.steady), 1.0, moved.aspect)
         return rows
 
-    rows = memo.cached("features", compute)
+    rows = memo.cached("features_v2", compute)
     return [
         None
         if r[5] != 1.0  # NaN (no face) too
@@ -84,6 +88,7 @@ def clip_features(ev: Evaluator, clip: Clip) -> list[tuple[CueSample | None, flo
             float(r[2]),
             float(r[3]),
             bool(r[4]),
+            float(r[6]),
         )
         for r in rows
     ]
@@ -99,7 +104,7 @@ def onset_lags(item: Item, features, fps: float, config) -> list[dict[str, Any]]
             for i, f in enumerate(features[: m.end + 6]):
                 if f is None:
                     continue
-                event = blink.update(i / fps, i, f[2], f[3])
+                event = blink.update(i / fps, i, f[2], f[3], f[4])
                 if event is not None and event.end_index >= m.onset - 3:
                     lag = (event.start_index - m.onset) / fps
                     break
