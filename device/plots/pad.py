@@ -34,7 +34,7 @@ def pad_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
         for k, variant in enumerate(variants):
             ax.bar(x + k * width, [g.get(variant, np.nan) for g in groups.values()], width, label=variant)
         ax.axhline(5, color="k", ls="--", lw=0.8, label="target 5%")
-        ax.set_xticks(x + 0.4 - width / 2, list(groups), fontsize=6)
+        ax.set_xticks(x + 0.4 - width / 2, list(groups), fontsize=6, rotation=30, ha="right")
         ax.set_ylabel("BPCER within 2 tries (%)")
         ax.set_title("Bona fide: BPCER per clip, challenge and robustness variant (cue uncalibrated)")
         ax.legend(fontsize=6, ncol=4)
@@ -52,7 +52,7 @@ def pad_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
         ax.bar(x - 0.2, [100 * r["apcer_pooled"] for r in summary["apcer"]], 0.4, label="pooled")
         ax.bar(x + 0.2, [100 * r["apcer_worst"] for r in summary["apcer"]], 0.4, label="worst instrument")
         ax.axhline(10, color="k", ls="--", lw=0.8, label="target 10% (screen replays)")
-        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_xticks(x, labels, fontsize=7, rotation=20, ha="right")
         ax.set_ylabel("APCER (%)")
         ax.set_title("Attacks accepted within 2 tries, per attack type")
         ax.legend(fontsize=7)
