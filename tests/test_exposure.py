@@ -123,7 +123,7 @@ def test_without_a_face_the_exposure_relaxes_back_to_the_camera_s_own():
     ctl = Controls()
     loop = FaceExposure(lambda: ctl, clock=lambda: now[0])
     loop.ev = 2.0
-    frame = Frame(0, 0.0, np.zeros((10, 10, 3), np.uint8))
+    frame = Frame(0, 0.0, 0.0, np.zeros((10, 10, 3), np.uint8))
     for k in range(40):
         now[0] = k * 0.5
         loop.observe(frame, [])

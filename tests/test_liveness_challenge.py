@@ -91,7 +91,9 @@ def test_real_head_turn_answering_the_prompt_passes_the_turn_check(shared_data, 
     config = VisionConfig(liveness=LivenessConfig(replay_risk_action="flag"))
     evaluator = Evaluator(store, None, lambda _: None, tries=1, config=config)
     path = shared_data / "video/krzysiek354/real_live_headturn.webm"
-    clip = evaluator.clip(Item(path, "bona_fide", "krzysiek354", "krzysiek", motions=parse_motions(KRZYSIEK_TURNS)))
+    clip = evaluator.clip(
+        Item(path, "bona_fide", "krzysiek354", "krzysiek", motions=parse_motions(KRZYSIEK_TURNS))
+    )
     run = evaluator.clip_run(clip, "original", "turn", "answer", seed, None)
     assert run.outcome == "pass", [t.reasons for t in run.tries]
     assert run.tries[0].asked[0] in ("turn_left", "turn_right")

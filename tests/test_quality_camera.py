@@ -130,7 +130,7 @@ def test_the_screen_is_told_why_a_dark_face_cannot_be_used(models, webcam_frame)
     pipeline = build_pipeline(VisionConfig(liveness=LivenessConfig(seed=0)), store, prompt_sink=sink)
     events = []
     for i in range(20):
-        events += pipeline.process(Frame(index=i, timestamp=i / 15, image=dark.copy()))
+        events += pipeline.process(Frame(index=i, timestamp=i / 15, monotonic=i / 15, image=dark.copy()))
     events += pipeline.flush()
     hints = [p for p in sink.seen if p.state == "hint"]
     assert [h.code for h in hints] == ["quality.too_dark"]

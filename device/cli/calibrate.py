@@ -83,8 +83,6 @@ def _record_passes(cfg, calibration, passes: int, timeout_s: float) -> int:
     pipeline.learn_calibration = True
     pipeline.set_prompt_sink(_prompt_sink(cfg, ConsolePromptSink(sys.stderr)))
     source = open_source(cfg.vision.source, cfg.vision)
-    if source.live:
-        pipeline.use_clock(time.monotonic)
     start, target = calibration.passes, calibration.passes + passes
     deadline = time.monotonic() + timeout_s
     print(

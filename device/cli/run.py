@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,11 +249,9 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
     if protector.template is not None:
         protector.template.prepare(pipeline.embedding_dim)
     source = open_source(cfg.vision.source, cfg.vision)
-    if source.live:
-        pipeline.use_clock(time.monotonic)  # a camera frame's stamp is wall-clock time, which NTP may step
-        controls = controls_of(source)
-        if controls is not None and cfg.vision.camera.face_exposure:
-            pipeline.faces_hook = FaceExposure(controls, cfg.vision.camera.face_exposure_target).observe
+    controls = controls_of(source)  # a live camera's, never a replay's
+    if controls is not None and cfg.vision.camera.face_exposure:
+        pipeline.faces_hook = FaceExposure(controls, cfg.vision.camera.face_exposure_target).observe
     return store, source, pipeline, protector
 
 

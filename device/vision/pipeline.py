@@ -33,7 +33,16 @@ import numpy as np
 
 from device.config import Config
 from device.config.vision import VisionConfig
-from device.contracts import Detection, FaceGuide, FaceObservation, Frame, GuideSink, Prompt, PromptSink, Reason
+from device.contracts import (
+    Detection,
+    FaceGuide,
+    FaceObservation,
+    Frame,
+    GuideSink,
+    Prompt,
+    PromptSink,
+    Reason,
+)
 from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -137,10 +146,6 @@ class VisionPipeline:
     def set_guide_sink(self, sink: GuideSink | None) -> None:
         """Where each tracked face's guide goes (the door screen): geometry and quality codes, no pixels."""
         self._guides = sink
-
-    def use_clock(self, clock: Clock) -> None:
-        """Measure liveness durations on `clock` instead of the frames' monotonic capture time."""
-        self._clock = clock
 
     def set_prompt_sink(self, sink: PromptSink | None) -> None:
         """Attach (or detach) the prompt channel; applies to tracks that start afterwards."""

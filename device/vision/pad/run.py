@@ -185,16 +185,16 @@ class Evaluator:
     # ---- one try -------------------------------------------------------------------------------------------
     def _try(self, memo: ModelMemo, presenter: Any, image_of, steps, seed, calibration) -> Try:
         pipeline, sink = self._pipeline(memo, steps, seed, calibration)
-        clock = [0.0]
-        pipeline.use_clock(lambda: clock[0])
         limit = self.config.max_decision_s + 2.0
         t, k = 0.0, 0
         observations: list[FaceObservation] = []
         while t <= limit and not observations:
-            clock[0] = t
             key, image = image_of(presenter, t)
             memo.frame = key
-            observations = pipeline.process(Frame(index=k, timestamp=WALL_EPOCH + t, image=image))
+            frame = Frame(
+                index=k, timestamp=WALL_EPOCH + t, monotonic=t, image=image
+            )  # durations: virtual time
+            observations = pipeline.process(frame)
             for prompt in sink.new:
                 presenter.prompt(prompt, t)
             sink.new.clear()
