@@ -38,7 +38,7 @@ def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -
 
 
 def _prompt(step: str) -> Prompt:
-    return Prompt(1, "prompt", step, 1, 2, 3.0, "", 0.0, f"challenge.{step}", {})  # type: ignore[arg-type]
+    return Prompt(1, "prompt", step, 1, 2, 3.0, f"challenge.{step}", 0.0)  # type: ignore[arg-type]
 
 
 def test_the_presenter_answers_only_what_it_is_asked_and_only_after_a_reaction() -> None:
