@@ -19,6 +19,21 @@ FPS = 15.0
 MESH_POINTS = 478
 
 
+class FrameClock:
+    """The session's monotonic clock, following the synthetic frames' time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(session: LivenessSession, clock: FrameClock, f: LiveFrame):
+    clock.now = f.t if math.isfinite(f.t) else clock.now
+    return session.update(f)
+
+
 class Prompts:
     def __init__(self) -> None:
         self.seen: list[Prompt] = []
@@ -46,15 +61,21 @@ def test_no_homography_is_not_measured_rather_than_infinitely_3d() -> None:
 def _turn_session(meshes, yaw_of) -> tuple[LivenessSession, list[LiveFrame]]:
     config = LivenessConfig(steps=("turn",), seed=1, turn_time_s=2.0)
     sink = Prompts()
-    session = LivenessSession(7, config, "challenge", sink)
+    clock = FrameClock()
+    session = LivenessSession(7, config, "challenge", sink, clock)
     frames = []
-    session.update(LiveFrame(t=0.0, index=0, yaw=0.0, mesh_xy=meshes(0), good=True))
+    i = 0
+    while not sink.seen and i < 100:  # the random pause before the prompt
+        feed(
+            session, clock, LiveFrame(t=i / FPS, index=i, yaw=0.0, mesh_xy=meshes(0), steady=True, good=True)
+        )
+        i += 1
     step = sink.seen[0].step
     sign = 1.0 if step == "turn_left" else -1.0
-    for i in range(1, int(FPS * 3)):
-        f = LiveFrame(t=i / FPS, index=i, yaw=sign * yaw_of(i), mesh_xy=meshes(i), good=True)
+    for k in range(1, int(FPS * 3)):
+        f = LiveFrame(t=(i + k) / FPS, index=i + k, yaw=sign * yaw_of(k), mesh_xy=meshes(k), good=True)
         frames.append(f)
-        session.update(f)
+        feed(session, clock, f)
     return session, frames
 
 
@@ -82,7 +103,7 @@ def test_non_finite_yaw_or_landmarks_never_count_towards_a_turn() -> None:
 @pytest.mark.parametrize("risk", [float("nan"), float("inf"), float("-inf")])
 def test_a_non_finite_replay_risk_fails_the_passive_check(risk: float) -> None:
     config = LivenessConfig(passive_min_frames=2)
-    session = LivenessSession(1, config, "passive", None)
+    session = LivenessSession(1, config, "passive", None, FrameClock())
     results = [session.update(LiveFrame(t=i / FPS, index=i, yaw=0.0, risk=risk, good=True)) for i in range(4)]
     assert results[-1].status == "failed"
     assert "not finite" in results[-1].reasons[-1]
@@ -113,7 +134,8 @@ ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True, width=32)
 def test_whatever_the_measures_nothing_non_finite_leaves_and_non_finite_risk_never_passes(
     policy, frames
 ) -> None:
-    session = LivenessSession(3, LivenessConfig(passive_min_frames=3), policy, Prompts())
+    clock = FrameClock()
+    session = LivenessSession(3, LivenessConfig(passive_min_frames=3), policy, Prompts(), clock)
     bad_risk = False
     result = None
     for i, (yaw, openness, risk, mesh_kind) in enumerate(frames):
@@ -122,7 +144,7 @@ def test_whatever_the_measures_nothing_non_finite_leaves_and_non_finite_risk_nev
         f = LiveFrame(
             t=i / FPS, index=i, yaw=yaw, mesh_xy=mesh, openness=openness, risk=risk, steady=True, good=True
         )
-        result = session.update(f)
+        result = feed(session, clock, f)
         assert all(math.isfinite(v) for v in result.scores.values()), result.scores
         canonical_json({"scores": result.scores})  # signable
     result = session.give_up(Reason("track.left", "track ended"), 99.0)

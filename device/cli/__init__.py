@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "device.cli.replay",
     "device.cli.record",
     "device.cli.evaluate",
+    "device.cli.calibrate",
     "device.cli.run",
     "device.cli.ctl",
     "device.cli.keys",

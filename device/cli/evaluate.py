@@ -13,6 +13,10 @@
                             made from --calibration CSV's images by the same recipe); whether the target
                             held, what the curves promise there and which confidence bound they use;
                             --templates mean|each
+--pad MANIFEST              presentation-attack evaluation (ISO/IEC 30107-3): every listed clip or still under
+                            --seeds seeds of the shipped challenge (+ robustness variants of the bona fide clips),
+                            BPCER per camera/clip, APCER per attack type (worst case), failure reasons, tries;
+                            --report FILE writes the Markdown report (format: device/vision/pad/manifest.py)
 --plots DIR                 PNGs: LFW ROC and same/different histograms with the shipped thresholds, known vs
                             unknown identification scores, replay-risk scores per attack type (plots extra)
 """
@@ -61,6 +65,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CSV path,subject[,role] whose images set the threshold curves by the shipped recipe instead "
         "of the shipped ones (use identities disjoint from the evaluated ones)",
     )
+    ev.add_argument("--pad", type=Path, help="PAD manifest (CSV: path,label,camera,person,split,motions,...)")
+    ev.add_argument(
+        "--seeds", type=int, default=10, help="--pad: seeds of the challenge per clip (default 10)"
+    )
+    ev.add_argument("--tries", type=int, default=2, help="--pad: walk-ups per person (default 2)")
+    ev.add_argument("--no-variants", action="store_true", help="--pad: skip the robustness variants")
+    ev.add_argument(
+        "--pad-cache",
+        type=Path,
+        default=None,
+        help="--pad: folder for per-frame model outputs (default ~/.cache/faceonly/pad; landmarks only)",
+    )
+    ev.add_argument("--report", type=Path, help="--pad: write the Markdown report here")
     ev.add_argument("--models-dir", type=Path, default=None)
     ev.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     ev.add_argument("--plots", type=Path, help="write PNG plots of the scores here (needs the plots extra)")
@@ -193,6 +210,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"evaluate: {exc}", file=sys.stderr)
             return 2
     started = time.monotonic()
+    if args.pad is not None:
+        try:
+            return _evaluate_pad(args, started)
+        except (ValueError, OSError, ModelError, SourceError, ImageError) as exc:
+            print(f"evaluate failed: {exc}", file=sys.stderr)
+            return 1
     scores: dict[str, dict] | None = {} if args.plots is not None else None
     try:
         results = run_evaluation(args, scores=scores)
@@ -205,6 +228,46 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps({"schema": 1, "results": results}, indent=2), encoding="utf-8")
     if scores:
         for path in _plots(scores, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
+    import shlex
+
+    from device.infra.modelstore import ModelStore
+    from device.infra.paths import cache_root
+    from device.vision.pad.evaluate import evaluate_pad, summarise
+    from device.vision.pad.manifest import read_manifest
+    from device.vision.pad.report import markdown as pad_markdown
+
+    if args.seeds < 1 or args.tries < 1:
+        raise ValueError("--seeds and --tries must be at least 1")
+    items = read_manifest(args.pad, args.data_root)
+    missing = [str(i.path) for i in items if not i.path.exists()]
+    if missing:
+        raise ValueError(f"{len(missing)} manifest file(s) missing, first: {missing[0]}")
+    cache = args.pad_cache if args.pad_cache is not None else cache_root() / "pad"
+    result = evaluate_pad(
+        items, ModelStore(args.models_dir), args.seeds, cache, _progress, args.tries, not args.no_variants
+    )
+    summary = summarise(result)
+    command = (
+        "faceonly " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceonly evaluate"
+    )
+    report = pad_markdown(result, summary, command)
+    print(report)
+    print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report, encoding="utf-8")
+    if args.json:
+        payload = {"schema": 1, "pad": {"summary": summary, **result}}
+        args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    if args.plots is not None:
+        from device.plots.pad import pad_plots
+
+        for path in pad_plots(summary, args.plots):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -225,6 +225,8 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
     from device.infra.modelstore import ModelError, ModelStore
     from device.privacy.keyfile import KeyFileError
     from device.privacy.protector import build_protector
+    from device.vision.exposure import FaceExposure, controls_of
+    from device.vision.liveness.calibration import CueCalibration
     from device.vision.pipeline import build_pipeline
     from device.vision.sources import open_source
 
@@ -236,10 +238,20 @@ def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protect
         protector = build_protector(cfg, Path(cfg.service.state_dir))
     except (KeyFileError, ValueError) as exc:  # a damaged key, an unsafe or unreadable privacy setting
         raise PermanentFault(str(exc)) from None
-    pipeline = build_pipeline(cfg, store)
+    live = cfg.vision.liveness
+    calibration = CueCalibration.in_state_dir(
+        Path(cfg.service.state_dir),
+        min_passes=live.calibration_min_passes,
+        max_passes=live.calibration_max_passes,
+    )
+    pipeline = build_pipeline(cfg, store, calibration=calibration)
+    pipeline.learn_calibration = live.calibration_learn
     if protector.template is not None:
         protector.template.prepare(pipeline.embedding_dim)
     source = open_source(cfg.vision.source, cfg.vision)
+    controls = controls_of(source)  # a live camera's, never a replay's
+    if controls is not None and cfg.vision.camera.face_exposure:
+        pipeline.faces_hook = FaceExposure(controls, cfg.vision.camera.face_exposure_target).observe
     return store, source, pipeline, protector
 
 

@@ -44,6 +44,14 @@ class CameraConfig(Section):
         le=86400,
         description="Raise SourceError after failing this long (0 = keep retrying forever).",
     )
+    face_exposure: bool = Field(
+        True,
+        description="Meter exposure on the face: steer the camera's exposure value (picamera2) or exposure "
+        "time and gain (V4L2, where offered) so the face sits at face_exposure_target. Replays: never.",
+    )
+    face_exposure_target: float = Field(
+        115.0, ge=40, le=200, description="Mean grey level the face's exposure is steered to."
+    )
 
     @model_validator(mode="after")
     def _lores_pair(self) -> CameraConfig:
@@ -76,12 +84,36 @@ class TrackerConfig(Section):
 class QualityConfig(Section):
     min_face_px: int = Field(80, ge=16, le=1024, description="Least face box side in frame pixels.")
     min_sharpness: float = Field(
-        12.0, ge=0, le=10000, description="Least variance of the Laplacian of the face scaled to 112 px."
+        12.0,
+        ge=0,
+        le=10000,
+        description="Least variance of the Laplacian of the exposure-normalised face scaled to 112 px.",
+    )
+    min_contrast: float = Field(
+        8.0, ge=0, le=128, description="Least grey-level standard deviation of the exposure-normalised face."
+    )
+    min_mesh_presence: float = Field(
+        0.5, ge=0, le=1, description="Least face-mesh confidence (its face flag) for a usable frame."
+    )
+    min_eye_distance_px: float = Field(
+        20.0, ge=0, le=1000, description="Least inter-ocular distance (mesh eye corners) in frame pixels."
+    )
+    dim_brightness: float = Field(
+        70.0,
+        ge=0,
+        le=255,
+        description="A face darker than this that the mesh cannot find is reported as too dark (with a hint).",
     )
     max_yaw_deg: float = Field(25.0, gt=0, le=90, description="Largest head yaw for a usable frame.")
     max_pitch_deg: float = Field(25.0, gt=0, le=90, description="Largest head pitch for a usable frame.")
     max_roll_deg: float = Field(25.0, gt=0, le=90, description="Largest head roll for a usable frame.")
-    min_brightness: float = Field(45.0, ge=0, le=255, description="Least mean grey level of the face.")
+    min_brightness: float = Field(
+        20.0,
+        ge=0,
+        le=255,
+        description="Mean grey level of the face below which no exposure normalisation recovers it (a dim but "
+        "clear face above it is normalised and judged by the mesh).",
+    )
     max_brightness: float = Field(215.0, ge=0, le=255, description="Largest mean grey level of the face.")
     max_clipped: float = Field(0.25, ge=0, le=1, description="Largest share of face pixels at 0 or 255.")
     face_margin: float = Field(
@@ -109,6 +141,39 @@ class LivenessConfig(Section):
         ge=0,
         description="Fix the prompt order and turn direction (tests, replays); None = unpredictable.",
     )
+    step_retries: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="A failed step is asked again this often (a fresh random step) before the "
+        "challenge fails.",
+    )
+    prompt_delay_min_s: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Shortest random pause before each prompt (its time cannot be predicted).",
+    )
+    prompt_delay_max_s: float = Field(
+        1.2, ge=0, le=10, description="Longest random pause before each prompt."
+    )
+    onset_min_s: float = Field(
+        0.15,
+        ge=0,
+        le=2,
+        description="A prompted motion that begins sooner than this after the prompt is anticipation (or a "
+        "video that happened to move): the step fails.",
+    )
+    onset_max_s: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="A prompted motion that begins later than this after the prompt fails the step (a hand "
+        "scrubbing a recording); see docs/pad-report.md for how it was measured.",
+    )
+    turn_onset_deg: float = Field(
+        5.0, gt=0, le=20, description="A turn has begun once the yaw left its start pose by this much."
+    )
     turn_time_s: float = Field(4.0, gt=0.5, le=20, description="Time limit for a head-turn prompt.")
     blink_time_s: float = Field(3.0, gt=0.5, le=20, description="Time limit for a blink prompt.")
     turn_min_deg: float = Field(
@@ -134,6 +199,14 @@ class LivenessConfig(Section):
     blink_max_closed_s: float = Field(
         0.4, gt=0.05, le=2, description="Longest dip that still counts as a blink."
     )
+    blink_max_face_change: float = Field(
+        0.08,
+        gt=0,
+        le=1,
+        description="During a blink the face's proportions (eye line to lips / eye distance) may change this "
+        "much at most: a photo pitched on cue squashes them with the eyes (real blinks: <= 3% on the blink "
+        "video).",
+    )
     steady_max_yaw_deg: float = Field(20.0, gt=0, le=60, description="Blink frames must be this frontal.")
     steady_max_motion: float = Field(
         0.08, gt=0, le=1, description="Blink frames: largest nose shift per frame, in inter-ocular distances."
@@ -153,6 +226,19 @@ class LivenessConfig(Section):
         le=1,
         description="High-frequency energy share of a live face on this camera (cue calibration).",
     )
+    calibration_min_passes: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Live passes learned before the replay cue counts as calibrated on this camera (until then "
+        "it can step up, never reject).",
+    )
+    calibration_max_passes: int = Field(
+        200, ge=5, le=10000, description="The live baseline keeps the newest this many passes."
+    )
+    calibration_learn: bool = Field(
+        True, description="Successful challenge passes refine the camera's live baseline (state dir)."
+    )
     passive_min_frames: int = Field(
         10, ge=1, le=200, description="passive/off: good frames needed before deciding."
     )
@@ -161,6 +247,10 @@ class LivenessConfig(Section):
     def _reopen_above_dip(self) -> LivenessConfig:
         if self.blink_reopen <= self.blink_dip:
             raise ValueError("blink_reopen must be above blink_dip")
+        if self.prompt_delay_min_s > self.prompt_delay_max_s:
+            raise ValueError("prompt_delay_min_s must not exceed prompt_delay_max_s")
+        if self.onset_min_s >= self.onset_max_s:
+            raise ValueError("onset_min_s must be below onset_max_s")
         return self
 
 
@@ -190,7 +280,11 @@ class VisionConfig(Section):
         0.25, ge=0, le=1, description="Margin around the face box of the crop handed to the privacy stage."
     )
     max_decision_s: float = Field(
-        15.0, gt=1, le=120, description="A track still undecided after this long is rejected (one event)."
+        25.0,
+        gt=1,
+        le=120,
+        description="A track still undecided after this long is rejected (one event); room for the "
+        "challenge's pauses, one retry and one step-up.",
     )
     camera: CameraConfig = CameraConfig()
     tracker: TrackerConfig = TrackerConfig()

@@ -35,8 +35,12 @@ def demo_dir() -> Path:
         return Path(env)
     if _in_checkout():
         return _CHECKOUT / "var" / "demo-replay"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "faceonly" / "demo-replay"
+    return cache_root() / "demo-replay"
+
+
+def cache_root() -> Path:
+    """$XDG_CACHE_HOME/faceonly (default ~/.cache/faceonly): what can be rebuilt, never frames."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faceonly"
 
 
 def faceonly_command() -> str:

@@ -278,10 +278,19 @@ class Service:
             "started_at": round(self.started, 3),
             "models": {name: e.sha256[:16] for name, e in self.store.entries.items()},
         }
+        body["liveness"] = self._liveness_status()
         body.update(self._control_alarms())
         if self.identity is not None:
             body["gallery"] = self.identity.identity.summary()
         return body
+
+    def _liveness_status(self) -> dict[str, Any]:
+        """The policy in force and whether the replay cue is calibrated on this terminal's camera."""
+        calibration = getattr(self.pipeline, "calibration", None)
+        out: dict[str, Any] = {"policy": self.pipeline.policy}
+        if calibration is not None:
+            out.update(calibration.status())
+        return out
 
     def _control_alarms(self) -> dict[str, Any]:
         """What status and health must say loudly: unsafe control settings, a remote config set aside."""
@@ -316,6 +325,7 @@ class Service:
             ),
             "prompts": self.prompts.describe(),
             "screen": self.screen.describe() if self.screen is not None else None,
+            "liveness": self._liveness_status(),
         }
 
     def health(self) -> dict[str, Any]:

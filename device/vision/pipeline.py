@@ -13,6 +13,10 @@ track's stages (quality, landmarks, align, liveness, embed) that track is droppe
 
 With the challenge policy but no prompt channel there is nobody to ask: the pipeline then runs passive
 liveness, says so once in the log and in stats(), and every observation carries that reason.
+
+Time: the liveness sessions measure every duration (pauses, step limits, onset, the decision timeout) on
+`clock`: by default the monotonic capture time of the frame being processed (a replay's recorded time), never
+its wall-clock stamp, which NTP may step.
 """
 
 from __future__ import annotations
@@ -29,16 +33,26 @@ import numpy as np
 
 from device.config import Config
 from device.config.vision import VisionConfig
-from device.contracts import Detection, FaceGuide, FaceObservation, Frame, GuideSink, PromptSink, Reason
+from device.contracts import (
+    Detection,
+    FaceGuide,
+    FaceObservation,
+    Frame,
+    GuideSink,
+    Prompt,
+    PromptSink,
+    Reason,
+)
 from device.vision.align import AlignedChip
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.facecrop import FaceCrop, cut_face_crop
 from device.vision.faults import StageFaults
 from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_xy
-from device.vision.liveness.cues import replay_cues
+from device.vision.liveness.calibration import CueCalibration, CueSample
+from device.vision.liveness.cues import edge_cue, high_frequency_share
 from device.vision.liveness.features import eye_openness, mesh_motion
-from device.vision.liveness.session import LiveFrame, LivenessSession
+from device.vision.liveness.session import Clock, LiveFrame, LivenessSession
 from device.vision.meshpoints import GUIDE_POINTS
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
@@ -58,6 +72,10 @@ STAGES = ("detect", "track", "quality", "landmarks", "align", "liveness", "embed
 REPLAY_CUE_STRIDE = 4
 # (stage, ms) for every stage run: `faceonly bench` collects each sample; the service leaves it None.
 StageHook = Callable[[str, float], None]
+# (frame, its detections) after detection: the camera's face-metered exposure control listens here.
+FacesHook = Callable[[Frame, list[Detection]], None]
+# A quality problem that lasts this many frames of a track is shown to the person as a hint, once.
+HINT_AFTER_FRAMES = 8
 
 
 def _box_tuple(box: np.ndarray) -> tuple[float, float, float, float]:
@@ -89,6 +107,9 @@ class _Track:
     last_quality: dict[str, float] = field(default_factory=dict)
     prev_nose: np.ndarray | None = None
     done: bool = False
+    cues: list[CueSample] = field(default_factory=list)
+    bad_run: Counter = field(default_factory=Counter)  # consecutive frames each quality reason held
+    hinted: set[str] = field(default_factory=set)
 
 
 class VisionPipeline:
@@ -99,6 +120,7 @@ class VisionPipeline:
         encoder: FaceEncoder,
         iris: IrisModel | None,
         prompt_sink: PromptSink | None = None,
+        calibration: CueCalibration | None = None,
     ) -> None:
         self.config = config
         self._detector, self._encoder, self._iris = detector, encoder, iris
@@ -114,6 +136,11 @@ class VisionPipeline:
         self._stage = "track"  # the stage running now: the one to blame if it raises
         self.stage_hook: StageHook | None = None
         self._guides: GuideSink | None = None
+        self.faces_hook: FacesHook | None = None
+        self.calibration = calibration if calibration is not None else CueCalibration(None)
+        self.learn_calibration = True  # successful challenge passes refine the camera's live baseline
+        self._frame_time = 0.0
+        self._clock: Clock = lambda: self._frame_time
         self.set_prompt_sink(prompt_sink)
 
     def set_guide_sink(self, sink: GuideSink | None) -> None:
@@ -156,11 +183,14 @@ class VisionPipeline:
                 log.warning(NO_CHANNEL)  # said once, when it starts to matter (the sink may come late)
         self._counts["frames"] += 1
         self._frame_times.add()
+        self._frame_time = frame.monotonic
         t0 = time.perf_counter()
         try:
             self._stage = "detect"
             detections = self._detect(frame)
             t0 = self._timed("detect", t0)
+            if self.faces_hook is not None:
+                self.faces_hook(frame, detections)
             self._stage = "track"
             update = self._tracker.update(detections, frame.monotonic)
             t0 = self._timed("track", t0)
@@ -212,9 +242,16 @@ class VisionPipeline:
         tr = self._tracks.get(tid)
         if tr is None:
             self._stage = "liveness"
-            tr = _Track(
-                LivenessSession(tid, self.config.liveness, self.policy, self._sink), t, t, frame.monotonic
+            session = LivenessSession(
+                tid,
+                self.config.liveness,
+                self.policy,
+                self._sink,
+                self._clock,
+                self.config.max_decision_s,
+                self.calibration.calibrated,
             )
+            tr = _Track(session, t, t, frame.monotonic)
             self._tracks[tid] = tr
         tr.last_seen, tr.frames = t, tr.frames + 1
         tr.last_box = _box_tuple(det.box)
@@ -223,18 +260,21 @@ class VisionPipeline:
         t0 = time.perf_counter()
         self._stage = "quality"
         q = self._quality.assess(frame.image, det)
+        candidate = q.ok and (tr.best is None or q.score > tr.best.score)
+        t0 = self._timed("quality", t0)
+        challenge = self.policy == "challenge" and tr.session.status == "pending"
+        mesh = None
+        if self._mesh is not None and (candidate or challenge):
+            mesh = self._mesh.run(frame.image, det)
+            if q.ok or q.metrics.get("brightness", 255.0) < self.config.quality.dim_brightness:
+                q = self._quality.with_mesh(q, mesh)  # a dim face: the mesh says whether it is too dark
+        new_best = candidate and q.ok
         tr.last_quality = q.metrics
-        new_best = q.ok and (tr.best is None or q.score > tr.best.score)
         if q.ok:
             tr.good_frames += 1
         else:
             tr.rejections.update(r.split(" (")[0] for r in q.reasons)
-        t0 = self._timed("quality", t0)
-        challenge = self.policy == "challenge" and tr.session.status == "pending"
-        mesh = None
-        self._stage = "landmarks"
-        if self._mesh is not None and (new_best or challenge):
-            mesh = self._mesh.run(frame.image, det)
+        self._hint(tr, tid, q, t)
         live = self._live_frame(frame, det, q, tr, mesh if challenge else None)
         if self._guides is not None:
             self._guides.guide(_face_guide(frame, tid, det, q, mesh))
@@ -247,15 +287,31 @@ class VisionPipeline:
         result = tr.session.update(live)
         self._timed("liveness", t0)
         if result.status == "passed" and tr.best is not None:
+            self._learn(tr)
             return self._finish(tid, "accepted")
         if result.status == "failed":
             return self._finish(tid, "rejected")
-        if frame.monotonic - tr.started > self.config.max_decision_s:
-            tr.session.give_up(
-                Reason("track.timeout", f"no decision within {self.config.max_decision_s:g} s"), t
-            )
-            return self._finish(tid, "rejected")
-        return None
+        return None  # the session times the decision out on its own clock (max_decision_s)
+
+    def _hint(self, tr: _Track, tid: int, q: QualityResult, t: float) -> None:
+        """Tell the person what keeps the face unusable (too dark, too far...), once per reason and track."""
+        held = {r.code for r in q.reasons if isinstance(r, Reason)}
+        tr.bad_run = Counter({code: tr.bad_run[code] + 1 for code in held})
+        if self._sink is None:
+            return
+        for code, frames in tr.bad_run.items():
+            if frames >= HINT_AFTER_FRAMES and code.startswith("quality.") and code not in tr.hinted:
+                tr.hinted.add(code)
+                self._sink.publish(Prompt(tid, "hint", None, 0, 0, 0.0, code, t))
+
+    def _learn(self, tr: _Track) -> None:
+        """A challenge passed: its cue values are one more live pass of this camera (when learning is on)."""
+        if not (self.learn_calibration and self.policy == "challenge" and tr.cues):
+            return
+        sample = CueSample(
+            float(np.median([c.share for c in tr.cues])), float(np.median([c.edges for c in tr.cues]))
+        )
+        self.calibration.learn(sample, tr.session.result().scores.get("replay_risk"))
 
     def _keep_best(
         self,
@@ -284,7 +340,9 @@ class VisionPipeline:
         if q.ok and self.policy != "off" and (tr.good_frames - 1) % REPLAY_CUE_STRIDE == 0:
             patch = face_patch(frame.image, det.box, shrink=0.1)
             if patch is not None:
-                risk = replay_cues(frame.image, det.box, patch, self.config.liveness.sharpness_ref).risk
+                sample = CueSample(high_frequency_share(patch), edge_cue(frame.image, det.box))
+                tr.cues.append(sample)
+                risk = self.calibration.scores(sample, self.config.liveness.sharpness_ref).risk
         yaw = q.metrics["yaw"]
         if mesh is None:
             return LiveFrame(frame.timestamp, frame.index, yaw, risk=risk, good=q.ok)
@@ -293,7 +351,17 @@ class VisionPipeline:
         openness = None
         if self._iris is not None and steady and tr.session.wants_eyes:
             openness = eye_openness(self._iris, frame.image, mesh)
-        return LiveFrame(frame.timestamp, frame.index, yaw, mesh.xy.copy(), openness, steady, risk, q.ok)
+        return LiveFrame(
+            frame.timestamp,
+            frame.index,
+            yaw,
+            mesh.xy.copy(),
+            openness,
+            steady,
+            face_aspect=moved.aspect,
+            risk=risk,
+            good=q.ok,
+        )
 
     # ---- decisions -------------------------------------------------------------------------------------
     def _end(self, tid: int, t: float, reason: Reason) -> FaceObservation | None:
@@ -383,6 +451,7 @@ class VisionPipeline:
             "drops": {"short_tracks": self._counts["short_tracks"]},
             "stage_failures": self.faults.snapshot(),
             "liveness": self.liveness_note,
+            "liveness_calibration": self.calibration.status(),
         }
 
 
@@ -407,6 +476,7 @@ def build_pipeline(
     model_store: Any,
     prompt_sink: PromptSink | None = None,
     num_threads: int = 1,
+    calibration: CueCalibration | None = None,
 ) -> VisionPipeline:
     """The vision pipeline with every model loaded through `model_store` (sha256-checked).
 
@@ -424,4 +494,4 @@ def build_pipeline(
         Embedder(model_store, num_threads=num_threads), FaceMeshModel(model_store, num_threads=num_threads)
     )
     iris = IrisModel(model_store, num_threads=num_threads) if vision.liveness.policy == "challenge" else None
-    return VisionPipeline(vision, detector, encoder, iris, prompt_sink)
+    return VisionPipeline(vision, detector, encoder, iris, prompt_sink, calibration)

@@ -1,20 +1,30 @@
 """The quality gate: is this face frame good enough to decide on? Every rejection comes with its reason.
 
-Pose comes from the detector's 6 keypoints (cheap, for every face every frame): roll from the eye line,
-yaw from the nose's shift against the eyes, pitch from where the nose sits between eyes and mouth.
-Sharpness is the variance of the Laplacian of the face scaled to 112 px, so it does not grow with face size.
+It judges what the models need, relative to the camera, not absolute pixel statistics: the face patch is
+exposure-normalised first (device.vision.normalise, the same gamma the mesh and iris crops get), and its
+sharpness and contrast are read after that, so a dim but clear webcam face passes where a bright blurred one
+does not. Only a face with almost no light at all (`min_brightness`) is refused before the mesh runs.
+
+Two stages. `assess` (every face, every frame, detector only): size, cut-off, pose from the detector's 6
+keypoints (roll from the eye line, yaw from the nose's shift against the eyes, pitch from where the nose sits
+between eyes and mouth), and the normalised patch's sharpness (variance of the Laplacian at 112 px, so it does
+not grow with face size) and contrast. `with_mesh` (where the mesh ran): the mesh's own confidence that it
+sees a face and the inter-ocular distance in pixels; a dim face the mesh cannot find is `quality.too_dark`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from device.config.vision import QualityConfig
 from device.contracts import Detection, Reason
+from device.vision.meshpoints import inter_ocular
+from device.vision.normalise import apply_gamma, exposure_gamma
 
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = range(4)
 NORM_SIZE = 112
@@ -76,9 +86,44 @@ def sharpness(grey_face: np.ndarray) -> float:
     return float(cv2.Laplacian(norm, cv2.CV_32F).var())
 
 
+def contrast(grey_face: np.ndarray) -> float:
+    """Standard deviation of the grey levels: what is left for the models to see."""
+    return float(grey_face.std())
+
+
 class QualityGate:
     def __init__(self, config: QualityConfig) -> None:
         self.config = config
+
+    def with_mesh(self, q: QualityResult, mesh: Any) -> QualityResult:
+        """`q` (from `assess`) with the mesh's verdict: its presence score and the inter-ocular distance.
+
+        `mesh` is a device.vision.landmarks.FaceMesh (typed loosely: the gate does not import the models)."""
+        c = self.config
+        presence = float(mesh.presence)
+        xy = np.asarray(mesh.xy)
+        iod = inter_ocular(xy) if np.isfinite(xy).all() else float("nan")
+        metrics = {**q.metrics, "mesh_presence": round(presence, 3), "eye_distance_px": round(iod, 1)}
+        reasons = list(q.reasons)
+        if not presence >= c.min_mesh_presence:  # also when not finite
+            if q.metrics.get("brightness", 255.0) < c.dim_brightness:
+                reasons.append(
+                    Reason(
+                        "quality.too_dark",
+                        f"face too dark to find its landmarks (brightness {q.metrics['brightness']:.0f}, "
+                        f"mesh confidence {presence:.2f})",
+                    )
+                )
+            else:
+                reasons.append(
+                    Reason("quality.no_landmarks", f"no face landmarks (confidence {presence:.2f})")
+                )
+        elif not iod >= c.min_eye_distance_px:
+            reasons.append(
+                Reason("quality.eyes_too_close", f"eyes {iod:.0f} px apart (< {c.min_eye_distance_px:g} px)")
+            )
+        ok = not reasons
+        return QualityResult(ok, q.score if ok else 0.0, metrics, tuple(reasons))
 
     def assess(self, frame_bgr: np.ndarray, detection: Detection) -> QualityResult:
         c = self.config
@@ -111,19 +156,33 @@ class QualityGate:
         if patch is None:
             reasons.append(Reason("quality.outside_frame", "face outside the frame"))
             return QualityResult(False, 0.0, metrics, tuple(reasons))
-        sharp = sharpness(patch)
         brightness = float(patch.mean())
         clipped = float(np.mean((patch <= 2) | (patch >= 253)))
-        metrics.update(sharpness=round(sharp, 1), brightness=round(brightness, 1), clipped=round(clipped, 3))
+        gamma = exposure_gamma(brightness)
+        normalised = apply_gamma(patch, gamma)
+        sharp = sharpness(normalised)
+        spread = contrast(normalised)
+        metrics.update(
+            sharpness=round(sharp, 1),
+            brightness=round(brightness, 1),
+            clipped=round(clipped, 3),
+            contrast=round(spread, 1),
+            gamma=round(gamma, 3),
+        )
         if sharp < c.min_sharpness:
             reasons.append(
                 Reason("quality.blurred", f"face blurred (sharpness {sharp:.0f} < {c.min_sharpness:.0f})")
+            )
+        if spread < c.min_contrast:
+            reasons.append(
+                Reason("quality.low_contrast", f"face without contrast ({spread:.0f} < {c.min_contrast:g})")
             )
         if brightness < c.min_brightness:
             reasons.append(
                 Reason(
                     "quality.too_dark",
-                    f"face too dark (brightness {brightness:.0f} < {c.min_brightness:.0f})",
+                    f"face too dark (brightness {brightness:.0f} < {c.min_brightness:.0f}): no exposure "
+                    "normalisation recovers it",
                 )
             )
         elif brightness > c.max_brightness:

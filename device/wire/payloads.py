@@ -43,8 +43,16 @@ class Quality(_Part):
     yaw: float | None = Field(None, description="degrees, + = to the person's left")
     pitch: float | None = Field(None, description="degrees")
     roll: float | None = Field(None, description="degrees")
-    sharpness: float | None = Field(None, description="variance of the Laplacian on the face")
-    brightness: float | None = Field(None, description="mean grey level 0..255 on the face")
+    sharpness: float | None = Field(
+        None, description="variance of the Laplacian on the face, after exposure normalisation"
+    )
+    brightness: float | None = Field(None, description="mean grey level 0..255 on the face (as captured)")
+    contrast: float | None = Field(
+        None, ge=0, description="grey-level spread left after exposure normalisation"
+    )
+    gamma: float | None = Field(None, gt=0, description="exposure normalisation applied (1 = none)")
+    mesh_presence: float | None = Field(None, ge=0, le=1, description="the face mesh's confidence in a face")
+    eye_distance_px: float | None = Field(None, ge=0, description="inter-ocular distance in frame pixels")
     clipped: float | None = Field(None, ge=0, le=1, description="share of face pixels at black or white")
     score: float | None = Field(None, ge=0, le=1, description="overall quality used to pick the best frame")
 
@@ -57,6 +65,8 @@ class Liveness(_Part):
     blink_depth: float | None = Field(None, description="depth of the detected blink (eye-aspect dip)")
     turn_deg: float | None = Field(None, description="largest head turn seen, degrees")
     planarity: float | None = Field(None, description="best planarity residual of the head turn")
+    onset_s: float | None = Field(None, description="seconds from the prompt to the start of the motion")
+    tries: float | None = Field(None, ge=1, description="1 + the failed steps asked again (retries used)")
 
 
 class Observation(_Part):

@@ -2,8 +2,9 @@
 
 A screen or print replay is softer than a live face on the same camera (less high-frequency energy) and a
 phone or monitor shows its bezel as long straight edges around the face. Both separate replays within one
-scene and camera but their thresholds do not transfer across cameras (../shared/LIVENESS.md): calibrate
-`sharpness_ref` on the terminal and use the score to step up or flag, not as a hard barrier.
+scene and camera but their thresholds do not transfer across cameras (../shared/LIVENESS.md): the terminal
+scores them relative to its own camera's live baseline once calibrated (device.vision.liveness.calibration);
+uncalibrated, the absolute score (`sharpness_ref`) may only step up, never reject.
 """
 
 from __future__ import annotations
@@ -75,11 +76,22 @@ def bezel_edge_length(frame_bgr: np.ndarray, box: np.ndarray) -> float:
     return longest / max(fh * scale, 1e-6)
 
 
+def edge_cue(frame_bgr: np.ndarray, box: np.ndarray) -> float:
+    """0..1: 0 without a bezel-long straight edge near the face, >= 0.5 with one."""
+    edges = float(np.clip((bezel_edge_length(frame_bgr, box) - MIN_LINE) / MIN_LINE + 0.5, 0.0, 1.0))
+    return edges if edges > 0.5 else 0.0
+
+
+def softness_absolute(share: float, sharpness_ref: float) -> float:
+    return float(np.clip(1.0 - share / sharpness_ref, 0.0, 1.0))
+
+
+def fuse(softness: float, edges: float) -> CueScores:
+    return CueScores(softness, edges, float(max(softness, edges) * 0.6 + min(softness, edges) * 0.4))
+
+
 def replay_cues(
     frame_bgr: np.ndarray, box: np.ndarray, grey_face: np.ndarray, sharpness_ref: float
 ) -> CueScores:
-    share = high_frequency_share(grey_face)
-    softness = float(np.clip(1.0 - share / sharpness_ref, 0.0, 1.0))
-    edges = float(np.clip((bezel_edge_length(frame_bgr, box) - MIN_LINE) / MIN_LINE + 0.5, 0.0, 1.0))
-    edges = edges if edges > 0.5 else 0.0
-    return CueScores(softness, edges, float(max(softness, edges) * 0.6 + min(softness, edges) * 0.4))
+    """The shipped absolute (uncalibrated) cues of one frame."""
+    return fuse(softness_absolute(high_frequency_share(grey_face), sharpness_ref), edge_cue(frame_bgr, box))

@@ -11,7 +11,7 @@ import numpy as np
 
 from device.config.vision import LivenessConfig
 from device.vision.liveness.planarity import mesh_yaw
-from device.vision.meshpoints import NOSE_TIP, inter_ocular
+from device.vision.meshpoints import NOSE_TIP, face_aspect, inter_ocular
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class MeshMotion:
     yaw: float  # degrees, from the mesh
     nose: np.ndarray  # this frame's nose tip: the next frame's `previous_nose`
     steady: bool  # frontal and still enough for the eye contour to mean anything
+    aspect: float  # device.vision.meshpoints.face_aspect: a blink must leave it alone
 
 
 def mesh_motion(mesh_xy: np.ndarray, previous_nose: np.ndarray | None, config: LivenessConfig) -> MeshMotion:
@@ -28,7 +29,7 @@ def mesh_motion(mesh_xy: np.ndarray, previous_nose: np.ndarray | None, config: L
     iod = inter_ocular(mesh_xy)
     motion = 0.0 if previous_nose is None else float(np.linalg.norm(nose - previous_nose)) / max(iod, 1e-6)
     steady = abs(yaw) <= config.steady_max_yaw_deg and motion <= config.steady_max_motion
-    return MeshMotion(yaw, nose, steady)
+    return MeshMotion(yaw, nose, steady, face_aspect(mesh_xy))
 
 
 def eye_openness(iris_model: Any, image: np.ndarray, mesh: Any) -> float:
