@@ -13,7 +13,8 @@ from device.vision.landmarks import (
     RIGHT_EYE_CORNERS,
     FaceMeshModel,
     IrisModel,
-    _crop_rgb01,
+    _crop,
+    _rgb01,
     square_roi_transform,
 )
 
@@ -39,7 +40,7 @@ def faces(frames: list[np.ndarray], det: FaceDetector, min_side: float = 40) -> 
 
 
 def mesh_inputs(frames, found, mesh: FaceMeshModel) -> np.ndarray:
-    return np.concatenate([_crop_rgb01(frames[i], mesh.roi_transform(d), mesh.size) for i, d in found])
+    return np.concatenate([_rgb01(_crop(frames[i], mesh.roi_transform(d), mesh.size)) for i, d in found])
 
 
 def iris_inputs(frames, found, mesh: FaceMeshModel, iris: IrisModel) -> np.ndarray:
@@ -54,7 +55,7 @@ def iris_inputs(frames, found, mesh: FaceMeshModel, iris: IrisModel) -> np.ndarr
                 float(np.degrees(np.arctan2(*(p1 - p0)[::-1]))),
                 iris.size,
             )
-            out.append(_crop_rgb01(frames[i], m, iris.size, mirror))
+            out.append(_rgb01(_crop(frames[i], m, iris.size), mirror))
     return np.concatenate(out)
 
 
