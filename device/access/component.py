@@ -111,6 +111,7 @@ class AccessComponent:
         self._pins = ThreadPoolExecutor(1, "access-pin")
         self._pin_job: tuple[str, Future[bool]] | None = None
         self._seen_qr: dict[str, float] = {}
+        self._direction: str | None = None  # In / Out from the screen, for the loop to apply
         self._events: list[dict[str, Any]] = []
         self.on_door: Callable[[DoorInfo | None], None] | None = None
         self.counts = {"granted": 0, "refused": 0, "dropped_inputs": 0}
@@ -153,6 +154,8 @@ class AccessComponent:
             "credentials": [] if door.mode == "face" else list(door.credentials),
             "keypad": decider.takes("pin") and self.credential_key is not None,
             "alternative_door": alternative,
+            "direction": door.direction,
+            "chosen": decider.direction if door.direction == "both" else None,
         }
 
     def _tell_screen(self) -> None:
@@ -183,6 +186,13 @@ class AccessComponent:
         except queue.Full:
             self.counts["dropped_inputs"] += 1
             return False
+        return True
+
+    def choose_direction(self, direction: str) -> bool:
+        """In / Out pressed on the screen of a `both` door (any thread; the loop applies it at its next tick)."""
+        if direction not in ("in", "out"):
+            return False
+        self._direction = direction
         return True
 
     def _badge_code(self, code: str) -> None:  # the reader's thread
@@ -227,7 +237,12 @@ class AccessComponent:
                 self._handle(outcome, face)
 
     def tick(self) -> None:
-        """Between frames: keypad entries (the slow check on the worker), badge codes, claims timing out."""
+        """Between frames: In / Out, keypad entries (the slow check on the worker), badge codes, claims timing
+        out."""
+        chosen, self._direction = self._direction, None
+        if chosen is not None and self.decider is not None:
+            self.decider.choose(chosen)
+            self._tell_screen()
         if self._pin_job is not None and self._pin_job[1].done():
             number, job = self._pin_job
             self._pin_job = None
@@ -286,6 +301,9 @@ class AccessComponent:
         if isinstance(outcome, ClaimFirst):
             self._prompt(_prompt("access.claim_first", outcome.track_id, now))
             return
+        if self.decider is not None:
+            self.decider.choose(None)  # In / Out holds for one attempt
+            self._tell_screen()
         gate = "shut"
         if outcome.granted:
             gate = self._open(outcome)

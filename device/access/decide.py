@@ -34,6 +34,7 @@ from device.access.schedule import is_open, local_time
 from device.identity.claim import ClaimCheck
 
 CredentialKind = Literal["pin", "badge", "qr", "pass"]
+CHOICE_S = 30.0  # how long In / Out chosen on the screen of a `both` door holds for the next attempt
 FaceCheck = Callable[[str, np.ndarray | None], ClaimCheck | None]  # subject, probe -> 1:1 (None: no template)
 
 
@@ -129,10 +130,27 @@ class DoorDecider:
         self._wall, self._clock = wall, clock
         self._holidays: frozenset[date] = frozenset(policy.site.holidays)
         self.pending: _Claim | None = None
+        self._choice: tuple[str, float] | None = None  # a `both` door: the way the person said they go
 
     @property
     def direction(self) -> str | None:
-        return self.door.direction if self.door is not None and self.door.direction != "both" else None
+        """The way through this door now: the door's own, or at a `both` door the one the person chose on
+        the screen within CHOICE_S (None: not said; no anti-passback then)."""
+        if self.door is None:
+            return None
+        if self.door.direction != "both":
+            return self.door.direction
+        if self._choice is not None and self._clock() - self._choice[1] <= CHOICE_S:
+            return self._choice[0]
+        return None
+
+    def choose(self, direction: str | None) -> None:
+        """At a `both` door: the person says which way they go (the screen's In / Out); None forgets it
+        (after a decision: a choice holds for one attempt)."""
+        if direction is None:
+            self._choice = None
+        elif self.door is not None and self.door.direction == "both" and direction in ("in", "out"):
+            self._choice = (direction, self._clock())
 
     def wants_faces(self) -> bool:
         if self.door is None or self.door.mode == "credential":
@@ -257,9 +275,11 @@ class DoorDecider:
         return self._decision(True, None, subject, cred, factors)
 
     def _passback(self, subject: str) -> bool:
-        door = self.door
+        door, direction = self.door, self.direction
         assert door is not None
-        return self.passages.refuses(subject, door.direction, door.anti_passback_s, self._wall())
+        if direction is None:
+            return False
+        return self.passages.refuses(subject, direction, door.anti_passback_s, self._wall())
 
     def _face_refused(
         self, reason: str, face: Face, cred: Credential | None, factors: dict[str, str]
@@ -276,10 +296,11 @@ class DoorDecider:
     def _decision(
         self, granted: bool, reason: str | None, subject: str | None, cred: Credential | None, factors: dict
     ) -> Decision:
+        direction = self.direction
         return Decision(
             door=self.door_id,
             mode=self.door.mode if self.door is not None else "face",
-            direction=self.direction,
+            direction=direction,
             granted=granted,
             reason=reason,
             subject=subject,

@@ -118,6 +118,7 @@ class Service:
             if self.access is not None:
                 self.access.on_door = self.screen.set_door
                 self.screen.on_keypad = self.access.enter_pin
+                self.screen.on_direction = self.access.choose_direction
                 self.screen.set_door(self.access.door_info())
         self.restart_requested = False
         self.source_finished = False

@@ -43,6 +43,8 @@ SCREEN_KEYS: dict[str, str] = {
     "keypad.ok": "keypad: the OK key",
     "keypad.back": "keypad: the key that deletes the last digit",
     "keypad.cancel": "keypad: the key that closes it",
+    "direction.in": "a door that goes both ways: the button for going in",
+    "direction.out": "a door that goes both ways: the button for going out",
 }
 
 

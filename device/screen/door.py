@@ -22,7 +22,7 @@ from device.config.screen import ScreenConfig
 from device.contracts import FaceGuide, Prompt
 from device.screen.catalogue import Catalogue
 from device.screen.server import Hub, ScreenServer
-from device.screen.state import ScreenState, View
+from device.screen.state import DIRECTION_KEYS, ScreenState, View
 from device.screen.words import words
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,9 @@ class DoorScreen:
         self.sink = ScreenSink(self._inbox, self._listening)
         self._guide_period = 1.0 / cfg.guide_rate_hz
         self._taking = False
-        self.on_keypad: Keypad | None = (
-            None  # where a complete keypad entry goes (the door policy's component)
-        )
+        # Where a complete keypad entry and In / Out go (the door policy's component).
+        self.on_keypad: Keypad | None = None
+        self.on_direction: Callable[[str], bool] | None = None
         self.keypad_token = secrets.token_urlsafe(24)
         settings = {
             "language": cfg.language,
@@ -177,6 +177,11 @@ class DoorScreen:
 
     def key(self, key: str) -> bool:
         """A key pressed on the page (the server's threads); False when the screen cannot take it now."""
+        if key in DIRECTION_KEYS:
+            door = self.state.door or {}
+            return (
+                door.get("direction") == "both" and self.on_direction is not None and self.on_direction(key)
+            )
         if self.on_keypad is None or not self.state.keypad_ok:
             return False
         before = self.sink.dropped

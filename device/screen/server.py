@@ -5,8 +5,9 @@ GET /screen.js     its script; /screen.css its style
 GET /messages.json the catalogue of the configured language with the site's settings (no names)
 GET /events        Server-Sent Events: `view` (what to show: codes, parameters, the display name) and
                    `guide` (normalised landmark points); the current view first, then every change
-POST /keypad       one key pressed on the page's keypad ({"key": "7"}; 0-9, back, ok, cancel, open): the
-                   terminal keeps what was typed, views only say how many PIN digits there are
+POST /keypad       one key pressed on the page's keypad ({"key": "7"}; 0-9, back, ok, cancel, open; in, out
+                   at a door that goes both ways): the terminal keeps what was typed, views only say how
+                   many PIN digits there are
 
 The keypad is the one way in: a POST must come from the page itself. Besides the Host check it needs
 `Origin` naming this listener, `Content-Type: application/json` (which a form on another site cannot send
@@ -35,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from device.screen.state import KEYS
+from device.screen.state import DIRECTION_KEYS, KEYS
 from device.wire.bounded import PayloadError, loads_bounded
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         except PayloadError:
             return None
         key = data.get("key") if isinstance(data, dict) and len(data) == 1 else None
-        return key if isinstance(key, str) and key in KEYS else None
+        return key if isinstance(key, str) and (key in KEYS or key in DIRECTION_KEYS) else None
 
     def _events(self) -> None:
         hub = self.server.hub

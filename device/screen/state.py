@@ -38,6 +38,7 @@ LOOK_MAX_S = (
 KEYPAD_IDLE_S = 20.0  # an open keypad nobody touches for this long closes (and forgets what was typed)
 MAX_NUMBER, MIN_PIN, MAX_PIN = 12, 4, 12
 KEYS = frozenset({"open", "back", "ok", "cancel", *"0123456789"})
+DIRECTION_KEYS = frozenset({"in", "out"})  # a `both` door: which way the person goes
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class View:
     takes: tuple[str, ...] | None = None
     alternative_door: str | None = None
     keypad_ok: bool = False
+    direction: str | None = None  # the door's: in, out or both (both: the screen offers In / Out)
+    chosen: str | None = None  # at a `both` door, the way the person chose
     keypad: KeypadStage | None = None  # the keypad screen's stage
     typed: str | None = None  # the keypad number as typed (not a secret; the PIN never is in a view)
     masked: int = 0  # how many PIN digits are typed
@@ -303,6 +306,8 @@ class ScreenState:
             takes=tuple(door.get("credentials") or ()) or None,
             alternative_door=door.get("alternative_door"),
             keypad_ok=self.keypad_ok,
+            direction=door.get("direction"),
+            chosen=door.get("chosen"),
         )
         return self.view
 

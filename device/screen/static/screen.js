@@ -161,6 +161,8 @@ function keypadLabels() {
   $("key-ok").textContent = t("keypad.ok");
   $("keypad-open").textContent = t("keypad.open");
   $("keypad-cancel").textContent = t("keypad.cancel");
+  $("go-in").textContent = t("direction.in");
+  $("go-out").textContent = t("direction.out");
   for (const button of document.querySelectorAll("button[data-key]")) {
     button.addEventListener("click", () => press(button.dataset.key));
   }
@@ -180,6 +182,9 @@ function render(v) {
   body.dataset.screen = v.screen;
   body.dataset.seq = String(v.seq);
   body.dataset.keypadOk = v.keypad_ok ? "1" : "0";
+  body.dataset.direction = v.direction || "";
+  $("go-in").setAttribute("aria-pressed", v.chosen === "in" ? "true" : "false");
+  $("go-out").setAttribute("aria-pressed", v.chosen === "out" ? "true" : "false");
   for (const [key, value] of [["step", v.step], ["hint", v.hint], ["outcome", v.outcome], ["icon", icon(v)]]) {
     if (value) body.dataset[key] = value;
     else delete body.dataset[key];
