@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from device.config.base import Section
+from device.identity.thresholds import CLAIM_FAR
 
 SendPolicy = Literal["unknown_only", "always", "never"]
 
@@ -22,7 +23,7 @@ class IdentityConfig(Section):
         "per-comparison target from the gallery size and read off the embedder's calibrated threshold curve.",
     )
     false_accept_per_claim: float = Field(
-        1e-4,
+        CLAIM_FAR,
         ge=1e-7,
         le=1e-1,
         title="False accepts per claim",

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.identity.gallery import Subject
-from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
+from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, claim_point
 
 
 def claim_operating_point(curves: CurveSet, subject: Subject, per_claim: float) -> OperatingPoint:
-    """The threshold of a claim on `subject`. The one place it is read: the same curves at the per-claim
-    target over the subject's templates (CurveError when its template kind has no curve)."""
-    return gallery_operating_point(curves, per_claim, len(subject.templates), {subject.averaged})
+    """The threshold of a claim on `subject` (device.identity.thresholds.claim_point: the same conservative
+    curves at the per-claim target over the subject's templates; CurveError when its kind has no curve)."""
+    return claim_point(curves, len(subject.templates), {subject.averaged}, per_claim)
 
 
 @dataclass(frozen=True)
