@@ -85,4 +85,3 @@ def write_credential_key(path: Path) -> Path:
 
     write_checksummed(path, KEY, 0o600)
     return path
-

@@ -181,8 +181,10 @@ class DoorTerminal:
         self.lifecycle = Lifecycle({})
         store = ModelStore(cfg.service.models_dir)
         pipeline, protector = build_pipeline(cfg, store), build_protector(cfg, Path(cfg.service.state_dir))
-        parts = build_parts(cfg, self.scene, None, self.screen)
-        self.service = Service(RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts)
+        parts = build_parts(cfg, self.scene, cfg.control.read_public_key(), self.screen)
+        self.service = Service(
+            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
+        )
         assert self.service.access is not None
         self.access = self.service.access
         self.thread = threading.Thread(target=self.service.run, daemon=True)

@@ -39,7 +39,11 @@ def decode(events) -> list[str]:
 def test_a_reader_burst_is_one_code_per_enter() -> None:
     assert decode(typed("0012345678") + typed("77", start=101.0)) == ["0012345678", "77"]
     assert decode(typed("ab12")) == ["AB12"]
-    keypad = [(1.0, EV_KEY, ecodes.KEY_KP4, 1), (1.0, EV_KEY, ecodes.KEY_KP2, 1), (1.0, EV_KEY, ecodes.KEY_KPENTER, 1)]
+    keypad = [
+        (1.0, EV_KEY, ecodes.KEY_KP4, 1),
+        (1.0, EV_KEY, ecodes.KEY_KP2, 1),
+        (1.0, EV_KEY, ecodes.KEY_KPENTER, 1),
+    ]
     assert decode(keypad) == ["42"]
 
 

@@ -17,7 +17,6 @@ from device.access.passes import PassRefused, Token, UsedPasses, check_window, i
 from tests.access_parts import KEY, member_code, visitor_pass
 
 
-
 def test_a_pin_is_an_argon2id_hash_of_a_keyed_hash_and_verifies_only_for_its_number() -> None:
     stored = cr.hash_pin(KEY, "4242", "2468")
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and "2468" not in stored

@@ -89,7 +89,9 @@ def test_credential_then_face_passes_for_the_right_face_only(policy, tmp_path) -
     assert (decided.mode, decided.direction, decided.outcome) == ("credential+face", "in", "result.welcome")
 
 
-def test_credential_then_face_refuses_a_wrong_pin_no_template_a_dead_face_and_no_face(policy, tmp_path) -> None:
+def test_credential_then_face_refuses_a_wrong_pin_no_template_a_dead_face_and_no_face(
+    policy, tmp_path
+) -> None:
     clocks = Clocks(MONDAY_NOON)
     main = door(policy, "main", tmp_path, clocks)
     claims = Claims(policy, KEY, 5, 300, clocks.clock)
@@ -228,7 +230,10 @@ def test_visitor_passes_in_and_outside_their_window_and_used_up(policy, tmp_path
     elsewhere = visitor_pass(PASS_KEY, clocks.wall(), id="visit-000004", doors=["lobby"])
     assert side.credential(claims.qr(elsewhere)).reason == "access.pass_other_door"
     main = door(policy, "main", tmp_path, clocks)  # credential+face: a visitor has no face to check
-    assert main.credential(claims.qr(visitor_pass(PASS_KEY, clocks.wall(), id="visit-000005"))).reason == "access.mode"
+    assert (
+        main.credential(claims.qr(visitor_pass(PASS_KEY, clocks.wall(), id="visit-000005"))).reason
+        == "access.mode"
+    )
     posing = visitor_pass(PASS_KEY, clocks.wall(), id="visit-000006", sub="ann")  # a pass naming a member
     assert side.credential(claims.qr(posing)).reason == "access.pass_malformed"
 

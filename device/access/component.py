@@ -254,6 +254,8 @@ class AccessComponent:
             code = self.badges.get_nowait()
             if self.claims is not None and self.decider is not None and self.decider.takes("badge"):
                 self._credential(self.claims.badge(code))
+            else:  # a door that does not take badges says so (and where to go instead)
+                self._credential(Credential("badge", None, "access.mode"))
         if self.decider is not None:
             timed_out = self.decider.tick()
             if timed_out is not None:
