@@ -4,6 +4,7 @@ when a pass key signed exactly what it carries; anything from the wire is fuzzed
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 
@@ -64,10 +65,8 @@ def test_pin_verification_never_raises(number: str, pin: str, stored: str) -> No
 @settings(max_examples=200, deadline=None)
 @given(code=st.text(max_size=40))
 def test_badge_codes_from_a_reader_hash_or_are_refused(code: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         assert len(cr.badge_hash(KEY, code)) == 64
-    except ValueError:
-        pass
 
 
 # ---- QR codes -------------------------------------------------------------------------------------------
@@ -80,9 +79,9 @@ def test_a_signed_visitor_pass_reads_back_and_its_window_is_checked() -> None:
     token = read(visitor_pass(PASS_KEY, now), PASS_KEYS)
     assert (token.k, token.sub, token.doors, token.uses) == ("visitor", "visitor-17", ["side"], 1)
     check_window(token, now)
-    with pytest.raises(PassRefused, match="access.pass_not_yet_valid"):
+    with pytest.raises(PassRefused, match=r"access\.pass_not_yet_valid"):
         check_window(token, token.nbf - 1)
-    with pytest.raises(PassRefused, match="access.pass_expired"):
+    with pytest.raises(PassRefused, match=r"access\.pass_expired"):
         check_window(token, token.exp)
     member = read(member_code(PASS_KEY, now), PASS_KEYS)
     assert (member.k, member.sub, member.doors, member.uses) == ("member", "ann", [], 0)
@@ -91,15 +90,15 @@ def test_a_signed_visitor_pass_reads_back_and_its_window_is_checked() -> None:
 def test_a_pass_signed_by_another_key_or_altered_is_forged() -> None:
     now = time.time()
     other = visitor_pass(SigningKey.generate(), now)
-    with pytest.raises(PassRefused, match="access.pass_forged"):
+    with pytest.raises(PassRefused, match=r"access\.pass_forged"):
         read(other, PASS_KEYS)
     prefix, body, sig = visitor_pass(PASS_KEY, now).split(".")
     data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     data["uses"] = 1000  # a pass that opens forever
     changed = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
-    with pytest.raises(PassRefused, match="access.pass_forged"):
+    with pytest.raises(PassRefused, match=r"access\.pass_forged"):
         read(f"{prefix}.{changed.rstrip(b'=').decode()}.{sig}", PASS_KEYS)
-    with pytest.raises(PassRefused, match="access.pass_forged"):
+    with pytest.raises(PassRefused, match=r"access\.pass_forged"):
         read(visitor_pass(PASS_KEY, now), [])  # no pass key in the policy: nothing is a pass
 
 

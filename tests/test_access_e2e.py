@@ -84,6 +84,8 @@ def start(
     collector = Collector(broker.url)
     terminal = DoorTerminal(cfg)
     assert wait(lambda: terminal.service.link.connected, 20)
+    birth = collector.next("status")
+    assert errors(birth) == [] and birth["access"]["door"] == door  # the door's policy, in the signed birth
     return terminal, collector
 
 
