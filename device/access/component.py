@@ -7,14 +7,11 @@ the gate's offer (a verified credential stands in for the face where the mode sa
 on the screen, the passage for anti-passback, a used-up visitor pass, and a signed `event.access` (codes and
 ids only). Commands (signed on the control plane; the policy additionally signed by the backend's key):
 
-- access.sync {manifest} / access.chunk {transfer, index, data}: a policy by the chunked gallery transfer;
-- access.update {manifest, body}: a small policy in one message (body base64);
-- access.status: the policy in force, the door's mode, counts.
+access.sync / access.chunk / access.update / access.status (device/access/commands.py).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import queue
@@ -22,14 +19,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from device.access import document as doc
 from device.access.antipassback import Passages
 from device.access.badge import BadgeReader, build_reader
 from device.access.claims import Claims
+from device.access.commands import access_handlers
 from device.access.decide import ClaimFirst, Credential, Decision, DoorDecider, Face, Outcome, Waiting
 from device.access.passes import UsedPasses
 from device.access.policy import CREDENTIAL_ALONE, AccessPolicy
@@ -42,36 +38,15 @@ from device.identity.feedback import rejection_reason
 from device.identity.gate import Gate, GateDecision
 from device.identity.runtime import Identity, MatchResult
 from device.identity.store import open_box
-from device.identity.transfer import MAX_CHUNK_BYTES, Incoming, TransferError
-from device.transport.commands import BAD_REQUEST, CommandError, parse_args
+from device.identity.transfer import Incoming
 from device.wire.access import Access, FaceFactor
 from device.wire.payloads import ReasonItem
 
 log = logging.getLogger(__name__)
 
-REFUSED: Final = "refused"
 INPUT_QUEUE = 16
 QR_HOLD_S = 5.0  # the same QR code seen again within this is the same presentation, not a new one
 DoorInfo = dict[str, Any]  # what the door screen needs to know of the door (mode, credentials, alternative)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _Sync(_Strict):
-    manifest: dict[str, Any]
-
-
-class _Chunk(_Strict):
-    transfer: str = Field(max_length=64)
-    index: int = Field(ge=0, le=1_000_000)
-    data: str = Field(max_length=MAX_CHUNK_BYTES * 4 // 3 + 8)
-
-
-class _Update(_Strict):
-    manifest: dict[str, Any]
-    body: str
 
 
 class AccessComponent:
@@ -374,62 +349,8 @@ class AccessComponent:
         return events
 
     # ---- commands and status -----------------------------------------------------------------------
-    def _refusing(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        try:
-            return fn()
-        except doc.PolicyRefused as exc:
-            raise CommandError(REFUSED, str(exc), {"reason": exc.reason, "access": self.summary()}) from None
-        except TransferError as exc:
-            raise CommandError(BAD_REQUEST, str(exc)) from None
-
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        def sync(args: dict[str, Any]) -> dict[str, Any]:
-            def begin() -> dict[str, Any]:
-                checked = doc.check_manifest(parse_args(_Sync, args).manifest, self.policy_key)
-                doc.check_newer(checked, self.version)
-                missing = self.incoming.begin(checked)
-                return {
-                    "transfer": self.incoming.id,
-                    "missing": missing,
-                    "chunks": len(checked["body"]["chunks"]),
-                }
-
-            return self._refusing(begin)
-
-        def chunk(args: dict[str, Any]) -> dict[str, Any]:
-            req = parse_args(_Chunk, args)
-
-            def put() -> dict[str, Any]:
-                try:
-                    data = base64.b64decode(req.data, validate=True)
-                except ValueError:
-                    raise TransferError("chunk data must be base64") from None
-                missing = self.incoming.put(req.transfer, req.index, data)
-                if missing:
-                    return {"transfer": req.transfer, "missing": missing[:100], "missing_count": len(missing)}
-                manifest, body = self.incoming.manifest, self.incoming.body()
-                try:
-                    summary = self.apply_update(manifest, body)
-                finally:
-                    self.incoming.discard()
-                return {"transfer": req.transfer, "missing": [], "missing_count": 0, "access": summary}
-
-            return self._refusing(put)
-
-        def update(args: dict[str, Any]) -> dict[str, Any]:
-            req = parse_args(_Update, args)
-            try:
-                body = base64.b64decode(req.body, validate=True)
-            except ValueError:
-                raise CommandError(BAD_REQUEST, "body must be base64") from None
-            return self._refusing(lambda: {"access": self.apply_update(req.manifest, body)})
-
-        return {
-            "access.sync": sync,
-            "access.chunk": chunk,
-            "access.update": update,
-            "access.status": lambda args: self.status(),
-        }
+        return access_handlers(self)
 
     def summary(self) -> dict[str, Any]:
         """The policy in force and this door's part of it (status, birth, command replies): no credential."""
