@@ -35,7 +35,7 @@ def test_a_code_is_read_at_the_configured_rate_and_only_its_text_leaves() -> Non
 
 def test_the_lores_image_is_scanned_when_there_is_one() -> None:
     scanner = QrScanner(30.0, Clock())
-    small = qr_shown("FO1.lores.only", module_px=2)[::1, ::1]
+    small = qr_shown("FO1.lores.only", module_px=2)
     frame = Frame(0, 0.0, 0.0, np.zeros((960, 1280, 3), np.uint8), detect_image=small)
     assert scanner.scan(frame) == ["FO1.lores.only"]
     assert QrScanner(0.0, Clock()).period == float("inf")

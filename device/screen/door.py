@@ -261,6 +261,8 @@ class DoorScreen:
         now = time.monotonic()
         if view.screen == "positioning" and text == self._said and now - self._said_at < HINT_REPEAT_S:
             return
+        if view.screen == "keypad" and text == self._said:
+            return  # each key makes a view; the instruction is said once per stage
         self._said, self._said_at = text, now
         assert self.voice is not None
         self.voice.say(text)
