@@ -57,8 +57,10 @@ def source(tz: str = "Europe/Berlin", pass_key: SigningKey | None = None) -> dic
     }  # fmt: skip
 
 
-def signed(src: dict[str, Any], signer: Signer, version: int = 1, key: bytes = KEY) -> UpdateFile:
-    return build(copy.deepcopy(src), key, signer, version)
+def signed(
+    src: dict[str, Any], signer: Signer, version: int = 1, key: bytes = KEY, chunk: int = doc.DEFAULT_CHUNK
+) -> UpdateFile:
+    return build(copy.deepcopy(src), key, signer, version, chunk)
 
 
 def policy_of(update: UpdateFile) -> AccessPolicy:

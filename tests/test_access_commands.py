@@ -18,11 +18,34 @@ from device.access.component import AccessComponent
 from device.config import load_config
 from device.config.gate import GateConfig
 from device.identity.gate import build_gate
+from device.identity.transfer import chunk_proofs
 from device.transport.commands import CommandError
 from tests.access_parts import KEY, new_signer, signed, source, visitor_pass
+from tests.terminal_keys import TerminalKeys
 
 SIGNER = new_signer()
 PASS_KEY = SigningKey(bytes(range(4, 36)))
+
+
+TERMINAL = TerminalKeys()
+
+
+class Plane:
+    """The command plane's registry as the service gives it to the component."""
+
+    def __init__(self) -> None:
+        self.handlers: dict = {}
+        self.flags: dict = {}
+
+    def register(self, name, handler, *, read_only=False, replay_safe=False) -> None:
+        self.handlers[name], self.flags[name] = handler, (read_only, replay_safe)
+
+
+def handlers_of(access: AccessComponent) -> dict:
+    plane = Plane()
+    access.register(plane)  # type: ignore[arg-type]
+    assert plane.flags["access.status"] == (True, False) and plane.flags["access.chunk"] == (False, True)
+    return plane.handlers
 
 
 def component(tmp: Path, door: str = "side") -> AccessComponent:
@@ -36,7 +59,8 @@ def component(tmp: Path, door: str = "side") -> AccessComponent:
             "access": {"enabled": True, "policy_public_key_file": str(pub)},
         },
     )
-    return AccessComponent(cfg, SIGNER.public_key, KEY, None, build_gate(GateConfig()), lambda p: None)
+    gate = build_gate(GateConfig())
+    return AccessComponent(cfg, SIGNER.public_key, KEY, None, gate, lambda p: None, TERMINAL.unseal)
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +77,41 @@ def refused(call, args) -> str:
 
 def test_a_policy_inline_then_chunked_then_refusals(tmp_path, updates) -> None:
     access = component(tmp_path)
-    handlers = access.handlers()
+    handlers = handlers_of(access)
     assert handlers["access.status"]({})["loaded"] is False
     v1 = updates[1]
-    body = base64.b64encode(v1.body).decode()
+    clear = base64.b64encode(v1.body).decode()
+    assert refused(handlers["access.update"], {"manifest": v1.manifest, "body": clear}) == "not_sealed"
+    body = TERMINAL.seal(v1.body)
     reply = handlers["access.update"]({"manifest": v1.manifest, "body": body})
     assert reply["access"]["version"] == 1 and reply["access"]["door_policy"]["mode"] == "credential"
     assert refused(handlers["access.update"], {"manifest": v1.manifest, "body": body}) == "not_newer"
     unsigned = {k: v for k, v in updates[2].manifest.items() if k != "signature"}
     assert refused(handlers["access.update"], {"manifest": unsigned, "body": body}) == "unsigned"
     forged = signed(source(), new_signer(), version=3)
-    forged_body = base64.b64encode(forged.body).decode()
+    forged_body = TERMINAL.seal(forged.body)
     assert refused(handlers["access.update"], {"manifest": forged.manifest, "body": forged_body}) == "forged"
-    v2 = updates[2]
-    assert (
-        refused(handlers["access.update"], {"manifest": v2.manifest, "body": body}) == "forged"
-    )  # v1's body
+    with_v1_body = {"manifest": updates[2].manifest, "body": body}
+    assert refused(handlers["access.update"], with_v1_body) == "forged"
     assert access.version == 1
-    # v2 by chunks, one of them wrong first
+    # v2 by chunks (small ones, so there are several), one of them wrong first
+    v2 = signed(source(pass_key=PASS_KEY), SIGNER, version=2, chunk=512)
     size = v2.manifest["body"]["chunk_size"]
     started = handlers["access.sync"]({"manifest": v2.manifest})
+    proofs = chunk_proofs(v2.manifest, v2.body)
     chunks = [v2.body[i * size : (i + 1) * size] for i in range(started["chunks"])]
+    assert len(chunks) > 2
+    tid = started["transfer"]
     with pytest.raises(CommandError, match="does not match"):
         handlers["access.chunk"](
-            {"transfer": started["transfer"], "index": 0, "data": base64.b64encode(b"x").decode()}
+            {"transfer": tid, "index": 0, "data": TERMINAL.seal(b"x"), "proof": proofs[0]}
         )
+    in_clear = base64.b64encode(chunks[0]).decode()
+    args = {"transfer": tid, "index": 0, "data": in_clear, "proof": proofs[0]}
+    assert refused(handlers["access.chunk"], args) == "not_sealed"
     for index in started["missing"]:
-        data = base64.b64encode(chunks[index]).decode()
-        reply = handlers["access.chunk"]({"transfer": started["transfer"], "index": index, "data": data})
+        args = {"transfer": tid, "index": index, "data": TERMINAL.seal(chunks[index]), "proof": proofs[index]}
+        reply = handlers["access.chunk"](args)
     assert reply["access"]["version"] == 2
     access.close()
     again = component(tmp_path)  # a restart: the stored policy, verified again
@@ -107,7 +138,7 @@ def test_a_policy_inline_then_chunked_then_refusals(tmp_path, updates) -> None:
 def test_any_arguments_get_a_reply_or_a_refusal(tmp_path, name, args) -> None:
     access = component(tmp_path)
     try:
-        assert isinstance(access.handlers()[name](args), dict)
+        assert isinstance(handlers_of(access)[name](args), dict)
     except CommandError as exc:
         assert exc.code in ("bad_request", "refused")
     finally:

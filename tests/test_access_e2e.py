@@ -13,6 +13,7 @@ held up to the camera, and what reaches the broker checked against the schemas.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -244,9 +245,10 @@ def test_face_modes_and_a_pushed_policy(tmp_path, broker, site, shared_data) -> 
         assert terminal.access.summary()["loaded"] is False
         update = signed(source(pass_key=PASS_KEY), site["signer"], version=5)
         write_update(tmp_path / "doors.foa", update)
+        signer, _ = load_signer(Path(cfg.service.state_dir) / "signing.key")
         pushed = main(
             ["access", "push", "--broker", broker.url, "--id", TID, "--sign-key", str(key.private_file),
-             "--file", str(tmp_path / "doors.foa")]
+             "--terminal-key", base64.b64encode(signer.public_key).decode(), "--file", str(tmp_path / "doors.foa")]
         )  # fmt: skip
         assert pushed == 0 and terminal.access.version == 5
         assert wait(lambda: terminal.screen.state.view.mode == "face|credential", 5)

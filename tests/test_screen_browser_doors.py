@@ -22,6 +22,7 @@ from device.identity.runtime import MatchResult
 from device.privacy.signing import Signer
 from tests.access_parts import KEY, new_signer, signed, source, write_credential_key
 from tests.screen_rig import SIZES, DoorRig, Enrolled
+from tests.terminal_keys import TerminalKeys
 from tests.test_screen_browser import _pages_are_legible
 from tests.vision_helpers import model_store
 
@@ -53,7 +54,9 @@ def rig_at(door: str, store, tmp: Path, **changes) -> tuple[DoorRig, AccessCompo
     )
     assert rig.identity is not None
     gate = build_gate(GateConfig())
-    component = AccessComponent(cfg, policy_signer.public_key, KEY, rig.identity.identity, gate, rig.publish)
+    component = AccessComponent(
+        cfg, policy_signer.public_key, KEY, rig.identity.identity, gate, rig.publish, TerminalKeys().unseal
+    )
     component.on_door = rig.door.set_door
     rig.door.on_keypad = component.enter_pin
     rig.door.on_direction = component.choose_direction

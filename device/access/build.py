@@ -71,7 +71,9 @@ def pass_key_text(value: str) -> str:
     return value
 
 
-def build(source: dict[str, Any], key: bytes | None, signer: Signer, version: int) -> UpdateFile:
+def build(
+    source: dict[str, Any], key: bytes | None, signer: Signer, version: int, chunk: int = doc.DEFAULT_CHUNK
+) -> UpdateFile:
     hashed = hash_credentials(source, key)
     hashed["pass_keys"] = [pass_key_text(str(k)) for k in hashed.get("pass_keys") or []]
     try:
@@ -79,5 +81,5 @@ def build(source: dict[str, Any], key: bytes | None, signer: Signer, version: in
     except ValidationError as exc:
         raise ValueError("; ".join(problems(exc)[:10])) from None
     body = doc.encode(policy)
-    manifest = doc.make_manifest(signer, version, body)
+    manifest = doc.make_manifest(signer, version, body, chunk)
     return UpdateFile(manifest, body, body)

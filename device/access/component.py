@@ -25,7 +25,7 @@ from device.access import document as doc
 from device.access.antipassback import Passages
 from device.access.badge import BadgeReader, build_reader
 from device.access.claims import Claims
-from device.access.commands import access_handlers
+from device.access.commands import register_commands
 from device.access.decide import ClaimFirst, Credential, Decision, DoorDecider, Face, Outcome, Waiting
 from device.access.passes import UsedPasses
 from device.access.policy import CREDENTIAL_ALONE, AccessPolicy
@@ -39,6 +39,7 @@ from device.identity.gate import Gate, GateDecision
 from device.identity.runtime import Identity, MatchResult
 from device.identity.store import open_box
 from device.identity.transfer import Incoming
+from device.transport.commands import CommandPlane
 from device.wire.access import Access, FaceFactor
 from device.wire.payloads import ReasonItem
 
@@ -58,13 +59,14 @@ class AccessComponent:
         identity: Identity | None,
         gate: Gate,
         prompt: Callable[[Prompt], None],
+        unseal: Callable[[str], bytes],
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         acfg, state = cfg.access, Path(cfg.service.state_dir)
         self.door_id, self.per_claim = cfg.gate.door, cfg.identity.false_accept_per_claim
         self.policy_key, self.credential_key = policy_key, credential_key
-        self.identity, self.gate, self._prompt = identity, gate, prompt
+        self.identity, self.gate, self._prompt, self.unseal = identity, gate, prompt, unseal
         self._wall, self._clock = wall, clock
         self._attempts, self._lockout = acfg.pin_attempts, acfg.pin_lockout_s
         box = open_box(cfg.identity.gallery_key_file or state / "gallery.key")
@@ -137,7 +139,7 @@ class AccessComponent:
         if self.on_door is not None:
             self.on_door(self.door_info())
 
-    def apply_update(self, manifest: Any, body: bytes) -> dict[str, Any]:
+    def apply_update(self, manifest: Any, body: bytes | bytearray) -> dict[str, Any]:
         checked = doc.check_manifest(manifest, self.policy_key)
         doc.check_newer(checked, self.version)
         policy = doc.read_body(checked, body)
@@ -349,8 +351,8 @@ class AccessComponent:
         return events
 
     # ---- commands and status -----------------------------------------------------------------------
-    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        return access_handlers(self)
+    def register(self, plane: CommandPlane) -> None:
+        register_commands(self, plane)
 
     def summary(self) -> dict[str, Any]:
         """The policy in force and this door's part of it (status, birth, command replies): no credential."""

@@ -1,9 +1,9 @@
 """The door policy as it travels and rests: a body (the policy's JSON) under a small signed manifest.
 
 The manifest is the gallery's (device/identity/gallery.py) with its own `kind`: signed by the backend's key
-(Ed25519 over RFC 8785 JSON), naming the body's size, sha256 and chunks, so it travels by the same chunked,
-resumable transfer (`access.sync` / `access.chunk`, or `access.update` with the body inline when it is
-small) and whatever seals gallery bodies seals it too. A policy is always whole (a snapshot) and its version
+(Ed25519 over RFC 8785 JSON), naming the body's size, sha256 and the Merkle root of its chunks, so it travels
+by the same chunked, resumable transfer (`access.sync` / `access.chunk`, or `access.update` with the body
+inline when it is small), sealed to the terminal on the way like gallery chunks (device/access/commands.py). A policy is always whole (a snapshot) and its version
 only goes up; anything unsigned, forged, not newer or not a valid policy is refused with a reason and the
 policy in force stays. At rest it is encrypted with the terminal's own key and verified again at every load.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from nacl.secret import SecretBox
 from pydantic import ValidationError
 
 from device.access.policy import AccessPolicy
+from device.identity import merkle
 from device.identity.gallery import sha256_hex
 from device.infra.atomicfile import write_atomic
 from device.privacy.signing import SignatureError, Signer, verify_payload
@@ -29,7 +31,10 @@ from device.wire.base import problems
 from device.wire.bounded import PayloadError, loads_bounded
 
 KIND = "faceonly.access"
-SCHEMA = 1
+# Schema 2, as gallery manifests since the Merkle transfer: the body is described by its chunk_count and the
+# chunk_root of a Merkle tree over its chunks (device.identity.merkle), so it travels by the same transfer.
+SCHEMA = 2
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 MAX_BODY = 64 * 1024 * 1024  # 200,000 people with a PIN, two badges and a QR code each is ~60 MB
 DEFAULT_CHUNK = 32 * 1024
 _LEN = struct.Struct("<I")
@@ -50,7 +55,9 @@ def encode(policy: AccessPolicy) -> bytes:
 def make_manifest(
     signer: Signer, version: int, body: bytes, chunk_size: int = DEFAULT_CHUNK
 ) -> dict[str, Any]:
-    chunks = [sha256_hex(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
+    leaves = [merkle.leaf_hash(body[i : i + chunk_size]) for i in range(0, len(body), chunk_size)]
+    description: dict[str, Any] = {"size": len(body), "sha256": sha256_hex(body), "chunk_size": chunk_size}
+    description.update({"chunk_count": len(leaves), "chunk_root": merkle.root(leaves).hex()})
     return signer.sign(
         {
             "schema": SCHEMA,
@@ -58,12 +65,7 @@ def make_manifest(
             "type": "snapshot",
             "version": version,
             "issued_at": round(time.time(), 3),
-            "body": {
-                "size": len(body),
-                "sha256": sha256_hex(body),
-                "chunk_size": chunk_size,
-                "chunks": chunks,
-            },
+            "body": description,
         }
     )
 
@@ -89,9 +91,10 @@ def check_manifest(manifest: Any, key: bytes) -> dict[str, Any]:
             and type(body["chunk_size"]) is int
             and body["chunk_size"] >= 1
             and isinstance(body["sha256"], str)
-            and isinstance(body["chunks"], list)
-            and len(body["chunks"]) == math.ceil(body["size"] / body["chunk_size"])
-            and all(isinstance(c, str) for c in body["chunks"])
+            and type(body["chunk_count"]) is int
+            and body["chunk_count"] == math.ceil(body["size"] / body["chunk_size"])
+            and isinstance(body["chunk_root"], str)
+            and _HEX_HASH.fullmatch(body["chunk_root"]) is not None
         )
     except (KeyError, TypeError):
         ok = False
@@ -100,7 +103,7 @@ def check_manifest(manifest: Any, key: bytes) -> dict[str, Any]:
     return manifest
 
 
-def read_body(manifest: dict[str, Any], body: bytes) -> AccessPolicy:
+def read_body(manifest: dict[str, Any], body: bytes | bytearray) -> AccessPolicy:
     """The policy a checked manifest's complete body holds; PolicyRefused when it is not that body or not
     a valid policy (the message names the field, never a credential)."""
     if len(body) != manifest["body"]["size"] or sha256_hex(body) != manifest["body"]["sha256"]:
@@ -127,7 +130,7 @@ class PolicyStore:
     def __init__(self, path: Path, box: SecretBox) -> None:
         self.path, self._box = Path(path), box
 
-    def save(self, manifest: dict[str, Any], body: bytes) -> None:
+    def save(self, manifest: dict[str, Any], body: bytes | bytearray) -> None:
         head = json.dumps(manifest, separators=(",", ":")).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, bytes(self._box.encrypt(_LEN.pack(len(head)) + head + body)))

@@ -3,7 +3,7 @@
 faceonly access keygen --out credential.key       # the site's credential key (PINs, badges), 0600
 faceonly access pass-keygen --out pass.key        # a key that signs QR codes (+ pass.key.pub for the policy)
 faceonly access build --policy doors.toml --key gallery.key --credential-key credential.key --version N --out P.foa
-faceonly access push --broker URL --id T --sign-key command.key --file P.foa
+faceonly access push --broker URL --id T --terminal-key KEY --sign-key command.key --file P.foa
 faceonly access pass --key pass.key --subject visitor-17 --doors main --valid-from T --valid-until T [--uses 1] --png pass.png
 faceonly access hash --credential-key credential.key --number 4242 --pin 1234 | --badge 00123456
 """
@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_broker_flags(p)
     p.add_argument("--id", dest="terminal_id", required=True)
     p.add_argument("--file", type=Path, required=True)
+    p.add_argument(
+        "--terminal-key",
+        required=True,
+        help="the terminal's public key (base64, or its file): the policy is sealed to it, so people's ids, "
+        "keypad numbers and credential hashes never cross the broker readable",
+    )
     p.add_argument("--prefix", default="faceonly")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--sign-key", type=Path, default=None, help="command key file: sign requests")
@@ -105,6 +111,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     from device.access.push import push
+    from device.cli.audit import read_key
     from device.identity.operator import read_update
     from device.identity.push import PushError, Requester
     from device.transport.auth import read_signing_key
@@ -112,6 +119,7 @@ def _push(args: argparse.Namespace) -> int:
 
     try:
         update = read_update(args.file)
+        terminal_key = read_key(args.terminal_key)
         key = read_signing_key(args.sign_key) if args.sign_key is not None else None
         options = options_from_args(args)
         client = new_client(options, f"access-push-{args.terminal_id}"[:60])
@@ -121,7 +129,7 @@ def _push(args: argparse.Namespace) -> int:
         print(f"access push failed: {exc}", file=sys.stderr)
         return 1
     try:
-        summary = push(requester, update, lambda m: print(m, file=sys.stderr))
+        summary = push(requester, update, terminal_key, lambda m: print(m, file=sys.stderr))
     except PushError as exc:
         print(f"access push failed: {exc}", file=sys.stderr)
         return 1

@@ -105,10 +105,10 @@ class Service:
             self.identity.identity if self.identity is not None else None,
             self.gate,
             self.prompts.publish,
+            protector.unseal,
         )
         if self.access is not None:
-            for name, handler in self.access.handlers().items():
-                self.plane.register(name, handler)
+            self.access.register(self.plane)
             if self.identity is not None:
                 self.identity.door = self.access.faces
         self._faces_on = True  # whether the last frame went through the face pipeline
@@ -539,6 +539,8 @@ class Service:
             self._service_io(0.1)
         self._service_io(0.0)  # replies to commands that arrived meanwhile
         self.outbox.save()
+        if self.identity is not None:
+            self.identity.close()
         if self.access is not None:
             self.access.close()
         self.gate.close()
