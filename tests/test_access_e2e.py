@@ -119,7 +119,7 @@ def test_credential_then_face(tmp_path, broker, site, shared_data) -> None:
         assert not terminal.access.wants_faces()
         terminal.type_pin("4242", "2468")
         assert wait(terminal.access.wants_faces, 10), "the PIN was not accepted"
-        assert terminal.screen.state.view.screen in ("look", "positioning")
+        assert wait(lambda: terminal.screen.state.view.screen in ("look", "positioning"), 5)
         terminal.scene.show(framed(astronaut()))
         granted = decision(collector)
         assert (granted["decision"], granted["mode"], granted["direction"]) == (
@@ -133,7 +133,7 @@ def test_credential_then_face(tmp_path, broker, site, shared_data) -> None:
         gate = collector.next("gate")
         assert gate["mode"] == "credential+face" and gate["factors"] == ["pin", "face"]
         assert gate_check(terminal, "main").check(json.dumps(gate).encode()).opens
-        assert terminal.screen.state.view.outcome == "result.welcome"
+        assert wait(lambda: terminal.screen.state.view.outcome == "result.welcome", 5)
         assert terminal.screen.state.view.name == "Ann Astro"  # on the screen only
         terminal.scene.show(None)
         assert wait(lambda: not terminal.access.wants_faces(), 10)
@@ -205,7 +205,7 @@ def test_credential_mode_passes_anti_passback_and_schedules(tmp_path, broker, si
         outside = decision(collector)
         assert (outside["decision"], outside["reason"]["code"]) == ("refused", "access.outside_schedule")
         assert outside["reason"]["text"].startswith("outside schedule") and outside["gate"] == "shut"
-        assert terminal.screen.state.view.reason == "access.outside_schedule"
+        assert wait(lambda: terminal.screen.state.view.reason == "access.outside_schedule", 5)
         gates = [t for t, _ in collector.drain(2.0) if t.endswith("/gate")]
         assert gates == []
         assert not [t for t, _ in collector.seen if t.endswith("/event/face")]  # no face processed at all
@@ -265,6 +265,7 @@ def test_face_modes_and_a_pushed_policy(tmp_path, broker, site, shared_data) -> 
         terminal.scene.show(framed(cv2.imread(str(shared_data / STRANGER))))
         stranger = decision(collector)
         assert stranger["reason"]["code"] == "access.not_recognised"
+        assert wait(lambda: terminal.screen.state.view.outcome == "result.not_recognised", 5)
         view = terminal.screen.state.view
         said = words(view, terminal.screen.catalogue, terminal.cfg.screen.alternative).headline
         assert said == "Not recognised — please use your badge, your QR code or the keypad"
@@ -279,6 +280,7 @@ def test_face_modes_and_a_pushed_policy(tmp_path, broker, site, shared_data) -> 
         assert decision(collector)["reason"]["code"] == "access.mode"
         terminal.scene.show(framed(cv2.imread(str(shared_data / STRANGER))))
         assert decision(collector)["reason"]["code"] == "access.not_recognised"
+        assert wait(lambda: terminal.screen.state.view.outcome == "result.not_recognised", 5)
         view = terminal.screen.state.view
         said = words(view, terminal.screen.catalogue, terminal.cfg.screen.alternative).headline
         assert said == "Not recognised — please use the side door"  # the policy's alternative door
