@@ -156,3 +156,31 @@ def test_a_damaged_record_of_used_passes_closes_visitor_passes(tmp_path, updates
     (event,) = access.take_events()
     assert event["access"]["reason"]["code"] == "access.pass_replayed" and event["access"]["gate"] == "shut"
     access.close()
+
+
+def test_a_damaged_passage_record_is_set_aside_and_a_missing_reader_reported(tmp_path, updates) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "passages.json").write_text("{broken")
+    pub = tmp_path / "policy.pub"
+    pub.write_text(base64.b64encode(SIGNER.public_key).decode())
+    cfg = load_config(
+        None,
+        {
+            "service": {"state_dir": str(tmp_path / "state")},
+            "gate": {"door": "side"},
+            "access": {
+                "enabled": True,
+                "policy_public_key_file": str(pub),
+                "badge_reader": "evdev:/dev/input/by-id/no-such-reader-event-kbd",
+            },
+        },
+    )
+    access = AccessComponent(
+        cfg, SIGNER.public_key, KEY, None, build_gate(GateConfig()), lambda p: None, TERMINAL.unseal
+    )
+    problems = access.summary()["problems"]
+    assert any("set aside" in p for p in problems) and any("badge reader" in p for p in problems)
+    assert any("no door policy yet" in p for p in problems)
+    assert [p.name for p in (tmp_path / "state").glob("passages.json.damaged-*")]
+    assert len(access.passages) == 0
+    access.close()

@@ -27,12 +27,12 @@ from device.access.badge import BadgeReader, build_reader
 from device.access.claims import Claims
 from device.access.commands import register_commands
 from device.access.decide import ClaimFirst, Credential, Decision, DoorDecider, Face, Outcome, Waiting
+from device.access.outputs import event_body, prompt_for
 from device.access.passes import UsedPasses
 from device.access.policy import CREDENTIAL_ALONE, AccessPolicy
 from device.access.qrscan import QrScanner
 from device.config import Config
-from device.contracts import CODES, FaceObservation, Frame, Prompt, Reason
-from device.contracts.prompts import Param
+from device.contracts import FaceObservation, Frame, Prompt
 from device.identity.claim import ClaimCheck, check_claim
 from device.identity.feedback import rejection_reason
 from device.identity.gate import Gate, GateDecision
@@ -40,8 +40,6 @@ from device.identity.runtime import Identity, MatchResult
 from device.identity.store import open_box
 from device.identity.transfer import Incoming
 from device.transport.commands import CommandPlane
-from device.wire.access import Access, FaceFactor
-from device.wire.payloads import ReasonItem
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ class AccessComponent:
         self.store = doc.PolicyStore(acfg.policy_file or state / "access.sealed", box)
         self.incoming = Incoming(state / "access.incoming", box)
         self.problems: list[str] = []
-        self.passages = Passages(state / "passages.json")  # damaged: a start fault (ValueError)
+        self.passages = self._passages(state / "passages.json")
         self.used: UsedPasses | None = None
         try:
             self.used = UsedPasses(state / "passes-used.json")
@@ -82,7 +80,12 @@ class AccessComponent:
         self.scanner = QrScanner(acfg.qr_scan_hz) if acfg.qr_scan_hz > 0 else None
         self.keypad: queue.Queue[tuple[str, str]] = queue.Queue(INPUT_QUEUE)
         self.badges: queue.Queue[str] = queue.Queue(INPUT_QUEUE)
-        self.reader: BadgeReader | None = build_reader(acfg.badge_reader)
+        self.reader: BadgeReader | None = None
+        try:
+            self.reader = build_reader(acfg.badge_reader)
+        except OSError as exc:  # unplugged, or no permission: faces, PINs and QR codes still work
+            self.problems.append(f"badge reader {acfg.badge_reader}: {exc.strerror or exc}")
+            log.error("door: no badge reader: %s", exc.strerror or exc)
         if self.reader is not None:
             self.reader.start(self._badge_code)
         self._pins = ThreadPoolExecutor(1, "access-pin")
@@ -102,6 +105,19 @@ class AccessComponent:
             loaded = None
         if loaded is not None:
             self._install(*loaded)
+
+    def _passages(self, path: Path) -> Passages:
+        """The anti-passback record; a damaged one is set aside (kept for the operator) and a new one begun:
+        the terminal forgets who is in, at most one extra entry each within a period, which the backend's
+        reconciliation reports (device/backend/passback.py). Refusing to start would shut the door for all."""
+        try:
+            return Passages(path)
+        except ValueError as exc:
+            aside = path.with_name(f"{path.name}.damaged-{int(self._wall())}")
+            path.rename(aside)
+            self.problems.append(f"{exc}; set aside as {aside.name}, a new record was begun")
+            log.error("door: %s; set aside as %s", exc, aside.name)
+            return Passages(path)
 
     # ---- the policy --------------------------------------------------------------------------------
     def _install(self, manifest: dict[str, Any], policy: AccessPolicy) -> None:
@@ -247,7 +263,7 @@ class AccessComponent:
         elif claims.pin_target(number) is None:
             self._credential(claims.pin_result(number, False))
         else:
-            self._prompt(_prompt("access.checking", 0, self._wall()))
+            self._prompt(prompt_for("access.checking", 0, self._wall()))
             self._pin_job = (number, self._pins.submit(claims.check_pin, number, pin))
 
     def _credential(self, cred: Credential) -> None:
@@ -275,10 +291,10 @@ class AccessComponent:
     def _handle(self, outcome: Outcome, face: Face | None = None) -> None:
         now = self._wall()
         if isinstance(outcome, Waiting):
-            self._prompt(_prompt("access.look", 0, now, subject=outcome.subject))
+            self._prompt(prompt_for("access.look", 0, now, subject=outcome.subject))
             return
         if isinstance(outcome, ClaimFirst):
-            self._prompt(_prompt("access.claim_first", outcome.track_id, now))
+            self._prompt(prompt_for("access.claim_first", outcome.track_id, now))
             return
         if self.decider is not None:
             self.decider.choose(None)  # In / Out holds for one attempt
@@ -288,7 +304,7 @@ class AccessComponent:
             gate = self._open(outcome)
         self.counts["granted" if outcome.granted else "refused"] += 1
         self._prompt(
-            _prompt(
+            prompt_for(
                 outcome.outcome,
                 outcome.track_id or 0,
                 now,
@@ -296,7 +312,7 @@ class AccessComponent:
                 reason=outcome.reason if outcome.outcome == "result.rejected" else None,
             )
         )
-        self._events.append(self._event(outcome, gate))
+        self._events.append(event_body(outcome, gate, self.version))
 
     def _open(self, decision: Decision) -> str:
         """Offer a granted decision to the gate: "opened", "none" (no gate) or "dropped"."""
@@ -314,36 +330,6 @@ class AccessComponent:
         if decision.direction is not None:
             self.passages.record(decision.subject, decision.direction, decision.wall)
         return "none" if self.gate.kind == "none" else "opened"
-
-    def _event(self, decision: Decision, gate: str) -> dict[str, Any]:
-        reason = None
-        if decision.reason is not None and decision.reason in CODES:
-            reason = ReasonItem.of(Reason(decision.reason, CODES[decision.reason]))
-        face = None
-        if decision.face_check is not None and decision.track_id is not None:
-            face = FaceFactor(
-                track_id=decision.track_id,
-                check=decision.face_check,
-                score=_finite(decision.score),
-                threshold=_finite(decision.threshold),
-            )
-        part = Access(
-            door=decision.door,
-            mode=decision.mode,
-            direction=decision.direction,
-            decision="granted" if decision.granted else "refused",
-            reason=reason,
-            subject=decision.subject,
-            credential=decision.credential,
-            factors=decision.factors,
-            face=face,
-            pass_id=decision.token.id if decision.token is not None else None,
-            attendance=decision.attendance and gate != "dropped",
-            gate=gate,
-            policy_version=self.version,
-            decided_at=round(decision.wall, 3),
-        )
-        return {"access": part.model_dump(mode="json")}
 
     def take_events(self) -> list[dict[str, Any]]:
         """The event.access bodies decided since the last call (the service signs and queues them)."""
@@ -369,8 +355,13 @@ class AccessComponent:
                     "direction": self.decider.door.direction if self.decider.door is not None else None,
                 }
             )
-        if self.problems:
-            out["problems"] = list(self.problems)
+        problems = list(self.problems)
+        if self.manifest is None:
+            problems.append("no door policy yet: every attempt at this door is refused")
+        elif self.decider is not None and self.decider.door is None:
+            problems.append(f"the door policy has no door {self.door_id!r}: every attempt is refused")
+        if problems:
+            out["problems"] = problems
         return out
 
     def status(self) -> dict[str, Any]:
@@ -386,12 +377,3 @@ class AccessComponent:
         if self.reader is not None:
             self.reader.stop()
         self._pins.shutdown(wait=True, cancel_futures=True)
-
-
-def _finite(value: float | None) -> float | None:
-    return round(value, 6) if value is not None and math.isfinite(value) else None
-
-
-def _prompt(code: str, track: int, t: float, subject: str | None = None, reason: str | None = None) -> Prompt:
-    params: dict[str, Param] = {k: v for k, v in (("reason", reason), ("subject", subject)) if v is not None}
-    return Prompt(track, "feedback", None, 0, 0, 0.0, code, t, params)
