@@ -2,7 +2,7 @@
 cannot see (issue 22 item 4; a terminal refuses a second entry through its own door only).
 
 Every signed `event.access` that let someone through a door with a direction becomes a passage (event id,
-terminal, door, in or out, subject, time), kept in its own table next to the backend's others. A person's
+terminal, door, in or out, subject, time), kept in its own table next to the backend's others (migration 3). A person's
 passages in time order should alternate in / out; two entries without an exit between them (through two
 doors, or through one door whose terminal forgave it after its period) and two exits without an entry are
 violations, reported as they arrive (the log) and over any span (`faceonly backend passback`). Refused
@@ -18,18 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from device.backend.store import Store
+from device.backend.db import Database
 from device.wire.access import Access
 
 log = logging.getLogger(__name__)
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS passages (
-        event_id TEXT PRIMARY KEY, terminal TEXT NOT NULL, door TEXT NOT NULL, direction TEXT NOT NULL,
-        subject TEXT NOT NULL, decided_at DOUBLE PRECISION NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS passages_subject ON passages (subject, decided_at)",
-)
-
 
 @dataclass(frozen=True)
 class Passage:
@@ -88,13 +80,10 @@ def violations(passages: Iterable[Passage]) -> list[Violation]:
 
 
 class PassageLog:
-    """The passages table in the backend's store (SQLite or PostgreSQL)."""
+    """The passages table (migration 3, device/backend/migrations.py) in the backend's database."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        with store._lock, store._tx() as tx:
-            for statement in SCHEMA:
-                tx.execute(statement)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def record(self, passages: list[Passage]) -> list[Violation]:
         """Store new passages (a redelivered event is stored once) and return the violations they make with
@@ -102,7 +91,7 @@ class PassageLog:
         if not passages:
             return []
         found: list[Violation] = []
-        with self.store._lock, self.store._tx() as tx:
+        with self.db.lock, self.db.tx() as tx:
             for p in sorted(passages, key=lambda p: p.decided_at):
                 new = tx.execute(
                     "INSERT INTO passages (event_id, terminal, door, direction, subject, decided_at) "
@@ -126,7 +115,7 @@ class PassageLog:
         return found
 
     def passages(self, since: float = 0.0, until: float = float("inf")) -> list[Passage]:
-        rows = self.store._query(
+        rows = self.db.query(
             "SELECT event_id, terminal, door, direction, subject, decided_at FROM passages "
             "WHERE decided_at >= ? AND decided_at < ? ORDER BY decided_at",
             (since, until if until != float("inf") else 2**62),
