@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def frames(text: str) -> dict[str, np.ndarray]:
-    from skimage import data
-
     import cv2
+    from skimage import data
 
     face = cv2.resize(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), (400, 400))
     base = np.full((480, 640, 3), 110, np.uint8)
@@ -74,7 +73,9 @@ def main() -> int:
     vision = VisionConfig()
     detector = FaceDetector(ModelStore(), vision.detector, vision.detector_min_score, vision.nms_iou)
     opencv = cv2.QRCodeDetectorAruco()
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2 cores); QR text {len(text)} chars")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2 cores); QR text {len(text)} chars"
+    )
     print(f"{'frame':38} {'zxing-cpp ms':>14} {'read':>5} {'detector ms':>12} {'OpenCV ms':>10} {'read':>5}")
     for name, image in frames(text).items():
         zx, zx95, found = timed(scanner.decode, image, args.repeats)

@@ -23,6 +23,7 @@ from device.wire.access import Access
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Passage:
     event_id: str

@@ -290,5 +290,3 @@ def _passback(args: argparse.Namespace) -> int:
         print(json.dumps(violation.as_json()))
     print(f"{len(found)} anti-passback violation(s)", file=sys.stderr)
     return 1 if found else 0
-
-
