@@ -105,6 +105,10 @@ apt_packages() {
   if ((mqtt_clients)); then
     wanted+=(mosquitto-clients)
   fi
+  # Door modes' badge reader: python-evdev has no aarch64 wheel; the venv sees the distribution's.
+  if [[ $(uname -m) == aarch64 ]] && apt-cache show python3-evdev >/dev/null 2>&1; then
+    wanted+=(python3-evdev)
+  fi
   if ((kiosk)); then
     # Raspberry Pi OS packages Chromium as chromium-browser, Debian as chromium.
     if apt-cache policy chromium-browser 2>/dev/null | grep -q 'Candidate: [0-9]'; then

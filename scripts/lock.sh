@@ -16,10 +16,10 @@ fi
 
 # name: the extras and groups it installs (one requirements/<name>.txt each)
 sets=(
-  "terminal:--extra gate --group setup"
+  "terminal:--extra gate --extra access --group setup"
   "run:--extra demo --extra backend --group setup"
   "bench:--extra demo --extra backend --extra bench --extra plots --group setup --group peer"
-  "test:--extra demo --extra backend --extra bench --extra plots --extra gate --extra test --group setup --group peer"
+  "test:--extra demo --extra backend --extra bench --extra plots --extra gate --extra access --extra test --group setup --group peer"
 )
 
 export_to() {

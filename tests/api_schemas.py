@@ -14,6 +14,7 @@ BY_TYPE = {
     "status": "status.json",
     "health": "health.json",
     "event.face": "event-face.json",
+    "event.access": "event-access.json",
     "prompt": "prompt.json",
     "gate.decision": "gate-decision.json",
     "command.reply": "command-reply.json",

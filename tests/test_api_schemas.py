@@ -13,6 +13,7 @@ from device.contracts import CODES
 from device.runtime.runtime_config import RuntimeConfig
 from device.transport.commands import CommandPlane
 from device.transport.envelope import envelope
+from device.wire.access import EVENT_ACCESS_PARTS
 from device.wire.payloads import EVENT_FACE_PARTS
 from device.wire.schemas import render, schema_documents
 from tests.api_schemas import SCHEMAS, errors
@@ -29,6 +30,7 @@ def test_schemas_are_valid_and_every_asyncapi_ref_resolves() -> None:
     refs = [m["payload"]["$ref"] for m in doc["components"]["messages"].values()]
     assert all((API.parent / r).is_file() for r in refs)
     parts = {f"{name}.json" for name in EVENT_FACE_PARTS}  # referenced by event-face.json
+    parts |= {f"{name}.json" for name in EVENT_ACCESS_PARTS}  # referenced by event-access.json
     files = {"replay-manifest.json", "model-manifest.json"}  # file formats, not messages
     assert {Path(r).name for r in refs} | {"envelope.json"} | parts | files == {
         p.name for p in SCHEMAS.glob("*.json")

@@ -17,6 +17,13 @@ PURE = (
     "device.privacy",
     "device.identity.matcher",
     "device.identity.thresholds",
+    "device.identity.claim",
+    "device.access.policy",
+    "device.access.schedule",
+    "device.access.decide",
+    "device.access.passes",
+    "device.access.antipassback",
+    "device.access.credentials",
 )
 OUTER = (
     "device.transport",

@@ -29,7 +29,7 @@ from device.transport.client import ClientOptions, new_client
 from device.transport.topics import API_VERSION
 
 log = logging.getLogger(__name__)
-SUBSCRIBED = ("event/face", "status", "health")
+SUBSCRIBED = ("event/face", "event/access", "status", "health")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from device.backend.config import IngestSection
 from device.backend.gallery_authority import CentralMatch
+from device.backend.passback import Passage, passage_of
 from device.backend.store import Record
 from device.backend.views import BiometricView, EventView, HealthView, StatusView
 from device.identity.gallery import DIM
@@ -46,7 +47,7 @@ QUARANTINE_REASONS = (
     "duplicate",
     "internal",  # judging or storing this one message raised: logged once, acknowledged, the next goes on
 )
-KINDS = ("event/face", "status", "health")
+KINDS = ("event/face", "event/access", "status", "health")
 # A central 1:N search: (embedding, embedder sha256) -> the decision and the nearest subject.
 Identify = Callable[[np.ndarray, str | None], CentralMatch]
 
@@ -81,7 +82,14 @@ class TerminalUpdate:
     gallery_authority: str | None = None  # status
 
 
-Verdict = Quarantined | Accepted | TerminalUpdate | None  # None: not ours to handle (e.g. a prompt)
+@dataclass(frozen=True)
+class Passed:
+    """A signed door decision (event/access); `passage` when someone went through a door with a direction."""
+
+    passage: Passage | None
+
+
+Verdict = Quarantined | Accepted | TerminalUpdate | Passed | None  # None: not ours to handle (e.g. a prompt)
 
 
 def topic_parts(prefix: str, topic: str) -> tuple[str, str] | None:
@@ -132,6 +140,11 @@ class Ingest:
             return Quarantined("forged", f"{what} from {terminal!r}: {exc}")
         if what == "event/face":
             return self._event(terminal, payload, raw, now)
+        if what == "event/access":
+            try:
+                return Passed(passage_of(terminal, str(payload.get("id")), payload))
+            except ValueError as exc:
+                return Quarantined("malformed", f"signed access event from {terminal!r}: {exc}")
         return self._state(terminal, what, payload, now)
 
     def _state(self, terminal: str, what: str, payload: dict[str, Any], now: float) -> Verdict:

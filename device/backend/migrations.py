@@ -87,6 +87,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seq BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
             target TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
     ),
+    # 3: door modes' passages (device/backend/passback.py): who went through which door which way, and when.
+    (
+        """CREATE TABLE passages (
+            event_id TEXT PRIMARY KEY, terminal TEXT NOT NULL, door TEXT NOT NULL, direction TEXT NOT NULL,
+            subject TEXT NOT NULL, decided_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX passages_subject ON passages (subject, decided_at)",
+    ),
 )
 LATEST = len(MIGRATIONS)
 

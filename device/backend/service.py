@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, TypeVar
 from device.backend.config import BackendConfig, parse_listen
 from device.backend.consumer import Consumer, Incoming
 from device.backend.health import Health
-from device.backend.ingest import Accepted, Ingest, Quarantined, TerminalUpdate, Verdict
+from device.backend.ingest import Accepted, Ingest, Passed, Quarantined, TerminalUpdate, Verdict
 from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
 from device.backend.office import BackOffice
+from device.backend.passback import Passage, PassageLog
 from device.backend.store import DATABASE_ERRORS, Store
 from device.transport.client import ClientOptions, parse_broker_url
 
@@ -53,6 +54,7 @@ class BackendService:
     def __init__(self, cfg: BackendConfig) -> None:
         self.cfg = cfg
         self.store = Store(cfg.db)
+        self.passages = PassageLog(self.store)
         self.health = Health()
         self.live = LiveView(cfg.retention.live_view_events)
         mq = cfg.mqtt
@@ -158,9 +160,12 @@ class BackendService:
         accepted: list[Accepted] = []
         reasons: list[str] = []
         updates: list[TerminalUpdate] = []
+        passages: list[Passage] = []
         for message in batch:
             verdict = self._judge(message, now)
-            if isinstance(verdict, Accepted):
+            if isinstance(verdict, Passed):
+                passages += [verdict.passage] if verdict.passage is not None else []
+            elif isinstance(verdict, Accepted):
                 accepted.append(verdict)
             elif isinstance(verdict, Quarantined):
                 reasons.append(verdict.reason)
@@ -168,6 +173,7 @@ class BackendService:
             elif isinstance(verdict, TerminalUpdate):
                 updates.append(verdict)
         applied = self._apply_state(updates, now, reasons)
+        self._retry(partial(self.passages.record, passages))  # before the ack, like records
         inserted = self._commit(accepted, reasons)
         for item, new in zip(accepted, inserted, strict=True):
             if new:

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "device.cli.keys",
     "device.cli.audit",
     "device.cli.gallery",
+    "device.cli.access",
     "device.cli.gate",
     "device.cli.doctor",
     "device.cli.homeassistant",

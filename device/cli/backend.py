@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = ts.add_parser("list", help="registered terminals, state and gallery version")
     _common(ls)
     ls.set_defaults(func=_terminals_list)
+    pb = bs.add_parser("passback", help="anti-passback across doors: two entries (or exits) in a row")
+    _common(pb)
+    pb.add_argument("--since", default=None, help="ISO time with zone, or unix seconds (default: all)")
+    pb.set_defaults(func=_passback)
     from device.cli import backoffice
 
     backoffice.register(bs, _common, _config)
@@ -254,3 +258,35 @@ def _terminals_list(args: argparse.Namespace) -> int:
         print(f"{t.id}\t{t.state or 'unknown'}\tgallery {t.gallery_version}\tkey {t.public_key}")
     store.close()
     return 0
+
+
+def _passback(args: argparse.Namespace) -> int:
+    """Violations as JSON lines; exit 1 when there are any (a cron job notices)."""
+    from datetime import datetime
+
+    from device.backend.passback import PassageLog
+    from device.backend.store import Store, StoreError
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        return _config_error(exc)
+    since = 0.0
+    if args.since is not None:
+        try:
+            since = float(args.since)
+        except ValueError:
+            since = datetime.fromisoformat(args.since).timestamp()
+    try:
+        store = Store(cfg.db)
+    except StoreError as exc:
+        print(f"backend passback: {exc}", file=sys.stderr)
+        return 1
+    try:
+        found = PassageLog(store).report(since)
+    finally:
+        store.close()
+    for violation in found:
+        print(json.dumps(violation.as_json()))
+    print(f"{len(found)} anti-passback violation(s)", file=sys.stderr)
+    return 1 if found else 0

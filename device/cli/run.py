@@ -214,7 +214,9 @@ def _start_error(exc: Exception) -> int:
     from device.infra.modelstore import ModelError
 
     message = " ".join(str(exc).split())  # one line, whatever the exception put in it
-    if isinstance(exc, PermanentFault | ModelError):
+    from device.privacy.keyfile import KeyFileError
+
+    if isinstance(exc, PermanentFault | ModelError | KeyFileError):
         log.error("cannot start (permanent fault, fix it and start again): %s", message)
         return EXIT_PERMANENT
     log.error("cannot start: %s", message)
@@ -271,7 +273,9 @@ def _run_service(
     lifecycle = lifecycle or Lifecycle()
     lifecycle.install_signal_handlers()
     runtime = RuntimeConfig(cfg)
-    errors = (PermanentFault, ModelError, SourceError, OSError, ValueError)
+    from device.privacy.keyfile import KeyFileError
+
+    errors = (PermanentFault, ModelError, SourceError, OSError, ValueError, KeyFileError)
     try:
         store, source, pipeline, protector = runtime.start(_stages, errors)
         try:

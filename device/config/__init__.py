@@ -10,8 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
+from device.config.access import AccessConfig
 from device.config.base import Section
 from device.config.control import ControlConfig
 from device.config.gate import GateConfig
@@ -48,6 +49,18 @@ class Config(Section):
     control: ControlConfig = ControlConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     screen: ScreenConfig = ScreenConfig()
+    access: AccessConfig = AccessConfig()
+
+    @model_validator(mode="after")
+    def _access_has_a_policy_key(self) -> Config:
+        if self.access.enabled and (
+            self.access.policy_public_key_file is None and self.identity.gallery_public_key_file is None
+        ):
+            raise ValueError(
+                "access.enabled needs the key that signs door policies: access.policy_public_key_file or "
+                "identity.gallery_public_key_file"
+            )
+        return self
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from device.config.base import Section
+from device.identity.thresholds import CLAIM_FAR
 
 SendPolicy = Literal["unknown_only", "always", "never"]
 
@@ -20,6 +21,14 @@ class IdentityConfig(Section):
         title="False accepts per search",
         description="Target share of strangers accepted as SOME enrolled subject per search; turned into a "
         "per-comparison target from the gallery size and read off the embedder's calibrated threshold curve.",
+    )
+    false_accept_per_claim: float = Field(
+        CLAIM_FAR,
+        ge=1e-7,
+        le=1e-1,
+        title="False accepts per claim",
+        description="1:1 (door mode credential+face): target share of faces of SOMEONE ELSE accepted for a "
+        "claimed person, read off the same curves over that person's templates.",
     )
     top_k: int = Field(
         3, ge=1, le=10, description="Candidates reported per search (the event keeps the best)."

@@ -42,6 +42,26 @@ CODES: dict[str, str] = {
     "liveness.passed": "the challenge passed",
     "liveness.not_finite": "a liveness measure was not a finite number (fail closed)",
     "liveness.no_prompt_channel": "no prompt channel: the terminal runs without a challenge",
+    # Door decisions (device/access): why a door stayed shut. Never a PIN, a badge number or a name.
+    "access.outside_schedule": "outside schedule: no group of the person may pass this door at this time",
+    "access.not_allowed": "no group of the person may pass this door",
+    "access.unknown_person": "the door policy does not know this person",
+    "access.not_recognised": "the face is not in the gallery (1:N found nobody above the threshold)",
+    "access.face_mismatch": "the face does not match the person the credential names (1:1)",
+    "access.no_face_template": "the person the credential names has no face template: this door needs the face",
+    "access.claim_timeout": "no live face followed the credential in time",
+    "access.credential_unknown": "the badge, number or QR code is not known here",
+    "access.pin_wrong": "wrong PIN",
+    "access.pin_locked": "too many wrong PINs for this number: the keypad refuses it for a while",
+    "access.mode": "this door does not take this way in (its mode)",
+    "access.pass_forged": "the QR code is not signed by a pass key of the door policy",
+    "access.pass_malformed": "the QR code is not a faceonly pass",
+    "access.pass_not_yet_valid": "the pass is not valid yet",
+    "access.pass_expired": "the pass has expired",
+    "access.pass_other_door": "the pass is not for this door",
+    "access.pass_replayed": "the pass was used up already (replayed)",
+    "access.anti_passback": "already in: a second entry without an exit in between",
+    "access.no_policy": "the terminal holds no door policy for this door",
 }
 
 

@@ -120,6 +120,12 @@ class IdentityComponent:
         self._apply_reply: Any = None  # the reply handle of the chunk that completed the applying update
         self._awaiting_apply_reply = False
         self.counts = {"matched": 0, "unknown": 0, "gate_opened": 0, "enrolments": 0}
+        # Under a door policy (device/access) the door decides what a match means: gate and prompts are its.
+        self.door: Callable[[list[FaceObservation], list[MatchResult | None]], None] | None = None
+
+    @property
+    def enrolling(self) -> bool:
+        return self._enrolment is not None
 
     # ---- per observation -------------------------------------------------------------------
 
@@ -141,9 +147,12 @@ class IdentityComponent:
             elif match is not None and match.subject is not None:
                 self.counts["matched"] += 1
                 decided = GateDecision(match.subject, match.score, obs.decision == "accepted", self._clock())
-                if self.gate.offer(decided):
+                if self.door is None and self.gate.offer(decided):
                     self.counts["gate_opened"] += 1
-            self._prompt(outcome_prompt(obs, match, identifies=True))
+            if self.door is None:
+                self._prompt(outcome_prompt(obs, match, identifies=True))
+        if self.door is not None:
+            self.door(observations, out)
         return out
 
     def display_name(self, subject: str) -> str | None:
@@ -238,8 +247,7 @@ class IdentityComponent:
 
     def close(self) -> None:
         self.identity.close()
-        self._finish_apply()
-        self.gate.close()
+        self._finish_apply()  # the gate is the service's: it closes it
 
     def _refusing(self, fn: Callable[[], T]) -> T:
         try:

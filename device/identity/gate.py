@@ -1,5 +1,6 @@
 """The decision output at the gate: open on a LIVE MATCH only, never on an unknown or rejected face, and
-never from a decision older than `max_decision_age_s` (at most 1 s, on the monotonic clock).
+never from a decision older than `max_decision_age_s` (at most 1 s, on the monotonic clock). Under a door
+policy (device/access) a decision without a face factor (a verified credential) opens too: the policy decided.
 
 `GpioGate` pulses a relay on this terminal (device.gate.relay). `MqttGate` hands a decision for a relay
 elsewhere to `publish`: door, subject id and score (no name, no biometric), its decision time and a fresh
@@ -30,6 +31,14 @@ class GateDecision:
     score: float
     live: bool  # the observation passed quality and liveness (decision "accepted")
     decided_at: float  # time.monotonic() when the match was decided
+    # A door policy's decision (device/access): its mode and the factors that passed. Without a face factor
+    # (door mode credential, or a credential at a face|credential door) a verified credential stands for it.
+    mode: str | None = None
+    factors: tuple[str, ...] = ("face",)
+
+    @property
+    def credential_only(self) -> bool:
+        return "face" not in self.factors
 
 
 class Gate:
@@ -44,8 +53,10 @@ class Gate:
 
     def offer(self, decision: GateDecision) -> bool:
         age = self._clock() - decision.decided_at
-        if decision.subject is None or not decision.live or not math.isfinite(decision.score):
+        if decision.subject is None or not decision.factors:
             return False
+        if not decision.credential_only and (not decision.live or not math.isfinite(decision.score)):
+            return False  # a face factor counts only live and with a finite score
         if not 0.0 <= age <= self.max_age_s:
             log.warning("gate: decision %.2f s old, not opening", age)
             return False
@@ -101,14 +112,16 @@ class MqttGate(Gate):
     def _open(self, decision: GateDecision) -> bool:
         # The decision's moment on the wall clock (what leaves), from its age on the monotonic clock.
         decided_at = self._wall() - (self._clock() - decision.decided_at)
-        body = {
+        body: dict[str, Any] = {
             "open": True,
             "door": self.door,
             "subject": decision.subject,
-            "score": round(decision.score, 6),
+            "score": None if decision.credential_only else round(decision.score, 6),
             "decided_at": round(decided_at, 3),
             "nonce": secrets.token_urlsafe(16),
         }
+        if decision.mode is not None:
+            body.update({"mode": decision.mode, "factors": list(decision.factors)})
         if self._publish(body, self.ttl_s):
             return True
         log.warning("gate: not connected to the broker; the decision is dropped, never sent late")

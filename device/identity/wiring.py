@@ -1,5 +1,6 @@
 """Builds the identity component for the service from its config, models and outputs (one place, so the
-service only calls it): the gallery key from the config file, the gate, the prompt channel, the outbox."""
+service only calls it): the gallery key from the config file, the gate (shared with the door policy's
+component), the prompt channel, the outbox."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from device.config import Config
 from device.contracts import ModelRef, Prompt, Protector
 from device.identity.component import IdentityComponent, build_identity
-from device.identity.gate import build_gate
+from device.identity.gate import Gate
 from device.infra.modelstore import ModelStore
 from device.transport.commands import CommandError, Reply
 from device.wire.bounded import PayloadError, loads_bounded
@@ -30,7 +31,7 @@ def build_component(
     store: ModelStore,
     *,
     prompt: Callable[[Prompt], None],
-    publish_gate: Callable[[dict[str, Any], float], bool],
+    gate: Gate,
     publish_reply: Callable[[Reply], None],
     protector: Protector,
     purge_where: Callable[[Callable[[bytes], bool]], int],
@@ -49,7 +50,7 @@ def build_component(
 
     return IdentityComponent(
         identity,
-        build_gate(cfg.gate, publish_gate),
+        gate,
         prompt,
         enrol_reply,
         protector,

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import device
+from device.access.wiring import build_access
 from device.config import Config, ConfigError
 from device.contracts import FacePipeline, Protector
 from device.identity.feedback import outcome_prompt
+from device.identity.gate import build_gate
 from device.identity.wiring import build_component
 from device.infra.modelstore import ModelStore
 from device.runtime.alarms import Alarms
@@ -84,11 +86,12 @@ class Service:
         self.screen = parts.screen
         register_all(self.plane, self)
         pipeline.set_prompt_sink(self.prompts)
+        self.gate = build_gate(cfg.gate, self._publish_gate)
         self.identity = build_component(
             cfg,
             store,
             prompt=self.prompts.publish,
-            publish_gate=self._publish_gate,
+            gate=self.gate,
             publish_reply=self._publish_reply,
             protector=protector,
             purge_where=self.outbox.purge_where,
@@ -97,9 +100,26 @@ class Service:
             self.identity.register(self.plane)
             self.plane.register("enroll", self._enroll)
             self.commands.on_deferred = self.identity.attach_reply
+        self.access = build_access(
+            cfg,
+            self.identity.identity if self.identity is not None else None,
+            self.gate,
+            self.prompts.publish,
+            protector.unseal,
+        )
+        if self.access is not None:
+            self.access.register(self.plane)
+            if self.identity is not None:
+                self.identity.door = self.access.faces
+        self._faces_on = True  # whether the last frame went through the face pipeline
         if self.screen is not None:
             pipeline.set_guide_sink(self.prompts)
             self.screen.sink.set_names(self.identity.display_name if self.identity is not None else None)
+            if self.access is not None:
+                self.access.on_door = self.screen.set_door
+                self.screen.on_keypad = self.access.enter_pin
+                self.screen.on_direction = self.access.choose_direction
+                self.screen.set_door(self.access.door_info())
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
@@ -152,7 +172,9 @@ class Service:
             if frame is not None:
                 taken_at, cpu_at = time.monotonic(), time.thread_time()
                 try:
-                    observations = self.pipeline.process(frame)
+                    observations = self._faces(frame)
+                    if self.access is not None:
+                        self.access.scan(frame)
                 finally:
                     self.source.release(frame)
                 self._emit(observations)
@@ -177,6 +199,23 @@ class Service:
                 self.lifecycle.status("source ended; serving commands")
             self._service_io(IDLE_WAIT_S if self.capture.ended else 0.0)
 
+    def _faces(self, frame: Any) -> list[Any]:
+        """The face pipeline on this frame, when anything needs faces: always without a door policy; under
+        one, while its mode uses faces now (credential+face: only while a credential waits for its face) or
+        an enrolment waits. Pausing ends every open track (their observations go out as usual)."""
+        wanted = (
+            self.access is None
+            or self.access.wants_faces()
+            or (self.identity is not None and self.identity.enrolling)
+        )
+        if wanted:
+            self._faces_on = True
+            return self.pipeline.process(frame)
+        if self._faces_on:
+            self._faces_on = False
+            return self.pipeline.flush()
+        return []
+
     def _service_io(self, wait_s: float) -> None:
         if self.commands.ready:
             wait_s = 0.0
@@ -193,6 +232,9 @@ class Service:
         self.commands.serve()
         if self.identity is not None:
             self.identity.tick()
+        if self.access is not None:
+            self.access.tick()
+            self._emit_access()
         self.courier.pump()
         now = time.monotonic()
         if now >= self._next_health:
@@ -248,8 +290,11 @@ class Service:
                 return
         else:
             matches = [None] * len(observations)
+            if self.access is not None:
+                self.access.faces(observations, matches)
             for obs in observations:
-                self.prompts.publish(outcome_prompt(obs, None, identifies=False))
+                if self.access is None:
+                    self.prompts.publish(outcome_prompt(obs, None, identifies=False))
         for obs, match in zip(observations, matches, strict=True):
             try:
                 body = self.protector.protect(obs, match)
@@ -268,6 +313,24 @@ class Service:
                 if self.ha is not None:
                     self.ha.event(body)
                 log.info("event %s queued (%s, track %s)", payload["id"], obs.decision, obs.track_id)
+        self._emit_access()
+
+    def _emit_access(self) -> None:
+        """The door's decisions as signed event.access messages, through the outbox like face events."""
+        if self.access is None:
+            return
+        for body in self.access.take_events():
+            payload = envelope("event.access", self.tid, body, ttl_s=self.runtime.current.mqtt.event_expiry_s)
+            try:
+                payload = self.protector.sign(payload)
+            except ValueError as exc:
+                self.events["unsignable"] = self.events.get("unsignable", 0) + 1
+                log.error("access event refused: %s", exc)
+                continue
+            if self.courier.queue(self.topics.event_access, payload):
+                access = body["access"]
+                self.events["access"] = self.events.get("access", 0) + 1
+                log.info("access event %s queued (%s, %s)", payload["id"], access["decision"], access["mode"])
 
     # ---- status, health, config -------------------------------------------------------------
 
@@ -282,6 +345,8 @@ class Service:
         body.update(self._control_alarms())
         if self.identity is not None:
             body["gallery"] = self.identity.identity.summary()
+        if self.access is not None:
+            body["access"] = self.access.summary()
         return body
 
     def _liveness_status(self) -> dict[str, Any]:
@@ -318,6 +383,7 @@ class Service:
             "control": self.plane.describe_auth(),
             **self._control_alarms(),
             "identity": self.identity.status() if self.identity is not None else {"loaded": False},
+            "access": self.access.status() if self.access is not None else None,
             "alarms": self.alarms.snapshot(
                 self.capture.stats(),
                 self.courier.stats(),
@@ -351,7 +417,7 @@ class Service:
             "config_desired_refused": dict(self.desired_refused),
             "prompts": self.prompts.describe(),
             "stage_failures": faults,
-            **({"gate": self.identity.gate.stats()} if self.identity is not None else {}),
+            **({"gate": self.gate.stats()} if self.identity is not None or self.access is not None else {}),
             "alarms": self.alarms.snapshot(self.capture.stats(), outbox, faults),
         }
 
@@ -475,6 +541,9 @@ class Service:
         self.outbox.save()
         if self.identity is not None:
             self.identity.close()
+        if self.access is not None:
+            self.access.close()
+        self.gate.close()
         self.prompts.close()
         reason = "restart" if self.restart_requested else "stopped"
         delivered = self.link.stop(self.availability.status("offline", reason, time.time()), 2.0)

@@ -28,6 +28,23 @@ SCREEN_KEYS: dict[str, str] = {
     "screen.welcome": "result.welcome when the gallery holds no display name for the subject",
     "screen.rejected": "result.rejected when no reason is known",
     "screen.offline": "the page has lost its connection to the terminal",
+    # door modes (device/access): what a door takes, in words, and the keypad
+    "idle.credential": "idle, door mode credential: what to use ({ways})",
+    "idle.credential+face": "idle, door mode credential+face: a credential first, then the face ({ways})",
+    "idle.face|credential": "idle, door mode face|credential: the face, or a credential ({ways})",
+    "way.badge": "one of the ways in: the badge",
+    "way.qr": "one of the ways in: a QR code shown to the camera",
+    "way.pin": "one of the ways in: the keypad (number and PIN)",
+    "way.list": "several ways in, the last joined with 'or' ({first}, {last})",
+    "way.door": "the alternative door of the door policy ({door}: its label)",
+    "keypad.open": "the button that opens the keypad",
+    "keypad.number": "keypad: type your number",
+    "keypad.pin": "keypad: type your PIN",
+    "keypad.ok": "keypad: the OK key",
+    "keypad.back": "keypad: the key that deletes the last digit",
+    "keypad.cancel": "keypad: the key that closes it",
+    "direction.in": "a door that goes both ways: the button for going in",
+    "direction.out": "a door that goes both ways: the button for going out",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from device.config.screen import ScreenConfig
 from device.contracts import FaceGuide, Prompt
 from device.screen.catalogue import Catalogue
 from device.screen.server import Hub, ScreenServer
-from device.screen.state import ScreenState, View
+from device.screen.state import DIRECTION_KEYS, ScreenState, View
 from device.screen.words import words
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ GUIDE_DIGITS = 3  # 1/1000 of the frame: finer than any screen draws it
 HINT_REPEAT_S = 5.0
 
 Names = Callable[[str], str | None]
+Keypad = Callable[[str, str], bool]  # (number, PIN) -> taken
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class _In:
     guide: FaceGuide | None
     name: str | None
     issued_ms: float
+    key: str | None = None  # a keypad key pressed on the page
+    door: dict[str, Any] | None = None  # how the door lets people in (set_door)
+    door_set: bool = False
 
 
 class ScreenSink:
@@ -115,13 +120,18 @@ class DoorScreen:
         self.sink = ScreenSink(self._inbox, self._listening)
         self._guide_period = 1.0 / cfg.guide_rate_hz
         self._taking = False
+        # Where a complete keypad entry and In / Out go (the door policy's component).
+        self.on_keypad: Keypad | None = None
+        self.on_direction: Callable[[str], bool] | None = None
+        self.keypad_token = secrets.token_urlsafe(24)
         settings = {
             "language": cfg.language,
             "site_name": cfg.site_name,
             "alternative": cfg.alternative,
+            "keypad_token": self.keypad_token,
             "texts": self.catalogue.table(),
         }
-        self.server = ScreenServer(cfg.host, cfg.port, self.hub, settings)
+        self.server = ScreenServer(cfg.host, cfg.port, self.hub, settings, self.key)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="door-screen", daemon=True)
         self.views = 0
@@ -160,6 +170,24 @@ class DoorScreen:
             time.sleep(0.002)
         return True
 
+    def set_door(self, door: dict[str, Any] | None) -> None:
+        """How the door lets people in (any thread; None: no door policy): the idle words, the keypad, the
+        alternative the screen points at."""
+        self.sink._put(_In(None, None, None, time.time() * 1000.0, door=door, door_set=True))
+
+    def key(self, key: str) -> bool:
+        """A key pressed on the page (the server's threads); False when the screen cannot take it now."""
+        if key in DIRECTION_KEYS:
+            door = self.state.door or {}
+            return (
+                door.get("direction") == "both" and self.on_direction is not None and self.on_direction(key)
+            )
+        if self.on_keypad is None or not self.state.keypad_ok:
+            return False
+        before = self.sink.dropped
+        self.sink._put(_In(None, None, None, time.time() * 1000.0, key=key))
+        return self.sink.dropped == before
+
     def describe(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -195,6 +223,16 @@ class DoorScreen:
                     self._publish(view)
 
     def _handle(self, item: _In) -> None:
+        if item.door_set:
+            self._publish(self.state.set_door(item.door))
+            return
+        if item.key is not None:
+            view, entry = self.state.key(item.key, item.issued_ms)
+            if view is not None:
+                self._publish(view)
+            if entry is not None and self.on_keypad is not None:
+                self.on_keypad(*entry)  # the PIN goes on to the terminal's loop, nowhere else
+            return
         if item.prompt is not None:
             view = self.state.prompt(item.prompt, item.name, item.issued_ms)
         elif item.guide is not None:
@@ -223,6 +261,8 @@ class DoorScreen:
         now = time.monotonic()
         if view.screen == "positioning" and text == self._said and now - self._said_at < HINT_REPEAT_S:
             return
+        if view.screen == "keypad" and text == self._said:
+            return  # each key makes a view; the instruction is said once per stage
         self._said, self._said_at = text, now
         assert self.voice is not None
         self.voice.say(text)

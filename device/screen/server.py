@@ -5,6 +5,15 @@ GET /screen.js     its script; /screen.css its style
 GET /messages.json the catalogue of the configured language with the site's settings (no names)
 GET /events        Server-Sent Events: `view` (what to show: codes, parameters, the display name) and
                    `guide` (normalised landmark points); the current view first, then every change
+POST /keypad       one key pressed on the page's keypad ({"key": "7"}; 0-9, back, ok, cancel, open; in, out
+                   at a door that goes both ways): the terminal keeps what was typed, views only say how
+                   many PIN digits there are
+
+The keypad is the one way in: a POST must come from the page itself. Besides the Host check it needs
+`Origin` naming this listener, `Content-Type: application/json` (which a form on another site cannot send
+without a CORS preflight, and preflights are not answered) and the keypad token the page got from
+/messages.json (readable only by a page of this origin). The body is at most KEY_BODY bytes and is never
+logged: a PIN is typed here one digit at a time.
 
 Why no web framework: one page, one event stream, one or two clients (the kiosk browser), on a Pi whose
 terminal install should not grow by a server stack. Each page has its own bounded queue; a page that falls
@@ -15,15 +24,20 @@ DNS rebinding), and the page may load nothing but itself (Content-Security-Polic
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from device.screen.state import DIRECTION_KEYS, KEYS
+from device.wire.bounded import PayloadError, loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +48,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+KEY_BODY = 64
 MAX_CLIENTS = 8
 CLIENT_QUEUE = 256
 KEEPALIVE_S = 15.0
@@ -135,12 +150,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], hub: Hub, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, address: tuple[str, int], hub: Hub, settings: dict[str, Any], key: Callable[[str], bool]
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
-        self.hub, self.settings = hub, settings
+        self.hub, self.settings, self.key = hub, settings, key
         port = self.server_address[1]
         self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+        self.origins = {f"http://{host}" for host in self.hosts}
         self.stopping = threading.Event()
 
 
@@ -183,6 +201,44 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
 
+    def do_POST(self) -> None:
+        """POST /keypad: one key, from the page of this origin only; 204 taken, 409 not now, 403 refused."""
+        if self.headers.get("Host", "") not in self.server.hosts:
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, "text/plain", b"loopback only\n")
+            return
+        if self.path != "/keypad":
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+            return
+        token = str(self.server.settings.get("keypad_token", ""))
+        if (
+            self.headers.get("Origin", "") not in self.server.origins
+            or self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json"
+            or not hmac.compare_digest(self.headers.get("X-Keypad-Token", ""), token)
+        ):
+            self._send(HTTPStatus.FORBIDDEN, "text/plain", b"not from the door screen\n")
+            return
+        key = self._key()
+        if key is None:
+            self._send(HTTPStatus.BAD_REQUEST, "text/plain", b"one key: 0-9, back, ok, cancel or open\n")
+        elif self.server.key(key):
+            self._headers(HTTPStatus.NO_CONTENT, "text/plain", 0)
+        else:
+            self._send(HTTPStatus.CONFLICT, "text/plain", b"the keypad is not open to this door now\n")
+
+    def _key(self) -> str | None:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return None
+        if not 0 < length <= KEY_BODY:
+            return None
+        try:
+            data = loads_bounded(self.rfile.read(length), KEY_BODY, max_depth=1)
+        except PayloadError:
+            return None
+        key = data.get("key") if isinstance(data, dict) and len(data) == 1 else None
+        return key if isinstance(key, str) and (key in KEYS or key in DIRECTION_KEYS) else None
+
     def _events(self) -> None:
         hub = self.server.hub
         sub = hub.connect()
@@ -207,8 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
 class ScreenServer:
     """The HTTP listener on its own thread; `url` once started."""
 
-    def __init__(self, host: str, port: int, hub: Hub, settings: dict[str, Any]) -> None:
-        self._server = _Server((host, port), hub, settings)
+    def __init__(
+        self, host: str, port: int, hub: Hub, settings: dict[str, Any], key: Callable[[str], bool]
+    ) -> None:
+        self._server = _Server((host, port), hub, settings, key)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="door-screen-http", daemon=True
         )

@@ -30,6 +30,11 @@ class Topics:
         return f"{self.base}/event/face"
 
     @property
+    def event_access(self) -> str:
+        """Door decisions (device/access): which mode decided, which factors passed; codes and ids only."""
+        return f"{self.base}/event/access"
+
+    @property
     def prompt(self) -> str:
         return f"{self.base}/prompt"
 

@@ -59,7 +59,13 @@ class GateDecision(Wire):
     open: Annotated[Literal[True], _same_type(True)]
     door: Annotated[str, StringConstraints(pattern=DOOR)] = Field(description="[gate] door of the terminal")
     subject: Annotated[str, StringConstraints(pattern=SUBJECT)] = Field(description="the matched subject id")
-    score: Number = Field(description="cosine similarity of the match")
+    score: Number | None = Field(description="cosine similarity of the match (null: no face factor)")
     decided_at: Number = Field(description="unix seconds (terminal clock) when the match was decided")
     nonce: Nonce = Field(description="random, new for every decision")
+    mode: Literal["face", "credential+face", "credential", "face|credential"] | None = Field(
+        None, description="the door policy's mode that decided (absent: no door policy, a live match)"
+    )
+    factors: list[Literal["face", "pin", "badge", "qr", "pass"]] | None = Field(
+        None, max_length=2, description="the factors that passed (with mode)"
+    )
     signature: TerminalSignature

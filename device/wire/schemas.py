@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
+from device.wire.access import EVENT_ACCESS_PARTS
 from device.wire.command import CommandReply, CommandRequest
 from device.wire.desired import ConfigDesired
 from device.wire.gate import GateDecision
@@ -50,6 +51,14 @@ def schema_documents() -> dict[str, dict[str, Any]]:
         )
         for name, model in EVENT_FACE_PARTS.items()
     }
+    docs.update(
+        {
+            f"{name}.json": _generated(
+                f"{name}.json", f"device/wire/access.py ({model.__name__})", _model(model, "serialization")
+            )
+            for name, model in EVENT_ACCESS_PARTS.items()
+        }
+    )
     # A signature is worthless without what it signs: it brings the other signed fields with it.
     signed = {"dependentRequired": {"signature": SIGNED_FIELDS}}
     docs["command-request.json"] = _generated(

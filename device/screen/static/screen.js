@@ -1,7 +1,9 @@
 // The door screen: renders the views the terminal sends (codes and parameters) in the catalogue's words,
 // and draws the face guide from normalised landmark points. Never an image.
-// A new kind of screen (a PIN keypad, say) is one entry in RENDERERS and, in the terminal, one `screen`
-// value in device/screen/state.py. The words follow device/screen/words.py (the browser tests compare them).
+// A new kind of screen is one entry in RENDERERS and, in the terminal, one `screen` value in
+// device/screen/state.py. The words follow device/screen/words.py (the browser tests compare them).
+// The keypad posts each key to the terminal (POST /keypad with the page's token); the terminal keeps the
+// digits and sends back how many PIN digits there are, never the PIN.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -25,19 +27,43 @@ function t(key, params) {
 
 const STEP_CODES = { turn_left: "challenge.turn_left", turn_right: "challenge.turn_right", blink: "challenge.blink" };
 
+const WAYS = ["badge", "qr", "pin"];
+
+// The credentials the door takes, in words (words.py `ways`).
+function ways(v) {
+  const named = WAYS.filter((kind) => (v.takes || []).includes(kind)).map((kind) => t(`way.${kind}`));
+  if (named.length < 2) return named[0] || "";
+  return t("way.list", { first: named.slice(0, -1).join(", "), last: named[named.length - 1] });
+}
+
+function idleWords(v) {
+  if (!v.mode || v.mode === "face" || !(v.takes || []).length) return t("screen.look");
+  return t(`idle.${v.mode}`, { ways: ways(v) });
+}
+
+function alternativeWords(v) {
+  if (v.alternative_door) return t("way.door", { door: v.alternative_door });
+  if ((v.mode === "credential" || v.mode === "face|credential") && (v.takes || []).length) return ways(v);
+  return screen.settings.alternative;
+}
+
 // What a view says: {headline, before, detail, banner}, as device/screen/words.py says it.
 function words(v) {
   const banner = v.enrolment ? t("enrol.started", { name: v.enrolment }) : null;
   switch (v.screen) {
     case "idle":
-      return { headline: banner || t("screen.look") };
+      return { headline: banner || idleWords(v) };
+    case "keypad":
+      return { headline: t(`keypad.${v.keypad || "number"}`), banner };
+    case "look":
+      return { headline: t("access.look"), banner };
     case "positioning":
       return { headline: v.hint ? t(v.hint) : t("screen.hold"), banner };
     case "challenge":
       if (!STEP_CODES[v.step]) return { headline: t("challenge.retry"), banner }; // a retry before its step
       return { headline: t(STEP_CODES[v.step]), before: v.retry ? t("challenge.retry") : null, banner };
     case "checking":
-      return { headline: t("challenge.passed"), banner };
+      return { headline: t(v.outcome || "challenge.passed"), banner };
     case "enrol":
       if (v.outcome === "enrol.failed") {
         return { headline: t("enrol.failed", { reason: t(v.reason || "enrol.timeout") }) };
@@ -49,8 +75,9 @@ function words(v) {
         return { headline: v.name ? t("result.welcome", { name: v.name }) : t("screen.welcome") };
       }
       if (outcome === "result.not_recognised") {
-        return { headline: t(outcome, { alternative: screen.settings.alternative }), banner };
+        return { headline: t(outcome, { alternative: alternativeWords(v) }), banner };
       }
+      if (outcome === "access.claim_first") return { headline: t(outcome, { ways: ways(v) }), banner };
       if (outcome === "result.rejected") {
         const headline = v.reason ? t(outcome, { reason: t(v.reason) }) : t("screen.rejected");
         return { headline, detail: v.hint ? t(v.hint) : null, banner };
@@ -88,7 +115,7 @@ function icon(v) {
   if (v.screen === "enrol") return v.outcome === "enrol.done" ? "ok" : "no";
   if (v.screen !== "result") return null;
   if (v.outcome === "result.rejected") return "no";
-  if (v.outcome === "result.not_recognised") return "unknown";
+  if (v.outcome === "result.not_recognised" || v.outcome === "access.claim_first") return "unknown";
   return "ok";
 }
 
@@ -105,7 +132,41 @@ const RENDERERS = {
   checking() {},
   result() { clearGuide(); },
   enrol() { clearGuide(); },
+  look() { clearGuide(); },
+  keypad(v) {
+    clearGuide();
+    const pin = v.keypad === "pin";
+    $("keypad-number").textContent = pin ? `${v.typed} · ` : "";
+    $("keypad-typed").textContent = pin ? "●".repeat(v.masked || 0) : v.typed || "";
+  },
 };
+
+// ---- the keypad: every key to the terminal, nothing kept here ---------------------------------------------
+async function press(key) {
+  try {
+    await fetch("/keypad", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Keypad-Token": screen.settings.keypad_token },
+      body: JSON.stringify({ key }),
+      cache: "no-store",
+    });
+  } catch (error) {
+    // the terminal is away: the offline banner says so
+  }
+}
+
+function keypadLabels() {
+  $("key-back").textContent = "⌫";
+  $("key-back").setAttribute("aria-label", t("keypad.back"));
+  $("key-ok").textContent = t("keypad.ok");
+  $("keypad-open").textContent = t("keypad.open");
+  $("keypad-cancel").textContent = t("keypad.cancel");
+  $("go-in").textContent = t("direction.in");
+  $("go-out").textContent = t("direction.out");
+  for (const button of document.querySelectorAll("button[data-key]")) {
+    button.addEventListener("click", () => press(button.dataset.key));
+  }
+}
 
 function render(v) {
   const w = words(v);
@@ -120,6 +181,10 @@ function render(v) {
   $("banner").hidden = !w.banner;
   body.dataset.screen = v.screen;
   body.dataset.seq = String(v.seq);
+  body.dataset.keypadOk = v.keypad_ok ? "1" : "0";
+  body.dataset.direction = v.direction || "";
+  $("go-in").setAttribute("aria-pressed", v.chosen === "in" ? "true" : "false");
+  $("go-out").setAttribute("aria-pressed", v.chosen === "out" ? "true" : "false");
   for (const [key, value] of [["step", v.step], ["hint", v.hint], ["outcome", v.outcome], ["icon", icon(v)]]) {
     if (value) body.dataset[key] = value;
     else delete body.dataset[key];
@@ -213,6 +278,7 @@ async function start() {
   $("site").textContent = screen.settings.site_name;
   $("site-big").textContent = screen.settings.site_name;
   $("offline").textContent = t("screen.offline");
+  keypadLabels();
   clock();
   setInterval(clock, 1000);
   render(screen.view);

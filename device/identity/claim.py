@@ -1,0 +1,53 @@
+"""1:1: a face checked against the ONE person a credential named (door mode credential+face).
+
+A claim compares the probe with that person's templates only, so its false-accept target is per claim, not
+per search, and needs no share of the gallery size: `identity.false_accept_per_claim` (1e-4 by default) over
+the person's k templates is a per-comparison target of about 1e-4 / k, read off the same shipped curves as
+1:N (the kind of template the person has picks the curve). Fail closed: no template, no curve, a
+non-finite embedding or score is no match.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.identity.gallery import Subject
+from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, claim_point
+
+
+def claim_operating_point(curves: CurveSet, subject: Subject, per_claim: float) -> OperatingPoint:
+    """The threshold of a claim on `subject` (device.identity.thresholds.claim_point: the same conservative
+    curves at the per-claim target over the subject's templates; CurveError when its kind has no curve)."""
+    return claim_point(curves, len(subject.templates), {subject.averaged}, per_claim)
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    subject: str
+    matched: bool
+    score: float  # the best of the subject's templates (nan: none usable)
+    threshold: float  # nan: no threshold (no curve)
+    per_claim: float
+
+
+def check_claim(
+    curves: CurveSet | None, subject: Subject, embedding: np.ndarray | None, per_claim: float
+) -> ClaimCheck:
+    nothing = ClaimCheck(subject.id, False, math.nan, math.nan, per_claim)
+    if curves is None:
+        return nothing
+    try:
+        threshold = claim_operating_point(curves, subject, per_claim).threshold
+    except CurveError:
+        return nothing
+    if embedding is None:
+        return ClaimCheck(subject.id, False, math.nan, threshold, per_claim)
+    probe = np.asarray(embedding, np.float32).reshape(-1)
+    if probe.shape[0] != subject.templates.shape[1] or not np.isfinite(probe).all():
+        return ClaimCheck(subject.id, False, math.nan, threshold, per_claim)
+    score = float(np.max(subject.templates @ probe))
+    matched = math.isfinite(score) and math.isfinite(threshold) and score > threshold
+    return ClaimCheck(subject.id, matched, score, threshold, per_claim)
