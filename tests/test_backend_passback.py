@@ -98,3 +98,37 @@ def test_signed_decisions_from_two_doors_are_reconciled(db: str, tmp_path: Path)
         main(["backend", "passback", "--db", db, "--state-dir", str(tmp_path / "b"), "--since", "1700000025"])
         == 0
     )
+
+
+def test_a_credentials_pass_is_on_the_timesheet_a_faces_only_once_and_a_refusal_only_if_counted() -> None:
+    """People who use a badge, PIN or pass instead of the face (invariant 6) must be on the attendance report
+    too: a credential's granted decision becomes an attendance record; a face-only decision does not (its face
+    event is the record); a refusal only where the door still counts it (outside schedule: a punch, with the
+    reason the door stayed shut)."""
+    signer = new_signer()
+    pinned = {"t-in": base64.b64encode(signer.public_key).decode()}
+    ingest = Ingest("faceonly", lambda: pinned, None, None)
+    topic = "faceonly/v1/dev/t-in/event/access"
+
+    def records(**changes) -> list:
+        verdict = ingest.handle(
+            topic, access_event(signer, "t-in", "main", "in", 1_700_000_000.0, **changes), 1e9 * 2
+        )
+        assert isinstance(verdict, Passed), verdict
+        return [a.record for a in verdict.attendance]
+
+    (badge,) = records()
+    assert (badge.subject, badge.decision, badge.match_source, badge.terminal) == (
+        "ann",
+        "accepted",
+        "credential",
+        "t-in",
+    )
+    face_only = {"mode": "face", "credential": None, "factors": {"face": "passed"}}
+    assert records(**face_only) == []
+    schedule = {"code": "access.outside_schedule", "text": "outside schedule"}
+    (late,) = records(decision="refused", reason=schedule, gate="shut", attendance=True)
+    assert late.decision == "accepted" and late.reasons == (
+        schedule,
+    )  # a punch; the reason says the door stayed shut
+    assert records(decision="refused", reason=schedule, gate="shut", attendance=False) == []

@@ -24,7 +24,7 @@ import numpy as np
 
 from device.backend.config import IngestSection
 from device.backend.gallery_authority import CentralMatch
-from device.backend.passback import Passage, passage_of
+from device.backend.passback import Passage, access_of, passage_of
 from device.backend.store import Record
 from device.backend.views import BiometricView, EventView, HealthView, StatusView
 from device.identity.gallery import DIM
@@ -84,12 +84,46 @@ class TerminalUpdate:
 
 @dataclass(frozen=True)
 class Passed:
-    """A signed door decision (event/access); `passage` when someone went through a door with a direction."""
+    """A signed door decision (event/access); `passage` when someone went through a door with a direction;
+    `attendance` when a credential decided it and the door counts it (a face decision is recorded from its own
+    face event)."""
 
     passage: Passage | None
+    attendance: tuple[Accepted, ...] = ()
 
 
 Verdict = Quarantined | Accepted | TerminalUpdate | Passed | None  # None: not ours to handle (e.g. a prompt)
+
+
+def attendance_of(terminal: str, event_id: str, payload: dict[str, Any], now: float) -> Record | None:
+    """The attendance record of a door decision a credential made (a badge, PIN or pass: the way in of people
+    who do not use the face, who must be on the timesheet too); None for face-only decisions and for what the
+    door does not count. ValueError when the access part is not one."""
+    access = access_of(payload)
+    if not access.attendance or access.subject is None or access.credential is None:
+        return None
+    created = payload.get("created_at")
+    when = (
+        float(created)
+        if isinstance(created, int | float) and not isinstance(created, bool)
+        else access.decided_at
+    )
+    face = access.face
+    return Record(
+        event_id,
+        terminal,
+        when,
+        now,
+        # Counted means the person was established (the credential held): a punch, even where the door stayed
+        # shut for the schedule (its reason says so).
+        "accepted",
+        access.subject,
+        _finite(face.score) if face is not None and face.score is not None else None,
+        "credential",
+        ({"code": access.reason.code, "text": access.reason.text},) if access.reason is not None else (),
+        {},
+        _finite(face.threshold) if face is not None and face.threshold is not None else None,
+    )
 
 
 def topic_parts(prefix: str, topic: str) -> tuple[str, str] | None:
@@ -142,9 +176,12 @@ class Ingest:
             return self._event(terminal, payload, raw, now)
         if what == "event/access":
             try:
-                return Passed(passage_of(terminal, str(payload.get("id")), payload))
+                event_id = str(payload.get("id"))
+                passage = passage_of(terminal, event_id, payload)
+                record = attendance_of(terminal, event_id, payload, now)
             except ValueError as exc:
                 return Quarantined("malformed", f"signed access event from {terminal!r}: {exc}")
+            return Passed(passage, (Accepted(record, None, raw),) if record is not None else ())
         return self._state(terminal, what, payload, now)
 
     def _state(self, terminal: str, what: str, payload: dict[str, Any], now: float) -> Verdict:

@@ -53,13 +53,18 @@ class Violation:
         }
 
 
+def access_of(payload: dict[str, Any]) -> Access:
+    """The access part of a signed, checked event.access; ValueError when it is not one."""
+    try:
+        return Access.model_validate(payload.get("access"))
+    except ValidationError as exc:
+        raise ValueError(f"access: {exc.error_count()} problem(s)") from None
+
+
 def passage_of(terminal: str, event_id: str, payload: dict[str, Any]) -> Passage | None:
     """The passage a signed, checked event.access records (None: nobody went through a door with a
     direction); ValueError when its access part is not one."""
-    try:
-        access = Access.model_validate(payload.get("access"))
-    except ValidationError as exc:
-        raise ValueError(f"access: {exc.error_count()} problem(s)") from None
+    access = access_of(payload)
     if access.decision != "granted" or access.gate == "dropped" or access.direction is None:
         return None
     if access.subject is None:

@@ -165,6 +165,7 @@ class BackendService:
             verdict = self._judge(message, now)
             if isinstance(verdict, Passed):
                 passages += [verdict.passage] if verdict.passage is not None else []
+                accepted += verdict.attendance  # a credential's pass: on the timesheet like a face's
             elif isinstance(verdict, Accepted):
                 accepted.append(verdict)
             elif isinstance(verdict, Quarantined):

@@ -54,7 +54,7 @@ class Record:
     decision: str
     subject: str | None
     score: float | None
-    match_source: str  # "terminal" (its on-device match), "backend" (central gallery) or "none"
+    match_source: str  # "terminal" (its on-device match), "backend" (central gallery), "credential" or "none"
     reasons: tuple[dict[str, str], ...]
     liveness: dict[str, float]
     threshold: float | None = None  # the threshold in force for this decision

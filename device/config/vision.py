@@ -157,6 +157,13 @@ class LivenessConfig(Section):
     prompt_delay_max_s: float = Field(
         1.2, ge=0, le=10, description="Longest random pause before each prompt."
     )
+    prompt_rest_max_yaw_deg: float = Field(
+        5.0,
+        gt=0,
+        le=30,
+        description="A prompt waits until the head has rested: its yaw spread over the last 0.6 s within "
+        "this (a head still settling after the last step would answer the next one too early).",
+    )
     onset_min_s: float = Field(
         0.15,
         ge=0,

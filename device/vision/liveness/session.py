@@ -206,7 +206,7 @@ class LivenessSession:
                 return  # wait for a face good enough to talk to
             if self._next_prompt_at is None:
                 self._next_prompt_at = now + self._pause()
-            if now < self._next_prompt_at or not f.steady:
+            if now < self._next_prompt_at or not f.steady or not self._at_rest(now):
                 return  # the pause, then a frontal, still head: never prompt into a motion under way
             self._start_next(f, now)
         cur = self._current
@@ -243,6 +243,12 @@ class LivenessSession:
             self._step_failed(reason, f, now)
         else:
             self._step_passed(f, now)
+
+    def _at_rest(self, now: float) -> bool:
+        """The head has not turned over the last HISTORY_S (a frame that is still can follow a turn that is
+        still settling, which would read as the next step answered too early)."""
+        yaws = [h.yaw for t, h in self._history if now - t <= HISTORY_S]
+        return not yaws or max(yaws) - min(yaws) <= self.config.prompt_rest_max_yaw_deg
 
     def _start_next(self, f: LiveFrame, now: float) -> None:
         step = self._steps[len(self._done_steps)]
