@@ -60,6 +60,18 @@ def test_a_resampling_weighs_each_comparison_as_if_the_drawn_people_were_copied(
     assert imp.total == len(impostor_scores(x, ids))
 
 
+def test_a_draw_without_any_impostor_comparison_counts_as_the_worst_case():
+    """A small set's draw of one person only (no comparison among the drawn) gives FAR 1 at every threshold,
+    never a NaN that breaks the curve, nor a 0 that would lower the bound."""
+    x, ids = population(3, 2, seed=4)
+    imp = farbound.pair_impostors(x, ids, keep_far=1.0)
+    weights = np.array([[3, 0, 0], [1, 1, 1]], np.float64)
+    got = farbound.resampled_fars(imp, weights, np.array([0, 1, len(imp.scores)]))
+    assert np.isfinite(got).all()
+    assert list(got[0]) == [1.0, 1.0, 1.0]
+    assert got[1][-1] == pytest.approx(1.0) and got[1][0] == 0.0
+
+
 def test_mean_templates_are_resampled_by_their_owner_and_the_image_by_its_identity():
     x, ids = population(5, 4, seed=4)
     imp = thresholdcurves.mean_template_impostors(x, ids, 2, keep_far=1.0)

@@ -112,7 +112,7 @@ def test_a_live_person_in_the_gallery_is_welcomed_by_name(shared_data, store, pe
         rig.run(clip_frames(shared_data / CLIP))
         _pages_are_legible(rig)
         steps = [p.step for p in rig.prompts if p.state == "prompt"]
-        assert len(steps) == 2 and set(steps) == {"blink", steps[1]}  # both steps asked (random order)
+        assert len(steps) == 2 and set(steps) - {"blink"} <= {"turn_left", "turn_right"} and "blink" in steps
         for size in SIZES:
             history = rig.history(size)
             screens = _compress(_screens(rig, size))
@@ -120,7 +120,11 @@ def test_a_live_person_in_the_gallery_is_welcomed_by_name(shared_data, store, pe
             challenge = [h for h in history if h["view"]["screen"] == "challenge"]
             assert [h["view"]["step"] for h in challenge] == steps
             assert [h["view"]["step_index"] for h in challenge] == [1, 2]
-            assert challenge[0]["words"]["headline"] in ("Please blink", "Turn your head slowly to your left")
+            assert challenge[0]["words"]["headline"] in (
+                "Please blink",
+                "Turn your head slowly to your left",
+                "Turn your head slowly to your right",
+            )
             result = next(h for h in history if h["view"]["screen"] == "result")
             assert result["words"]["headline"] == f"Welcome, {NAME}"
     shots = {(s.size, s.page["screen"]) for s in rig.shots}
@@ -171,7 +175,7 @@ def test_a_photo_walking_up_is_asked_closer_then_not_let_through(store, tmp_path
 def test_a_face_in_the_dark_is_told_to_face_the_light(store, tmp_path) -> None:
     rig = DoorRig("dark", store, tmp_path, language="en")
     with rig:
-        rig.run(demo_frames(gain=0.22))
+        rig.run(demo_frames(gain=0.08))  # too dark even for the camera-relative gate
         _pages_are_legible(rig)
         for size in SIZES:
             history = rig.history(size)

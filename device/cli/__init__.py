@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
+import sys
 
 from device.infra import logsetup
 
@@ -37,6 +38,13 @@ COMMAND_MODULES = (
     "device.cli.bench",
     "device.cli.backend",
 )
+
+
+def announce(label: str, url: str) -> None:
+    """One "<label>: <url>" line on stderr, written whole: a log line from another thread cannot land
+    between the URL and its newline (people and tests read these lines)."""
+    sys.stderr.write(f"{label}: {url}\n")
+    sys.stderr.flush()
 
 
 def _version() -> str:

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from device.cli import announce
 from device.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit status pe
         log.error("cannot start: %s", exc)
         service.close()
         return EXIT_FATAL
-    print(f"backend page: {service.page_url}", file=sys.stderr, flush=True)
+    announce("backend page", service.page_url)
     try:
         service.loop()
     finally:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.cli import announce
 from device.config import Config, ConfigError, load_config, merge, redact
 from device.config.files import file_problems
 from device.infra.paths import faceonly_command
@@ -185,9 +186,9 @@ def _door_screen(cfg: Config, demo: bool) -> tuple[Config, DoorScreen | None]:
 def _start_pages(demo: Any, screen: DoorScreen | None) -> None:
     """Start the backend's page and the door screen, and say where they are (the README names both lines)."""
     if demo is not None:
-        print(f"backend page: {demo.start()}", file=sys.stderr, flush=True)
+        announce("backend page", demo.start())
     if screen is not None:
-        print(f"door screen: {screen.start()}", file=sys.stderr, flush=True)
+        announce("door screen", screen.start())
 
 
 def _demo_backend(cfg: Config, embedded: Any) -> Any:
@@ -328,7 +329,7 @@ def _offline(cfg: Config, screen: DoorScreen | None) -> int:
     sinks: dict[str, PromptSink] = {"console": ConsolePromptSink(sys.stderr)}
     if screen is not None:
         sinks["screen"] = screen.sink
-        print(f"door screen: {screen.start()}", file=sys.stderr, flush=True)
+        announce("door screen", screen.start())
     prompts = PromptChannel(sinks, (screen.sink,) if screen is not None else ())
     pipeline.set_prompt_sink(prompts)
     if screen is not None:

@@ -38,7 +38,9 @@ def _person() -> np.ndarray:
     return np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
 
 
-WALK_S, STAND_S = 2.5, 6.0
+# The stand outlasts a failed step, its retry and their pauses (~13 s at worst), so the photo is turned
+# away by the challenge rather than by the replay's end.
+WALK_S, STAND_S = 2.5, 11.0
 
 
 def _frame_count(fps: float, walk_s: float = WALK_S, stand_s: float = STAND_S) -> tuple[int, int]:

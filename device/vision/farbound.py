@@ -132,6 +132,11 @@ def resampled_fars(imp: Impostors, weights: np.ndarray, counts_above: np.ndarray
     out = np.zeros((len(w), len(counts)))
     at = np.maximum(counts - 1, 0)
     for r in range(len(w)):
+        if totals[r] <= 0:
+            # A draw of people with no impostor comparison among them (a small set) says nothing about the
+            # FAR: it counts as the worst case, so a bound never rests on what was not drawn.
+            out[r] = 1.0
+            continue
         cum = np.cumsum(w[r, imp.left] * w[r, imp.right])
         out[r] = np.where(counts > 0, cum[at], 0.0) / totals[r]
     return out

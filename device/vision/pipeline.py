@@ -263,6 +263,7 @@ class VisionPipeline:
         candidate = q.ok and (tr.best is None or q.score > tr.best.score)
         t0 = self._timed("quality", t0)
         challenge = self.policy == "challenge" and tr.session.status == "pending"
+        self._stage = "landmarks"
         mesh = None
         if self._mesh is not None and (candidate or challenge):
             mesh = self._mesh.run(frame.image, det)
