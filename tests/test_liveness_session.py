@@ -194,6 +194,32 @@ def test_a_head_already_turning_at_the_prompt_is_too_early():
     assert Person(config, reactions=[0.5]).run().status == "passed"
 
 
+class Settling(Person):
+    """A head still drifting (12 deg/s, steady and frontal enough) for its first 1.5 s, then at rest."""
+
+    def __init__(self, config: LivenessConfig, reactions) -> None:
+        super().__init__(config, reactions)
+        self.asked_at: list[float] = []
+
+    def publish(self, prompt: Prompt) -> None:
+        if prompt.state == "prompt":
+            self.asked_at.append(self.now)
+        super().publish(prompt)
+
+    def _yaw(self) -> float:
+        return min(self.now, 1.5) * 12.0 + super()._yaw()
+
+
+def test_no_prompt_until_the_head_has_rested():
+    """A head settling from a motion would answer a turn as it is asked (too early): the first prompt waits
+    until the yaw has stayed within prompt_rest_max_yaw_deg over 0.6 s, i.e. ~0.18 s after the drift."""
+    config = LivenessConfig(steps=("blink",), seed=0, step_retries=0, prompt_rest_max_yaw_deg=5.0)
+    person = Settling(config, reactions=[0.5])
+    assert person.run().status == "passed"
+    assert person.asked_at and person.asked_at[0] >= 1.6  # the first frame whose last 0.6 s span <= 5 deg
+    assert config.prompt_delay_max_s < 1.5  # without the rest rule it would have been asked mid-drift
+
+
 def test_a_step_up_adds_one_step_and_never_rejects_on_an_uncalibrated_camera():
     config = LivenessConfig(steps=("blink",), seed=5, replay_risk_action="reject")
     person = Person(config, reactions=[0.5, 0.5], risk=0.9)
