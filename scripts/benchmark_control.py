@@ -72,10 +72,9 @@ class Terminal:
     """The real Service in a thread of this process."""
 
     def __init__(self, tmp: Path, broker_url: str, replay: Path, pace: str) -> None:
-        from device.cli.run import _stages
         from device.config import load_config
+        from device.runtime.compose import build
         from device.runtime.lifecycle import Lifecycle
-        from device.runtime.parts import build_parts
         from device.runtime.runtime_config import RuntimeConfig
         from device.runtime.service import Service
 
@@ -88,18 +87,10 @@ class Terminal:
                 "vision": {"source": f"replay:{replay}", "replay_pace": pace},
             },
         )
-        store, source, pipeline, protector = _stages(cfg)
-        self.store = store
+        terminal = build(cfg)
+        self.store = terminal.store
         self.lifecycle = Lifecycle({})
-        self.service = Service(
-            RuntimeConfig(cfg),
-            store,
-            pipeline,
-            protector,
-            self.lifecycle,
-            lambda: cfg,
-            build_parts(cfg, source, None),
-        )
+        self.service = Service(RuntimeConfig(cfg), terminal, self.lifecycle, lambda: cfg)
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
 

@@ -168,8 +168,8 @@ class DoorTerminal:
     def __init__(self, cfg: Config, policy_file: Path | None = None) -> None:
         from device.infra.modelstore import ModelStore
         from device.privacy.protector import build_protector
+        from device.runtime.compose import build
         from device.runtime.lifecycle import Lifecycle
-        from device.runtime.parts import build_parts
         from device.runtime.runtime_config import RuntimeConfig
         from device.runtime.service import Service
         from device.vision.pipeline import build_pipeline
@@ -181,10 +181,8 @@ class DoorTerminal:
         self.lifecycle = Lifecycle({})
         store = ModelStore(cfg.service.models_dir)
         pipeline, protector = build_pipeline(cfg, store), build_protector(cfg, Path(cfg.service.state_dir))
-        parts = build_parts(cfg, self.scene, cfg.control.read_public_key(), self.screen)
-        self.service = Service(
-            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
-        )
+        terminal = build(cfg, self.screen, (store, self.scene, pipeline, protector))
+        self.service = Service(RuntimeConfig(cfg), terminal, self.lifecycle, lambda: cfg)
         assert self.service.access is not None
         self.access = self.service.access
         self.thread = threading.Thread(target=self.service.run, daemon=True)

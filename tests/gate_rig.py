@@ -110,18 +110,13 @@ class Terminal:
     """The real Service in a thread."""
 
     def __init__(self, cfg: Config) -> None:
-        from device.cli.run import _stages
+        from device.runtime.compose import build
         from device.runtime.lifecycle import Lifecycle
-        from device.runtime.parts import build_parts
         from device.runtime.runtime_config import RuntimeConfig
         from device.runtime.service import Service
 
         self.lifecycle = Lifecycle({})
-        store, source, pipeline, protector = _stages(cfg)
-        parts = build_parts(cfg, source, None)
-        self.service = Service(
-            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
-        )
+        self.service = Service(RuntimeConfig(cfg), build(cfg), self.lifecycle, lambda: cfg)
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
 

@@ -222,8 +222,8 @@ def test_service_run_shuts_down_even_when_the_loop_raises(tmp_path: Path) -> Non
     from device.config import load_config
     from device.infra.modelstore import ModelStore
     from device.privacy.protector import build_protector
+    from device.runtime.compose import build
     from device.runtime.lifecycle import Lifecycle
-    from device.runtime.parts import build_parts
     from device.runtime.runtime_config import RuntimeConfig
     from device.runtime.service import Service
     from device.vision.sources import open_source
@@ -241,10 +241,8 @@ def test_service_run_shuts_down_even_when_the_loop_raises(tmp_path: Path) -> Non
         )
         source = open_source(cfg.vision.source, cfg.vision)
         protector = build_protector(cfg, tmp_path / "state")
-        parts = build_parts(cfg, source, None)
-        service = Service(
-            RuntimeConfig(cfg), ModelStore(), _BrokenPipeline(), protector, Lifecycle({}), lambda: cfg, parts
-        )
+        terminal = build(cfg, stages=(ModelStore(), source, _BrokenPipeline(), protector))
+        service = Service(RuntimeConfig(cfg), terminal, Lifecycle({}), lambda: cfg)
         with pytest.raises(RuntimeError, match="a bug in a stage"):
             service.run()
         assert retained_status(broker)["state"] == "offline"  # the shutdown path published it

@@ -153,20 +153,15 @@ class Terminal:
     """The real Service in a thread (gpiozero's pin factory is the test's MockFactory)."""
 
     def __init__(self, conf: Path) -> None:
-        from device.cli.run import _stages
         from device.config import load_config
+        from device.runtime.compose import build
         from device.runtime.lifecycle import Lifecycle
-        from device.runtime.parts import build_parts
         from device.runtime.runtime_config import RuntimeConfig
         from device.runtime.service import Service
 
         cfg = load_config(conf)
         self.lifecycle = Lifecycle()
-        store, source, pipeline, protector = _stages(cfg)
-        parts = build_parts(cfg, source, cfg.control.read_public_key())
-        self.service = Service(
-            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
-        )
+        self.service = Service(RuntimeConfig(cfg), build(cfg), self.lifecycle, lambda: cfg)
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
 

@@ -1,4 +1,4 @@
-"""The service loop in-process with real parts (device.runtime.parts.build_parts, as the CLI composes them):
+"""The service loop in-process with real parts (device.runtime.compose.build, as the CLI composes them):
 real mosquitto, the real pipeline on a replay, the real outbox. The subprocess tests
 (test_service_lifecycle, test_clean_exits) keep proving signals and systemd behaviour."""
 
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from device.cli.run import _stages
 from device.config import load_config
+from device.runtime.compose import build
 from device.runtime.lifecycle import Lifecycle
-from device.runtime.parts import build_parts
 from device.runtime.runtime_config import RuntimeConfig
 from device.runtime.service import Service
 from device.vision.demo import make_demo
@@ -31,12 +30,8 @@ class Loop:
 
     def __init__(self, overrides: dict) -> None:
         cfg = load_config(None, overrides)
-        store, source, pipeline, protector = _stages(cfg)
         self.lifecycle = Lifecycle({})
-        parts = build_parts(cfg, source, None)
-        self.service = Service(
-            RuntimeConfig(cfg), store, pipeline, protector, self.lifecycle, lambda: cfg, parts
-        )
+        self.service = Service(RuntimeConfig(cfg), build(cfg), self.lifecycle, lambda: cfg)
         self.status: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

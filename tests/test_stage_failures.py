@@ -15,13 +15,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from device.cli.run import _stages
 from device.config import load_config
 from device.config.vision import LivenessConfig, QualityConfig, VisionConfig
 from device.contracts import Frame
+from device.runtime import compose
 from device.runtime.alarms import Alarms
 from device.runtime.lifecycle import Lifecycle
-from device.runtime.parts import build_parts
 from device.runtime.runtime_config import RuntimeConfig
 from device.runtime.service import Service
 from device.vision.faults import StageFaults, where
@@ -180,19 +179,12 @@ def test_the_service_keeps_running_and_health_raises_the_alarm(tmp_path: Path) -
             "liveness": {"policy": "off", "passive_min_frames": 3},
         }
         cfg = load_config(None, {**_config(tmp_path, broker.url, replay), "vision": vision})
-        store, source, pipeline, protector = _stages(cfg)
+        stages = compose.vision(cfg)
+        pipeline = stages[2]
         embedder = pipeline._encoder.embedder  # type: ignore[attr-defined]
         embedder.embed_chip = failing(embedder.embed_chip, set(range(1000)))
         lifecycle = Lifecycle({})
-        service = Service(
-            RuntimeConfig(cfg),
-            store,
-            pipeline,
-            protector,
-            lifecycle,
-            lambda: cfg,
-            build_parts(cfg, source, None),
-        )
+        service = Service(RuntimeConfig(cfg), compose.build(cfg, stages=stages), lifecycle, lambda: cfg)
         watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="faults-watch")
         watcher.on_connect = lambda c, *_: c.subscribe("faceonly/v1/dev/loop-01/#", qos=1)
         watcher.on_message = lambda c, u, m: got.append(json.loads(m.payload))

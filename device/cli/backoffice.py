@@ -12,6 +12,9 @@ faceonly backend audit verify [--expect SEQ:HASH] | show [--limit N]
 faceonly backend retention run                   (the retention timers now; the service runs them itself)
 
 Exit status: 0 done, 1 refused or failed (the reason printed), 2 invalid config or arguments.
+
+Size (~400 lines): argument parsing and printing for the commands above only; what they do is in
+device/backend (people, accounts, audit, retention).
 """
 
 from __future__ import annotations

@@ -25,8 +25,6 @@ from device.config.files import file_problems
 from device.infra.paths import faceonly_command
 
 if TYPE_CHECKING:
-    from device.contracts import FacePipeline, FrameSource, Protector
-    from device.infra.modelstore import ModelStore
     from device.runtime.lifecycle import Lifecycle
     from device.screen import DoorScreen
 
@@ -206,56 +204,19 @@ def _demo_backend(cfg: Config, embedded: Any) -> Any:
     return DemoBackend(cfg, embedded.url)
 
 
-class PermanentFault(Exception):
-    """A start-up fault that restarting cannot fix; the operator must (exit EXIT_PERMANENT)."""
-
-
 def _start_error(exc: Exception) -> int:
     """One log line (no traceback) and the exit status for a start-up failure."""
     from device.infra.modelstore import ModelError
 
     message = " ".join(str(exc).split())  # one line, whatever the exception put in it
     from device.privacy.keyfile import KeyFileError
+    from device.runtime.compose import PermanentFault
 
     if isinstance(exc, PermanentFault | ModelError | KeyFileError):
         log.error("cannot start (permanent fault, fix it and start again): %s", message)
         return EXIT_PERMANENT
     log.error("cannot start: %s", message)
     return EXIT_FATAL
-
-
-def _stages(cfg: Config) -> tuple[ModelStore, FrameSource, FacePipeline, Protector]:
-    from device.infra.modelstore import ModelError, ModelStore
-    from device.privacy.keyfile import KeyFileError
-    from device.privacy.protector import build_protector
-    from device.vision.exposure import FaceExposure, controls_of
-    from device.vision.liveness.calibration import CueCalibration
-    from device.vision.pipeline import build_pipeline
-    from device.vision.sources import open_source
-
-    store = ModelStore(cfg.service.models_dir)
-    failed = [r for r in store.verify() if not r.ok]
-    if failed:
-        raise ModelError("; ".join(r.problem for r in failed))
-    try:
-        protector = build_protector(cfg, Path(cfg.service.state_dir))
-    except (KeyFileError, ValueError) as exc:  # a damaged key, an unsafe or unreadable privacy setting
-        raise PermanentFault(str(exc)) from None
-    live = cfg.vision.liveness
-    calibration = CueCalibration.in_state_dir(
-        Path(cfg.service.state_dir),
-        min_passes=live.calibration_min_passes,
-        max_passes=live.calibration_max_passes,
-    )
-    pipeline = build_pipeline(cfg, store, calibration=calibration)
-    pipeline.learn_calibration = live.calibration_learn
-    if protector.template is not None:
-        protector.template.prepare(pipeline.embedding_dim)
-    source = open_source(cfg.vision.source, cfg.vision)
-    controls = controls_of(source)  # a live camera's, never a replay's
-    if controls is not None and cfg.vision.camera.face_exposure:
-        pipeline.faces_hook = FaceExposure(controls, cfg.vision.camera.face_exposure_target).observe
-    return store, source, pipeline, protector
 
 
 def _run_service(
@@ -266,8 +227,9 @@ def _run_service(
 ) -> int | str:
     from device.contracts import SourceError
     from device.infra.modelstore import ModelError
+    from device.runtime import compose
+    from device.runtime.compose import PermanentFault
     from device.runtime.lifecycle import Lifecycle
-    from device.runtime.parts import build_parts
     from device.runtime.runtime_config import RuntimeConfig
     from device.runtime.service import Service
 
@@ -278,13 +240,8 @@ def _run_service(
 
     errors = (PermanentFault, ModelError, SourceError, OSError, ValueError, KeyFileError)
     try:
-        store, source, pipeline, protector = runtime.start(_stages, errors)
-        try:
-            command_key = runtime.current.control.read_public_key()
-        except ValueError as exc:  # a damaged or unreadable key file: restarting cannot fix it
-            raise PermanentFault(str(exc)) from None
-        parts = build_parts(runtime.current, source, command_key, screen)
-        service = Service(runtime, store, pipeline, protector, lifecycle, reload_base, parts)
+        stages = runtime.start(compose.vision, errors)
+        service = Service(runtime, compose.build(runtime.current, screen, stages), lifecycle, reload_base)
     except errors as exc:
         return _start_error(exc)
     status = service.run()
@@ -304,7 +261,9 @@ def _offline(cfg: Config, screen: DoorScreen | None) -> int:
     from device.contracts import PromptSink, SourceError
     from device.identity.feedback import outcome_prompt
     from device.infra.modelstore import ModelError
+    from device.runtime import compose
     from device.runtime.capture import Capture
+    from device.runtime.compose import PermanentFault
     from device.runtime.lifecycle import Lifecycle
     from device.runtime.prompts import PromptChannel
     from device.transport.envelope import envelope
@@ -313,7 +272,7 @@ def _offline(cfg: Config, screen: DoorScreen | None) -> int:
     lifecycle = Lifecycle()
     lifecycle.install_signal_handlers()
     try:
-        _, source, pipeline, protector = _stages(cfg)
+        _, source, pipeline, protector = compose.vision(cfg)
     except (PermanentFault, ModelError, SourceError, OSError, ValueError) as exc:
         return _start_error(exc)
 

@@ -22,6 +22,9 @@ device/backend/gallery_authority.py), "lab" (the default) when `faceonly gallery
 terminal whose gallery a backend keeps refuses a lab update (`managed`): there is one version counter per
 gallery, never two that race.
 
+Size (~410 lines): the body format, the manifest and the checks of an update are one contract that both
+ends use; the Merkle tree, the sealing and the store are their own modules.
+
 Both carry `result_sha256`, the digest of the gallery they result in: sha256 over the sorted list of
 (subject id, sha256 of that subject's record), so the terminal ends up with exactly the gallery the backend
 signed for, or refuses. Because the digest is built from per-subject hashes, `subject.purge` can erase a

@@ -3,6 +3,10 @@
 The loop owns every piece of mutable state (config, outbox, pipeline, protector). paho's thread
 only puts values on `inbox`; the loop drains it between frames (or waits on it once the source has
 ended). Order per face: protect -> envelope -> sign -> outbox (fsynced) -> publish.
+
+Size (~500 lines): the loop and every handler that touches the state it owns (status, health, desired
+config, reload) stay in one class on purpose; the parts are built outside (device.runtime.compose) and
+what can be pure lives in its own modules (alarms, linkwatch, looptimes, availability).
 """
 
 from __future__ import annotations
@@ -14,24 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 import device
-from device.access.wiring import build_access
 from device.config import Config, ConfigError
-from device.contracts import FacePipeline, Protector
 from device.identity.feedback import outcome_prompt
-from device.identity.gate import build_gate
-from device.identity.wiring import build_component
-from device.infra.modelstore import ModelStore
 from device.runtime.alarms import Alarms
+from device.runtime.compose import Terminal
 from device.runtime.control import register_all
 from device.runtime.health import cpu_temperature_c
 from device.runtime.homeassistant import Discovery, HomeAssistant
 from device.runtime.lifecycle import Lifecycle
 from device.runtime.linkwatch import LinkWatch
 from device.runtime.looptimes import LoopTimes
-from device.runtime.parts import TerminalParts
 from device.runtime.runtime_config import RuntimeConfig
 from device.transport.availability import Availability
-from device.transport.commands import CommandError, Deferred, Reply
+from device.transport.commands import CommandError
 from device.transport.desired import DESIRED_COMMAND, parse_desired
 from device.transport.envelope import Meta, encode, envelope
 from device.transport.link import Acked, Connected, Inbound, LinkEvent
@@ -54,21 +53,19 @@ class Service:
     def __init__(
         self,
         runtime: RuntimeConfig,
-        store: ModelStore,
-        pipeline: FacePipeline,
-        protector: Protector,
+        terminal: Terminal,
         lifecycle: Lifecycle,
         reload_base: Callable[[], Config],
-        parts: TerminalParts,
     ) -> None:
-        """The parts are made outside (device.runtime.parts.build_parts, by the CLI or a test); the service
-        only drives them."""
+        """The terminal is built outside (device.runtime.compose.build, by the CLI or a test); the service
+        only drives it."""
         cfg = runtime.current
+        parts = terminal.parts
         self.reload_base = reload_base
         self.runtime = runtime
-        self.store = store
-        self.pipeline = pipeline
-        self.protector = protector
+        self.store = terminal.store
+        self.pipeline = terminal.pipeline
+        self.protector = protector = terminal.protector
         self.lifecycle = lifecycle
         self.tid = cfg.terminal_id
         self.topics = parts.topics
@@ -84,42 +81,11 @@ class Service:
         self.source = parts.capture.source
         self.prompts = parts.prompts
         self.screen = parts.screen
+        self.gate = terminal.gate
+        self.identity = terminal.identity
+        self.access = terminal.access
         register_all(self.plane, self)
-        pipeline.set_prompt_sink(self.prompts)
-        self.gate = build_gate(cfg.gate, self._publish_gate)
-        self.identity = build_component(
-            cfg,
-            store,
-            prompt=self.prompts.publish,
-            gate=self.gate,
-            publish_reply=self._publish_reply,
-            protector=protector,
-            purge_where=self.outbox.purge_where,
-        )
-        if self.identity is not None:
-            self.identity.register(self.plane)
-            self.plane.register("enroll", self._enroll)
-            self.commands.on_deferred = self.identity.attach_reply
-        self.access = build_access(
-            cfg,
-            self.identity.identity if self.identity is not None else None,
-            self.gate,
-            self.prompts.publish,
-            protector.unseal,
-        )
-        if self.access is not None:
-            self.access.register(self.plane)
-            if self.identity is not None:
-                self.identity.door = self.access.faces
         self._faces_on = True  # whether the last frame went through the face pipeline
-        if self.screen is not None:
-            pipeline.set_guide_sink(self.prompts)
-            self.screen.sink.set_names(self.identity.display_name if self.identity is not None else None)
-            if self.access is not None:
-                self.access.on_door = self.screen.set_door
-                self.screen.on_keypad = self.access.enter_pin
-                self.screen.on_direction = self.access.choose_direction
-                self.screen.set_door(self.access.door_info())
         self.restart_requested = False
         self.source_finished = False
         self.frames_done = 0
@@ -263,20 +229,6 @@ class Service:
             return
         if msg.topic == self.topics.config_desired:
             self._on_desired(msg.payload)
-
-    def _publish_reply(self, reply: Reply) -> None:
-        self.commands.publish(reply)
-
-    def _publish_gate(self, body: dict[str, Any], ttl_s: float) -> bool:
-        """Signed, and sent now or never: QoS 0, which paho neither holds while offline nor resends after a
-        reconnect (a QoS 1 one was delivered 15.7 s late after a broker outage). False: not sent."""
-        payload = self.protector.sign(envelope("gate.decision", self.tid, body, ttl_s=ttl_s))
-        return self.link.publish(self.topics.gate, encode(payload), qos=0, meta=Meta.of(payload)) is not None
-
-    def _enroll(self, args: dict[str, Any]) -> Deferred:
-        assert self.identity is not None  # registered only with identity
-        self.identity.start_enrolment(args, None)
-        return Deferred()
 
     # ---- events -----------------------------------------------------------------------------
 

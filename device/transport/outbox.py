@@ -19,6 +19,9 @@ raises the `fault` alarm; a record acknowledged while its file cannot be deleted
 deleted later, so it is not sent again. Every few seconds the outbox retries; when storage works
 again the held events are written and the alarm clears. Only the service loop touches an Outbox
 (one owner, no locks).
+
+Size (~470 lines): the durability rules above (bounds, clocks, storage faults) act on the same records
+and counters; split apart they would have to share them. The file format is device.infra.atomicfile.
 """
 
 from __future__ import annotations

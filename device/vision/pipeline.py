@@ -11,6 +11,9 @@ An exception in a stage never stops the service: in detection (or tracking) the 
 track's stages (quality, landmarks, align, liveness, embed) that track is dropped, rejected with reason
 `track.stage_failed`. Both are counted per stage (device.vision.faults; health's `stage_failures` alarm).
 
+Size (~500 lines): one track's path through the stages in order, readable top to bottom; every stage
+itself lives in its own module (detect, track, quality, landmarks, align, liveness, embed).
+
 With the challenge policy but no prompt channel there is nobody to ask: the pipeline then runs passive
 liveness, says so once in the log and in stats(), and every observation carries that reason.
 

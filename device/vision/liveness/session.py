@@ -16,6 +16,9 @@ wall clock (NTP after boot on a Pi without RTC) neither fails nor passes anyone.
 
 Fail closed: a measure that is missing or not finite (yaw, landmarks, planarity, replay risk) never counts
 towards a pass; a non-finite score fails the session, and no non-finite number leaves it.
+
+Size (~410 lines): one state machine, kept whole so its security rules read in one place; the motion
+measures are device.vision.liveness.{features,blink,planarity,cues}.
 """
 
 from __future__ import annotations
