@@ -1,6 +1,8 @@
-"""The README's examples run verbatim: every shell or Python block marked `<!-- runnable -->` runs
-in a fresh copy of the repository (with the project's venv activated, as the README says), and
-every other one says in its first line what it needs (`# needs: ...`).
+"""The examples of the README and of docs/*.md run verbatim: every shell or Python block marked
+`<!-- runnable -->` runs in a fresh copy of the repository (with the project's venv activated, as the
+README says), and every other one says in its first line what it needs (`# needs: ...`). They run in
+one copy, in reading order: the README, then each doc in the order the README first links it (an example
+may use what an earlier one made, as a reader following along would).
 
 Markers: `<!-- runnable -->` needs nothing; `<!-- runnable: data -->` needs ../shared/data
 (missing_data: skipped locally, a failure in CI); `<!-- runnable: broker -->` runs with a mosquitto
@@ -31,8 +33,12 @@ FENCE = re.compile(r"^(?:<!-- runnable(?:: (\w+))? -->\n)?```(\w*)\n(.*?)^```", 
 README_BROKER = "mqtt://localhost:1883"
 
 
+DOC_LINK = re.compile(r"\]\((docs/[\w.-]+\.md)")
+
+
 @dataclass(frozen=True)
 class Block:
+    file: str
     line: int
     lang: str
     needs: str | None  # None: not runnable; "" runnable as is; "data" / "broker"
@@ -40,21 +46,32 @@ class Block:
 
     @property
     def name(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.file}:{self.line}"
+
+
+def documents() -> list[str]:
+    """README.md, then docs/*.md in the order the README first links them, then any other doc."""
+    linked = list(dict.fromkeys(DOC_LINK.findall((ROOT / "README.md").read_text(encoding="utf-8"))))
+    rest = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    return ["README.md", *linked, *(d for d in rest if d not in linked)]
 
 
 def blocks() -> list[Block]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return [
-        Block(
-            text.count("\n", 0, m.start(2)) + 1,
-            m.group(2),
-            m.group(1) or ("" if m.group(0).startswith("<!--") else None),
-            m.group(3),
-        )
-        for m in FENCE.finditer(text)
-        if m.group(2) in ("bash", "sh", "python")
-    ]
+    found = []
+    for doc in documents():
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        found += [
+            Block(
+                doc,
+                text.count("\n", 0, m.start(2)) + 1,
+                m.group(2),
+                m.group(1) or ("" if m.group(0).startswith("<!--") else None),
+                m.group(3),
+            )
+            for m in FENCE.finditer(text)
+            if m.group(2) in ("bash", "sh", "python")
+        ]
+    return found
 
 
 RUNNABLE = [b for b in blocks() if b.needs is not None]
