@@ -85,7 +85,7 @@ class ClientOptions:
     def from_config(cls, config: MqttConfig) -> ClientOptions:
         """The terminal's options; the password is read now (file or systemd credential)."""
         return cls(
-            parse_broker_url(config.broker or "mqtt://127.0.0.1"),
+            config.address,
             config.protocol,
             config.username,
             config.read_password() if config.username is not None else None,
