@@ -171,6 +171,7 @@ def build_app(service: BackendService, hosts: list[str] | None = None) -> Starle
     async def health(request: Request) -> Response:
         actor_of(request)
         snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
+        snap["stream"] = service.consumer.stats()
         snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
         snap["notice"] = service.notice
         point = office.gallery.point
