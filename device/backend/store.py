@@ -136,6 +136,18 @@ class Store(Database):
             )
             return cur.rowcount == 1
 
+    def add_terminals(self, rows: list[tuple[str, str]]) -> int:
+        """Pin many (terminal id, public key) at once, in one transaction; how many were new."""
+        added = 0
+        with self._lock, self._tx() as tx:
+            for terminal_id, public_key in rows:
+                cur = tx.execute(
+                    "INSERT INTO terminals (id, public_key, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (terminal_id, public_key, time.time()),
+                )
+                added += cur.rowcount == 1
+        return added
+
     def terminal_keys(self) -> dict[str, str]:
         return {str(tid): str(key) for tid, key in self.query("SELECT id, public_key FROM terminals")}
 

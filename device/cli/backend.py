@@ -59,8 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ts = t.add_subparsers(dest="terminals_command", required=True)
     add = ts.add_parser("add", help="pin a terminal's Ed25519 public key (from its privacy.report)")
     _common(add)
-    add.add_argument("--id", dest="terminal_id", required=True, type=_terminal_id)
+    add.add_argument("--id", dest="terminal_id", default=None, type=_terminal_id)
     source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from-csv",
+        type=Path,
+        metavar="FILE",
+        help="pin many: terminal_id,public_key lines (e.g. from `faceonly fleet-sim keys`); no --id",
+    )
     source.add_argument("--public-key", help="base64 (privacy.report: sends.signing.public_key)")
     source.add_argument(
         "--from-broker",
@@ -192,13 +198,22 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit status pe
 
 
 def _terminals_add(args: argparse.Namespace) -> int:
-    from device.backend.store import Store, StoreError
-    from device.config.privacy import decode_public_key
-
     try:
         cfg = _config(args)
     except ConfigError as exc:
         return _config_error(exc)
+    if args.from_csv is not None:
+        return _terminals_add_csv(args.from_csv, cfg.db)
+    if args.terminal_id is None:
+        print("terminals add: --id is required (or --from-csv)", file=sys.stderr)
+        return EXIT_CONFIG
+    return _terminals_add_one(args, cfg)
+
+
+def _terminals_add_one(args: argparse.Namespace, cfg: Any) -> int:
+    from device.backend.store import Store, StoreError
+    from device.config.privacy import decode_public_key
+
     if args.from_broker is not None:
         found = _key_from_report(args.from_broker, args.terminal_id, cfg.mqtt.topic_prefix)
         if found is None:
@@ -239,6 +254,48 @@ def _terminals_add(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"terminal {args.terminal_id} registered ({store.where})")
+    return 0
+
+
+def _terminals_add_csv(path: Path, db: str) -> int:
+    """Pin every terminal_id,public_key line of `path` (all checked first: one bad line changes nothing)."""
+    import csv
+
+    from device.backend.store import Store, StoreError
+    from device.config.privacy import decode_public_key
+    from device.transport.topics import check_terminal_id
+
+    rows: list[tuple[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for n, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0] == "terminal_id" or row[0].startswith("#"):
+                    continue
+                if len(row) != 2:
+                    raise ValueError(f"line {n}: expected terminal_id,public_key")
+                decode_public_key(row[1])
+                rows.append((check_terminal_id(row[0]), row[1]))
+    except (OSError, ValueError) as exc:
+        print(f"--from-csv {path}: {exc}; nothing registered", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FATAL
+    try:
+        pinned = store.terminal_keys()
+        clashes = [t for t, k in rows if pinned.get(t, k) != k]
+        if clashes:
+            print(
+                f"{len(clashes)} terminals are registered with another key (e.g. {clashes[0]}); nothing changed",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        added = store.add_terminals(rows)
+    finally:
+        store.close()
+    print(f"{added} terminals registered, {len(rows) - added} were already ({store.where})")
     return 0
 
 

@@ -15,6 +15,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import paho.mqtt.client as mqtt
+
 from device.transport.client import BrokerUrl
 
 
@@ -56,3 +58,10 @@ class BrokerRing:
 
     def __str__(self) -> str:
         return str(self.current) if len(self.urls) == 1 else f"{self.current} (1 of {len(self.urls)})"
+
+
+def aim(client: mqtt.Client, url: BrokerUrl) -> None:
+    """Point `client`'s next connection attempt at `url`. paho's host and port setters refuse while an attempt
+    is under way (which is when a failover chooses the node), so this sets the fields they guard; a paho that
+    renamed them fails tests/test_fleet_failover.py."""
+    client._host, client._port = url.host, url.port

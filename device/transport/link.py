@@ -38,7 +38,7 @@ from device.config.mqtt import MqttConfig
 from device.transport.buffered_client import BufferedClient
 from device.transport.client import ClientOptions, new_client
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
-from device.transport.failover import Backoff, BrokerRing
+from device.transport.failover import Backoff, BrokerRing, aim
 from device.transport.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -311,9 +311,7 @@ class Link:
         client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
 
     def _on_pre_connect(self, client, userdata) -> None:
-        # paho's host and port setters refuse while a connection attempt is under way, which is when this
-        # runs: the attempt's address is set on the fields they guard (tests/test_fleet_failover.py).
-        client._host, client._port = self.ring.current.host, self.ring.current.port
+        aim(client, self.ring.current)
         at = time.time()
         self._birth = self._make_birth(at)
         will_props = None
