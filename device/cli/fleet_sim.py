@@ -205,6 +205,9 @@ def _line(started: float, t: dict[str, Any]) -> str:
 
 
 def _drive(fleet: Any, args: argparse.Namespace) -> int:
+    from device.infra.stopsignals import interrupt_on_stop_signals
+
+    interrupt_on_stop_signals()
     started = time.monotonic()
     last = [0.0]
 
@@ -214,9 +217,11 @@ def _drive(fleet: Any, args: argparse.Namespace) -> int:
             print(_line(started, totals), file=sys.stderr, flush=True)
 
     fleet.start()
-    connected = fleet.wait_until(lambda t: t["connected"] == t["terminals"], 120, show)
-    connect_s = time.monotonic() - started
+    connected = False
+    connect_s = 0.0
     try:
+        connected = fleet.wait_until(lambda t: t["connected"] == t["terminals"], 120, show)
+        connect_s = time.monotonic() - started
         if args.duration <= 0:
             print(f"fleet online ({connect_s:.1f} s); Ctrl-C stops it", file=sys.stderr, flush=True)
             fleet.wait_until(lambda t: False, float("inf"), show)

@@ -232,9 +232,20 @@ mqtt {{
                 node.proc.kill()
                 node.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every node at once, then wait (SIGKILL whichever is still there after `timeout`)."""
         for node in self.nodes:
-            self.stop_node(node.name)
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -46,6 +46,7 @@ class Fleet:
         self._ctx = mp.get_context("spawn")
         self._reports: Any = self._ctx.Queue()
         self._stop = self._ctx.Event()
+        self._window = self._ctx.Array("d", [base.start_at, base.duration_s])
         self._procs: list[Any] = []
         self.latest: dict[int, WorkerReport] = {}
         self.lag_ms: list[float] = []
@@ -60,11 +61,18 @@ class Fleet:
                 self.base, ids=ids, rate=self.base.rate * len(ids) / len(self.ids), gallery_count=gallery
             )
             proc = self._ctx.Process(
-                target=run_worker, args=(i, spec, self._reports, self._stop, str(self.out_dir)), daemon=True
+                target=run_worker,
+                args=(i, spec, self._reports, self._stop, self._window, str(self.out_dir)),
+                daemon=True,
             )
             proc.start()
             self._procs.append(proc)
         self.started_at = time.monotonic()
+
+    def begin_events(self, start_at: float, duration_s: float) -> None:
+        """Start the events at wall-clock `start_at`, for `duration_s` (when the spec did not say when)."""
+        self._window[1] = duration_s
+        self._window[0] = start_at
 
     def poll(self, timeout: float = 0.0) -> dict[str, Any]:
         """Take the reports that arrived (waiting up to `timeout` for the first); the fleet's totals."""

@@ -122,6 +122,8 @@ class SimTerminal:
     # ---- the command plane ----------------------------------------------------------------------
 
     def _plane(self, command_key: bytes | None, state: Path | None) -> CommandPlane:
+        if state is not None:
+            state.mkdir(parents=True, exist_ok=True, mode=0o700)
         cache = ReplayCache(state / "command-nonces.json") if state is not None else _MemoryNonces()
         auth = Authenticator(self.tid, command_key, cache, window_s=WINDOW_S, clock_skew_s=SKEW_S)
         policy = ReplyPolicy(self.topics, default_namespaces(self.spec.prefix))

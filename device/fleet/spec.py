@@ -15,7 +15,7 @@ class SimSpec:
     seed: bytes  # the fleet seed (device.fleet.identities)
     events: list[dict[str, Any]]  # recorded protected bodies (device.fleet.recording)
     rate: float = 0.0  # face events per second, this worker's share
-    start_at: float = 0.0  # wall-clock time publishing starts (the same for every worker)
+    start_at: float = 0.0  # wall-clock time publishing starts (every worker); 0: when Fleet.begin_events says
     duration_s: float = 0.0  # how long events are published
     protocol: Literal["5", "3.1.1"] = "3.1.1"
     subscription_qos: int = 0

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import os
 import random
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -30,14 +32,18 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05
 
 
-def run_worker(index: int, spec: SimSpec, reports: Any, stop: Any, out_dir: str) -> None:
-    """A worker process's main: `reports` a multiprocessing queue, `stop` a multiprocessing event."""
+def run_worker(index: int, spec: SimSpec, reports: Any, stop: Any, window: Any, out_dir: str) -> None:
+    """A worker process's main: `reports` a multiprocessing queue, `stop` a multiprocessing event, `window` a
+    shared [start_at, duration_s] of the events (start_at 0: not yet; the parent sets it)."""
+    # Ctrl-C reaches the whole process group: the parent alone decides when the workers stop (and they
+    # then write their results); a worker whose parent died stops by itself (its parent id changes).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.WARNING, format=f"fleet-sim[{index}] %(levelname)s %(name)s: %(message)s"
     )
     swarm = Swarm(index, spec, Path(out_dir))
     try:
-        asyncio.run(swarm.run(reports, stop))
+        asyncio.run(swarm.run(reports, stop, window))
     except Exception as exc:  # noqa: BLE001 - the parent must hear why a worker ended, whatever it was
         report = swarm.report()
         report.done, report.error = True, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}"
@@ -122,16 +128,17 @@ class Swarm:
             self._attach(terminal.client)
             self.terminals.append(terminal)
 
-    async def run(self, reports: Any, stop: Any) -> None:
+    async def run(self, reports: Any, stop: Any, window: Any) -> None:
         self.loop = asyncio.get_running_loop()
         self._build()
         tasks = [
             asyncio.ensure_future(self._connect_all()),
             asyncio.ensure_future(self._misc()),
-            asyncio.ensure_future(self._publish()),
+            asyncio.ensure_future(self._publish(window)),
             asyncio.ensure_future(self._health()),
         ]
-        while not stop.is_set():
+        parent = os.getppid()
+        while not stop.is_set() and os.getppid() == parent:
             await asyncio.sleep(self.spec.report_every_s)
             reports.put(self.report())
         for task in tasks:
@@ -167,15 +174,19 @@ class Swarm:
             for terminal in self.terminals:
                 terminal.client.loop_misc()
 
-    async def _publish(self) -> None:
-        """The worker's share of the fleet's event rate, each event from a terminal chosen at random."""
+    async def _publish(self, window: Any) -> None:
+        """The worker's share of the fleet's event rate, each event from a terminal chosen at random, from the
+        window's start for its duration (both set by the parent, possibly after the terminals connected)."""
         spec = self.spec
-        if spec.rate <= 0 or spec.duration_s <= 0 or not spec.events:
+        if spec.rate <= 0 or not spec.events:
             return
-        await asyncio.sleep(max(0.0, spec.start_at - time.time()))
+        while window[0] <= 0:
+            await asyncio.sleep(0.1)
+        start_at, duration = window[0], window[1]
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         emitted = 0
         begin = time.time()
-        end = begin + spec.duration_s
+        end = begin + duration
         while (now := time.time()) < end:
             due = int((now - begin) * spec.rate)
             for _ in range(due - emitted):
