@@ -170,23 +170,28 @@ class JetStreamSource:
             import ssl
 
             tls = ssl.create_default_context(cafile=str(self.cfg.tls_ca))
+        connect = nats.connect(
+            servers=self.cfg.servers,
+            name=self.name,
+            user=self.cfg.username,
+            password=password,
+            tls=tls,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,  # once connected, never give up (nodes come and go)
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
         try:
-            self._nc = await nats.connect(
-                servers=self.cfg.servers,
-                name=self.name,
-                user=self.cfg.username,
-                password=password,
-                tls=tls,
-                connect_timeout=2,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                allow_reconnect=True,
-                disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
-            )
+            # nats-py retries a first connection like a reconnection (forever here): bounded by the start timeout.
+            self._nc = await asyncio.wait_for(connect, self.cfg.start_timeout_s)
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-            raise StreamError(f"cannot connect to NATS {', '.join(self.cfg.servers)}: {exc}") from None
+            why = " ".join(str(exc).split()) or "no server answered"
+            raise StreamError(
+                f"cannot connect to NATS {', '.join(self.cfg.servers)} within {self.cfg.start_timeout_s:g} s: {why}"
+            ) from None
         self.connected.set()
         js = self._nc.jetstream()
         await self._wait_stream(js)

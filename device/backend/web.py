@@ -39,6 +39,7 @@ from device.backend import web_admin, web_attendance, web_people
 from device.backend.accounts import allowed
 from device.backend.audit import Actor
 from device.backend.config import is_loopback, parse_listen
+from device.backend.store import DATABASE_ERRORS
 from device.backend.web_common import SESSION_COOKIE, actor_of, day_range, local_time, need
 from device.privacy.containers import JPEG_SOI, PNG_SIGNATURE
 
@@ -172,7 +173,11 @@ def build_app(service: BackendService, hosts: list[str] | None = None) -> Starle
         actor_of(request)
         snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
         snap["stream"] = service.consumer.stats()
-        snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
+        try:  # the health must answer while the database is away: that is when it matters
+            snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
+        except DATABASE_ERRORS as exc:
+            snap["stored_quarantine"] = None
+            snap["store_unavailable"] = " ".join(str(exc).split())[:200]
         snap["notice"] = service.notice
         point = office.gallery.point
         snap["central_threshold"] = point.as_dict() if point is not None else None
