@@ -195,7 +195,17 @@ def run(sc: Scenario, work: Path, say: Callable[[str], None] = print) -> Figures
                 f"cluster up (stream leader {cluster.stream_leader()}), {sc.backends} backends on one consumer"
             )
             fleet = _run_fleet(
-                sc, work, cluster, backends, figures, ids, seed, events, command_key, gallery, mark
+                sc,
+                work,
+                cluster,
+                figures,
+                ids=ids,
+                seed=seed,
+                events=events,
+                command_key=command_key,
+                gallery=gallery,
+                state_root=state_root,
+                mark=mark,
             )
             _verify(fleet, pg.url, backends, figures, mark)
         finally:

@@ -68,6 +68,22 @@ def finite_only(value: Any) -> Any:
     return value
 
 
+def health_snapshot(service: BackendService) -> dict[str, Any]:
+    """The backend's own health: its counts, its source (on NATS: the consumer's lag and redeliveries), and
+    what the database holds, which it answers also while the database is away (that is when it matters)."""
+    snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
+    snap["stream"] = service.consumer.stats()
+    try:
+        snap["stored_quarantine"] = service.store.quarantine()
+    except DATABASE_ERRORS as exc:
+        snap["stored_quarantine"] = None
+        snap["store_unavailable"] = " ".join(str(exc).split())[:200]
+    snap["notice"] = service.notice
+    point = service.office.gallery.point
+    snap["central_threshold"] = point.as_dict() if point is not None else None
+    return finite_only(snap)
+
+
 def build_app(service: BackendService, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
     """The app; `hosts`: the only Host headers served (on loopback, against DNS rebinding)."""
     store, live, office = service.store, service.live, service.office
@@ -171,17 +187,7 @@ def build_app(service: BackendService, hosts: list[str] | None = None) -> Starle
 
     async def health(request: Request) -> Response:
         actor_of(request)
-        snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
-        snap["stream"] = service.consumer.stats()
-        try:  # the health must answer while the database is away: that is when it matters
-            snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
-        except DATABASE_ERRORS as exc:
-            snap["stored_quarantine"] = None
-            snap["store_unavailable"] = " ".join(str(exc).split())[:200]
-        snap["notice"] = service.notice
-        point = office.gallery.point
-        snap["central_threshold"] = point.as_dict() if point is not None else None
-        return JSONResponse(finite_only(snap))
+        return JSONResponse(await run_in_threadpool(health_snapshot, service))
 
     routes = [
         Route("/", page),
