@@ -51,6 +51,9 @@ def _args() -> argparse.Namespace:
     )
     p.add_argument("--sessions-only", action="store_true", help="connect, hold, print the cluster's cost")
     p.add_argument("--hold", type=float, default=30.0, help="--sessions-only: seconds held after connecting")
+    p.add_argument(
+        "--consumer-memory", action="store_true", help="--sessions-only: NATS mqtt consumer_memory_storage"
+    )
     p.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp dir)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return p.parse_args()
@@ -100,7 +103,8 @@ def _print(f: Figures, sc: Scenario) -> bool:
 def _sessions_only(args: argparse.Namespace, work: Path) -> int:
     """Connect, hold, and print what the cluster spends on the terminals' sessions and subscriptions."""
     ids = terminal_ids(args.terminals)
-    with NatsCluster(work / "nats", 3) as cluster:
+    mqtt = {"consumer_memory_storage": True} if args.consumer_memory else {}
+    with NatsCluster(work / "nats", 3, mqtt=mqtt) as cluster:
         before = cluster.totals()
         spec = SimSpec(
             brokers=cluster.mqtt_urls,
@@ -121,7 +125,10 @@ def _sessions_only(args: argparse.Namespace, work: Path) -> int:
         fleet.wait_until(lambda t: False, args.hold)
         held = cluster.totals()
         totals = fleet.stop()
-    print(f"\n== {len(ids)} persistent sessions, subscriptions at QoS {args.subscription_qos}; {_load()}")
+    memory = ", consumers in memory" if args.consumer_memory else ""
+    print(
+        f"\n== {len(ids)} persistent sessions, subscriptions at QoS {args.subscription_qos}{memory}; {_load()}"
+    )
     print(
         f"connected {totals['ever_connected']}/{len(ids)} in {connected_s:.1f} s; "
         f"refused subscriptions {totals['refused_subscriptions']}; connect failures {totals['connect_failures']}"
