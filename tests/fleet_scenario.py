@@ -76,7 +76,9 @@ class Figures:
     reconnected_terminals: int = 0
     reconnect_max_s: float | None = None
     reconnect_p99_s: float | None = None
-    all_back_s: float | None = None  # from the kill until every terminal was connected again
+    all_back_s: float | None = (
+        None  # from the kill to the last reconnection it caused (all connected at the end)
+    )
     rss_peak_mb: dict[str, float] = field(default_factory=dict)
     command_ok: int = 0
     command_s: float | None = None
@@ -259,8 +261,7 @@ def _run_fleet(  # noqa: PLR0913 - the scenario's middle: its parts are the para
     fleet.begin_events(start_at, sc.duration_s)
     mark(f"fleet publishing {sc.rate:g} events/s for {sc.duration_s:g} s")
     kill_done = restart_done = False
-    kill_mono: float | None = None
-    reconnects_at_kill = 0
+    kill_wall: float | None = None
     begin = start_at - time.time() + time.monotonic()
     while time.monotonic() < begin + sc.duration_s:
         totals = fleet.poll(0.5)
@@ -269,13 +270,8 @@ def _run_fleet(  # noqa: PLR0913 - the scenario's middle: its parts are the para
             leader = cluster.stream_leader(MQTT_STREAM)
             assert leader is not None, "no stream leader to kill"
             cluster.kill(leader)
-            figures.killed, kill_done, kill_mono = leader, True, time.monotonic()
-            reconnects_at_kill = totals["reconnects"]
+            figures.killed, kill_done, kill_wall = leader, True, time.time()
             mark(f"SIGKILLed {leader}, the {MQTT_STREAM} leader ({totals['connected']} connected)")
-        back = totals["connected"] == sc.terminals and totals["reconnects"] > reconnects_at_kill
-        if kill_mono is not None and figures.all_back_s is None and back:
-            figures.all_back_s = round(time.monotonic() - kill_mono, 1)
-            mark(f"all {sc.terminals} terminals connected again, {figures.all_back_s} s after the kill")
         if sc.restart_at_s is not None and kill_done and not restart_done and elapsed >= sc.restart_at_s:
             assert figures.killed is not None
             cluster.start_node(figures.killed, wait=False)
@@ -288,13 +284,21 @@ def _run_fleet(  # noqa: PLR0913 - the scenario's middle: its parts are the para
         lambda t: t["outbox"] == 0 and t["connected"] == sc.terminals, sc.drain_limit_s
     )
     totals = fleet.totals()
-    if kill_mono is not None and figures.all_back_s is None and totals["connected"] == sc.terminals:
-        figures.all_back_s = round(time.monotonic() - kill_mono, 1)
+    if kill_wall is not None and totals["connected"] == sc.terminals:
+        # Some connections drop seconds after the kill: NATS closes an MQTT connection whose publish the
+        # stream could not store within its 5 s while it elected a new leader. The last one back counts.
+        caused = [back for lost, back in fleet.reconnects() if lost >= kill_wall - 1.0]
+        figures.all_back_s = round(max(caused) - kill_wall, 1) if caused else 0.0
+        mark(
+            f"every terminal connected again; the last {figures.all_back_s} s after the kill ({len(caused)} reconnections)"
+        )
     mark(f"drained: {drained} ({totals['acked']} acked, {totals['outbox']} waiting)")
     figures.events_per_s = round(totals["acked"] / sc.duration_s, 1)
     _command_all(cluster, ids, command_key, sc, figures, mark)
     if gallery is not None:
-        _rollout(cluster, ids[: sc.gallery_terminals], gallery[0], command_key, sc, figures, mark)
+        chosen = ids[: sc.gallery_terminals]
+        keys = {t: base64.b64decode(k) for t, k in public_keys(seed, chosen)}
+        _rollout(cluster, chosen, keys, gallery[0], command_key, sc, figures, mark)
     totals = fleet.stop(60)
     figures.created, figures.acked = totals["created"], totals["acked"]
     figures.ack_p50_ms, figures.ack_p99_ms = totals["ack_p50_ms"], totals["ack_p99_ms"]
@@ -339,9 +343,10 @@ def _command_all(
     mark(f"signed config.set to {len(ids)} terminals in {figures.command_s} s: {figures.command_status}")
 
 
-def _rollout(
+def _rollout(  # noqa: PLR0913 - the rollout's parts
     cluster: NatsCluster,
     ids: list[str],
+    keys: dict[str, bytes],
     update_file: Path,
     command_key: Path,
     sc: Scenario,
@@ -358,6 +363,7 @@ def _rollout(
             requester,
             ids,
             read_update(update_file),
+            keys,
             batch_size=sc.gallery_batch,
             timeout_s=sc.command_timeout_s,
             progress=lambda p: mark(

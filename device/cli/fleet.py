@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_cmd)
     gal = s.add_parser("gallery", help="roll a gallery update out in batches, with progress")
     gal.add_argument("--file", type=Path, required=True, help="an update file (faceonly gallery build/delta)")
+    gal.epilog = "chunks are sealed to each terminal's key: --ids-file is a terminal_id,public_key CSV"
     gal.add_argument("--batch", type=int, default=100, help="terminals per batch (default 100)")
     gal.set_defaults(func=_gallery)
     cl = s.add_parser("cluster", help="run a local NATS cluster (the pinned server) until Ctrl-C")
@@ -65,19 +66,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ids(args: argparse.Namespace) -> list[str]:
+    return list(_ids_and_keys(args))
+
+
+def _ids_and_keys(args: argparse.Namespace) -> dict[str, bytes | None]:
+    """The terminals named by --ids and --ids-file, each with the public key the file gives (a keys CSV of
+    `faceonly fleet-sim keys` or the backend: terminal_id,public_key), else None."""
+    from device.config.privacy import decode_public_key
     from device.transport.topics import check_terminal_id
 
-    ids: list[str] = []
+    found: dict[str, bytes | None] = {}
     if args.ids:
-        ids += [i.strip() for i in args.ids.split(",") if i.strip()]
+        found.update((check_terminal_id(i.strip()), None) for i in args.ids.split(",") if i.strip())
     if args.ids_file is not None:
         for line in args.ids_file.read_text(encoding="utf-8").splitlines():
-            first = line.split(",", 1)[0].strip()
-            if first and first != "terminal_id" and not first.startswith("#"):
-                ids.append(first)
-    if not ids:
+            fields = [f.strip() for f in line.split(",")]
+            if not fields[0] or fields[0] == "terminal_id" or fields[0].startswith("#"):
+                continue
+            key = decode_public_key(fields[1]) if len(fields) > 1 and fields[1] else None
+            found[check_terminal_id(fields[0])] = key
+    if not found:
         raise ValueError("no terminals: give --ids or --ids-file")
-    return [check_terminal_id(i) for i in dict.fromkeys(ids)]
+    return found
 
 
 def _requester(args: argparse.Namespace):
@@ -133,7 +143,14 @@ def _gallery(args: argparse.Namespace) -> int:
     from device.identity.operator import read_update
 
     try:
-        ids = _ids(args)
+        found = _ids_and_keys(args)
+        keys = {t: k for t, k in found.items() if k is not None}
+        if len(keys) < len(found):
+            raise ValueError(
+                "gallery chunks are sealed to each terminal: --ids-file must give its public key "
+                "(terminal_id,public_key lines)"
+            )
+        ids = list(found)
         update = read_update(args.file)
         requester = _requester(args)
     except (BrokerError, ConnectionError) as exc:
@@ -154,7 +171,7 @@ def _gallery(args: argparse.Namespace) -> int:
 
     try:
         outcomes = rollout(
-            requester, ids, update, batch_size=args.batch, timeout_s=args.timeout, progress=progress
+            requester, ids, update, keys, batch_size=args.batch, timeout_s=args.timeout, progress=progress
         )
     finally:
         requester.close()

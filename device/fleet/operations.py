@@ -9,14 +9,15 @@ reported as timed out, never waited for longer. Every request is signed for its 
 binds the terminal, the command, its arguments and a validity window of `timeout_s`).
 
 A gallery rollout sends `gallery.sync` with the signed manifest, then every chunk each terminal says it is
-missing, batch by batch, reporting progress after each batch; a terminal that failed is named, and running
-the rollout again resumes it where it stopped (the terminal keeps the chunks it has).
+missing with its Merkle inclusion proof, sealed to that terminal's own key (the body holds names and
+templates: device.privacy.terminalseal), batch by batch, reporting progress after each batch; a terminal
+that failed is named, and running the rollout again resumes it where it stopped (the terminal keeps the
+chunks it has). The last chunk's reply comes once the terminal applied the update; a terminal busy applying
+another answers `busy` and is asked again.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import queue
 import threading
@@ -31,12 +32,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device.identity.operator import UpdateFile
+from device.identity.transfer import chunk_count, chunk_proofs
+from device.privacy.terminalseal import seal_for_terminal
 from device.transport.auth import sign_command
 from device.transport.client import ClientOptions, connect_first
 from device.transport.topics import API_VERSION, Topics
 from device.wire.bounded import PayloadError, loads_bounded
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+BUSY_RETRY_S = 0.2
 
 
 @dataclass
@@ -198,19 +202,24 @@ def rollout(
     requester: FleetRequester,
     terminals: Sequence[str],
     update: UpdateFile,
+    keys: dict[str, bytes],
     *,
     batch_size: int = 100,
     timeout_s: float = 30.0,
     progress: Callable[[RolloutProgress], None] = lambda p: None,
 ) -> dict[str, Outcome]:
     """Push `update` to every terminal, `batch_size` at a time; per terminal the last reply (ok when it holds
-    the update's version at the end, else why not)."""
+    the update's version at the end, else why not). `keys`: each terminal's Ed25519 public key (raw)."""
+    missing_keys = [t for t in terminals if t not in keys]
+    if missing_keys:
+        raise ValueError(f"no public key for {len(missing_keys)} terminals (e.g. {missing_keys[0]})")
     version = update.manifest["version"]
+    proofs = chunk_proofs(update.manifest, update.body)
     out: dict[str, Outcome] = {}
     batches = [terminals[i : i + batch_size] for i in range(0, len(terminals), batch_size)]
     at_version = 0
     for number, batch in enumerate(batches, start=1):
-        out.update(_push_batch(requester, batch, update, timeout_s))
+        out.update(_push_batch(requester, batch, _Chunks(update, proofs, keys), timeout_s))
         failed = {}
         for terminal in batch:
             outcome = out[terminal]
@@ -227,42 +236,58 @@ def rollout(
     return out
 
 
+@dataclass
+class _Chunks:
+    update: UpdateFile
+    proofs: list[list[str]]
+    keys: dict[str, bytes]
+    missing: dict[str, list[int]] = field(default_factory=dict)
+    transfer: dict[str, str] = field(default_factory=dict)
+
+    def args(self, terminal: str) -> dict[str, Any]:
+        """The next chunk for `terminal`: sealed to its key, with its inclusion proof."""
+        size = self.update.manifest["body"]["chunk_size"]
+        index = self.missing[terminal][0]
+        data = seal_for_terminal(self.keys[terminal], self.update.body[index * size : (index + 1) * size])
+        return {
+            "transfer": self.transfer[terminal],
+            "index": index,
+            "data": data,
+            "proof": self.proofs[index],
+        }
+
+
 def _push_batch(
-    requester: FleetRequester, batch: Sequence[str], update: UpdateFile, timeout_s: float
+    requester: FleetRequester, batch: Sequence[str], chunks: _Chunks, timeout_s: float
 ) -> dict[str, Outcome]:
     """gallery.sync to each terminal of the batch, then each one's missing chunks, one per round."""
     out: dict[str, Outcome] = {}
-    missing: dict[str, list[int]] = {}
-    transfer: dict[str, str] = {}
-    started = requester.request_many(
-        batch, "gallery.sync", {"manifest": update.manifest}, timeout_s=timeout_s
-    )
+    manifest = chunks.update.manifest
+    started = requester.request_many(batch, "gallery.sync", {"manifest": manifest}, timeout_s=timeout_s)
     for terminal, outcome in started.items():
         out[terminal] = outcome
         if outcome.ok:
-            # All chunks already there (an interrupted earlier run): one again applies the update.
-            missing[terminal] = list(outcome.result["missing"]) or [0]
-            transfer[terminal] = outcome.result["transfer"]
-    while missing:
-        args = functools.partial(_chunk_args, update, missing, transfer)
-        replies = requester.request_many(list(missing), "gallery.chunk", args, timeout_s=timeout_s)
+            # All chunks already there (an interrupted earlier run): one sent again applies the update.
+            chunks.missing[terminal] = list(outcome.result["missing"]) or [chunk_count(manifest) - 1]
+            chunks.transfer[terminal] = outcome.result["transfer"]
+    while chunks.missing:
+        replies = requester.request_many(
+            list(chunks.missing), "gallery.chunk", chunks.args, timeout_s=timeout_s
+        )
+        busy = False
         for terminal, outcome in replies.items():
             out[terminal] = outcome
+            if outcome.ok is False and (outcome.error or {}).get("code") == "busy":
+                busy = True  # its command queue was full, or it is applying: the same chunk again
+                continue
             left = list(outcome.result.get("missing", [])) if outcome.ok else []
             if left:
-                missing[terminal] = left
+                chunks.missing[terminal] = left
             else:
-                missing.pop(terminal)
+                chunks.missing.pop(terminal)
+        if busy:
+            time.sleep(BUSY_RETRY_S)
     return out
-
-
-def _chunk_args(
-    update: UpdateFile, missing: dict[str, list[int]], transfer: dict[str, str], terminal: str
-) -> dict[str, Any]:
-    size = update.manifest["body"]["chunk_size"]
-    index = missing[terminal][0]
-    data = base64.b64encode(update.body[index * size : (index + 1) * size]).decode()
-    return {"transfer": transfer[terminal], "index": index, "data": data}
 
 
 def _version_held(outcome: Outcome) -> int | None:

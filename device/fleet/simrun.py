@@ -98,7 +98,7 @@ class Fleet:
         def total(name: str) -> int:
             return sum(getattr(r, name) for r in reports)
 
-        reconnects = [s for r in reports for s in r.reconnects]
+        reconnects = [back - lost for lost, back in self.reconnects()]
         return {
             "terminals": len(self.ids),
             "workers_reporting": len(reports),
@@ -119,6 +119,10 @@ class Fleet:
             "ack_p99_ms": percentile(self.lag_ms, 99),
             "worker_loop_lag_ms": max((r.loop_lag_ms for r in reports), default=None),
         }
+
+    def reconnects(self) -> list[tuple[float, float]]:
+        """(connection lost, connected again) of every reconnection so far, wall-clock times."""
+        return [pair for r in self.latest.values() for pair in r.reconnects]
 
     def wait_until(
         self,

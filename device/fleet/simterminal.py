@@ -35,11 +35,20 @@ from paho.mqtt.properties import Properties
 
 import device
 from device.fleet.spec import SimSpec
+from device.identity.component import IdentityComponent
 from device.privacy.signing import Signer
+from device.privacy.terminalseal import SealError, TerminalOpener
 from device.transport.auth import Authenticator
 from device.transport.availability import Availability
 from device.transport.client import ClientOptions, new_client, parse_broker_url
-from device.transport.commands import INVALID_CONFIG, CommandError, CommandPlane, Reply
+from device.transport.commands import (
+    INVALID_CONFIG,
+    NOT_AVAILABLE,
+    CommandError,
+    CommandPlane,
+    Reply,
+    completed,
+)
 from device.transport.envelope import encode, envelope
 from device.transport.failover import Backoff, BrokerRing, aim
 from device.transport.nonces import ReplayCache
@@ -58,7 +67,7 @@ class Results:
     def __init__(self) -> None:
         self.acked: list[tuple[str, str, float, float]] = []  # event id, terminal, created_at, acked_at
         self.created = 0
-        self.reconnects: list[float] = []  # seconds from losing a connection to the next CONNACK
+        self.reconnects: list[tuple[float, float]] = []  # (connection lost, next CONNACK), wall-clock times
         self.connect_failures = 0
         self.commands = 0
         self.replies = 0
@@ -75,8 +84,10 @@ class SimTerminal:
         results: Results,
         schedule: Callable[[float, Callable[[], None]], None],
         command_key: bytes | None,
-        identity: Any = None,
+        gallery_key: Path | None = None,
     ) -> None:
+        """`gallery_key`: the gallery public key; given, the terminal takes the real gallery commands (and keeps
+        its gallery under spec.state_root)."""
         self.tid, self.signer, self.spec, self.results = tid, signer, spec, results
         self.schedule = schedule
         self.topics = Topics(spec.prefix, tid)
@@ -94,9 +105,10 @@ class SimTerminal:
         self.ever_connected = False
         self.lost_at: float | None = None
         self.stopping = False
-        self.identity = identity
+        state = Path(spec.state_root) / tid if spec.state_root else None
+        self.identity = _identity(gallery_key, state, signer, self._deferred_reply) if gallery_key else None
         self.availability = Availability(tid, signer.sign, self._status_body())
-        self.plane = self._plane(command_key, Path(spec.state_root) / tid if spec.state_root else None)
+        self.plane = self._plane(command_key, state)
         client = new_client(
             ClientOptions(urls[0], spec.protocol), tid, clean_session=None if self.v5 else False
         )
@@ -130,11 +142,10 @@ class SimTerminal:
         plane = CommandPlane(
             self.topics.cmd_res, 64 * 1024, auth=auth, replies=policy, max_age_s=WINDOW_S + SKEW_S
         )
-        plane.register("status", lambda args: self.status())
+        plane.register("status", lambda args: self.status(), read_only=True)
         plane.register("config.set", self._config_set)
         if self.identity is not None:
-            for name, handler in self.identity.handlers().items():
-                plane.register(name, handler)
+            self.identity.register(plane)
         return plane
 
     def status(self) -> dict[str, Any]:
@@ -212,7 +223,7 @@ class SimTerminal:
             return  # paho closes the connection: _on_disconnect retries
         now = time.time()
         if self.lost_at is not None:
-            self.results.reconnects.append(now - self.lost_at)
+            self.results.reconnects.append((self.lost_at, now))
             self.lost_at = None
         self.connected = self.ever_connected = True
         self.backoff.reset()
@@ -237,6 +248,8 @@ class SimTerminal:
     def stop(self) -> None:
         """A clean stop: the explicit offline status, then DISCONNECT (the broker drops the will)."""
         self.stopping = True
+        if self.identity is not None:
+            self.identity.close()  # an update still applying finishes (and is answered) first
         if self.connected:
             offline = self.availability.status("offline", "stopped", time.time())
             self.client.publish(self.topics.status, offline, qos=1, retain=True)
@@ -305,7 +318,19 @@ class SimTerminal:
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
         self.results.commands += 1
         reply = self.plane.handle(name, bytes(message.payload), response_topic, correlation, message.retain)
-        self._publish_reply(reply)
+        if reply.deferred and self.identity is not None:
+            self.identity.attach_reply(reply)  # the last gallery chunk: answered once the update is applied
+        else:
+            self._publish_reply(reply)
+
+    def _deferred_reply(self, handle: Reply | None, outcome: dict[str, Any] | CommandError) -> None:
+        if handle is not None:
+            self._publish_reply(completed(handle, outcome))
+
+    def tick(self) -> None:
+        """A gallery update applying on its worker thread: its reply once it is done."""
+        if self.identity is not None:
+            self.identity.tick()
 
     def _publish_reply(self, reply: Reply) -> None:
         payload = envelope(
@@ -317,6 +342,61 @@ class SimTerminal:
             props.CorrelationData = reply.correlation
         self.client.publish(reply.topic, encode(payload), qos=1, properties=props)
         self.results.replies += 1
+
+
+class _SimProtector:
+    """The part of a terminal's protector the gallery commands use: opening what the backend sealed to this
+    terminal's key. A simulated terminal has no camera, so it never makes an event body or an enrolment."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+        self._opener = TerminalOpener(signer.key)
+
+    def protect(self, observation: Any, match: Any = None) -> dict[str, Any]:
+        raise CommandError(NOT_AVAILABLE, "a simulated terminal has no camera")
+
+    def enrolment_fields(self, observation: Any) -> dict[str, Any]:
+        raise CommandError(NOT_AVAILABLE, "a simulated terminal has no camera")
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._signer.sign(payload)
+
+    def unseal(self, sealed_b64: str) -> bytes:
+        try:
+            return self._opener.open(sealed_b64)
+        except SealError as exc:
+            raise ValueError(str(exc)) from None
+
+    def report(self) -> dict[str, Any]:
+        return {"simulated": True}
+
+
+def _identity(
+    gallery_key: Path,
+    state: Path | None,
+    signer: Signer,
+    reply: Callable[[Any, dict[str, Any] | CommandError], None],
+) -> IdentityComponent:
+    """The terminal's own identity component (gallery commands, verified and stored in `state`)."""
+    from device.contracts import ModelRef
+    from device.identity.gate import Gate
+    from device.identity.operator import read_public_key
+    from device.identity.runtime import Identity, load_curves
+    from device.infra.modelstore import ModelStore
+
+    if state is None:
+        raise ValueError("a simulated terminal that takes gallery commands needs a state dir")
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    entry = ModelStore(None).entry("embedder")
+    identity = Identity(
+        ModelRef("embedder", entry.file, entry.sha256),
+        load_curves(entry.info),
+        read_public_key(gallery_key),
+        state / "gallery.sealed",
+        state / "gallery.key",
+        1e-3,
+    )
+    return IdentityComponent(identity, Gate(1.0), lambda p: None, reply, _SimProtector(signer), lambda s: 0)
 
 
 class _MemoryNonces(ReplayCache):

@@ -49,7 +49,7 @@ class WorkerReport:
     created: int = 0
     acked: int = 0
     outbox: int = 0
-    reconnects: list[float] = field(default_factory=list)
+    reconnects: list[tuple[float, float]] = field(default_factory=list)  # (lost, back), wall-clock
     connect_failures: int = 0
     refused_subscriptions: int = 0
     commands: int = 0

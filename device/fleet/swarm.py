@@ -50,32 +50,6 @@ def run_worker(index: int, spec: SimSpec, reports: Any, stop: Any, window: Any, 
         reports.put(report)
 
 
-def _identity(spec: SimSpec, tid: str) -> Any:
-    """The real gallery commands for a terminal that takes them (a state dir of its own)."""
-    from device.contracts import ModelRef
-    from device.identity.component import IdentityComponent
-    from device.identity.gate import Gate
-    from device.identity.operator import read_public_key
-    from device.identity.runtime import Identity, load_curves
-    from device.infra.modelstore import ModelStore
-
-    assert spec.gallery_public_key is not None and spec.state_root is not None
-    entry = ModelStore(None).entry("embedder")
-    state = Path(spec.state_root) / tid
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    identity = Identity(
-        ModelRef("embedder", entry.file, entry.sha256),
-        load_curves(entry.info),
-        read_public_key(Path(spec.gallery_public_key)),
-        state / "gallery.sealed",
-        state / "gallery.key",
-        1e-3,
-    )
-    return IdentityComponent(
-        identity, Gate(1.0), lambda p: None, lambda h, o: None, lambda o: {}, lambda s: 0
-    )
-
-
 class Swarm:
     def __init__(self, index: int, spec: SimSpec, out_dir: Path) -> None:
         self.index, self.spec, self.out_dir = index, spec, out_dir
@@ -115,7 +89,9 @@ class Swarm:
     def _build(self) -> None:
         spec = self.spec
         for n, tid in enumerate(spec.ids):
-            identity = _identity(spec, tid) if spec.gallery_public_key and n < spec.gallery_count else None
+            gallery = (
+                Path(spec.gallery_public_key) if spec.gallery_public_key and n < spec.gallery_count else None
+            )
             terminal = SimTerminal(
                 tid,
                 signer_for(spec.seed, tid),
@@ -123,7 +99,7 @@ class Swarm:
                 self.results,
                 self.schedule,
                 spec.command_public_key,
-                identity,
+                gallery,
             )
             self._attach(terminal.client)
             self.terminals.append(terminal)
@@ -136,6 +112,7 @@ class Swarm:
             asyncio.ensure_future(self._misc()),
             asyncio.ensure_future(self._publish(window)),
             asyncio.ensure_future(self._health()),
+            asyncio.ensure_future(self._ticks()),
         ]
         parent = os.getppid()
         while not stop.is_set() and os.getppid() == parent:
@@ -194,6 +171,14 @@ class Swarm:
                 terminal.emit(spec.events[emitted % len(spec.events)], now)
                 emitted += 1
             await asyncio.sleep(TICK_S)
+
+    async def _ticks(self) -> None:
+        """Gallery updates applying on their worker threads: their replies when they are done."""
+        with_gallery = [t for t in self.terminals if t.identity is not None]
+        while with_gallery:
+            await asyncio.sleep(0.1)
+            for terminal in with_gallery:
+                terminal.tick()
 
     async def _health(self) -> None:
         if self.spec.health_interval_s <= 0:
