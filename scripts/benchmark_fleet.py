@@ -66,7 +66,10 @@ def _load() -> str:
 
 def _print(f: Figures, sc: Scenario) -> bool:
     print(f"\n== fleet on a 3-node NATS {sc.terminals} terminals; {_load()} (before: {f.load_before})")
-    print(f"connected        all {sc.terminals} in {f.connect_s} s (limit 60)")
+    print(
+        f"connected        all {sc.terminals} {f.connect_s} s after the first attempt (limit 60); {f.start_s} s "
+        "after starting the simulator's processes"
+    )
     print(f"events           {f.created} made, {f.acked} acknowledged, {f.unacked} not; {f.events_per_s}/s")
     print(f"PUBACK latency   p50 {f.ack_p50_ms} ms, p99 {f.ack_p99_ms} ms")
     print(f"end to end       p50 {f.e2e_p50_ms} ms, p99 {f.e2e_p99_ms} ms (terminal's created_at to the row)")

@@ -57,7 +57,8 @@ class Scenario:
 class Figures:
     scenario: dict[str, Any]
     load_before: list[float]
-    connect_s: float | None = None
+    connect_s: float | None = None  # from the first connection attempt to all connected
+    start_s: float | None = None  # from starting the simulator's processes to all connected
     killed: str | None = None
     created: int = 0
     acked: int = 0
@@ -76,9 +77,9 @@ class Figures:
     reconnected_terminals: int = 0
     reconnect_max_s: float | None = None
     reconnect_p99_s: float | None = None
-    all_back_s: float | None = (
-        None  # from the kill to the last reconnection it caused (all connected at the end)
-    )
+    all_back_s: float | None = None  # the kill to the last reconnection it caused (all connected at the end)
+    back_within_s: dict[str, int] = field(default_factory=dict)  # reconnections the kill caused, by delay
+    most_attempts: int | None = None  # connection attempts the slowest of them took
     rss_peak_mb: dict[str, float] = field(default_factory=dict)
     command_ok: int = 0
     command_s: float | None = None
@@ -251,65 +252,76 @@ def _run_fleet(  # noqa: PLR0913 - the scenario's middle: its parts are the para
     fleet = Fleet(spec, ids, sc.processes, work / "fleet-out")
     started = time.monotonic()
     fleet.start()
-    connected = fleet.wait_until(lambda t: t["connected"] == sc.terminals, sc.connect_limit_s)
-    figures.connect_s = round(time.monotonic() - started, 1)
-    totals = fleet.totals()
-    mark(
-        f"{totals['connected']}/{sc.terminals} connected in {figures.connect_s} s ({'ok' if connected else 'NOT ALL'})"
-    )
-    start_at = time.time() + 2.0
-    fleet.begin_events(start_at, sc.duration_s)
-    mark(f"fleet publishing {sc.rate:g} events/s for {sc.duration_s:g} s")
-    kill_done = restart_done = False
-    kill_wall: float | None = None
-    begin = start_at - time.time() + time.monotonic()
-    while time.monotonic() < begin + sc.duration_s:
-        totals = fleet.poll(0.5)
-        elapsed = time.monotonic() - begin
-        if sc.kill_at_s is not None and not kill_done and elapsed >= sc.kill_at_s:
-            leader = cluster.stream_leader(MQTT_STREAM)
-            assert leader is not None, "no stream leader to kill"
-            cluster.kill(leader)
-            figures.killed, kill_done, kill_wall = leader, True, time.time()
-            mark(f"SIGKILLed {leader}, the {MQTT_STREAM} leader ({totals['connected']} connected)")
-        if sc.restart_at_s is not None and kill_done and not restart_done and elapsed >= sc.restart_at_s:
-            assert figures.killed is not None
-            cluster.start_node(figures.killed, wait=False)
-            restart_done = True
-            mark(f"restarted {figures.killed}")
-    if restart_done and figures.killed is not None:
-        cluster.wait_ready(60)
-        mark(f"{figures.killed} ready again; new stream leader {cluster.stream_leader()}")
-    drained = fleet.wait_until(
-        lambda t: t["outbox"] == 0 and t["connected"] == sc.terminals, sc.drain_limit_s
-    )
-    totals = fleet.totals()
-    if kill_wall is not None and totals["connected"] == sc.terminals:
-        # Some connections drop seconds after the kill: NATS closes an MQTT connection whose publish the
-        # stream could not store within its 5 s while it elected a new leader. The last one back counts.
-        caused = [back for lost, back in fleet.reconnects() if lost >= kill_wall - 1.0]
-        figures.all_back_s = round(max(caused) - kill_wall, 1) if caused else 0.0
+    try:
+        connected = fleet.wait_until(lambda t: t["connected"] == sc.terminals, sc.connect_limit_s)
+        figures.start_s = round(time.monotonic() - started, 1)
+        totals = fleet.totals()
+        if connected and totals["connecting_since"] is not None:
+            figures.connect_s = round(time.time() - totals["connecting_since"], 1)
         mark(
-            f"every terminal connected again; the last {figures.all_back_s} s after the kill ({len(caused)} reconnections)"
+            f"{totals['connected']}/{sc.terminals} connected {figures.connect_s} s after the first attempt "
+            f"({figures.start_s} s after starting the simulator's processes)"
         )
-    mark(f"drained: {drained} ({totals['acked']} acked, {totals['outbox']} waiting)")
-    figures.events_per_s = round(totals["acked"] / sc.duration_s, 1)
-    _command_all(cluster, ids, command_key, sc, figures, mark)
-    if gallery is not None:
-        chosen = ids[: sc.gallery_terminals]
-        keys = {t: base64.b64decode(k) for t, k in public_keys(seed, chosen)}
-        _rollout(cluster, chosen, keys, gallery[0], command_key, sc, figures, mark)
-    totals = fleet.stop(60)
-    figures.created, figures.acked = totals["created"], totals["acked"]
-    figures.ack_p50_ms, figures.ack_p99_ms = totals["ack_p50_ms"], totals["ack_p99_ms"]
-    figures.reconnected_terminals = totals["reconnects"]
-    figures.reconnect_max_s = (
-        None if totals["reconnect_max_s"] is None else round(totals["reconnect_max_s"], 2)
-    )
-    figures.reconnect_p99_s = (
-        None if totals["reconnect_p99_s"] is None else round(totals["reconnect_p99_s"], 2)
-    )
-    return fleet
+        start_at = time.time() + 2.0
+        fleet.begin_events(start_at, sc.duration_s)
+        mark(f"fleet publishing {sc.rate:g} events/s for {sc.duration_s:g} s")
+        kill_done = restart_done = False
+        kill_wall: float | None = None
+        begin = start_at - time.time() + time.monotonic()
+        while time.monotonic() < begin + sc.duration_s:
+            totals = fleet.poll(0.5)
+            elapsed = time.monotonic() - begin
+            if sc.kill_at_s is not None and not kill_done and elapsed >= sc.kill_at_s:
+                leader = cluster.stream_leader(MQTT_STREAM)
+                assert leader is not None, "no stream leader to kill"
+                cluster.kill(leader)
+                figures.killed, kill_done, kill_wall = leader, True, time.time()
+                mark(f"SIGKILLed {leader}, the {MQTT_STREAM} leader ({totals['connected']} connected)")
+            if sc.restart_at_s is not None and kill_done and not restart_done and elapsed >= sc.restart_at_s:
+                assert figures.killed is not None
+                cluster.start_node(figures.killed, wait=False)
+                restart_done = True
+                mark(f"restarted {figures.killed}")
+        if restart_done and figures.killed is not None:
+            cluster.wait_ready(60)
+            mark(f"{figures.killed} ready again; new stream leader {cluster.stream_leader()}")
+        drained = fleet.wait_until(
+            lambda t: t["outbox"] == 0 and t["connected"] == sc.terminals, sc.drain_limit_s
+        )
+        totals = fleet.totals()
+        if kill_wall is not None and totals["connected"] == sc.terminals:
+            # Some connections drop seconds after the kill: NATS closes an MQTT connection whose publish the
+            # stream could not store within its 5 s while it elected a new leader. The last one back counts.
+            caused = [(back, n) for lost, back, n in fleet.reconnects() if lost >= kill_wall - 1.0]
+            figures.all_back_s = round(max(b for b, _ in caused) - kill_wall, 1) if caused else 0.0
+            for limit in (5, 10, 20, 30, 60):
+                figures.back_within_s[f"{limit}s"] = sum(1 for b, _ in caused if b - kill_wall <= limit)
+            figures.most_attempts = max((n for _, n in caused), default=None)
+            mark(
+                f"every terminal connected again; the last {figures.all_back_s} s after the kill ({len(caused)} "
+                f"reconnections; back within 5/10/20/30/60 s: {list(figures.back_within_s.values())}; at most "
+                f"{figures.most_attempts} attempts)"
+            )
+        mark(f"drained: {drained} ({totals['acked']} acked, {totals['outbox']} waiting)")
+        _command_all(cluster, ids, command_key, sc, figures, mark)
+        if gallery is not None:
+            chosen = ids[: sc.gallery_terminals]
+            keys = {t: base64.b64decode(k) for t, k in public_keys(seed, chosen)}
+            _rollout(cluster, chosen, keys, gallery[0], command_key, sc, figures, mark)
+        totals = fleet.stop(60)
+        figures.created, figures.acked = totals["created"], totals["acked"]
+        figures.ack_p50_ms, figures.ack_p99_ms = totals["ack_p50_ms"], totals["ack_p99_ms"]
+        figures.reconnected_terminals = totals["reconnects"]
+        figures.reconnect_max_s = (
+            None if totals["reconnect_max_s"] is None else round(totals["reconnect_max_s"], 2)
+        )
+        figures.reconnect_p99_s = (
+            None if totals["reconnect_p99_s"] is None else round(totals["reconnect_p99_s"], 2)
+        )
+        return fleet
+    except BaseException:
+        fleet.stop(15)  # its workers and their connections go with the scenario
+        raise
 
 
 def _requester(cluster: NatsCluster, command_key: Path) -> Any:
@@ -377,21 +389,41 @@ def _rollout(  # noqa: PLR0913 - the rollout's parts
     figures.rollout_ok = sum(1 for o in outcomes.values() if o.ok)
 
 
+VERIFY_LIMIT_S = 900.0
+
+
 def _verify(
     fleet: Fleet, db_url: str, backends: list[BackendProc], figures: Figures, mark: Callable[[str], None]
 ) -> None:
-    """Wait until the backends hold nothing unacknowledged, then read PostgreSQL back."""
+    """Wait until PostgreSQL holds every acknowledged event, or the backends have had nothing left to read for
+    10 s (then what is missing is missing), then read it back."""
     acked = fleet.acked()
     figures.unacked = len(fleet.unacked())
     ids = {e for e, _, _, _ in acked}
-    deadline = time.monotonic() + 120
+    made = [created for _, _, created, _ in acked]
+    if len(made) > 1:  # the rate the terminals really made events at (a loaded simulator falls behind)
+        figures.events_per_s = round(len(made) / (max(made) - min(made)), 1)
+    deadline = time.monotonic() + VERIFY_LIMIT_S
     rows: dict[str, tuple[float, float]] = {}
+    idle_since: float | None = None
+    shown = 0.0
     while time.monotonic() < deadline:
         rows = _db_rows(db_url)
-        streams = [h.get("stream") or {} for h in _backend_health(backends)]
-        idle = all(s.get("lag") == 0 and s.get("ack_pending") == 0 for s in streams)
-        if ids <= rows.keys() and idle:
+        health = _backend_health(backends)
+        streams = [h.get("stream") or {} for h in health]
+        idle = len(health) == len(backends) and all(
+            s.get("lag") == 0 and s.get("ack_pending") == 0 and h.get("inbox_depth") == 0
+            for s, h in zip(streams, health, strict=True)
+        )
+        idle_since = (idle_since or time.monotonic()) if idle else None
+        if ids <= rows.keys() or (idle_since is not None and time.monotonic() - idle_since > 10):
             break
+        if time.monotonic() - shown > 15:
+            shown = time.monotonic()
+            lag = [(s.get("lag"), s.get("ack_pending")) for s in streams]
+            mark(
+                f"waiting for the backends: {len(ids - rows.keys())} acknowledged events not yet rows; (lag, unacked) {lag}"
+            )
         time.sleep(1.0)
     figures.rows = len(rows)
     figures.acked_missing = len(ids - rows.keys())

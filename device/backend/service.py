@@ -30,7 +30,7 @@ from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
 from device.backend.office import BackOffice
 from device.backend.passback import Passage, PassageLog
-from device.backend.store import DATABASE_ERRORS, Store
+from device.backend.store import DATABASE_ERRORS, StateUpdate, Store
 
 if TYPE_CHECKING:
     from device.backend.web import WebServer
@@ -233,10 +233,24 @@ class BackendService:
                 )
             return self.store.terminal_health(u.terminal, u.health or {}, u.at, future_after)
 
+        batch = [
+            StateUpdate(
+                u.terminal, u.at, u.state, u.gallery_version, u.health, u.gallery_sha256, u.gallery_authority
+            )
+            for u in updates
+        ]
+        outcomes: list[str] | None = None
+        if batch:
+            try:  # one transaction for all of them (a fleet sends thousands), retried while the store fails
+                outcomes = self._retry(partial(self.store.terminal_states, batch, future_after))
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad update must not cost the others: one by one below
+                log.warning("terminal states not stored together (%s): storing them one by one", _where(exc))
         applied = []
-        for update in updates:
+        for n, update in enumerate(updates):
             try:
-                outcome = self._retry(partial(apply, update))
+                outcome = outcomes[n] if outcomes is not None else self._retry(partial(apply, update))
             except DATABASE_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - one message must never stop the stream

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,10 +52,28 @@ def find_nats_server() -> Path:
     return found
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the ephemeral range. A node that is killed and started again must get its
+    ports back; a port the kernel hands out for outgoing connections (thousands of terminals' and the
+    routes' connections) could be taken meanwhile, so none of those is used."""
+    low = max(1024, _ephemeral_low() - 12000)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, _ephemeral_low())
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError("no free loopback port below the ephemeral range")
 
 
 @dataclass

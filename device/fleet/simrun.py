@@ -98,7 +98,8 @@ class Fleet:
         def total(name: str) -> int:
             return sum(getattr(r, name) for r in reports)
 
-        reconnects = [back - lost for lost, back in self.reconnects()]
+        reconnects = [back - lost for lost, back, _ in self.reconnects()]
+        ready = [r.ready_at for r in reports if r.ready_at is not None]
         return {
             "terminals": len(self.ids),
             "workers_reporting": len(reports),
@@ -118,10 +119,11 @@ class Fleet:
             "ack_p50_ms": percentile(self.lag_ms, 50),
             "ack_p99_ms": percentile(self.lag_ms, 99),
             "worker_loop_lag_ms": max((r.loop_lag_ms for r in reports), default=None),
+            "connecting_since": min(ready) if len(ready) == len(self._procs) else None,
         }
 
-    def reconnects(self) -> list[tuple[float, float]]:
-        """(connection lost, connected again) of every reconnection so far, wall-clock times."""
+    def reconnects(self) -> list[tuple[float, float, int]]:
+        """(connection lost, connected again, attempts) of every reconnection so far, wall-clock times."""
         return [pair for r in self.latest.values() for pair in r.reconnects]
 
     def wait_until(

@@ -67,7 +67,8 @@ class Results:
     def __init__(self) -> None:
         self.acked: list[tuple[str, str, float, float]] = []  # event id, terminal, created_at, acked_at
         self.created = 0
-        self.reconnects: list[tuple[float, float]] = []  # (connection lost, next CONNACK), wall-clock times
+        # (connection lost, next CONNACK, connection attempts it took), wall-clock times
+        self.reconnects: list[tuple[float, float, int]] = []
         self.connect_failures = 0
         self.commands = 0
         self.replies = 0
@@ -104,6 +105,7 @@ class SimTerminal:
         self.connected = False
         self.ever_connected = False
         self.lost_at: float | None = None
+        self.attempts = 0  # connection attempts since the last CONNACK
         self.stopping = False
         state = Path(spec.state_root) / tid if spec.state_root else None
         self.identity = _identity(gallery_key, state, signer, self._deferred_reply) if gallery_key else None
@@ -197,6 +199,7 @@ class SimTerminal:
         if self.stopping:
             return
         aim(self.client, self.ring.current)
+        self.attempts += 1
         at = time.time()
         self.availability.refresh(self._status_body())
         self.birth = self.availability.birth(at)
@@ -223,9 +226,10 @@ class SimTerminal:
             return  # paho closes the connection: _on_disconnect retries
         now = time.time()
         if self.lost_at is not None:
-            self.results.reconnects.append((self.lost_at, now))
+            self.results.reconnects.append((self.lost_at, now, self.attempts))
             self.lost_at = None
         self.connected = self.ever_connected = True
+        self.attempts = 0
         self.backoff.reset()
         qos = self.spec.subscription_qos
         client.subscribe(

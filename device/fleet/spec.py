@@ -49,7 +49,10 @@ class WorkerReport:
     created: int = 0
     acked: int = 0
     outbox: int = 0
-    reconnects: list[tuple[float, float]] = field(default_factory=list)  # (lost, back), wall-clock
+    reconnects: list[tuple[float, float, int]] = field(
+        default_factory=list
+    )  # (lost, back, attempts), wall-clock
+    ready_at: float | None = None  # when its first connection attempt went out (its terminals built)
     connect_failures: int = 0
     refused_subscriptions: int = 0
     commands: int = 0

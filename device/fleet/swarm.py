@@ -58,6 +58,7 @@ class Swarm:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.rng = random.Random(index)
         self.loop_lag_s = 0.0
+        self.ready_at: float | None = None
         self._reported_acks = 0
 
     def schedule(self, delay: float, fn: Callable[[], None]) -> None:
@@ -134,6 +135,7 @@ class Swarm:
         self.rng.shuffle(order)
         interval = 1.0 / self.spec.connect_rate if self.spec.connect_rate > 0 else 0.0
         start = time.monotonic()
+        self.ready_at = time.time()
         for n, terminal in enumerate(order):
             terminal.connect()
             due = start + (n + 1) * interval
@@ -161,11 +163,11 @@ class Swarm:
             await asyncio.sleep(0.1)
         start_at, duration = window[0], window[1]
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        emitted = 0
+        emitted, total = 0, round(duration * spec.rate)
         begin = time.time()
-        end = begin + duration
-        while (now := time.time()) < end:
-            due = int((now - begin) * spec.rate)
+        while emitted < total:  # a loop that fell behind catches up: the count is the rate times the duration
+            due = min(total, int((time.time() - begin) * spec.rate))
+            now = time.time()
             for _ in range(due - emitted):
                 terminal = self.terminals[self.rng.randrange(len(self.terminals))]
                 terminal.emit(spec.events[emitted % len(spec.events)], now)
@@ -212,6 +214,7 @@ class Swarm:
             health=r.health,
             lag_ms=[round((acked - created) * 1000, 2) for _, _, created, acked in fresh],
             loop_lag_ms=round(self.loop_lag_s * 1000, 1),
+            ready_at=self.ready_at,
         )
 
     def _write_results(self) -> None:
@@ -220,6 +223,10 @@ class Swarm:
             out = csv.writer(fh)
             out.writerow(["event_id", "terminal", "created_at", "acked_at"])
             out.writerows((e, t, f"{c:.6f}", f"{a:.6f}") for e, t, c, a in self.results.acked)
+        with open(self.out_dir / f"reconnects-{self.index}.csv", "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(["lost_at", "back_at", "attempts"])
+            out.writerows((f"{lost:.3f}", f"{back:.3f}", n) for lost, back, n in self.results.reconnects)
         with open(self.out_dir / f"unacked-{self.index}.csv", "w", newline="", encoding="utf-8") as fh:
             out = csv.writer(fh)
             out.writerow(["event_id", "terminal", "created_at"])
