@@ -34,16 +34,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import device
+from device.fleet.simparts import MemoryNonces, sim_identity
 from device.fleet.spec import SimSpec
-from device.identity.component import IdentityComponent
 from device.privacy.signing import Signer
-from device.privacy.terminalseal import SealError, TerminalOpener
 from device.transport.auth import Authenticator
 from device.transport.availability import Availability
 from device.transport.client import ClientOptions, new_client, parse_broker_url
 from device.transport.commands import (
     INVALID_CONFIG,
-    NOT_AVAILABLE,
     CommandError,
     CommandPlane,
     Reply,
@@ -108,7 +106,9 @@ class SimTerminal:
         self.attempts = 0  # connection attempts since the last CONNACK
         self.stopping = False
         state = Path(spec.state_root) / tid if spec.state_root else None
-        self.identity = _identity(gallery_key, state, signer, self._deferred_reply) if gallery_key else None
+        self.identity = (
+            sim_identity(gallery_key, state, signer, self._deferred_reply) if gallery_key else None
+        )
         self.availability = Availability(tid, signer.sign, self._status_body())
         self.plane = self._plane(command_key, state)
         client = new_client(
@@ -138,7 +138,7 @@ class SimTerminal:
     def _plane(self, command_key: bytes | None, state: Path | None) -> CommandPlane:
         if state is not None:
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cache = ReplayCache(state / "command-nonces.json") if state is not None else _MemoryNonces()
+        cache = ReplayCache(state / "command-nonces.json") if state is not None else MemoryNonces()
         auth = Authenticator(self.tid, command_key, cache, window_s=WINDOW_S, clock_skew_s=SKEW_S)
         policy = ReplyPolicy(self.topics, default_namespaces(self.spec.prefix))
         plane = CommandPlane(
@@ -346,69 +346,3 @@ class SimTerminal:
             props.CorrelationData = reply.correlation
         self.client.publish(reply.topic, encode(payload), qos=1, properties=props)
         self.results.replies += 1
-
-
-class _SimProtector:
-    """The part of a terminal's protector the gallery commands use: opening what the backend sealed to this
-    terminal's key. A simulated terminal has no camera, so it never makes an event body or an enrolment."""
-
-    def __init__(self, signer: Signer) -> None:
-        self._signer = signer
-        self._opener = TerminalOpener(signer.key)
-
-    def protect(self, observation: Any, match: Any = None) -> dict[str, Any]:
-        raise CommandError(NOT_AVAILABLE, "a simulated terminal has no camera")
-
-    def enrolment_fields(self, observation: Any) -> dict[str, Any]:
-        raise CommandError(NOT_AVAILABLE, "a simulated terminal has no camera")
-
-    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._signer.sign(payload)
-
-    def unseal(self, sealed_b64: str) -> bytes:
-        try:
-            return self._opener.open(sealed_b64)
-        except SealError as exc:
-            raise ValueError(str(exc)) from None
-
-    def report(self) -> dict[str, Any]:
-        return {"simulated": True}
-
-
-def _identity(
-    gallery_key: Path,
-    state: Path | None,
-    signer: Signer,
-    reply: Callable[[Any, dict[str, Any] | CommandError], None],
-) -> IdentityComponent:
-    """The terminal's own identity component (gallery commands, verified and stored in `state`)."""
-    from device.contracts import ModelRef
-    from device.identity.gate import Gate
-    from device.identity.operator import read_public_key
-    from device.identity.runtime import Identity, load_curves
-    from device.infra.modelstore import ModelStore
-
-    if state is None:
-        raise ValueError("a simulated terminal that takes gallery commands needs a state dir")
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    entry = ModelStore(None).entry("embedder")
-    identity = Identity(
-        ModelRef("embedder", entry.file, entry.sha256),
-        load_curves(entry.info),
-        read_public_key(gallery_key),
-        state / "gallery.sealed",
-        state / "gallery.key",
-        1e-3,
-    )
-    return IdentityComponent(identity, Gate(1.0), lambda p: None, reply, _SimProtector(signer), lambda s: 0)
-
-
-class _MemoryNonces(ReplayCache):
-    """The replay cache without its file: a simulated terminal's nonces live as long as its process."""
-
-    def __init__(self) -> None:
-        self.capacity, self.clock, self._until = 10_000, time.time, {}
-
-    def add(self, nonce: str, until: float) -> None:
-        self._prune()
-        self._until[nonce] = until
