@@ -139,7 +139,7 @@ class Store(Database):
     def add_terminals(self, rows: list[tuple[str, str]]) -> int:
         """Pin many (terminal id, public key) at once, in one transaction; how many were new."""
         added = 0
-        with self._lock, self._tx() as tx:
+        with self.lock, self.tx() as tx:
             for terminal_id, public_key in rows:
                 cur = tx.execute(
                     "INSERT INTO terminals (id, public_key, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
