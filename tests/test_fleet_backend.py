@@ -124,6 +124,11 @@ def test_acked_only_after_commit_redelivered_through_a_database_outage(tmp_path:
             assert backend.wait_for(lambda: stream()["ack_pending"] >= 20, 30), stream()
             assert backend.wait_for(lambda: stream()["redelivered"] > 0, 30), stream()
             assert backend.json("/api/health")["store_errors"] > 0
+            # Only the health, and only to a token the database accepted before it went away.
+            assert backend.request("/api/terminals")[0] == 503
+            backend.token, token = "fo_" + "0" * 16 + "_" + "A" * 43, backend.token
+            assert backend.request("/api/health")[0] == 503
+            backend.token = token
             pg.start()
             assert backend.wait_for(lambda: stream()["ack_pending"] == 0 and stream()["lag"] == 0, 60), (
                 stream()

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -59,15 +58,6 @@ def _replay(folder: Path) -> Path:
     return folder
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_a_terminal_on_a_nats_cluster_with_mqtt_311(tmp_path: Path) -> None:
     keygen(tmp_path / "gallery.key")
     write_keypair(tmp_path / "command.key")
@@ -76,6 +66,7 @@ def test_a_terminal_on_a_nats_cluster_with_mqtt_311(tmp_path: Path) -> None:
     conf.write_text(
         f'[identity]\ngallery_key_file = "{tmp_path / "gallery.key"}"\n'
         f'command_key_file = "{tmp_path / "command.key"}"\n'
+        '[site]\nprofile = "none"\n'  # a lab: no consent asked (tests/test_backend_enrol.py asks it)
     )
     register(db, "gate-01", terminal_key(tmp_path / "state-gate-01"))
     with nats_cluster(tmp_path / "nats") as cluster:
@@ -120,11 +111,11 @@ def test_a_terminal_on_a_nats_cluster_with_mqtt_311(tmp_path: Path) -> None:
             assert status.returncode == 0, status.stdout + status.stderr
             assert json.loads(status.stdout)["result"]["state"] == "online"
 
-            code, reply = _post(
-                backend.url + "api/subjects/astro/enroll",
-                {"terminal": "gate-01", "display_name": "Astro", "timeout_s": 25},
+            code, reply = backend.request(
+                "api/subjects/astro/enroll", {"terminal": "gate-01", "display_name": "Astro", "timeout_s": 25}
             )
-            assert (code, reply) == (200, {"subject": "astro", "gallery_version": 1}), terminal.text()[-3000:]
+            assert code == 200, (reply, terminal.text()[-3000:])
+            assert reply["added"] == ["astro"] and reply["gallery_version"] == 1
 
             def matched() -> list[dict]:
                 return [
