@@ -13,8 +13,8 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from device.backend.config import NatsSection
 from device.backend.jetstream import consumer_config
+from device.backend.natsconfig import NatsSection
 from device.fleet.natscluster import MQTT_STREAM
 from device.privacy.signing import Signer
 from tests.backend_parts import ROOT, BackendProc, face_event, public_key, register

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from device.backend.config import NatsSection
 from device.backend.jetstream import consumer_config, filter_subjects
+from device.backend.natsconfig import NatsSection
 from device.fleet.natscluster import MQTT_STREAM, NATS_SERVER_VERSION, find_nats_server
 from device.transport.natsmqtt import (
     MQTT_STREAM_PREFIX,

@@ -28,8 +28,8 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
-from device.backend.config import NatsSection
 from device.backend.consumer import Incoming
+from device.backend.natsconfig import NatsSection
 from device.transport.client import ClientOptions, connect_first
 from device.transport.natsmqtt import (
     MQTT_STREAM,

@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -39,7 +38,35 @@ from device.transport.buffered_client import BufferedClient
 from device.transport.client import ClientOptions, new_client
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.failover import Backoff, BrokerRing, aim
+from device.transport.linkevents import (
+    AUTH_FAILURES,
+    NOT_AUTHORIZED,
+    TAKEN_OVER,
+    Acked,
+    CommandsWaiting,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    Inbound,
+    LinkEvent,
+    Overflow,
+)
 from device.transport.topics import Topics
+
+# The inbox's values are part of the link's interface: importable from here as from linkevents.
+__all__ = [
+    "NOT_AUTHORIZED",
+    "TAKEN_OVER",
+    "Acked",
+    "CommandsWaiting",
+    "ConnectFailed",
+    "Connected",
+    "Disconnected",
+    "Inbound",
+    "Link",
+    "LinkEvent",
+    "Overflow",
+]
 
 log = logging.getLogger(__name__)
 paho_log = logging.getLogger(f"{__name__}.paho")
@@ -58,66 +85,6 @@ class _RetryNoise(logging.Filter):
 
 paho_log.addFilter(_RetryNoise())
 
-# CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
-NOT_AUTHORIZED = "Not authorized"  # also the PUBACK reason of a publish the broker's ACL refuses
-_AUTH_FAILURES = {"Bad user name or password", NOT_AUTHORIZED, "Client identifier not valid", "Banned"}
-
-
-@dataclass(frozen=True)
-class Connected:
-    session_present: bool
-
-
-@dataclass(frozen=True)
-class ConnectFailed:
-    reason: str
-    auth: bool  # credentials/permissions (report, keep retrying slowly) vs temporary (retry)
-
-
-# MQTT 5 DISCONNECT reason 0x8E: another client connected with our client id (a duplicate terminal id).
-TAKEN_OVER = "Session taken over"
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    reason: str
-
-    @property
-    def taken_over(self) -> bool:
-        return self.reason == TAKEN_OVER
-
-
-@dataclass(frozen=True)
-class Acked:
-    mid: int
-    ok: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class Inbound:
-    topic: str
-    payload: bytes
-    response_topic: str | None  # MQTT 5 ResponseTopic
-    correlation: bytes | None  # MQTT 5 CorrelationData
-    retain: bool
-
-
-@dataclass(frozen=True)
-class Overflow:
-    """A command request that found the command queue full: only what a `busy` reply needs."""
-
-    topic: str
-    response_topic: str | None
-    correlation: bytes | None
-
-
-@dataclass(frozen=True)
-class CommandsWaiting:
-    """Wakes the loop: the command queue has requests (at most one of these is on `inbox` at a time)."""
-
-
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
 # A retained status payload made for a given wall-clock time (the connect time of the connection it is for).
 StateAt = Callable[[float], bytes]
 
@@ -323,7 +290,7 @@ class Link:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._put(ConnectFailed(str(reason_code), str(reason_code) in _AUTH_FAILURES))
+            self._put(ConnectFailed(str(reason_code), str(reason_code) in AUTH_FAILURES))
             return
         self._connected.set()
         self.backoff.reset()
