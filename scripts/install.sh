@@ -218,8 +218,8 @@ config() {
     say "keeping $CONF (see $CONF_DIR/config.example.toml for new keys)"
   else
     local terminal_id source tmp
-    # The host name, reduced to what terminal_id accepts.
-    terminal_id=$(hostname | tr -c 'A-Za-z0-9_.\n-' '-' | sed 's/^[^A-Za-z0-9]*//' | cut -c1-64)
+    # The host name, reduced to what terminal_id accepts (no '.': NATS refuses it in client ids).
+    terminal_id=$(hostname | tr -c 'A-Za-z0-9_\n-' '-' | sed 's/^[^A-Za-z0-9]*//' | cut -c1-64)
     source=$(default_source)
     say "writing $CONF (terminal_id=${terminal_id:-terminal-01}, source=$source)"
     tmp=$(mktemp)

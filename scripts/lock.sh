@@ -17,9 +17,9 @@ fi
 # name: the extras and groups it installs (one requirements/<name>.txt each)
 sets=(
   "terminal:--extra gate --extra access --group setup"
-  "run:--extra demo --extra backend --group setup"
+  "run:--extra demo --extra backend --extra fleet --group setup"
   "bench:--extra demo --extra backend --extra bench --extra plots --group setup --group peer"
-  "test:--extra demo --extra backend --extra bench --extra plots --extra gate --extra access --extra test --group setup --group peer"
+  "test:--extra demo --extra backend --extra bench --extra plots --extra gate --extra access --extra fleet --extra test --group setup --group peer"
 )
 
 export_to() {

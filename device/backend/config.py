@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from device.backend.natsconfig import NatsSection
 from device.config import ConfigError, deep_merge, read_toml
 from device.config.base import Section
-from device.transport.client import BrokerUrl, parse_broker_url
+from device.transport.client import BrokerUrl, ClientOptions, parse_broker_url
 from device.wire.bounded import DEFAULT_MAX_DEPTH
 
 
@@ -37,7 +38,19 @@ def is_loopback(host: str) -> bool:
 
 
 class MqttSection(Section):
-    broker: str | None = Field(None, description="mqtt://host:port or mqtts://host:port (required to run).")
+    broker: str | list[str] | None = Field(
+        None,
+        description="mqtt://host:port or mqtts://host:port (required to run), or a cluster's nodes as a list "
+        "(commands and gallery pushes go through the first that answers).",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT protocol: 5 (shared-subscription ingest), or 3.1.1 on a NATS cluster (ingest from [nats]).",
+    )
+    subscription_qos: Literal[0, 1] = Field(
+        1,
+        description="QoS of the subscriptions for command replies; 0 on a NATS cluster (no JetStream consumer each).",
+    )
     topic_prefix: str = Field(
         "faceonly", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Root of every topic."
     )
@@ -48,7 +61,7 @@ class MqttSection(Section):
     )
     client_id: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",  # no '.': NATS refuses it in client ids
         description="MQTT client id; default: one made once and kept in the state dir (a stable session).",
     )
     username: str | None = Field(None, max_length=256, description="MQTT user name.")
@@ -71,9 +84,11 @@ class MqttSection(Section):
 
     @field_validator("broker")
     @classmethod
-    def _broker_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_broker_url(value)
+    def _broker_url(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for url in value if isinstance(value, list) else [value] if value is not None else []:
+            parse_broker_url(url)
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list of brokers: give at least one URL")
         return value
 
     @model_validator(mode="after")
@@ -83,10 +98,28 @@ class MqttSection(Section):
         return self
 
     @property
-    def address(self) -> BrokerUrl:
+    def brokers(self) -> list[BrokerUrl]:
         if self.broker is None:
             raise ValueError("no broker: give --broker or [mqtt] broker")
-        return parse_broker_url(self.broker)
+        return [
+            parse_broker_url(u) for u in (self.broker if isinstance(self.broker, list) else [self.broker])
+        ]
+
+    @property
+    def address(self) -> BrokerUrl:
+        return self.brokers[0]
+
+    def client_options(self) -> list[ClientOptions]:
+        """One ClientOptions per broker (the password file read now)."""
+        password = (
+            self.password_file.read_text(encoding="utf-8").rstrip("\r\n") if self.password_file else None
+        )
+        return [
+            ClientOptions(
+                url, self.protocol, self.username, password, self.tls_ca, self.tls_cert, self.tls_key
+            )
+            for url in self.brokers
+        ]
 
 
 class HttpSection(Section):
@@ -289,6 +322,7 @@ class BackendConfig(Section):
     site: SiteSection = SiteSection()
     enrolment: EnrolmentSection = EnrolmentSection()
     attendance: AttendanceSection = AttendanceSection()
+    nats: NatsSection = NatsSection()
 
     @model_validator(mode="after")
     def _bipa_limit(self) -> BackendConfig:
@@ -297,6 +331,14 @@ class BackendConfig(Section):
             raise ValueError(
                 f"retention.templates_after_last_seen_days {days}: the bipa profile allows at most "
                 f"{BIPA_MAX_DAYS} (3 years after the last interaction)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _nats_needs_mqtt_311(self) -> BackendConfig:
+        if self.nats.servers and self.mqtt.protocol != "3.1.1":
+            raise ValueError(
+                'mqtt.protocol: a NATS cluster speaks MQTT 3.1.1: set protocol = "3.1.1" with [nats]'
             )
         return self
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -39,6 +40,22 @@ class Incoming:
     mid: int
     qos: int
     generation: int
+    token: Any = field(default=None, compare=False)  # a source's own handle to acknowledge it by
+
+
+class Source(Protocol):
+    """Where the service's messages come from: it judges and stores them, then acknowledges each."""
+
+    inbox: queue.Queue[Incoming]
+    connected: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def ack(self, message: Incoming) -> None: ...
+
+    def stats(self) -> dict[str, Any] | None: ...
 
 
 def shared_filters(group: str, prefix: str) -> list[str]:
@@ -94,6 +111,9 @@ class Consumer:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def stats(self) -> dict[str, Any] | None:
+        return None  # the broker's queue for this instance is not visible to an MQTT client
 
     def ack(self, message: Incoming) -> None:
         """Acknowledge a committed message, if its connection is still the current one."""

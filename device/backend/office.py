@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 class BackOffice:
     def __init__(
-        self, cfg: BackendConfig, store: Store, options: ClientOptions | None, live: LiveView
+        self, cfg: BackendConfig, store: Store, options: list[ClientOptions] | None, live: LiveView
     ) -> None:
-        """`options`: the broker to reach terminals through (None: changes are stored, not sent)."""
+        """`options`: the broker (a cluster's nodes, tried in turn) to reach terminals through (None: changes
+        are stored, not sent)."""
         self.cfg, self.store, self.live = cfg, store, live
         self.audit = AuditLog(store)
         self.accounts = Accounts(store, cfg.http.session_hours)

@@ -39,9 +39,10 @@ class Pusher:
         store: Store,
         gallery: CentralGallery,
         purges: PurgeBook,
-        options: ClientOptions | None,
+        options: list[ClientOptions] | None,
     ) -> None:
-        """`options`: the broker to reach terminals through; None: changes are stored, not sent."""
+        """`options`: the broker (a cluster's nodes, tried in turn) to reach terminals through; None: changes
+        are stored, not sent."""
         self.cfg, self.store, self.gallery, self.purges, self.options = cfg, store, gallery, purges, options
         self._jobs: queue.Queue[str] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -60,17 +61,17 @@ class Pusher:
         """One signed command and its reply; TerminalError when there is none or it is an error."""
         from device.identity.push import PushError, Requester
         from device.transport.auth import read_signing_key
-        from device.transport.client import new_client
+        from device.transport.client import connect_first
         from device.transport.topics import Topics
 
         if self.options is None:
             raise TerminalError("no broker configured: nothing can be sent to a terminal")
         key_path = self.cfg.identity.command_key_file
         key = read_signing_key(key_path) if key_path is not None else None
-        client = new_client(self.options, f"backend-cmd-{uuid.uuid4().hex[:12]}")
+        topics = Topics(self.cfg.mqtt.topic_prefix, terminal)
         try:
-            client.connect(self.options.broker.host, self.options.broker.port)
-            requester = Requester(client, Topics(self.cfg.mqtt.topic_prefix, terminal), timeout_s, key)
+            client = connect_first(self.options, f"backend-cmd-{uuid.uuid4().hex[:12]}")
+            requester = Requester(client, topics, timeout_s, key, self.cfg.mqtt.subscription_qos)
         except (OSError, queue.Empty) as exc:
             raise TerminalError(f"cannot reach the broker: {exc or 'no subscription'}") from None
         try:
@@ -87,15 +88,15 @@ class Pusher:
     def _push(self, terminal: str, update) -> dict[str, Any]:
         from device.identity.push import PushError, Requester, push
         from device.transport.auth import read_signing_key
-        from device.transport.client import new_client
+        from device.transport.client import connect_first
         from device.transport.topics import Topics
 
         assert self.options is not None
         key_path = self.cfg.identity.command_key_file
         key = read_signing_key(key_path) if key_path is not None else None
-        client = new_client(self.options, f"backend-push-{uuid.uuid4().hex[:12]}")
-        client.connect(self.options.broker.host, self.options.broker.port)
-        requester = Requester(client, Topics(self.cfg.mqtt.topic_prefix, terminal), PUSH_TIMEOUT_S, key)
+        client = connect_first(self.options, f"backend-push-{uuid.uuid4().hex[:12]}")
+        topics = Topics(self.cfg.mqtt.topic_prefix, terminal)
+        requester = Requester(client, topics, PUSH_TIMEOUT_S, key, self.cfg.mqtt.subscription_qos)
         try:
             return push(requester, update, self.terminal_key(terminal))
         except PushError as exc:

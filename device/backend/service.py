@@ -1,6 +1,7 @@
 """The backend service: one loop owns ingest and the store; MQTT and the web page run beside it.
 
-MQTT callbacks enqueue (consumer.py); this loop takes messages in batches, judges each (ingest.py),
+The source enqueues (the MQTT shared subscription, consumer.py, or on a NATS cluster the durable JetStream
+consumer, jetstream.py); this loop takes messages in batches, judges each (ingest.py),
 writes the batch in one transaction, and only then acknowledges it to the broker. A store that
 fails keeps its batch: the loop retries it with backoff and acknowledges nothing meanwhile, so an
 accepted event is never lost and the service keeps running. One message is never more than itself:
@@ -21,15 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from device.backend.config import BackendConfig, parse_listen
-from device.backend.consumer import Consumer, Incoming
+from device.backend.consumer import Consumer, Incoming, Source
 from device.backend.health import Health
 from device.backend.ingest import Accepted, Ingest, Passed, Quarantined, TerminalUpdate, Verdict
+from device.backend.jetstream import JetStreamSource
 from device.backend.keys import read_private_key
 from device.backend.live import LiveEntry, LiveView
 from device.backend.office import BackOffice
 from device.backend.passback import Passage, PassageLog
-from device.backend.store import DATABASE_ERRORS, Store
-from device.transport.client import ClientOptions, parse_broker_url
+from device.backend.store import DATABASE_ERRORS, StateUpdate, Store
 
 if TYPE_CHECKING:
     from device.backend.web import WebServer
@@ -58,10 +59,7 @@ class BackendService:
         self.health = Health()
         self.live = LiveView(cfg.retention.live_view_events)
         mq = cfg.mqtt
-        password = mq.password_file.read_text(encoding="utf-8").rstrip("\r\n") if mq.password_file else None
-        self.options = ClientOptions(
-            parse_broker_url(mq.broker or ""), "5", mq.username, password, mq.tls_ca, mq.tls_cert, mq.tls_key
-        )
+        self.options = mq.client_options()
         self.office = BackOffice(cfg, self.store, self.options, self.live)
         self._keys: dict[str, str] = self.store.terminal_keys()
         self._keys_read = time.monotonic()
@@ -72,15 +70,22 @@ class BackendService:
             self.office.gallery.identify,
             cfg.ingest,
         )
-        self.consumer = Consumer(
-            self.options,
-            mq.client_id or instance_id(cfg.state_dir),
-            mq.group,
-            mq.topic_prefix,
-            mq.session_expiry_s,
-            mq.receive_maximum,
-            cfg.ingest.max_payload_bytes,
-        )
+        client_id = mq.client_id or instance_id(cfg.state_dir)
+        self.consumer: Source
+        if cfg.nats.servers:
+            self.consumer = JetStreamSource(
+                cfg.nats, mq.topic_prefix, client_id, cfg.ingest.max_payload_bytes, self.options
+            )
+        else:
+            self.consumer = Consumer(
+                self.options[0],
+                client_id,
+                mq.group,
+                mq.topic_prefix,
+                mq.session_expiry_s,
+                mq.receive_maximum,
+                cfg.ingest.max_payload_bytes,
+            )
         self.stop_requested = threading.Event()
         self._next_housekeeping = 0.0
         self.notice: str | None = None  # shown on top of the page (the demo explains itself there)
@@ -94,10 +99,10 @@ class BackendService:
     def start(self) -> None:
         from device.backend.web import WebServer
 
+        self.consumer.start()  # first: without its source (on NATS, the durable consumer) the backend does not run
         web = WebServer(self)
         self._web = web
         web.start()
-        self.consumer.start()
 
     def loop(self) -> None:
         """Ingest until `stop_requested`."""
@@ -228,10 +233,24 @@ class BackendService:
                 )
             return self.store.terminal_health(u.terminal, u.health or {}, u.at, future_after)
 
+        batch = [
+            StateUpdate(
+                u.terminal, u.at, u.state, u.gallery_version, u.health, u.gallery_sha256, u.gallery_authority
+            )
+            for u in updates
+        ]
+        outcomes: list[str] | None = None
+        if batch:
+            try:  # one transaction for all of them (a fleet sends thousands), retried while the store fails
+                outcomes = self._retry(partial(self.store.terminal_states, batch, future_after))
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad update must not cost the others: one by one below
+                log.warning("terminal states not stored together (%s): storing them one by one", _where(exc))
         applied = []
-        for update in updates:
+        for n, update in enumerate(updates):
             try:
-                outcome = self._retry(partial(apply, update))
+                outcome = outcomes[n] if outcomes is not None else self._retry(partial(apply, update))
             except DATABASE_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - one message must never stop the stream

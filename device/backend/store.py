@@ -18,7 +18,7 @@ from typing import Any
 
 from device.backend.db import DATABASE_ERRORS, Database, StoreError
 
-__all__ = ["DATABASE_ERRORS", "Record", "Store", "StoreError", "Terminal"]
+__all__ = ["DATABASE_ERRORS", "Record", "StateUpdate", "Store", "StoreError", "Terminal"]
 
 # Written by ingest, in this order.
 RECORD_COLUMNS = (
@@ -136,6 +136,18 @@ class Store(Database):
             )
             return cur.rowcount == 1
 
+    def add_terminals(self, rows: list[tuple[str, str]]) -> int:
+        """Pin many (terminal id, public key) at once, in one transaction; how many were new."""
+        added = 0
+        with self.lock, self.tx() as tx:
+            for terminal_id, public_key in rows:
+                cur = tx.execute(
+                    "INSERT INTO terminals (id, public_key, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (terminal_id, public_key, time.time()),
+                )
+                added += cur.rowcount == 1
+        return added
+
     def terminal_keys(self) -> dict[str, str]:
         return {str(tid): str(key) for tid, key in self.query("SELECT id, public_key FROM terminals")}
 
@@ -163,38 +175,37 @@ class Store(Database):
         terminal's last will is signed with the time of the connection whose birth it follows). A stored
         time beyond `future_after` (written before such state was refused) never blocks a newer one.
         The gallery's version, digest and authority are taken together when the status names a version."""
-        gallery, values = "", [state, at]
-        if gallery_version is not None:
-            gallery = ", gallery_version = ?, gallery_sha256 = ?, gallery_authority = ?"
-            values += [gallery_version, gallery_sha256, gallery_authority]
         with self.lock, self.tx() as tx:
-            cur = tx.execute(
-                f"UPDATE terminals SET state = ?, status_at = ?{gallery} "
-                "WHERE id = ? AND (status_at IS NULL OR status_at < ? OR status_at > ? "
-                "OR (status_at = ? AND state = 'online' AND ? = 'offline'))",
-                (*values, terminal_id, at, future_after, at, state),
+            return _status_in(
+                tx, terminal_id, state, at, gallery_version, future_after, gallery_sha256, gallery_authority
             )
-            if cur.rowcount == 1:
-                return "applied"
-            held = tx.execute(
-                "SELECT status_at, state FROM terminals WHERE id = ?", (terminal_id,)
-            ).fetchall()
-        return "same" if held and tuple(held[0]) == (at, state) else "stale"
 
     def terminal_health(
         self, terminal_id: str, health: dict[str, Any], at: float, future_after: float
     ) -> str:
         """Apply a terminal's signed health if newer than the stored one: "applied", "same" or "stale"."""
         with self.lock, self.tx() as tx:
-            cur = tx.execute(
-                "UPDATE terminals SET health = ?, health_at = ? "
-                "WHERE id = ? AND (health_at IS NULL OR health_at < ? OR health_at > ?)",
-                (json.dumps(health), at, terminal_id, at, future_after),
-            )
-            if cur.rowcount == 1:
-                return "applied"
-            held = tx.execute("SELECT health_at FROM terminals WHERE id = ?", (terminal_id,)).fetchall()
-        return "same" if held and held[0][0] == at else "stale"
+            return _health_in(tx, terminal_id, health, at, future_after)
+
+    def terminal_states(self, updates: list[StateUpdate], future_after: float) -> list[str]:
+        """Many statuses and healths (as terminal_status and terminal_health each) in one transaction: a fleet
+        sends thousands, and one transaction each would be most of the backend's time. Outcomes in order."""
+        with self.lock, self.tx() as tx:
+            return [
+                _status_in(
+                    tx,
+                    u.terminal,
+                    u.state,
+                    u.at,
+                    u.gallery_version,
+                    future_after,
+                    u.gallery_sha256,
+                    u.gallery_authority,
+                )
+                if u.state is not None
+                else _health_in(tx, u.terminal, u.health or {}, u.at, future_after)
+                for u in updates
+            ]
 
     def terminal_gallery(
         self, terminal_id: str, version: int, sha256: str | None, authority: str | None
@@ -308,3 +319,54 @@ def _json_or_none(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """A checked status (`state` set) or health (`health` set) of one terminal, dated by the terminal."""
+
+    terminal: str
+    at: float
+    state: str | None = None
+    gallery_version: int | None = None
+    health: dict[str, Any] | None = None
+    gallery_sha256: str | None = None
+    gallery_authority: str | None = None
+
+
+def _status_in(  # noqa: PLR0913 - a status's fields, as the terminal signed them
+    tx: Any,
+    terminal_id: str,
+    state: str,
+    at: float,
+    gallery_version: int | None,
+    future_after: float,
+    gallery_sha256: str | None,
+    gallery_authority: str | None,
+) -> str:
+    gallery, values = "", [state, at]
+    if gallery_version is not None:
+        gallery = ", gallery_version = ?, gallery_sha256 = ?, gallery_authority = ?"
+        values += [gallery_version, gallery_sha256, gallery_authority]
+    cur = tx.execute(
+        f"UPDATE terminals SET state = ?, status_at = ?{gallery} "
+        "WHERE id = ? AND (status_at IS NULL OR status_at < ? OR status_at > ? "
+        "OR (status_at = ? AND state = 'online' AND ? = 'offline'))",
+        (*values, terminal_id, at, future_after, at, state),
+    )
+    if cur.rowcount == 1:
+        return "applied"
+    held = tx.execute("SELECT status_at, state FROM terminals WHERE id = ?", (terminal_id,)).fetchall()
+    return "same" if held and tuple(held[0]) == (at, state) else "stale"
+
+
+def _health_in(tx: Any, terminal_id: str, health: dict[str, Any], at: float, future_after: float) -> str:
+    cur = tx.execute(
+        "UPDATE terminals SET health = ?, health_at = ? "
+        "WHERE id = ? AND (health_at IS NULL OR health_at < ? OR health_at > ?)",
+        (json.dumps(health), at, terminal_id, at, future_after),
+    )
+    if cur.rowcount == 1:
+        return "applied"
+    held = tx.execute("SELECT health_at FROM terminals WHERE id = ?", (terminal_id,)).fetchall()
+    return "same" if held and held[0][0] == at else "stale"

@@ -20,6 +20,7 @@ requests take only application/json (another web site cannot post them).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import threading
@@ -39,6 +40,7 @@ from device.backend import web_admin, web_attendance, web_people
 from device.backend.accounts import allowed
 from device.backend.audit import Actor
 from device.backend.config import is_loopback, parse_listen
+from device.backend.store import DATABASE_ERRORS
 from device.backend.web_common import SESSION_COOKIE, actor_of, day_range, local_time, need
 from device.privacy.containers import JPEG_SOI, PNG_SIGNATURE
 
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from device.backend.service import BackendService
 
 MAX_LIMIT = 1000
+# While the database is away, an API token it accepted this recently still reads the health (and nothing
+# else): that is when the health matters most, and no token can be revoked without the database anyway.
+TOKEN_REMEMBERED_S = 300.0
 # Reachable without a login: the login page and what it needs.
 PUBLIC = ("/login", "/api/login", "/static/")
 
@@ -65,6 +70,22 @@ def finite_only(value: Any) -> Any:
     if isinstance(value, list):
         return [finite_only(v) for v in value]
     return value
+
+
+def health_snapshot(service: BackendService) -> dict[str, Any]:
+    """The backend's own health: its counts, its source (on NATS: the consumer's lag and redeliveries), and
+    what the database holds, which it answers also while the database is away (that is when it matters)."""
+    snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
+    snap["stream"] = service.consumer.stats()
+    try:
+        snap["stored_quarantine"] = service.store.quarantine()
+    except DATABASE_ERRORS as exc:
+        snap["stored_quarantine"] = None
+        snap["store_unavailable"] = " ".join(str(exc).split())[:200]
+    snap["notice"] = service.notice
+    point = service.office.gallery.point
+    snap["central_threshold"] = point.as_dict() if point is not None else None
+    return finite_only(snap)
 
 
 def build_app(service: BackendService, hosts: list[str] | None = None) -> Starlette:  # noqa: C901 - one small nested handler per route
@@ -170,12 +191,7 @@ def build_app(service: BackendService, hosts: list[str] | None = None) -> Starle
 
     async def health(request: Request) -> Response:
         actor_of(request)
-        snap = service.health.snapshot(service.consumer.inbox.qsize(), service.consumer.connected.is_set())
-        snap["stored_quarantine"] = await run_in_threadpool(store.quarantine)
-        snap["notice"] = service.notice
-        point = office.gallery.point
-        snap["central_threshold"] = point.as_dict() if point is not None else None
-        return JSONResponse(finite_only(snap))
+        return JSONResponse(await run_in_threadpool(health_snapshot, service))
 
     routes = [
         Route("/", page),
@@ -218,13 +234,22 @@ class _Auth:
 
     def __init__(self, app, service: BackendService) -> None:
         self.app, self.service = app, service
+        self._tokens: dict[str, tuple[Actor, float]] = {}  # sha256 of a token -> (actor, when it was checked)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        actor, csrf = await run_in_threadpool(self._who, request)
+        try:
+            actor, csrf = await run_in_threadpool(self._who, request)
+        except DATABASE_ERRORS:
+            remembered = self._remembered(request)
+            if remembered is None:
+                answer = {"error": "the database is unavailable: credentials cannot be checked"}
+                await JSONResponse(answer, 503)(scope, receive, send)
+                return
+            actor, csrf = remembered, None
         state = scope.setdefault("state", {})
         state["actor"], state["csrf"] = actor, csrf
         path = scope["path"]
@@ -245,13 +270,27 @@ class _Auth:
         accounts = self.service.office.accounts
         bearer = request.headers.get("authorization", "")
         if bearer.startswith("Bearer "):
-            return accounts.token(bearer.removeprefix("Bearer ").strip()), None
+            key = hashlib.sha256(bearer.encode()).hexdigest()
+            actor = accounts.token(bearer.removeprefix("Bearer ").strip())
+            if actor is None:
+                self._tokens.pop(key, None)
+            else:
+                self._tokens[key] = (actor, time.monotonic())
+            return actor, None
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id:
             session = accounts.session(session_id)
             if session is not None:
                 return session.actor, session.csrf
         return None, None
+
+    def _remembered(self, request: Request) -> Actor | None:
+        """The actor of a health read with an API token the database accepted within TOKEN_REMEMBERED_S."""
+        bearer = request.headers.get("authorization", "")
+        if request.method != "GET" or request.url.path != "/api/health" or not bearer.startswith("Bearer "):
+            return None
+        actor, checked = self._tokens.get(hashlib.sha256(bearer.encode()).hexdigest(), (None, 0.0))
+        return actor if time.monotonic() - checked <= TOKEN_REMEMBERED_S else None
 
 
 class WebServer:

@@ -37,6 +37,8 @@ COMMAND_MODULES = (
     "device.cli.homeassistant",
     "device.cli.bench",
     "device.cli.backend",
+    "device.cli.fleet_sim",
+    "device.cli.fleet",
 )
 
 

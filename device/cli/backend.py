@@ -1,6 +1,7 @@
 """`faceonly backend`: the reference backend (device/backend/) and its operator commands.
 
 faceonly backend --broker URL --db PATH_OR_URL --http HOST:PORT --state-dir DIR [--config FILE] [--auth open]
+faceonly backend --broker URL[,URL...] --nats URL[,URL...] ...   # on a NATS cluster (its JetStream)
 faceonly backend --validate-config [--config FILE ...]
 faceonly backend terminals add --db PATH_OR_URL --id T --public-key K
 faceonly backend terminals add --db PATH_OR_URL --id T --from-broker URL [--confirm KEY_ID]   # from privacy.report
@@ -32,7 +33,17 @@ EXIT_FATAL, EXIT_CONFIG, EXIT_PERMANENT, EXIT_LOCKED = 1, 2, 3, 4
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("backend", help="run the reference backend: verify, identify, attendance, a page")
     _common(b)
-    b.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port (MQTT 5)")
+    b.add_argument(
+        "--broker",
+        default=None,
+        help="mqtt://host:port or mqtts://host:port (MQTT 5); a cluster's nodes separated by commas",
+    )
+    b.add_argument(
+        "--nats",
+        default=None,
+        help="nats://host:port of a NATS cluster's nodes, separated by commas: ingest from its JetStream "
+        "(implies MQTT 3.1.1 and QoS 0 reply subscriptions)",
+    )
     b.add_argument("--http", default=None, help="HOST:PORT of the page (default 127.0.0.1:8080)")
     b.add_argument("--group", default=None, help="shared-subscription group (instances that split the load)")
     b.add_argument(
@@ -48,8 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ts = t.add_subparsers(dest="terminals_command", required=True)
     add = ts.add_parser("add", help="pin a terminal's Ed25519 public key (from its privacy.report)")
     _common(add)
-    add.add_argument("--id", dest="terminal_id", required=True)
+    add.add_argument("--id", dest="terminal_id", default=None, type=_terminal_id)
     source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from-csv",
+        type=Path,
+        metavar="FILE",
+        help="pin many: terminal_id,public_key lines (e.g. from `faceonly fleet-sim keys`); no --id",
+    )
     source.add_argument("--public-key", help="base64 (privacy.report: sends.signing.public_key)")
     source.add_argument(
         "--from-broker",
@@ -74,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     backoffice.register(bs, _common, _config)
 
 
+def _terminal_id(text: str) -> str:
+    from device.transport.topics import check_terminal_id
+
+    try:
+        return check_terminal_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="the backend's TOML config")
     parser.add_argument("--db", default=None, help="SQLite file or postgresql:// URL")
@@ -83,7 +109,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[str, Any] = {}
     if getattr(args, "broker", None) is not None:
-        flags.setdefault("mqtt", {})["broker"] = args.broker
+        urls = [u.strip() for u in args.broker.split(",")]
+        flags.setdefault("mqtt", {})["broker"] = urls if len(urls) > 1 else urls[0]
+    if getattr(args, "nats", None) is not None:
+        flags["nats"] = {"servers": [u.strip() for u in args.nats.split(",")]}
+        flags.setdefault("mqtt", {}).update(protocol="3.1.1", subscription_qos=0)
     if getattr(args, "group", None) is not None:
         flags.setdefault("mqtt", {})["group"] = args.group
     if getattr(args, "http", None) is not None:
@@ -147,8 +177,14 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit status pe
         return EXIT_PERMANENT
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop_requested.set())
+    from device.backend.jetstream import StreamError
+
     try:
         service.start()
+    except StreamError as exc:  # no durable consumer, no ingest: the backend does not run without one
+        log.error("cannot start%s: %s", " (permanent fault)" if exc.permanent else "", exc)
+        service.close()
+        return EXIT_PERMANENT if exc.permanent else EXIT_FATAL
     except OSError as exc:
         log.error("cannot start: %s", exc)
         service.close()
@@ -162,13 +198,22 @@ def _run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit status pe
 
 
 def _terminals_add(args: argparse.Namespace) -> int:
-    from device.backend.store import Store, StoreError
-    from device.config.privacy import decode_public_key
-
     try:
         cfg = _config(args)
     except ConfigError as exc:
         return _config_error(exc)
+    if args.from_csv is not None:
+        return _terminals_add_csv(args.from_csv, cfg.db)
+    if args.terminal_id is None:
+        print("terminals add: --id is required (or --from-csv)", file=sys.stderr)
+        return EXIT_CONFIG
+    return _terminals_add_one(args, cfg)
+
+
+def _terminals_add_one(args: argparse.Namespace, cfg: Any) -> int:
+    from device.backend.store import Store, StoreError
+    from device.config.privacy import decode_public_key
+
     if args.from_broker is not None:
         found = _key_from_report(args.from_broker, args.terminal_id, cfg.mqtt.topic_prefix)
         if found is None:
@@ -209,6 +254,48 @@ def _terminals_add(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"terminal {args.terminal_id} registered ({store.where})")
+    return 0
+
+
+def _terminals_add_csv(path: Path, db: str) -> int:
+    """Pin every terminal_id,public_key line of `path` (all checked first: one bad line changes nothing)."""
+    import csv
+
+    from device.backend.store import Store, StoreError
+    from device.config.privacy import decode_public_key
+    from device.transport.topics import check_terminal_id
+
+    rows: list[tuple[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for n, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0] == "terminal_id" or row[0].startswith("#"):
+                    continue
+                if len(row) != 2:
+                    raise ValueError(f"line {n}: expected terminal_id,public_key")
+                decode_public_key(row[1])
+                rows.append((check_terminal_id(row[0]), row[1]))
+    except (OSError, ValueError) as exc:
+        print(f"--from-csv {path}: {exc}; nothing registered", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FATAL
+    try:
+        pinned = store.terminal_keys()
+        clashes = [t for t, k in rows if pinned.get(t, k) != k]
+        if clashes:
+            print(
+                f"{len(clashes)} terminals are registered with another key (e.g. {clashes[0]}); nothing changed",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        added = store.add_terminals(rows)
+    finally:
+        store.close()
+    print(f"{added} terminals registered, {len(rows) - added} were already ({store.where})")
     return 0
 
 

@@ -137,13 +137,10 @@ class _Office:
         from device.backend.live import LiveView
         from device.backend.office import BackOffice
         from device.backend.store import Store
-        from device.transport.client import ClientOptions, parse_broker_url
 
         cfg = self.args.load_config(self.args)
         self.store = Store(cfg.db)
-        options = (
-            ClientOptions(parse_broker_url(cfg.mqtt.broker)) if self.broker and cfg.mqtt.broker else None
-        )
+        options = cfg.mqtt.client_options() if self.broker and cfg.mqtt.broker else None
         self.office = BackOffice(cfg, self.store, options, LiveView(1))
         return self.office
 

@@ -48,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_terminal_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that override the terminal's config file (read back by base_config)."""
     parser.add_argument("--config", type=Path, default=None, help="TOML config file (the terminal's)")
-    parser.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:port")
+    parser.add_argument(
+        "--broker",
+        default=None,
+        help="mqtt://host:port or mqtts://host:port; a cluster's nodes separated by commas (tried in turn)",
+    )
     parser.add_argument(
         "--id", dest="terminal_id", default=None, help="terminal id (MQTT namespace, client id)"
     )
@@ -61,7 +65,8 @@ def base_config(args: argparse.Namespace) -> Config:
     """File config with the command-line flags applied (raises ConfigError naming the key)."""
     flags: dict[str, Any] = {}
     if args.broker is not None:
-        flags["mqtt"] = {"broker": args.broker}
+        urls = [u.strip() for u in args.broker.split(",")]
+        flags["mqtt"] = {"broker": urls if len(urls) > 1 else urls[0]}
     if args.terminal_id is not None:
         flags["terminal_id"] = args.terminal_id
     if args.source is not None:

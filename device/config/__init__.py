@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from device.config.access import AccessConfig
 from device.config.base import Section
@@ -23,6 +23,7 @@ from device.config.privacy import PrivacyConfig
 from device.config.screen import ScreenConfig
 from device.config.service import ServiceConfig
 from device.config.vision import VisionConfig
+from device.transport.topics import TERMINAL_ID_RULE, check_terminal_id
 
 
 class ConfigError(ValueError):
@@ -36,8 +37,9 @@ class ConfigError(ValueError):
 class Config(Section):
     terminal_id: str = Field(
         "demo-terminal",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Unique id of this terminal; names its MQTT namespace and client id.",
+        description="Unique id of this terminal; names its MQTT namespace and client id. "
+        + TERMINAL_ID_RULE
+        + ".",
     )
     service: ServiceConfig = ServiceConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -61,6 +63,11 @@ class Config(Section):
                 "identity.gallery_public_key_file"
             )
         return self
+
+    @field_validator("terminal_id")
+    @classmethod
+    def _terminal_id(cls, value: str) -> str:
+        return check_terminal_id(value)
 
 
 # Dotted keys whose values are secrets: never reported, logged or sent (see `redact`).

@@ -16,10 +16,11 @@ CREDENTIAL_NAME = "mqtt_password"
 
 
 class MqttConfig(Section):
-    broker: str | None = Field(
+    broker: str | list[str] | None = Field(
         None,
-        title="Broker URL",
-        description="mqtt://host:port or mqtts://host:port; none: the embedded demo broker.",
+        title="Broker URL or a cluster's URLs",
+        description="mqtt://host:port or mqtts://host:port, or a list of a cluster's nodes (tried in turn, with "
+        "backoff and jitter); none: the embedded demo broker.",
     )
     topic_prefix: str = Field(
         "faceonly",
@@ -27,6 +28,12 @@ class MqttConfig(Section):
         description="Root of every topic; the API version follows it.",
     )
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    subscription_qos: Literal[0, 1] = Field(
+        1,
+        description="QoS of the terminal's subscriptions (commands, desired config, its own status). 1: the broker "
+        "queues commands while the terminal is away. 0 on a NATS cluster: there each QoS 1 subscription of a "
+        "persistent session is a replicated JetStream consumer (see the README's fleet section).",
+    )
     username: str | None = Field(None, max_length=256, description="MQTT user name (default: none).")
     password: str | None = Field(
         None, max_length=1024, repr=False, description="MQTT password (secret; redacted when reported)."
@@ -74,8 +81,16 @@ class MqttConfig(Section):
 
     @field_validator("broker")
     @classmethod
-    def _broker_url(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _broker_url(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of brokers: give at least one URL")
+            urls = [parse_broker_url(v) for v in value]
+            if len({u.tls for u in urls}) > 1:
+                raise ValueError("the nodes of one cluster are all mqtt:// or all mqtts://")
+            if len(set(urls)) != len(urls):
+                raise ValueError("a broker URL is listed twice")
+        elif value is not None:
             parse_broker_url(value)  # the one parser: a URL without a scheme is refused, never guessed
         return value
 
@@ -90,8 +105,15 @@ class MqttConfig(Section):
         return self
 
     @property
+    def brokers(self) -> list[BrokerUrl]:
+        """Every configured broker (one, or a cluster's nodes); the loopback default without one."""
+        if isinstance(self.broker, list):
+            return [parse_broker_url(v) for v in self.broker]
+        return [parse_broker_url(self.broker or "mqtt://127.0.0.1")]
+
+    @property
     def address(self) -> BrokerUrl:
-        return parse_broker_url(self.broker or "mqtt://127.0.0.1")
+        return self.brokers[0]
 
     @property
     def host(self) -> str:

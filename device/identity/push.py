@@ -2,7 +2,8 @@
 the terminal says it is missing, each with its Merkle inclusion proof (so an interrupted push resumes where
 it stopped when run again).
 
-Commands are request/response on the terminal's command plane (MQTT 5 ResponseTopic and CorrelationData),
+Commands are request/response on the terminal's command plane (MQTT 5 ResponseTopic and CorrelationData;
+on MQTT 3.1.1 the same as `reply_to` and `correlation_id` in the request),
 each signed with the operator's command key (the terminal refuses unsigned state-changing commands); each
 request gets exactly one reply. Up to `window` chunks are in flight at once, so the push is not one broker
 round trip per chunk; a chunk the terminal answered `busy` is sent again. The update itself is signed by the
@@ -45,25 +46,34 @@ class PushError(RuntimeError):
 
 class Requester:
     def __init__(
-        self, client: mqtt.Client, topics: Topics, timeout_s: float = 30.0, key: SigningKey | None = None
+        self,
+        client: mqtt.Client,
+        topics: Topics,
+        timeout_s: float = 30.0,
+        key: SigningKey | None = None,
+        reply_qos: int = 1,
     ) -> None:
+        """`reply_qos`: of the reply subscription (0 on a NATS cluster: no JetStream consumer for it)."""
         self.client, self.topics, self.timeout_s, self.key = client, topics, timeout_s, key
+        self.v5 = client.protocol == mqtt.MQTTv5
         self.reply_topic = f"{topics.cmd_res}/push-{uuid.uuid4().hex[:12]}"
         self._replies: queue.Queue[bytes] = queue.Queue()
         self._early: dict[str, dict[str, Any]] = {}  # replies collected while waiting for another
         subscribed: queue.Queue[bool] = queue.Queue()
         client.on_subscribe = lambda *a: subscribed.put(True)
         client.on_message = lambda c, u, msg: self._replies.put(bytes(msg.payload))
-        client.subscribe(self.reply_topic, qos=1)
+        client.subscribe(self.reply_topic, qos=reply_qos)
         client.loop_start()
         subscribed.get(timeout=timeout_s)
 
     def send(self, name: str, args: dict[str, Any]) -> str:
         """Publish one request; returns its correlation token (wait for the reply with `reply`)."""
         token = uuid.uuid4().hex
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = self.reply_topic
-        props.CorrelationData = token.encode()
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = self.reply_topic
+            props.CorrelationData = token.encode()
         now = time.time()
         body = {
             "schema": 1,
@@ -73,6 +83,8 @@ class Requester:
             "expires_at": now + self.timeout_s,
             "args": args,
         }
+        if not self.v5:
+            body.update(reply_to=self.reply_topic, correlation_id=token)
         if self.key is not None:
             body.update(sign_command(self.key, self.topics.terminal_id, name, args, ttl_s=self.timeout_s))
         self.client.publish(self.topics.cmd_req(name), json.dumps(body), qos=1, properties=props)

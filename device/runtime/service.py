@@ -94,9 +94,7 @@ class Service:
         self.desired_refused: dict[str, int] = {}
         self.faults = StageFaults()  # match and protect; the pipeline counts its own stages
         self.alarms = Alarms(cfg.service.camera_stall_s)
-        self.watch = LinkWatch(
-            self.alarms, lambda: str(self.runtime.current.mqtt.broker), self.link.client_id
-        )
+        self.watch = LinkWatch(self.alarms, lambda: self.link.broker, self.link.client_id)
         self.ha = self._home_assistant(cfg)
         self.availability = Availability(self.tid, protector.sign, self._status_body())
         self._next_health = 0.0

@@ -85,7 +85,7 @@ class ClientOptions:
     def from_config(cls, config: MqttConfig) -> ClientOptions:
         """The terminal's options; the password is read now (file or systemd credential)."""
         return cls(
-            parse_broker_url(config.broker or "mqtt://127.0.0.1"),
+            config.address,
             config.protocol,
             config.username,
             config.read_password() if config.username is not None else None,
@@ -116,6 +116,20 @@ def new_client(
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     return client
+
+
+def connect_first(options: Sequence[ClientOptions], client_id: str, **kwargs: Any) -> mqtt.Client:
+    """A client connected (blocking, network loop not started) to the first of `options` that accepts the
+    TCP connection, trying a cluster's nodes in turn; BrokerError naming them all when none does."""
+    causes = []
+    for option in options:
+        client = new_client(option, client_id, **kwargs)
+        try:
+            client.connect(option.broker.host, option.broker.port)
+            return client
+        except (OSError, ValueError) as exc:
+            causes.append(f"{option.broker}: {_cause(exc)}")
+    raise BrokerError("cannot connect to any broker: " + "; ".join(causes))
 
 
 def _broker_arg(text: str) -> BrokerUrl:

@@ -9,8 +9,12 @@ beyond capacity only the reply address is kept (bounded too) for a `busy` reply,
 request is counted and dropped (a QoS 0 one before paho even parses it: BufferedClient's `shed`). The exceptions, as paho recommends, are
 the non-blocking subscribe and birth publish in on_connect, so a reconnect restores them at once.
 
+A cluster (`[mqtt] broker` a list of URLs): every connection attempt goes to the node the BrokerRing names,
+and every failed or lost connection moves it on, after a jittered, growing delay (device.transport.failover).
+
 Persistent session: clean_start off and a session expiry, so command requests sent while the
-terminal is offline are queued by the broker. paho keeps its own unacknowledged QoS 1 messages in
+terminal is offline are queued by the broker (subscribed at QoS 1; at QoS 0, for a NATS cluster, the
+broker keeps only the subscriptions). paho keeps its own unacknowledged QoS 1 messages in
 memory only and resends them (DUP) after a reconnect; across a process restart the outbox resends.
 """
 
@@ -23,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -34,7 +37,36 @@ from device.config.mqtt import MqttConfig
 from device.transport.buffered_client import BufferedClient
 from device.transport.client import ClientOptions, new_client
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
+from device.transport.failover import Backoff, BrokerRing, aim
+from device.transport.linkevents import (
+    AUTH_FAILURES,
+    NOT_AUTHORIZED,
+    TAKEN_OVER,
+    Acked,
+    CommandsWaiting,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    Inbound,
+    LinkEvent,
+    Overflow,
+)
 from device.transport.topics import Topics
+
+# The inbox's values are part of the link's interface: importable from here as from linkevents.
+__all__ = [
+    "NOT_AUTHORIZED",
+    "TAKEN_OVER",
+    "Acked",
+    "CommandsWaiting",
+    "ConnectFailed",
+    "Connected",
+    "Disconnected",
+    "Inbound",
+    "Link",
+    "LinkEvent",
+    "Overflow",
+]
 
 log = logging.getLogger(__name__)
 paho_log = logging.getLogger(f"{__name__}.paho")
@@ -53,66 +85,6 @@ class _RetryNoise(logging.Filter):
 
 paho_log.addFilter(_RetryNoise())
 
-# CONNACK reasons that retrying cannot fix: the operator must change credentials or ACLs.
-NOT_AUTHORIZED = "Not authorized"  # also the PUBACK reason of a publish the broker's ACL refuses
-_AUTH_FAILURES = {"Bad user name or password", NOT_AUTHORIZED, "Client identifier not valid", "Banned"}
-
-
-@dataclass(frozen=True)
-class Connected:
-    session_present: bool
-
-
-@dataclass(frozen=True)
-class ConnectFailed:
-    reason: str
-    auth: bool  # credentials/permissions (report, keep retrying slowly) vs temporary (retry)
-
-
-# MQTT 5 DISCONNECT reason 0x8E: another client connected with our client id (a duplicate terminal id).
-TAKEN_OVER = "Session taken over"
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    reason: str
-
-    @property
-    def taken_over(self) -> bool:
-        return self.reason == TAKEN_OVER
-
-
-@dataclass(frozen=True)
-class Acked:
-    mid: int
-    ok: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class Inbound:
-    topic: str
-    payload: bytes
-    response_topic: str | None  # MQTT 5 ResponseTopic
-    correlation: bytes | None  # MQTT 5 CorrelationData
-    retain: bool
-
-
-@dataclass(frozen=True)
-class Overflow:
-    """A command request that found the command queue full: only what a `busy` reply needs."""
-
-    topic: str
-    response_topic: str | None
-    correlation: bytes | None
-
-
-@dataclass(frozen=True)
-class CommandsWaiting:
-    """Wakes the loop: the command queue has requests (at most one of these is on `inbox` at a time)."""
-
-
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked | Inbound | CommandsWaiting
 # A retained status payload made for a given wall-clock time (the connect time of the connection it is for).
 StateAt = Callable[[float], bytes]
 
@@ -164,6 +136,8 @@ class Link:
         self._request_prefix = topics.cmd_req("")
         self._request_prefix_bytes = self._request_prefix.encode("utf-8")
         self._wake_sent = threading.Event()
+        self.ring = BrokerRing(config.brokers, client_id)
+        self.backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         client: BufferedClient = new_client(  # type: ignore[assignment]
             ClientOptions.from_config(config),
             client_id,
@@ -175,8 +149,6 @@ class Link:
         client.suppress_exceptions = True
         client.enable_logger(paho_log)
         client.max_inflight_messages_set(config.inflight_window + 20)
-        # paho annotates int but sleeps for any number: sub-second backoff is what the tests need.
-        client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -201,8 +173,8 @@ class Link:
             # Ask the broker not to flood us: requests beyond this wait at the broker.
             props.ReceiveMaximum = 100
         self.client.connect_async(
-            self.config.host,
-            self.config.port,
+            self.ring.current.host,
+            self.ring.current.port,
             keepalive=self.config.keepalive_s,
             clean_start=False if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=props,
@@ -212,6 +184,11 @@ class Link:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def broker(self) -> str:
+        """The broker this link uses now (the node of a cluster it is on or trying)."""
+        return str(self.ring)
 
     @property
     def commands_pending(self) -> bool:
@@ -292,7 +269,16 @@ class Link:
         except queue.Full:
             self.inbox_dropped += 1
 
+    def _retry_later(self, client: mqtt.Client) -> None:
+        """After a failed or lost connection: the next node, after the next jittered delay. paho waits
+        exactly its reconnect delay, which a reconnect_delay_set(d, d) sets to d for the next wait."""
+        self.ring.advance()
+        delay = self.backoff.next_delay()
+        # paho annotates int but sleeps for any number: sub-second delays are what failover needs.
+        client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
+
     def _on_pre_connect(self, client, userdata) -> None:
+        aim(client, self.ring.current)
         at = time.time()
         self._birth = self._make_birth(at)
         will_props = None
@@ -304,17 +290,19 @@ class Link:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._put(ConnectFailed(str(reason_code), str(reason_code) in _AUTH_FAILURES))
+            self._put(ConnectFailed(str(reason_code), str(reason_code) in AUTH_FAILURES))
             return
         self._connected.set()
+        self.backoff.reset()
         # The status topic too: a second terminal with our id shows up there (device.transport.presence).
+        qos = self.config.subscription_qos
         client.subscribe(
-            [(self.topics.cmd_req_filter, 1), (self.topics.config_desired, 1), (self.topics.status, 1)]
+            [(self.topics.cmd_req_filter, qos), (self.topics.config_desired, qos), (self.topics.status, qos)]
             if not self.v5
             else [
-                (self.topics.cmd_req_filter, mqtt.SubscribeOptions(qos=1)),
-                (self.topics.config_desired, mqtt.SubscribeOptions(qos=1)),
-                (self.topics.status, mqtt.SubscribeOptions(qos=1, noLocal=True)),
+                (self.topics.cmd_req_filter, mqtt.SubscribeOptions(qos=qos)),
+                (self.topics.config_desired, mqtt.SubscribeOptions(qos=qos)),
+                (self.topics.status, mqtt.SubscribeOptions(qos=qos, noLocal=True)),
             ]
         )
         if self._birth is not None:
@@ -322,10 +310,12 @@ class Link:
         self._put(Connected(bool(flags.session_present)))
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._retry_later(client)
         self._put(ConnectFailed("broker unreachable or TLS handshake failed", False))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
+        self._retry_later(client)
         self._put(Disconnected(str(reason_code)))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 API_VERSION = "v1"
 COMMAND_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+
+# A terminal id is its MQTT client id, one level of its topics and, on a NATS cluster, one token of NATS
+# subjects, so it must be all three on every engine. MQTT reserves '/', '+' and '#' in topics; NATS refuses
+# whitespace and DEL in subjects and reads '*' and '>' as wildcards (an id "*" would subscribe to every
+# terminal's commands there), and refuses a client id with '.', its subject separator, or any of those
+# (CONNACK "identifier rejected": checked against nats-server 2.15, tests/test_fleet_ids.py).
+TERMINAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_TERMINAL_ID = re.compile(TERMINAL_ID_PATTERN)
+TERMINAL_ID_RULE = (
+    "1-64 characters: letters, digits, '_' and '-', starting with a letter or digit (no '.', whitespace, "
+    "'/', '+', '#', '*' or '>': MQTT and NATS read those as separators or wildcards, and NATS refuses such "
+    "client ids)"
+)
+
+
+def check_terminal_id(text: str) -> str:
+    """`text` if it can be a terminal id on any broker (MQTT topics and NATS subjects), else ValueError."""
+    if not _TERMINAL_ID.fullmatch(text):
+        raise ValueError(f"terminal id {text!r} is not usable: {TERMINAL_ID_RULE}")
+    return text
 
 
 @dataclass(frozen=True)
