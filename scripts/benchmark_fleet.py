@@ -11,7 +11,7 @@ publish-to-PUBACK and end-to-end (terminal to PostgreSQL row) latency, peak RSS 
 figures, and checks: every acknowledged event id is one row; every terminal back within 30 s; every terminal
 answered. `--sessions-only` connects the terminals, holds them --hold seconds and prints what the cluster
 spends on them (consumers, Raft groups, RSS, CPU): the measurement behind the terminals' QoS 0 subscriptions
-on NATS (README, "Run a fleet"). Every figure is printed with the machine's load average.
+on NATS (docs/fleet.md). Every figure is printed with the machine's load average.
 """
 
 from __future__ import annotations

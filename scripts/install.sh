@@ -201,6 +201,8 @@ program() {
   run mv "$staging" "$PREFIX/models"
   run rm -rf "$PREFIX/.models.old"
   run install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+  run install -d -m 0755 "$PREFIX/docs"
+  run install -m 0644 "$SRC"/docs/*.md "$PREFIX/docs/"
 }
 
 default_source() {

@@ -156,12 +156,12 @@ def test_terminals_add_pins_a_key_once(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_readmes_walk_up_curl_is_accepted_as_written(service) -> None:
-    """The README's enrol command, parsed as curl would send it: JSON with its content type (without it the
+def test_the_docs_walk_up_curl_is_accepted_as_written(service) -> None:
+    """docs/backend.md's enrol command, parsed as curl would send it: JSON with its content type (without it the
     page refuses with 415, which is what a newcomer met)."""
     import shlex
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "backend.md").read_text()
     block = next(b for b in text.split("```") if "/enroll" in b and "curl" in b)
     line = block[block.index("curl -X POST") :].split("\ncurl")[0].replace("\\\n", " ")
     args = shlex.split(line)

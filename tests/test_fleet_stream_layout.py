@@ -5,7 +5,7 @@ where QoS 1 messages are stored (`$MQTT_msgs`, its subjects, replicas, retention
 subject, or what a stored message holds. Also shown here: why the backend's consumer must exist before the
 terminals go live (the stream keeps a message only while a consumer wants it), and what a QoS 1 subscription
 of a persistent session costs there (a replicated consumer each), which is why terminals subscribe at QoS 0
-on NATS (the README's fleet section).
+on NATS (docs/fleet.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What each liveness policy means at the gate, on the demo photo replay with the person in it enrolled: with
-`passive` (or `off`) her PHOTO opens the gate, with `challenge` it never does (the README's gate section;
+`passive` (or `off`) her PHOTO opens the gate, with `challenge` it never does (docs/door.md, the gate;
 scripts/gate_photo_report.py measures the same on printed-photo attacks of LFW people)."""
 
 from __future__ import annotations

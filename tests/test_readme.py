@@ -1,8 +1,8 @@
 """The examples of the README and of docs/*.md run verbatim: every shell or Python block marked
 `<!-- runnable -->` runs in a fresh copy of the repository (with the project's venv activated, as the
 README says), and every other one says in its first line what it needs (`# needs: ...`). They run in
-one copy, in reading order: the README, then each doc in the order the README first links it (an example
-may use what an earlier one made, as a reader following along would).
+one copy, in reading order: the README, then each doc in the order of the README's Documentation table (an
+example may use what an earlier one made, as a reader following along would).
 
 Markers: `<!-- runnable -->` needs nothing; `<!-- runnable: data -->` needs ../shared/data
 (missing_data: skipped locally, a failure in CI); `<!-- runnable: broker -->` runs with a mosquitto
@@ -50,8 +50,10 @@ class Block:
 
 
 def documents() -> list[str]:
-    """README.md, then docs/*.md in the order the README first links them, then any other doc."""
-    linked = list(dict.fromkeys(DOC_LINK.findall((ROOT / "README.md").read_text(encoding="utf-8"))))
+    """README.md, then docs/*.md in the order the README's Documentation table lists them, then any other."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("\n## Documentation") :]
+    linked = list(dict.fromkeys(DOC_LINK.findall(table)))
     rest = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
     return ["README.md", *linked, *(d for d in rest if d not in linked)]
 

@@ -4,7 +4,7 @@ The frame is handed to the decoder where it lies, on the same thread, before the
 it: no copy is kept, nothing is written, and only the decoded text leaves this module (to the claims
 lookup, never to a log). The lores detection image is used when the camera has one (as the face detector
 does), the full frame otherwise. Scans are rate-limited (`[access] qr_scan_hz`), so their cost is a bounded
-share of the loop; `scripts/benchmark_qr.py` measures it (README "Door modes").
+share of the loop; `scripts/benchmark_qr.py` measures it (docs/door.md, "Door modes").
 
 zxing-cpp rather than OpenCV's QR detector: on 640x480 frames a scan took 1.2 ms without a code and 1.4-1.6 ms
 reading a 65-module pass at 2-3 px per module, against 13-41 ms for OpenCV's QRCodeDetectorAruco in the same

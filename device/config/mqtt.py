@@ -32,7 +32,7 @@ class MqttConfig(Section):
         1,
         description="QoS of the terminal's subscriptions (commands, desired config, its own status). 1: the broker "
         "queues commands while the terminal is away. 0 on a NATS cluster: there each QoS 1 subscription of a "
-        "persistent session is a replicated JetStream consumer (see the README's fleet section).",
+        "persistent session is a replicated JetStream consumer (see docs/fleet.md).",
     )
     username: str | None = Field(None, max_length=256, description="MQTT user name (default: none).")
     password: str | None = Field(

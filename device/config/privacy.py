@@ -1,6 +1,6 @@
 """Privacy settings: the thumbnail that may leave, payload sealing, renewable templates and signing keys.
 
-Everything here is reported by `privacy.report`; see the README's privacy section for what each switch means.
+Everything here is reported by `privacy.report`; see docs/privacy.md for what each switch means.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and feeds it what it sees (frames, connection results, outbox stats, takeover ev
 computes every alarm now, and each raise and each clear is logged once (one line per state change,
 with structured fields for the journal), never once per health tick.
 
-Rules (the README's health section documents them):
+Rules (docs/operations.md, "Health", documents them):
 - camera_stall: the source ended with an error, or no frame came for `stall_s` while it should run.
   A replay that reached its end is finished, not stalled.
 - auth_failure: the broker refused our credentials or permissions at CONNECT, or refused a publish
