@@ -51,11 +51,13 @@ def test_a_camera_faster_than_the_loop_drops_and_counts_and_frames_stay_fresh() 
     camera = FakeCamera()
     capture = Capture(camera)
     capture.start()
-    ages, indices = [], []
+    ages, indices, behind = [], [], []
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         frame = capture.get(1.0)
         assert frame is not None
+        # How many newer frames the camera had already made: 0, or 1 being read or handed over right now.
+        behind.append(camera._index - 1 - frame.index)
         ages.append(time.time() - frame.timestamp)
         indices.append(frame.index)
         time.sleep(0.1)  # a loop three times slower than the camera
@@ -68,7 +70,8 @@ def test_a_camera_faster_than_the_loop_drops_and_counts_and_frames_stay_fresh() 
         f"dropped {stats['stale_dropped']}, frame age max {max(ages) * 1000:.1f} ms, "
         f"median {np.median(ages) * 1000:.1f} ms"
     )
-    assert max(ages) < 2 / FPS, ages
+    # Fresh in frames, not in milliseconds: on a loaded machine the capture thread itself can wait for the CPU.
+    assert max(behind) <= 1, behind
     assert (
         stats["stale_dropped"] >= produced - len(ages) - 2 > 0
     )  # counted (one may still wait, one in the read)
