@@ -23,14 +23,14 @@ import numpy as np
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from device.backend.ingest import Accepted, Ingest
-from device.backend.service import BATCH
-from device.backend.store import Store
 from device.identity.matcher import Matcher
 from device.privacy.protector import encode_embedding
 from device.privacy.seal import seal
 from device.privacy.signing import Signer
 from device.transport.envelope import encode, envelope
+from faceonly_backend.ingest import Accepted, Ingest
+from faceonly_backend.service import BATCH
+from faceonly_backend.store import Store
 
 TERMINAL = "bench-01"
 SHA = "0" * 64

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ (PostgreSQL, the scenario)
 
-from device.fleet.identities import read_seed, terminal_ids
-from device.fleet.natscluster import NatsCluster
-from device.fleet.simrun import Fleet
-from device.fleet.spec import SimSpec
+from faceonly_backend.natscluster import NatsCluster
+from faceonly_lab.fleet.identities import read_seed, terminal_ids
+from faceonly_lab.fleet.simrun import Fleet
+from faceonly_lab.fleet.spec import SimSpec
 from tests.fleet_scenario import Figures, Scenario, run
 
 

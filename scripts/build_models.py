@@ -185,10 +185,10 @@ def thresholds_only(models_dir: Path) -> int:
 
     from device.config.vision import VisionConfig
     from device.infra.modelstore import ModelStore
-    from device.vision import lfw
     from device.vision.detect import FaceDetector
     from device.vision.embed import Embedder, FaceEncoder
     from device.vision.landmarks import FaceMeshModel
+    from faceonly_lab import lfw
 
     if not have_shared_data():
         raise SystemExit("--thresholds-only needs ../shared/data (LFW folds 1-5)")

@@ -6,8 +6,8 @@ the terminal's own path, and open-set identification at those curves.
         --work /tmp/ident [--deepface ../shared/data/verification/deepface] [--halvings 20] [--json OUT]
 
 Split: the identities of LFW folds 1-5, sorted by name, alternate into halves "a" and "b"
-(device.identity.lfwsets). Curves are made from one half's images by the shipped recipe (the 95% identity-
-bootstrap upper bound of the FAR, device.vision.thresholdcurves) and measured on the other half ("a->b":
+(faceonly_lab.lfwsets). Curves are made from one half's images by the shipped recipe (the 95% identity-
+bootstrap upper bound of the FAR, faceonly_lab.thresholdcurves) and measured on the other half ("a->b":
 fitted on a, measured on b). "point" rows use the recipe the terminal used before (the measured share of
 impostors = the target), for comparison.
 1. Per comparison: the FAR measured on the other half at each curve's threshold for a target, for single
@@ -43,11 +43,11 @@ from scipy.stats import beta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.identity import evaluation as idev
-from device.identity.lfwsets import write_identification_csv
 from device.identity.thresholds import CurveSet, ThresholdCurve
-from device.vision import farbound
-from device.vision import thresholdcurves as tc
+from faceonly_lab import farbound
+from faceonly_lab import identification as idev
+from faceonly_lab import thresholdcurves as tc
+from faceonly_lab.lfwsets import write_identification_csv
 
 PER_SEARCH = (1e-2, 1e-3)
 GALLERY_SIZES = (10, 30, 100)

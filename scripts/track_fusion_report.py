@@ -41,11 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.identity.lfwsets import lfw_images, select_half
 from device.identity.thresholds import ThresholdCurve
-from device.vision import farbound
-from device.vision import thresholdcurves as tc
 from device.vision.embed import l2_normalise
+from faceonly_lab import farbound
+from faceonly_lab import thresholdcurves as tc
+from faceonly_lab.lfwsets import lfw_images, select_half
 
 FRAMES = 5
 WINDOW = 15
@@ -129,8 +129,8 @@ def lfw_tracks(pairs: Path, cache: Path) -> dict:
         return {
             str(n): (q, e) for n, q, e in zip(data["names"], data["quality"], data["embeddings"], strict=True)
         }
-    from device.vision.lfw import central_face
     from device.vision.stills import load_image
+    from faceonly_lab.lfw import central_face
 
     path = TerminalPath()
     out = {}

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.fleet.identities import public_keys, read_seed, terminal_ids
-from device.fleet.natscluster import MQTT_STREAM, NatsCluster
-from device.fleet.simrun import Fleet, percentile
-from device.fleet.spec import SimSpec
+from faceonly_backend.natscluster import MQTT_STREAM, NatsCluster
+from faceonly_lab.fleet.identities import public_keys, read_seed, terminal_ids
+from faceonly_lab.fleet.simrun import Fleet, percentile
+from faceonly_lab.fleet.spec import SimSpec
 from tests.backend_parts import ROOT, BackendProc
 from tests.postgres import Postgres
 
@@ -184,7 +184,7 @@ def run(sc: Scenario, work: Path, say: Callable[[str], None] = print) -> Figures
     with NatsCluster(work / "nats", 3) as cluster, Postgres() as pg, _removed(state_root):
         rss = _RssWatch(cluster)
         rss.start()
-        from device.backend.store import Store
+        from faceonly_backend.store import Store
 
         store = Store(pg.url)
         store.add_terminals(list(public_keys(seed, ids)))
@@ -325,9 +325,9 @@ def _run_fleet(  # noqa: PLR0913 - the scenario's middle: its parts are the para
 
 
 def _requester(cluster: NatsCluster, command_key: Path) -> Any:
-    from device.fleet.operations import FleetRequester
     from device.transport.auth import read_signing_key
     from device.transport.client import ClientOptions, parse_broker_url
+    from faceonly_backend.fleetops import FleetRequester
 
     options = [ClientOptions(parse_broker_url(u), "3.1.1") for u in cluster.mqtt_urls if u]
     return FleetRequester(options, "faceonly", read_signing_key(command_key), reply_qos=0)
@@ -365,8 +365,8 @@ def _rollout(  # noqa: PLR0913 - the rollout's parts
     figures: Figures,
     mark: Callable[[str], None],
 ) -> None:
-    from device.fleet.operations import rollout
     from device.identity.operator import read_update
+    from faceonly_backend.fleetops import rollout
 
     requester = _requester(cluster, command_key)
     started = time.monotonic()

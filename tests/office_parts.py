@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from device.backend.config import load_backend_config
-from device.backend.live import LiveView
-from device.backend.office import BackOffice
-from device.backend.store import Store
 from device.config import deep_merge
+from faceonly_backend.config import load_backend_config
+from faceonly_backend.live import LiveView
+from faceonly_backend.office import BackOffice
+from faceonly_backend.store import Store
 
 CONSENT = "I agree that my face template is used to record my attendance at this site.\n"
 

@@ -1,7 +1,7 @@
 """Photo-attack replays for liveness tests: a real still held up to the camera and moved like a print or a
 phone would be (pan, zoom, in-plane rotation, 3D tilt of the photo's plane), with per-frame blur, noise and
 JPEG compression. Deterministic for a given seed. (The responsive attacker of `faceonly evaluate --pad`,
-which tilts the photo on cue, is device.vision.pad.presenter.PhotoPresenter.)
+which tilts the photo on cue, is faceonly_lab.pad.presenter.PhotoPresenter.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from device.vision.pad.photo import plane_homography
+from faceonly_lab.pad.photo import plane_homography
 
 SIZE = (640, 480)
 

@@ -24,9 +24,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from nacl.signing import SigningKey
 
-from device.backend.store import Store
 from device.infra.modelstore import ModelError, ModelStore
 from device.privacy.signing import Signer
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, TerminalProc, face_event, public_key, register, terminal_key
 from tests.broker import Broker
 from tests.conftest import missing_data

@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.backend.people import People
-from device.backend.store import Store
 from device.identity.operator import keygen
 from device.privacy.personal import personal_text, usable_names
 from device.transport.auth import write_keypair
+from faceonly_backend.people import People
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, TerminalProc, register, terminal_key
 from tests.broker import Broker
 

@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from nacl.signing import SigningKey
 
-from device.backend.config import load_backend_config
-from device.backend.consumer import Incoming
-from device.backend.service import BackendService
-from device.backend.store import Store
 from device.infra.modelstore import ModelError, ModelStore
 from device.privacy.signing import Signer
 from device.transport.envelope import envelope
+from faceonly_backend.config import load_backend_config
+from faceonly_backend.consumer import Incoming
+from faceonly_backend.service import BackendService
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, face_event, public_key, register
 from tests.broker import Broker
 from tests.conftest import missing_data

@@ -1,4 +1,4 @@
-"""The backend's judgement of one message (device/backend/ingest.py) and its idempotent store.
+"""The backend's judgement of one message (faceonly_backend/ingest.py) and its idempotent store.
 
 Every quarantine reason from real signed payloads (Ed25519 over JCS, sealed boxes), fail-closed matching,
 the embedder check, and a property test of the store: rows == distinct event ids, and every repeat is
@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from device.backend.gallery_authority import NO_MATCH, CentralMatch
-from device.backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined
-from device.backend.store import Record, Store
 from device.privacy.protector import encode_embedding
 from device.privacy.seal import seal
 from device.privacy.signing import Signer, verify_payload
+from faceonly_backend.gallery_authority import NO_MATCH, CentralMatch
+from faceonly_backend.ingest import QUARANTINE_REASONS, Accepted, Ingest, Quarantined
+from faceonly_backend.store import Record, Store
 from tests.backend_parts import face_event, public_key
 
 TOPIC = "faceonly/v1/dev/{}/event/face"

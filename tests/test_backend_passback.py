@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from device.backend.ingest import Ingest, Passed, Quarantined
-from device.backend.passback import Passage, PassageLog, violations
-from device.backend.store import Store
 from device.cli import main
 from device.privacy.signing import Signer
 from device.transport.envelope import envelope
+from faceonly_backend.ingest import Ingest, Passed, Quarantined
+from faceonly_backend.passback import Passage, PassageLog, violations
+from faceonly_backend.store import Store
 from tests.access_parts import new_signer
 from tests.api_schemas import errors
 from tests.postgres import Postgres

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from device.backend.ingest import Ingest, Quarantined, TerminalUpdate
-from device.backend.store import Store
 from device.privacy.signing import Signer
 from device.transport.availability import Availability
 from device.transport.envelope import envelope
+from faceonly_backend.ingest import Ingest, Quarantined, TerminalUpdate
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, public_key, register
 from tests.broker import Broker
 from tests.test_backend_page import _chromium, _chromium_run

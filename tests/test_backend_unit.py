@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from device.cli import backend as cli_backend
+from faceonly_backend.cli import backend as cli_backend
 from tests.conftest import missing_data
 
 ROOT = Path(__file__).resolve().parent.parent

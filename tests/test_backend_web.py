@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from device.backend.config import load_backend_config
-from device.backend.live import LiveEntry
-from device.backend.service import BackendService
-from device.backend.store import Record, Store
-from device.backend.web import build_app
 from device.config import ConfigError
+from faceonly_backend.config import load_backend_config
+from faceonly_backend.live import LiveEntry
+from faceonly_backend.service import BackendService
+from faceonly_backend.store import Record, Store
+from faceonly_backend.web import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2026-03-04"

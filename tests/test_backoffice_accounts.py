@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from device.backend.audit import Actor
-from device.backend.live import LiveEntry
-from device.backend.service import BackendService
-from device.backend.store import Record
-from device.backend.web import build_app
+from faceonly_backend.audit import Actor
+from faceonly_backend.live import LiveEntry
+from faceonly_backend.service import BackendService
+from faceonly_backend.store import Record
+from faceonly_backend.web import build_app
 from tests.office_parts import office_config
 
 PASSWORD = "correct horse battery"

@@ -17,9 +17,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
 
-from device.backend.people import People
-from device.backend.store import Store
 from device.privacy.signing import Signer
+from faceonly_backend.people import People
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, face_event, public_key, register
 from tests.broker import Broker
 

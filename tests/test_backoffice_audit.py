@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from device.backend.audit import Actor, AuditLog
-from device.backend.store import Store
+from faceonly_backend.audit import Actor, AuditLog
+from faceonly_backend.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = Actor("alice", "admin")

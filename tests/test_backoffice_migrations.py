@@ -7,10 +7,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from device.backend.audit import Actor
-from device.backend.db import Database
-from device.backend.migrations import LATEST, applied
-from device.backend.store import Store
+from faceonly_backend.audit import Actor
+from faceonly_backend.db import Database
+from faceonly_backend.migrations import LATEST, applied
+from faceonly_backend.store import Store
 from tests.office_parts import face_template, make_office
 
 OLD = Path(__file__).with_name("data") / "backend-schema1.sql"

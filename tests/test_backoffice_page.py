@@ -32,13 +32,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from nacl.signing import SigningKey
 
-from device.backend.people import People
-from device.backend.store import Store
 from device.identity.operator import keygen
 from device.infra.modelstore import ModelStore
 from device.privacy.protector import encode_embedding
 from device.privacy.signing import Signer
 from device.privacy.thumbnail import encode_png, outside_ellipse
+from faceonly_backend.people import People
+from faceonly_backend.store import Store
 from tests.backend_parts import BackendProc, face_event, public_key, register
 from tests.broker import Broker
 from tests.conftest import missing_data

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from device.backend.audit import Actor
-from device.backend.enrol import Details, DuplicateError, EnrolError, Override
-from device.backend.live import LiveEntry
-from device.backend.store import Record
 from device.config import ConfigError
+from faceonly_backend.audit import Actor
+from faceonly_backend.enrol import Details, DuplicateError, EnrolError, Override
+from faceonly_backend.live import LiveEntry
+from faceonly_backend.store import Record
 from tests.office_parts import astronaut_photo, face_template, make_office, office_config, photo_folders
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +264,7 @@ def test_deactivate_keeps_records_erase_anonymises_them_never_silently_lost(
     assert len(left) == 6 + 2 and not any(r.subject == "emp-0002" for r in left)
     aliases = {r.subject for r in left if r.subject and r.subject.startswith("anon-")}
     assert len(aliases) == 1  # her four passes, still countable as one person's, linked to no one
-    # Each purge is pending at both terminals until they confirm (device/backend/pusher.py does).
+    # Each purge is pending at both terminals until they confirm (faceonly_backend/pusher.py does).
     pending = office.purges.pending("gate-02")
     assert [s for _, s in pending] == ["emp-0001", "emp-0002"]
     office.purges.confirm(pending[0][0], "gate-02", {"templates_erased": 1, "events_erased": 0})

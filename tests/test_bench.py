@@ -14,7 +14,7 @@ from device.cli import main
 from tests.broker import Broker
 from tests.vision_helpers import model_store
 
-SCHEMA = Path(__file__).resolve().parent.parent / "device/bench/schema.json"
+SCHEMA = Path(__file__).resolve().parent.parent / "faceonly_lab/bench/schema.json"
 STAGES = (
     "decode",
     "detect",

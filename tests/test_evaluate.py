@@ -3,7 +3,7 @@ import json
 import pytest
 
 from device.cli import main
-from device.vision.lfw import read_pairs
+from faceonly_lab.lfw import read_pairs
 from tests.conftest import PROJECT_ROOT
 from tests.vision_helpers import model_store
 
@@ -79,7 +79,7 @@ def test_lfw_thresholds_match_the_shipped_ones(lfw_results):
     from importlib.metadata import version
 
     from device.infra.modelstore import ModelStore
-    from device.vision.lfw import THRESHOLD_LIBRARIES
+    from faceonly_lab.lfw import THRESHOLD_LIBRARIES
 
     shipped = ModelStore().entry("embedder").info["thresholds"]
     made_with = {name: shipped["computed_with"][name] for name in THRESHOLD_LIBRARIES}
@@ -105,7 +105,7 @@ def test_the_lock_installs_the_libraries_the_shipped_thresholds_came_from():
     import json
     import re
 
-    from device.vision.lfw import THRESHOLD_LIBRARIES
+    from faceonly_lab.lfw import THRESHOLD_LIBRARIES
 
     manifest = json.loads((PROJECT_ROOT / "models/manifest.json").read_text())
     made_with = manifest["models"]["embedder"]["thresholds"]["computed_with"]
@@ -122,7 +122,7 @@ def test_the_lock_installs_the_libraries_the_shipped_thresholds_came_from():
 def test_evaluate_plots_write_every_png(shared_data, tmp_path):
     import cv2
 
-    from device.identity.lfwsets import write_identification_csv
+    from faceonly_lab.lfwsets import write_identification_csv
 
     model_store()
     lfw = shared_data / "verification/lfw"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from device.vision import farbound, thresholdcurves
+from faceonly_lab import farbound, thresholdcurves
 
 
 def population(identities: int, per_identity: int, seed: int, dim: int = 8) -> tuple[np.ndarray, list[str]]:
@@ -130,7 +130,7 @@ def test_too_few_impostors_give_no_curve():
 
 def test_random_gallery_search_is_the_exact_average_over_every_gallery():
     """Against enumeration: every gallery of N of the other subjects, every image a stranger to it."""
-    from device.identity.evaluation import random_gallery_search
+    from faceonly_lab.identification import random_gallery_search
 
     x, ids = population(7, 3, seed=8)
     ids[20] = "lone"  # a person with one photo: never enrolled as a mean of 2, still a stranger

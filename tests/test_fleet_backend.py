@@ -13,10 +13,10 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from device.backend.jetstream import consumer_config
-from device.backend.natsconfig import NatsSection
-from device.fleet.natscluster import MQTT_STREAM
 from device.privacy.signing import Signer
+from faceonly_backend.jetstream import consumer_config
+from faceonly_backend.natscluster import MQTT_STREAM
+from faceonly_backend.natsconfig import NatsSection
 from tests.backend_parts import ROOT, BackendProc, face_event, public_key, register
 from tests.broker import free_port
 from tests.nats_parts import Client311, nats_cluster, wait_for

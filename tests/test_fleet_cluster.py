@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from device.fleet.natscluster import ClusterError, find_nats_server
+from faceonly_backend.natscluster import ClusterError, find_nats_server
 from tests.conftest import missing_data
 from tests.fleet_scenario import Scenario, run
 

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from device.backend.jetstream import consumer_config, filter_subjects
-from device.backend.natsconfig import NatsSection
-from device.fleet.natscluster import MQTT_STREAM, NATS_SERVER_VERSION, find_nats_server
 from device.transport.natsmqtt import (
     MQTT_STREAM_PREFIX,
     stored_subject,
@@ -26,6 +23,9 @@ from device.transport.natsmqtt import (
     topic_of_stored,
     topic_to_subject,
 )
+from faceonly_backend.jetstream import consumer_config, filter_subjects
+from faceonly_backend.natscluster import MQTT_STREAM, NATS_SERVER_VERSION, find_nats_server
+from faceonly_backend.natsconfig import NatsSection
 from tests.nats_parts import Client311, nats_cluster, wait_for
 
 PREFIX = "acme.site-1"  # a '.' in the prefix: NATS carries it as '//'

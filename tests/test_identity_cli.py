@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from device.cli import main
 from device.identity import gallery as gal
 from device.identity import operator as op
-from device.identity.lfwsets import write_identification_csv
 from device.infra.modelstore import ModelStore
+from faceonly_lab.lfwsets import write_identification_csv
 from tests.vision_helpers import model_store
 
 LFW = "verification/lfw/lfw-deepfunneled"
@@ -151,7 +151,7 @@ def test_lfw_identification_csvs(shared_data, tmp_path, g, known_min):
 def test_identification_csv_parser_accepts_or_names_the_problem(tmp_path_factory, rows):
     import csv
 
-    from device.identity.evaluation import read_identification_csv
+    from faceonly_lab.identification import read_identification_csv
 
     path = tmp_path_factory.mktemp("csv") / "x.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:

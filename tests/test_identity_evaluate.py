@@ -7,9 +7,9 @@ import json
 import pytest
 
 from device.cli import main
-from device.identity.lfwsets import write_identification_csv
 from device.identity.thresholds import ThresholdCurve
 from device.infra.modelstore import ModelStore
+from faceonly_lab.lfwsets import write_identification_csv
 from tests.vision_helpers import model_store
 
 

@@ -14,8 +14,8 @@ from device.identity.runtime import Identity
 from device.identity.templates import make_templates
 from device.identity.thresholds import CurveError, CurveSet, ThresholdCurve, gallery_operating_point
 from device.infra.modelstore import ModelStore
-from device.vision import thresholdcurves
 from device.vision.embed import l2_normalise
+from faceonly_lab import thresholdcurves
 from tests.test_identity_gallery import EMBEDDER, GALLERY_KEY, SIGNER, _apply
 
 SINGLE = ThresholdCurve.from_points([[1e-1, 0.50], [1e-6, 0.60]])

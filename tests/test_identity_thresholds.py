@@ -20,7 +20,7 @@ from device.identity.thresholds import (
     operating_point,
     per_comparison_far,
 )
-from device.vision.thresholdcurves import MIN_IMPOSTORS_ABOVE, point_estimate_curve
+from faceonly_lab.thresholdcurves import MIN_IMPOSTORS_ABOVE, point_estimate_curve
 
 CURVE = ThresholdCurve.from_points([[1e-1, 0.80], [1e-2, 0.90], [1e-3, 0.93], [1e-5, 0.95]])
 

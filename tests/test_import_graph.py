@@ -1,5 +1,8 @@
-"""The package's import graph: no cycles (module-level or inside functions), contracts as a leaf, and the
-pure stages (vision, liveness, privacy, the matcher) free of transport, service, CLI and backend code.
+"""The import graph of the three packages: no cycles (module-level or inside functions), contracts as a leaf,
+the pure stages (vision, liveness, privacy, the matcher) free of transport, service, CLI and backend code, and
+one room per role: the terminal (`device`) imports neither the backend (`faceonly_backend`) nor the lab
+(`faceonly_lab`); the backend does not import the lab. (The `faceonly` command names their subcommand modules
+as strings in device.cli.COMMAND_MODULES; a terminal's code never imports them.)
 
 Imports under `if TYPE_CHECKING:` are left out: they are never executed, so they cannot form a cycle.
 """
@@ -11,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "device"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("device", "faceonly_backend", "faceonly_lab")
+ROOT = REPO / "device"
 PURE = (
     "device.vision",
     "device.privacy",
@@ -29,15 +34,15 @@ OUTER = (
     "device.transport",
     "device.runtime.service",
     "device.cli",
-    "device.backend",
+    "faceonly_backend",
     "device.runtime.command_server",
 )
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for path in ROOT.rglob("*.py"):
-        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    for path in (p for package in PACKAGES for p in (REPO / package).rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
@@ -68,9 +73,9 @@ def _imports(module: str) -> set[str]:
         if id(node) in skip:
             continue
         if isinstance(node, ast.Import):
-            found.update(_resolve(a.name) for a in node.names if a.name.startswith("device"))
+            found.update(_resolve(a.name) for a in node.names if a.name.startswith(PACKAGES))
         elif (
-            isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("device")
+            isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(PACKAGES)
         ):
             assert node.module is not None
             for a in node.names:
@@ -159,3 +164,22 @@ def test_the_top_level_holds_packages_and_every_package_has_an_init() -> None:
     assert top == ["__init__.py", "__main__.py"], top
     for folder in {p.parent for p in ROOT.rglob("*.py")}:
         assert (folder / "__init__.py").is_file(), f"{folder} holds modules but is not a package"
+
+
+@pytest.mark.parametrize(
+    ("room", "never"),
+    [("device", ("faceonly_backend", "faceonly_lab")), ("faceonly_backend", ("faceonly_lab",))],
+)
+def test_each_role_keeps_to_its_room(room: str, never: tuple[str, ...]) -> None:
+    assert any(m.startswith(never) for m in MODULES), "the rule must see the packages it keeps apart"
+    for module, targets in GRAPH.items():
+        if module == room or module.startswith(room + "."):
+            crossing = sorted(t for t in targets if t.startswith(never))
+            assert crossing == [], f"{module} imports {crossing}"
+
+
+def test_the_rule_sees_a_crossing() -> None:
+    tree = ast.parse("from faceonly_lab.bench import runner\nimport faceonly_backend.store\n")
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {_resolve(n) for n in names} == {"faceonly_lab.bench", "faceonly_backend.store"}

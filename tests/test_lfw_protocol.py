@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.vision.lfw import fold_accuracies, roc_auc, tar_at_far, threshold_at_far
-from device.vision.thresholdcurves import MIN_IMPOSTORS_ABOVE, calibrate, far_key
+from faceonly_lab.lfw import fold_accuracies, roc_auc, tar_at_far, threshold_at_far
+from faceonly_lab.thresholdcurves import MIN_IMPOSTORS_ABOVE, calibrate, far_key
 
 
 def test_far_keys():

@@ -37,8 +37,8 @@ def test_gradual_drift_is_not_a_blink():
 
 def test_blink_video_matches_annotations(shared_data):
     from device.vision.detect import FaceDetector
-    from device.vision.evaluation import blinks
     from device.vision.landmarks import FaceMeshModel, IrisModel
+    from faceonly_lab.vision_evaluation import blinks
     from tests.vision_helpers import model_store
 
     store = model_store()

@@ -82,10 +82,10 @@ KRZYSIEK_TURNS = "turn_left@36-47 turn_right@49-66 turn_left@109-120"  # docs/pa
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_real_head_turn_answering_the_prompt_passes_the_turn_check(shared_data, store, seed):
     """A recording cannot react to a random prompt: the person answers with the clip's own head turn, played
-    when the prompt asks for it after a reaction time (device.vision.pad.presenter). Played straight, a
+    when the prompt asks for it after a reaction time (faceonly_lab.pad.presenter). Played straight, a
     recording's turn falls outside the onset window as often as not, which is the point of the window."""
-    from device.vision.pad.manifest import Item, parse_motions
-    from device.vision.pad.run import Evaluator
+    from faceonly_lab.pad.manifest import Item, parse_motions
+    from faceonly_lab.pad.run import Evaluator
 
     # The replay cues are calibrated per camera; this clip's camera is not ours, so only flag (the turn is tested).
     config = VisionConfig(liveness=LivenessConfig(replay_risk_action="flag"))
@@ -113,7 +113,7 @@ def _replay(pipeline, path):
 
 
 def test_real_blink_passes_and_the_iris_model_runs_only_for_the_blink_step(shared_data, store):
-    from device.bench.probe import Probe, TimedStore
+    from faceonly_lab.bench.probe import Probe, TimedStore
 
     video = shared_data / "video"
     probe = Probe()

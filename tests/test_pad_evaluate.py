@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from device.contracts import Prompt
-from device.vision.pad.manifest import Motion, parse_motions, read_manifest
-from device.vision.pad.presenter import LEAD_IN_S, REACTION_RANGE_S, ClipPresenter
+from faceonly_lab.pad.manifest import Motion, parse_motions, read_manifest
+from faceonly_lab.pad.presenter import LEAD_IN_S, REACTION_RANGE_S, ClipPresenter
 
 
 def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -> None:

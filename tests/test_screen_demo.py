@@ -18,8 +18,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from device.backend.demo import DISPLAY_NAME
 from device.privacy.personal import personal_text, usable_names
+from faceonly_backend.demo import DISPLAY_NAME
 from tests.api_schemas import errors
 from tests.screen_rig import PAGE_STATE, artefacts, chromium
 

@@ -1,4 +1,4 @@
-"""Per person per day in the site's time zone (device/backend/timesheet.py): first in, last out, time worked,
+"""Per person per day in the site's time zone (faceonly_backend/timesheet.py): first in, last out, time worked,
 doors, missing punches; across DST changes; repeated passes at one door counted once; any sequence of
 punches gives a day that adds up."""
 
@@ -10,7 +10,7 @@ import zoneinfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.backend.timesheet import Punch, day_bounds, days, hours_minutes
+from faceonly_backend.timesheet import Punch, day_bounds, days, hours_minutes
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 

@@ -161,7 +161,7 @@ def test_a_different_person_scores_below_the_shipped_threshold(encoder, detector
 
 
 def _deepface_embeddings(shared_data, encoder, detector):
-    from device.vision.lfw import central_face
+    from faceonly_lab.lfw import central_face
 
     folder = shared_data / "verification" / "deepface"
     with (folder / "identities_derived.csv").open(newline="") as fh:

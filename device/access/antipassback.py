@@ -4,7 +4,7 @@ Each person's last passage here (direction and wall-clock time) is kept on disk 
 At an `in` door an entry is refused when the person's last passage was an entry less than the door's
 `anti_passback_s` ago; an `out` door always lets out and records it, so in / out / in passes and in / in does
 not. The period forgives what one terminal cannot see (an exit through another terminal's door): the backend
-sees every door and reports what crosses them (device/backend/passback.py). Wall-clock times, because the rule
+sees every door and reports what crosses them (faceonly_backend/passback.py). Wall-clock times, because the rule
 must outlive a restart; a clock stepped back only makes the refusal last longer, never shorter.
 """
 

@@ -109,7 +109,7 @@ class AccessComponent:
     def _passages(self, path: Path) -> Passages:
         """The anti-passback record; a damaged one is set aside (kept for the operator) and a new one begun:
         the terminal forgets who is in, at most one extra entry each within a period, which the backend's
-        reconciliation reports (device/backend/passback.py). Refusing to start would shut the door for all."""
+        reconciliation reports (faceonly_backend/passback.py). Refusing to start would shut the door for all."""
         try:
             return Passages(path)
         except ValueError as exc:

@@ -19,12 +19,13 @@ EPILOG = (
     "Each command has its own --help."
 )
 
-# Modules that each add one subcommand (or a group): keep one per line.
+# Modules that each add one subcommand (or a group): keep one per line. The backend's and the lab's are named
+# here, never imported by the terminal's code (tests/test_import_graph.py).
 COMMAND_MODULES = (
     "device.cli.models",
     "device.cli.replay",
     "device.cli.record",
-    "device.cli.evaluate",
+    "faceonly_lab.cli.evaluate",
     "device.cli.calibrate",
     "device.cli.run",
     "device.cli.ctl",
@@ -35,10 +36,10 @@ COMMAND_MODULES = (
     "device.cli.gate",
     "device.cli.doctor",
     "device.cli.homeassistant",
-    "device.cli.bench",
-    "device.cli.backend",
-    "device.cli.fleet_sim",
-    "device.cli.fleet",
+    "faceonly_lab.cli.bench",
+    "faceonly_backend.cli.backend",
+    "faceonly_lab.cli.fleet_sim",
+    "faceonly_backend.cli.fleet",
 )
 
 

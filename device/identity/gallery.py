@@ -18,7 +18,7 @@ instead; still accepted, for galleries stored and update files made before):
   ids to remove.
 
 Both may carry `authority`: "backend" when a backend keeps the gallery (its versions are the one counter;
-device/backend/gallery_authority.py), "lab" (the default) when `faceonly gallery` tools make it by hand. A
+faceonly_backend/gallery_authority.py), "lab" (the default) when `faceonly gallery` tools make it by hand. A
 terminal whose gallery a backend keeps refuses a lab update (`managed`): there is one version counter per
 gallery, never two that race.
 

@@ -7,8 +7,8 @@ union bound p / n differs by under 0.5% for p <= 1%). A claim (a card, PIN or QR
 the face is checked against that subject only) is the same with n = that subject's templates: `claim_point`.
 
 The curves (models/manifest.json, built by scripts/modelbuild/embedder.py over LFW folds 1-5,
-device.vision.thresholdcurves) map a per-comparison FAR to the lowest threshold at which the 95% upper
-confidence bound of the FAR (identity-level bootstrap, device.vision.farbound) is at most that FAR, so a
+faceonly_lab.thresholdcurves) map a per-comparison FAR to the lowest threshold at which the 95% upper
+confidence bound of the FAR (identity-level bootstrap, faceonly_lab.farbound) is at most that FAR, so a
 threshold read off them keeps its promise on people the curve was not fitted on, not just on average. Between
 curve points the threshold of the next stricter point is taken (never a looser interpolation), so the bound
 at the threshold in force is at most the target. A target below the smallest FAR the calibration supports is

@@ -3,7 +3,7 @@
 NATS 2.15 carries an MQTT topic as a subject: '/' becomes '.', a '.' inside a level becomes '//', and the
 filter wildcards '+' and '#' become '*' and '>'. QoS 1 and 2 messages are stored in the replicated stream
 `$MQTT_msgs` under `$MQTT.msgs.<subject>` before the PUBACK. None of this is a stable NATS interface: the
-version is pinned (device.fleet.natscluster) and tests/test_fleet_stream_layout.py fails when it changes.
+version is pinned (faceonly_backend.natscluster) and tests/test_fleet_stream_layout.py fails when it changes.
 Topics with empty levels (`a//b`, a leading or trailing '/') are not faceonly's and are refused here.
 """
 

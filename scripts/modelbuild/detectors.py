@@ -17,7 +17,7 @@ import numpy as np
 from device.config.vision import VisionConfig
 from device.vision.boxes import box_iou
 from device.vision.detect import FaceDetector
-from device.vision.lfw import read_pairs
+from faceonly_lab.lfw import read_pairs
 
 from .data import IMAGE_SUFFIXES, LFW_PAIRS, SHARED_DATA, have_shared_data, read_bgr
 from .evaluate import interpreter, latency_ms

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from device.contracts import ModelRef
-from device.vision import farbound, lfw, thresholdcurves
 from device.vision.embed import Embedder, FaceEncoder, aligned_chip
 from device.vision.landmarks import FaceMeshModel
+from faceonly_lab import farbound, lfw, thresholdcurves
 
 from . import faceapi, faceapi_js
 from . import manifest as mf
@@ -219,7 +219,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
     return {
         "accuracy": {
             "lfw_view2_folds_1_5": _rounded(results),
-            "how": "../shared/data/verification/lfw pairs_view2_local.csv through device.vision.lfw.verification "
+            "how": "../shared/data/verification/lfw pairs_view2_local.csv through faceonly_lab.lfw.verification "
             "(what `faceonly evaluate --lfw` runs) with the shipped short-range detector, face mesh and int8 "
             "embedder. Nothing is fitted on LFW except each fold's decision threshold, chosen on the other 4 "
             "folds; TAR@FAR pooled over the 3000 pair scores",
@@ -239,7 +239,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
                 "why": "impostor comparisons are not independent: every pair shares its two people with "
                 "thousands of others, so Clopper-Pearson on the pair count is several times too narrow; "
                 "resampling people bounds the FAR over the population of people the images sample "
-                "(device.vision.farbound, docs/identification.md)",
+                "(faceonly_lab.farbound, docs/identification.md)",
             },
             # A test that recomputes these compares like with like only on the same libraries: it names them.
             "computed_with": {
@@ -254,7 +254,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
             "mean_curves": {str(k): points(c) for k, c in sorted(mean_curves.items())},
             "mean_curves_how": "the same, over the cosine of every mean-of-k template (disjoint runs of k of "
             "an identity's images, sorted by file name, the mean L2-normalised) against every image of another "
-            "identity (device.vision.thresholdcurves.mean_template_curves); `faceonly gallery build` makes such "
+            "identity (faceonly_lab.thresholdcurves.mean_template_curves); `faceonly gallery build` makes such "
             "templates and the terminal applies the highest threshold its gallery's template kinds need",
             "impostor_pairs": int(thresholds["impostor_pairs"]),
             "genuine_pairs": int(thresholds["genuine_pairs"]),

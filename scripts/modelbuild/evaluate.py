@@ -1,4 +1,4 @@
-"""Interpreter and latency for the build's measurements (LFW verification: device.vision.lfw)."""
+"""Interpreter and latency for the build's measurements (LFW verification: faceonly_lab.lfw)."""
 
 from __future__ import annotations
 

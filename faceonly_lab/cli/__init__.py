@@ -1,0 +1,1 @@
+"""The lab's `faceonly` subcommands (evaluate, bench, fleet-sim), registered by name in device.cli."""
