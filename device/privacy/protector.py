@@ -136,6 +136,8 @@ class PayloadProtector:
             # In the clear even when sealed: a backend must never compare embeddings of two models.
             model = obs.embedding_model
             out["embedder"] = {"name": model.name, "file": model.file, "sha256": model.sha256}
+        if "embedding" in content:
+            out["probe"] = obs.probe  # which threshold curves a backend must match it with
         if notes:
             out["notes"] = notes
         if self.backend_key is not None:
@@ -148,7 +150,7 @@ class PayloadProtector:
         """The enroll reply's biometric: the template as the gallery holds it (the raw embedding, which is
         what the terminal matches probes against) and the thumbnail if the policy allows; sealed to the
         backend when sealing is on."""
-        fields = self.biometric_fields(obs, True, True, transform=False)
+        fields = self.biometric_fields(obs.with_flip(), True, True, transform=False)
         fields["template_key_id"] = None
         return fields
 

@@ -403,13 +403,16 @@ class VisionPipeline:
         reasons = list(live.reasons)
         if self.policy != self.config.liveness.policy:
             reasons.append(NO_CHANNEL)
-        embedding = None
+        embedding = probe = None
         best = tr.best
         accepted = decision == "accepted" and best is not None
         if accepted and best is not None:
             t0 = time.perf_counter()
             self._stage = "embed"
-            embedding = self._encoder.embedder.embed_chip(best.chip.image)
+            # One invoke: the chip alone. Its mirror image is embedded only if a decision needs it (identity
+            # on a close call, a template, a backend that decides): FaceObservation.with_flip.
+            probe = self._encoder.embedder.probe(best.chip.image)
+            embedding = probe.single
             self._timed("embed", t0)
         self._counts[decision] += 1
         tr.done = True  # only now: a stage that failed above leaves the track to _dropped
@@ -429,6 +432,8 @@ class VisionPipeline:
             crop_face_outline=best.face_crop.outline if accepted and best else None,
             embedding_model=self._encoder.embedder.model if accepted else None,
             alignment=best.chip.alignment if accepted and best else None,
+            probe="single" if probe is not None else "flip",
+            mirror=probe.flip if probe is not None else None,
         )
 
     @property
