@@ -21,8 +21,10 @@ from device.bench.peer import FaceRecognitionPeer, load_peer
 from device.bench.probe import Probe, Samples, TimedStore, peak_rss_mb, percentiles
 from device.bench.publish import PublishPath
 from device.config.vision import VisionConfig
-from device.contracts import Frame
+from device.contracts import Frame, ProbeKind
 from device.identity.matcher import Matcher
+from device.identity.probe import decide as decide_probe
+from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
 from device.infra.modelstore import ModelError, ModelStore
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -32,6 +34,8 @@ from device.vision.quality import QualityGate
 from device.vision.sources import iter_frames, open_source
 
 GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
+ENROLLED = "enrolled"  # the replay's own person in the bench gallery
+PER_SEARCH = 1e-3  # identity.false_accept_per_search's default
 WARMUP_FRAMES = 5
 STEADY_FPS = 15.0
 
@@ -71,11 +75,13 @@ class _FrameCost:
     model_ms: float
     face: bool
     observations: list[Any]
+    invokes: list[str]  # the models this frame invoked
 
 
 def steady_config() -> VisionConfig:
-    """The challenge held at its blink step (a still face never blinks): mesh + iris on every frame. The
-    prompt comes on the first good frame (no random pause), so even a short run measures the held step."""
+    """The challenge held at its blink step (a still face never blinks): mesh on every frame, iris as the
+    terminal runs it while a blink is awaited. The prompt comes on the first good frame (no random pause), so
+    even a short run measures the held step."""
     liveness = {"steps": ["blink"], "blink_time_s": 20, "prompt_delay_min_s": 0.0, "prompt_delay_max_s": 0.0}
     return VisionConfig.model_validate({"max_decision_s": 120, "liveness": liveness})
 
@@ -96,9 +102,28 @@ class Bench:
         self.encoder = FaceEncoder(Embedder(timed, num_threads=t), FaceMeshModel(timed, num_threads=t))
         self.iris = IrisModel(timed, num_threads=t)
         rng = np.random.default_rng(0)
-        templates = rng.normal(size=(GALLERY_SIZE, self.encoder.embedder.dim)).astype(np.float32)
-        self.matcher = Matcher([f"s{i}" for i in range(GALLERY_SIZE)], list(templates[:, None, :]))
+        self.strangers = rng.normal(size=(GALLERY_SIZE, self.encoder.embedder.dim)).astype(np.float32)
+        self.matcher = self._gallery(None)
+        self.curves = CurveSet.from_manifest(store.entry("embedder").info)
         self.peer: FaceRecognitionPeer | None = None
+        self.steady_frames: list[tuple[float, list[str]]] = []  # (ms, invokes) of the reference steady pass
+
+    def _gallery(self, enrolled: np.ndarray | None) -> Matcher:
+        """The synthetic strangers, plus the replay's own person when one was enrolled."""
+        ids = [f"s{i}" for i in range(GALLERY_SIZE)]
+        templates = list(self.strangers[:, None, :])
+        if enrolled is not None:
+            ids.append(ENROLLED)
+            templates.append(enrolled[None, :])
+        return Matcher(ids, templates)
+
+    def _point(self, probe: ProbeKind) -> OperatingPoint | None:
+        try:
+            return gallery_operating_point(
+                self.curves, PER_SEARCH, self.matcher.comparisons, {1}, probe=probe
+            )
+        except CurveError:
+            return None
 
     def pipeline(self, config: VisionConfig) -> tuple[VisionPipeline, CountingSink]:
         sink = CountingSink()
@@ -116,14 +141,44 @@ class Bench:
         ms = (time.perf_counter() - t0) * 1000.0
         cpu = (time.process_time() - c0) * 1000.0
         face = len(samples.stages["quality"]) > faces_before
-        return _FrameCost(ms, cpu, samples.frame_model_ms, face, observations)
+        return _FrameCost(ms, cpu, samples.frame_model_ms, face, observations, list(samples.frame_invokes))
 
-    def _match(self, observation: Any) -> None:
-        if observation.embedding is None:
-            return
+    def _match(self, observation: Any) -> Any:
+        """The terminal's 1:N decision (device.identity.probe: the mirror image embedded only on a close
+        call); the observation as it is then sent."""
+        if observation.embedding is None or observation.decision != "accepted":
+            return observation
         t0 = time.perf_counter()
-        self.matcher.search(observation.embedding)
+        decided = decide_probe(
+            self.matcher,
+            observation.embedding,
+            observation.probe,
+            observation.mirror,
+            self._point,
+            self.curves.mirror_band,
+        )
         self.probe.stage("match", (time.perf_counter() - t0) * 1000.0)
+        return observation.with_flip() if decided.probe == "flip" else observation
+
+    def _enrol(self, spec: str) -> np.ndarray | None:
+        """A template of the replay's person as a walk-up enrolment at the same terminal makes it: the
+        sharpest good face of the replay's last quarter, flip-averaged (None when there is none)."""
+        source = open_source(spec, VisionConfig(replay_pace="fast"))
+        try:
+            images = list(_images(source))
+        finally:
+            source.close()
+        gate = QualityGate(VisionConfig().quality)
+        best: tuple[float, np.ndarray, Any] | None = None
+        for image in images[len(images) * 3 // 4 :]:
+            faces = self.detector.detect(image)
+            if not faces:
+                continue
+            face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+            q = gate.assess(image, face)
+            if q.ok and (best is None or q.score > best[0]):
+                best = (q.score, image, face)
+        return None if best is None else self.encoder.encode(best[1], best[2]).embedding
 
     def _peer(self, image: np.ndarray) -> tuple[float, int] | None:
         return None if self.peer is None else self.peer.run(image)
@@ -232,21 +287,58 @@ class Bench:
         """Match and send each observation; ms spent. A broker ack's latency is taken from frame start."""
         t0 = time.perf_counter()
         for obs in observations:
-            self._match(obs)
+            obs = self._match(obs)
             if publisher.send(obs, None, self.probe.stage):
                 acks.append((time.perf_counter() - start) * 1000.0)
         return (time.perf_counter() - t0) * 1000.0
 
-    def steady(self, scene: np.ndarray, frames: int, label: dict[str, Any]) -> dict[str, Any]:
-        """The same scene frame after frame with the challenge pending: the liveness path's cost."""
+    def identification(self, spec: str) -> dict[str, Any]:
+        """What an accepted face costs in embedder invokes: the replay once more with passive liveness (a
+        recording cannot answer the challenge's random prompts, so under it nothing is accepted), every
+        accepted face matched as the terminal matches it, the replay's own person enrolled."""
+        enrolled = self._enrol(spec)
+        self.matcher = self._gallery(enrolled)
+        samples = self.probe.new_pass()
+        config = VisionConfig.model_validate({"replay_pace": "fast", "liveness": {"policy": "passive"}})
+        pipeline = VisionPipeline(config, self.detector, self.encoder, self.iris, None)
+        source = open_source(spec, config)
+        observations: list[Any] = []
+        try:
+            with iter_frames(source) as frames:
+                for n, frame in enumerate(frames):
+                    if self.options.max_frames is not None and n >= self.options.max_frames:
+                        break
+                    observations += pipeline.process(frame)
+            observations += pipeline.flush()
+        finally:
+            source.close()
+        accepted = [o for o in observations if o.decision == "accepted"]
+        sent = [self._match(o) for o in accepted]
+        self.matcher = self._gallery(None)
+        return {
+            "accepted": len(accepted),
+            "embedder_invokes": len(samples.models.get("embedder", [])),
+            "mirrored": sum(o.probe == "flip" for o in sent),
+            "enrolled": int(enrolled is not None),
+        }
+
+    def steady(
+        self, scene: np.ndarray, frames: int, label: dict[str, Any], keep: bool = False
+    ) -> dict[str, Any]:
+        """The same scene frame after frame with the challenge pending: the liveness path's cost. `keep`:
+        this is the reference pass whose frames the acceptance compares with the models' floors."""
         samples = self.probe.new_pass()
         pipeline, sink = self.pipeline(steady_config())
         ours, cpu, model, peer_ms, peer_faces = [], [], [], [], 0
+        if keep:
+            self.steady_frames = []
         for frame in scenes.stream(scene, frames, STEADY_FPS):
             cost = self._frame(pipeline, frame)
             ours.append(cost.ms)
             cpu.append(cost.cpu_ms)
             model.append(cost.model_ms)
+            if keep:
+                self.steady_frames.append((cost.ms, cost.invokes))
             peer = self._peer(frame.image)
             if peer is not None:
                 peer_ms.append(peer[0])
@@ -298,13 +390,16 @@ class Bench:
         self.warm_up(one_face)
         self.progress("bench: our pipeline alone (idle, steady)")
         idle = self.idle(o.idle_frames)
-        steady_alone = self.steady(one_face, o.steady_frames, {"resolution": "720p", "faces": 1})
+        label = {"resolution": "720p", "faces": 1}
+        # Alone, the reference for the models' floors: nothing else runs between its frames.
+        steady_alone = self.steady(one_face, o.steady_frames, label, keep=True)
         rss = peak_rss_mb()  # before the peer's models are loaded: the terminal's own footprint
         self.peer = load_peer(o.peer)
         report: dict[str, Any] = {"peak_rss_mb": rss, "idle": idle}
         if self.peer is not None:
             self.progress(f"bench: steady, interleaved with {self.peer.name}")
-            report["steady"] = self.steady(one_face, o.steady_frames, {"resolution": "720p", "faces": 1})
+            report["steady"] = self.steady(one_face, o.steady_frames, label)
+            report["steady_alone"] = steady_alone
         else:
             report["steady"] = steady_alone
         publisher = PublishPath(o.broker, o.protocol)
@@ -312,11 +407,16 @@ class Bench:
             report["replays"] = []
             for spec in o.sources:
                 self.progress(f"bench: replay {spec}")
-                report["replays"].append(self.replay(spec, publisher))
+                replayed = self.replay(spec, publisher)
+                self.progress(f"bench: identification on {spec} (passive liveness, its person enrolled)")
+                replayed["identification"] = self.identification(spec)
+                report["replays"].append(replayed)
         finally:
             publisher.close()
         if o.scaling:
             report["scaling"] = self.scaling(tile)
+        report["floors_ms"] = {m: round(v, 3) for m, v in sorted(self.probe.floors.items())}
+        report["face_frame_floor"] = floor_comparison(self.steady_frames, self.probe.floors)
         return report
 
     def scaling(self, tile: np.ndarray) -> dict[str, list[dict[str, Any]]]:
@@ -351,3 +451,20 @@ def _outside_share(frame_ms: list[float], model_ms: list[float]) -> float:
 
 def _ratio(peer: float, ours: float) -> float:
     return round(float(peer) / float(ours), 2) if ours > 0 else 0.0
+
+
+def floor_comparison(frames: list[tuple[float, list[str]]], floors: dict[str, float]) -> dict[str, Any]:
+    """Each reference steady frame against the sum of the floors of the models it invoked (the iris model
+    runs on some frames only): the frame's time, that sum, and their ratio, as percentiles."""
+    sums = [sum(floors[m] for m in invokes) for _, invokes in frames]
+    ratios = [ms / s for (ms, _), s in zip(frames, sums, strict=True) if s > 0]
+    invokes: dict[str, int] = {}
+    for _, names in frames:
+        for name in names:
+            invokes[name] = invokes.get(name, 0) + 1
+    return {
+        "frame_ms": percentiles([ms for ms, _ in frames]),
+        "floor_sum_ms": percentiles(sums),
+        "ratio": percentiles(ratios),
+        "invokes_per_frame": {m: round(n / max(len(frames), 1), 3) for m, n in sorted(invokes.items())},
+    }
