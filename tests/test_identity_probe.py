@@ -12,11 +12,14 @@ import skimage.data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from device.contracts import FaceObservation
 from device.identity import gallery as gal
+from device.identity.claim import check_claim
 from device.identity.matcher import Matcher
 from device.identity.probe import close_call, decide
 from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, claim_point
 from device.infra.modelstore import ModelStore
+from device.privacy.protector import as_sent
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder, l2_normalise
 from device.vision.landmarks import FaceMeshModel
@@ -189,3 +192,55 @@ def test_a_real_chip_costs_one_invoke_until_its_mirror_is_asked_for_once():
     assert probe.flip() is first and calls == [False, True]
     assert np.allclose(first, full.embedding, atol=1e-6)
     assert float(first @ probe.single) > 0.95  # the same face both ways, a few thousandths apart
+
+
+def _curves_with_band() -> CurveSet:
+    return CurveSet.from_manifest(
+        {
+            "thresholds": {
+                "curve": [[1e-1, 0.50], [1e-6, 0.70]],
+                "single_view": {"curve": [[1e-1, 0.48], [1e-6, 0.68]], "mirror_band": {"value": BAND}},
+            }
+        }
+    )
+
+
+def test_a_claim_checks_a_single_view_at_its_own_threshold_and_mirrors_only_a_close_call():
+    curves = _curves_with_band()
+    ann = _unit(1)
+    subject = gal.check_subject("ann", None, ann[None])
+    t_single = claim_point(curves, 1, {1}, probe="single").threshold
+    t_flip = claim_point(curves, 1, {1}).threshold
+    assert t_single < t_flip
+    clear = Mirror(_at(ann, t_flip - 0.05, 9))
+    far = check_claim(curves, subject, _at(ann, t_single + 0.05, 10), 1e-4, "single", clear)
+    assert (far.matched, far.probe, clear.calls) == (True, "single", 0)
+    assert far.threshold == pytest.approx(t_single)
+    close = Mirror(_at(ann, t_flip - 0.001, 11))
+    near = check_claim(curves, subject, _at(ann, t_single + 0.002, 12), 1e-4, "single", close)
+    assert (near.matched, near.probe, close.calls) == (False, "flip", 1)  # the flip average said no
+    assert near.threshold == pytest.approx(t_flip)
+    # Fail closed: a non-finite single view goes to the mirror; without a mirror it is no match.
+    broken = np.full(gal.DIM, np.nan, np.float32)
+    assert not check_claim(curves, subject, broken, 1e-4, "single", None).matched
+    good = Mirror(_at(ann, t_flip + 0.05, 13))
+    assert check_claim(curves, subject, broken, 1e-4, "single", good).matched and good.calls == 1
+    # Without single-view curves the flip average decides (or nothing does).
+    flip_only = CurveSet.from_manifest({"thresholds": {"curve": [[1e-1, 0.50], [1e-6, 0.70]]}})
+    single_view = _at(ann, 0.99, 14)
+    assert not check_claim(flip_only, subject, single_view, 1e-4, "single", None).matched
+    assert check_claim(flip_only, subject, single_view, 1e-4, "single", Mirror(ann)).probe == "flip"
+
+
+def test_an_unknown_faces_embedding_leaves_flip_averaged_a_matched_ones_as_it_decided():
+    single, flip = _unit(20), _unit(21)
+    obs = FaceObservation(
+        track_id=1, decision="accepted", first_seen=0.0, last_seen=1.0, best_frame_time=0.5,
+        box=(0.0, 0.0, 10.0, 10.0), quality={}, liveness={}, reasons=(), embedding=single, probe="single",
+        mirror=Mirror(flip),
+    )  # fmt: skip
+    unknown = as_sent(obs, "unknown_only", matched=False)
+    assert unknown.probe == "flip" and unknown.embedding is flip and unknown.mirror is None
+    assert as_sent(obs, "always", matched=True) is obs  # the single view, stated as such
+    assert as_sent(obs, "never", matched=False) is obs  # nothing leaves: nothing to complete
+    assert as_sent(unknown, "always", matched=False) is unknown

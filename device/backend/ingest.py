@@ -235,7 +235,8 @@ class Ingest:
             found.nearest,
             _finite(found.nearest_score),
         )
-        vector = found.vector if found.subject is None else None  # an unknown face's, to enrol it from here
+        # An unknown face's, to enrol it from here; only a flip average (what templates are), never a single view.
+        vector = found.vector if found.subject is None and bio.probe == "flip" else None
         sha = bio.embedder.sha256 if bio.embedder is not None else None
         return Accepted(record, _thumbnail(bio), raw, note or why, vector, sha)
 

@@ -149,7 +149,8 @@ def text(report: dict[str, Any], judge: bool = False) -> str:
         ident = r["identification"]
         lines.append(
             f"  identification (passive liveness): {ident['accepted']} accepted, {ident['embedder_invokes']} "
-            f"embedder invokes ({ident['mirrored']} mirrored); its person "
+            f"embedder invokes ({ident['mirrored']} with the mirror: a close call, or an unknown face sent); its "
+            "person "
             + ("enrolled from its last quarter" if ident["enrolled"] else "not enrolled (no good face there)")
         )
         if r["face_frames"]:

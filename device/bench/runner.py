@@ -26,6 +26,7 @@ from device.identity.matcher import Matcher
 from device.identity.probe import decide as decide_probe
 from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
 from device.infra.modelstore import ModelError, ModelStore
+from device.privacy.protector import as_sent
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel, IrisModel
@@ -145,7 +146,8 @@ class Bench:
 
     def _match(self, observation: Any) -> Any:
         """The terminal's 1:N decision (device.identity.probe: the mirror image embedded only on a close
-        call); the observation as it is then sent."""
+        call); the observation as it is then sent (identity.send_embedding's default, unknown_only: an
+        unknown face's embedding leaves flip-averaged, device.privacy.protector.as_sent)."""
         if observation.embedding is None or observation.decision != "accepted":
             return observation
         t0 = time.perf_counter()
@@ -158,7 +160,8 @@ class Bench:
             self.curves.mirror_band,
         )
         self.probe.stage("match", (time.perf_counter() - t0) * 1000.0)
-        return observation.with_flip() if decided.probe == "flip" else observation
+        decided_as = observation.with_flip() if decided.probe == "flip" else observation
+        return as_sent(decided_as, "unknown_only", decided.decision.subject is not None)
 
     def _enrol(self, spec: str) -> np.ndarray | None:
         """A template of the replay's person as a walk-up enrolment at the same terminal makes it: the

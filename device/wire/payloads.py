@@ -126,8 +126,8 @@ class Biometric(_Part):
         None,
         description="what the embedding is: flip = the normalised sum of the face chip's and its mirror "
         "image's descriptors (as templates are); single = the chip alone. They score differently: match each "
-        "with its own threshold curves (models/manifest.json: thresholds, thresholds.single_view). In the "
-        "clear even when the embedding is sealed; absent from terminals before it existed (flip)",
+        "with its own threshold curves (models/manifest.json: thresholds, thresholds.single_view). Beside the "
+        "embedding (inside the sealed blob when it is sealed); absent from terminals before it existed (flip)",
     )
     thumbnail: str | None = Field(
         None,
