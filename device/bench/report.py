@@ -151,7 +151,11 @@ def text(report: dict[str, Any], judge: bool = False) -> str:
             f"  identification (passive liveness): {ident['accepted']} accepted, {ident['embedder_invokes']} "
             f"embedder invokes ({ident['mirrored']} with the mirror: a close call, or an unknown face sent); its "
             "person "
-            + ("enrolled from its last quarter" if ident["enrolled"] else "not enrolled (no good face there)")
+            + (
+                "enrolled from another moment of the clip"
+                if ident["enrolled"]
+                else "not enrolled (no good face)"
+            )
         )
         if r["face_frames"]:
             lines.append(

@@ -36,6 +36,7 @@ from device.vision.sources import iter_frames, open_source
 
 GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
 ENROLLED = "enrolled"  # the replay's own person in the bench gallery
+ENROL_APART_S = 1.0  # a template frame this far from the faces it is matched with (when not the last quarter)
 PER_SEARCH = 1e-3  # identity.false_accept_per_search's default
 WARMUP_FRAMES = 5
 STEADY_FPS = 15.0
@@ -163,25 +164,35 @@ class Bench:
         decided_as = observation.with_flip() if decided.probe == "flip" else observation
         return as_sent(decided_as, "unknown_only", decided.decision.subject is not None)
 
-    def _enrol(self, spec: str) -> np.ndarray | None:
-        """A template of the replay's person as a walk-up enrolment at the same terminal makes it: the
-        sharpest good face of the replay's last quarter, flip-averaged (None when there is none)."""
+    def _enrol(self, spec: str, avoid: list[float]) -> np.ndarray | None:
+        """A template of the replay's person as a walk-up enrolment at the same terminal makes it, flip-
+        averaged: the sharpest good face of the replay's last quarter, else of any frame at least
+        ENROL_APART_S from the best frame of every face it will be matched with (`avoid`); None when
+        there is none."""
         source = open_source(spec, VisionConfig(replay_pace="fast"))
         try:
-            images = list(_images(source))
+            with iter_frames(source) as frames:
+                shots = [(frame.timestamp, frame.image.copy()) for frame in frames]
         finally:
             source.close()
         gate = QualityGate(VisionConfig().quality)
-        best: tuple[float, np.ndarray, Any] | None = None
-        for image in images[len(images) * 3 // 4 :]:
-            faces = self.detector.detect(image)
-            if not faces:
-                continue
-            face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
-            q = gate.assess(image, face)
-            if q.ok and (best is None or q.score > best[0]):
-                best = (q.score, image, face)
-        return None if best is None else self.encoder.encode(best[1], best[2]).embedding
+
+        def best(candidates: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray, Any] | None:
+            found: tuple[float, np.ndarray, Any] | None = None
+            for _, image in candidates:
+                faces = self.detector.detect(image)
+                if not faces:
+                    continue
+                face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+                q = gate.assess(image, face)
+                if q.ok and (found is None or q.score > found[0]):
+                    found = (q.score, image, face)
+            return found
+
+        chosen = best(shots[len(shots) * 3 // 4 :])
+        if chosen is None:
+            chosen = best([s for s in shots if all(abs(s[0] - t) >= ENROL_APART_S for t in avoid)])
+        return None if chosen is None else self.encoder.encode(chosen[1], chosen[2]).embedding
 
     def _peer(self, image: np.ndarray) -> tuple[float, int] | None:
         return None if self.peer is None else self.peer.run(image)
@@ -299,8 +310,6 @@ class Bench:
         """What an accepted face costs in embedder invokes: the replay once more with passive liveness (a
         recording cannot answer the challenge's random prompts, so under it nothing is accepted), every
         accepted face matched as the terminal matches it, the replay's own person enrolled."""
-        enrolled = self._enrol(spec)
-        self.matcher = self._gallery(enrolled)
         samples = self.probe.new_pass()
         config = VisionConfig.model_validate({"replay_pace": "fast", "liveness": {"policy": "passive"}})
         pipeline = VisionPipeline(config, self.detector, self.encoder, self.iris, None)
@@ -316,11 +325,16 @@ class Bench:
         finally:
             source.close()
         accepted = [o for o in observations if o.decision == "accepted"]
+        invokes = len(samples.models.get("embedder", []))  # the pipeline's: one per accepted face
+        enrolled = self._enrol(spec, [o.best_frame_time for o in accepted])
+        self.matcher = self._gallery(enrolled)
+        mark = len(samples.models.get("embedder", []))  # the enrolment's invokes are not the faces'
         sent = [self._match(o) for o in accepted]
+        invokes += len(samples.models.get("embedder", [])) - mark
         self.matcher = self._gallery(None)
         return {
             "accepted": len(accepted),
-            "embedder_invokes": len(samples.models.get("embedder", [])),
+            "embedder_invokes": invokes,
             "mirrored": sum(o.probe == "flip" for o in sent),
             "enrolled": int(enrolled is not None),
         }
