@@ -108,3 +108,20 @@ def peak_rss_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def floor_comparison(frames: list[tuple[float, list[str]]], floors: dict[str, float]) -> dict[str, Any]:
+    """Each reference steady frame against the sum of the floors of the models it invoked (the iris model
+    runs on some frames only): the frame's time, that sum, and their ratio, as percentiles."""
+    sums = [sum(floors[m] for m in invokes) for _, invokes in frames]
+    ratios = [ms / s for (ms, _), s in zip(frames, sums, strict=True) if s > 0]
+    invokes: dict[str, int] = {}
+    for _, names in frames:
+        for name in names:
+            invokes[name] = invokes.get(name, 0) + 1
+    return {
+        "frame_ms": percentiles([ms for ms, _ in frames]),
+        "floor_sum_ms": percentiles(sums),
+        "ratio": percentiles(ratios),
+        "invokes_per_frame": {m: round(n / max(len(frames), 1), 3) for m, n in sorted(invokes.items())},
+    }

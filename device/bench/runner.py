@@ -17,16 +17,14 @@ from typing import Any
 import numpy as np
 
 from device.bench import frames as scenes
+from device.bench.identification import BenchGallery, enrol_template
 from device.bench.peer import FaceRecognitionPeer, load_peer
-from device.bench.probe import Probe, Samples, TimedStore, peak_rss_mb, percentiles
+from device.bench.probe import Probe, Samples, TimedStore, floor_comparison, peak_rss_mb, percentiles
 from device.bench.publish import PublishPath
 from device.config.vision import VisionConfig
-from device.contracts import Frame, ProbeKind
-from device.identity.matcher import Matcher
-from device.identity.probe import decide as decide_probe
-from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
+from device.contracts import Frame
+from device.identity.thresholds import CurveSet
 from device.infra.modelstore import ModelError, ModelStore
-from device.privacy.protector import as_sent
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
 from device.vision.landmarks import FaceMeshModel, IrisModel
@@ -34,10 +32,6 @@ from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
 from device.vision.sources import iter_frames, open_source
 
-GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
-ENROLLED = "enrolled"  # the replay's own person in the bench gallery
-ENROL_APART_S = 1.0  # a template frame this far from the faces it is matched with (when not the last quarter)
-PER_SEARCH = 1e-3  # identity.false_accept_per_search's default
 WARMUP_FRAMES = 5
 STEADY_FPS = 15.0
 
@@ -103,29 +97,10 @@ class Bench:
         self.detector = FaceDetector(timed, vision.detector, vision.detector_min_score, vision.nms_iou, t)
         self.encoder = FaceEncoder(Embedder(timed, num_threads=t), FaceMeshModel(timed, num_threads=t))
         self.iris = IrisModel(timed, num_threads=t)
-        rng = np.random.default_rng(0)
-        self.strangers = rng.normal(size=(GALLERY_SIZE, self.encoder.embedder.dim)).astype(np.float32)
-        self.matcher = self._gallery(None)
-        self.curves = CurveSet.from_manifest(store.entry("embedder").info)
+        curves = CurveSet.from_manifest(store.entry("embedder").info)
+        self.gallery = BenchGallery(self.encoder.embedder.dim, curves, self.probe.stage)
         self.peer: FaceRecognitionPeer | None = None
         self.steady_frames: list[tuple[float, list[str]]] = []  # (ms, invokes) of the reference steady pass
-
-    def _gallery(self, enrolled: np.ndarray | None) -> Matcher:
-        """The synthetic strangers, plus the replay's own person when one was enrolled."""
-        ids = [f"s{i}" for i in range(GALLERY_SIZE)]
-        templates = list(self.strangers[:, None, :])
-        if enrolled is not None:
-            ids.append(ENROLLED)
-            templates.append(enrolled[None, :])
-        return Matcher(ids, templates)
-
-    def _point(self, probe: ProbeKind) -> OperatingPoint | None:
-        try:
-            return gallery_operating_point(
-                self.curves, PER_SEARCH, self.matcher.comparisons, {1}, probe=probe
-            )
-        except CurveError:
-            return None
 
     def pipeline(self, config: VisionConfig) -> tuple[VisionPipeline, CountingSink]:
         sink = CountingSink()
@@ -144,55 +119,6 @@ class Bench:
         cpu = (time.process_time() - c0) * 1000.0
         face = len(samples.stages["quality"]) > faces_before
         return _FrameCost(ms, cpu, samples.frame_model_ms, face, observations, list(samples.frame_invokes))
-
-    def _match(self, observation: Any) -> Any:
-        """The terminal's 1:N decision (device.identity.probe: the mirror image embedded only on a close
-        call); the observation as it is then sent (identity.send_embedding's default, unknown_only: an
-        unknown face's embedding leaves flip-averaged, device.privacy.protector.as_sent)."""
-        if observation.embedding is None or observation.decision != "accepted":
-            return observation
-        t0 = time.perf_counter()
-        decided = decide_probe(
-            self.matcher,
-            observation.embedding,
-            observation.probe,
-            observation.mirror,
-            self._point,
-            self.curves.mirror_band,
-        )
-        self.probe.stage("match", (time.perf_counter() - t0) * 1000.0)
-        decided_as = observation.with_flip() if decided.probe == "flip" else observation
-        return as_sent(decided_as, "unknown_only", decided.decision.subject is not None)
-
-    def _enrol(self, spec: str, avoid: list[float]) -> np.ndarray | None:
-        """A template of the replay's person as a walk-up enrolment at the same terminal makes it, flip-
-        averaged: the sharpest good face of the replay's last quarter, else of any frame at least
-        ENROL_APART_S from the best frame of every face it will be matched with (`avoid`); None when
-        there is none."""
-        source = open_source(spec, VisionConfig(replay_pace="fast"))
-        try:
-            with iter_frames(source) as frames:
-                shots = [(frame.timestamp, frame.image.copy()) for frame in frames]
-        finally:
-            source.close()
-        gate = QualityGate(VisionConfig().quality)
-
-        def best(candidates: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray, Any] | None:
-            found: tuple[float, np.ndarray, Any] | None = None
-            for _, image in candidates:
-                faces = self.detector.detect(image)
-                if not faces:
-                    continue
-                face = max(faces, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
-                q = gate.assess(image, face)
-                if q.ok and (found is None or q.score > found[0]):
-                    found = (q.score, image, face)
-            return found
-
-        chosen = best(shots[len(shots) * 3 // 4 :])
-        if chosen is None:
-            chosen = best([s for s in shots if all(abs(s[0] - t) >= ENROL_APART_S for t in avoid)])
-        return None if chosen is None else self.encoder.encode(chosen[1], chosen[2]).embedding
 
     def _peer(self, image: np.ndarray) -> tuple[float, int] | None:
         return None if self.peer is None else self.peer.run(image)
@@ -301,7 +227,7 @@ class Bench:
         """Match and send each observation; ms spent. A broker ack's latency is taken from frame start."""
         t0 = time.perf_counter()
         for obs in observations:
-            obs = self._match(obs)
+            obs = self.gallery.match(obs)
             if publisher.send(obs, None, self.probe.stage):
                 acks.append((time.perf_counter() - start) * 1000.0)
         return (time.perf_counter() - t0) * 1000.0
@@ -326,12 +252,12 @@ class Bench:
             source.close()
         accepted = [o for o in observations if o.decision == "accepted"]
         invokes = len(samples.models.get("embedder", []))  # the pipeline's: one per accepted face
-        enrolled = self._enrol(spec, [o.best_frame_time for o in accepted])
-        self.matcher = self._gallery(enrolled)
+        enrolled = enrol_template(spec, self.detector, self.encoder, [o.best_frame_time for o in accepted])
+        self.gallery.enrol(enrolled)
         mark = len(samples.models.get("embedder", []))  # the enrolment's invokes are not the faces'
-        sent = [self._match(o) for o in accepted]
+        sent = [self.gallery.match(o) for o in accepted]
         invokes += len(samples.models.get("embedder", [])) - mark
-        self.matcher = self._gallery(None)
+        self.gallery.enrol(None)
         return {
             "accepted": len(accepted),
             "embedder_invokes": invokes,
@@ -468,20 +394,3 @@ def _outside_share(frame_ms: list[float], model_ms: list[float]) -> float:
 
 def _ratio(peer: float, ours: float) -> float:
     return round(float(peer) / float(ours), 2) if ours > 0 else 0.0
-
-
-def floor_comparison(frames: list[tuple[float, list[str]]], floors: dict[str, float]) -> dict[str, Any]:
-    """Each reference steady frame against the sum of the floors of the models it invoked (the iris model
-    runs on some frames only): the frame's time, that sum, and their ratio, as percentiles."""
-    sums = [sum(floors[m] for m in invokes) for _, invokes in frames]
-    ratios = [ms / s for (ms, _), s in zip(frames, sums, strict=True) if s > 0]
-    invokes: dict[str, int] = {}
-    for _, names in frames:
-        for name in names:
-            invokes[name] = invokes.get(name, 0) + 1
-    return {
-        "frame_ms": percentiles([ms for ms, _ in frames]),
-        "floor_sum_ms": percentiles(sums),
-        "ratio": percentiles(ratios),
-        "invokes_per_frame": {m: round(n / max(len(frames), 1), 3) for m, n in sorted(invokes.items())},
-    }
