@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.contracts import ModelRef
+from device.contracts import ModelRef, ProbeKind
 from device.identity import operator as op
 from device.identity.gallery import Subject
 from device.identity.matcher import Matcher
@@ -88,6 +88,7 @@ class CentralGallery:
         self.update: op.UpdateFile | None = None
         self.matcher = Matcher([], [])
         self.point: OperatingPoint | None = None
+        self.single_point: OperatingPoint | None = None  # for single-view probes (biometric.probe "single")
         self._load(store.latest_gallery())
 
     def _load(self, data: bytes | None) -> None:
@@ -96,21 +97,28 @@ class CentralGallery:
         update = update_from_bytes(data)
         gallery = update.gallery(self.embedder)
         matcher = Matcher([s.id for s in gallery.subjects], [s.templates for s in gallery.subjects])
-        point = None  # fail closed without a curve for every template kind the gallery holds
+        points: dict[ProbeKind, OperatingPoint | None] = {"flip": None, "single": None}
+        # Fail closed: a probe kind without a curve for every template kind the gallery holds is not matched.
         if self.curves is not None and matcher.comparisons:
-            try:
-                point = gallery_operating_point(
-                    self.curves,
-                    self.cfg.identity.false_accept_per_search,
-                    matcher.comparisons,
-                    gallery.averaged,
-                )
-            except CurveError as exc:
-                log.error(
-                    "no central 1:N decisions on gallery version %s: %s", update.manifest["version"], exc
-                )
+            for probe in points:
+                try:
+                    points[probe] = gallery_operating_point(
+                        self.curves,
+                        self.cfg.identity.false_accept_per_search,
+                        matcher.comparisons,
+                        gallery.averaged,
+                        probe=probe,
+                    )
+                except CurveError as exc:
+                    log.error(
+                        "no central 1:N decisions for %s probes on gallery version %s: %s",
+                        probe,
+                        update.manifest["version"],
+                        exc,
+                    )
         with self._lock:
-            self.update, self.matcher, self.point = update, matcher, point
+            self.update, self.matcher = update, matcher
+            self.point, self.single_point = points["flip"], points["single"]
 
     @property
     def version(self) -> int | None:
@@ -141,10 +149,13 @@ class CentralGallery:
         with self._lock:
             return subject in self.matcher.subjects
 
-    def identify(self, embedding: np.ndarray, embedder_sha: str | None) -> CentralMatch:
-        """Open-set 1:N on the central gallery; another embedder's embedding is never compared."""
+    def identify(
+        self, embedding: np.ndarray, embedder_sha: str | None, probe: ProbeKind = "flip"
+    ) -> CentralMatch:
+        """Open-set 1:N on the central gallery; another embedder's embedding is never compared. A single-view
+        probe (biometric.probe) is matched at its own curves' threshold."""
         with self._lock:
-            matcher, point = self.matcher, self.point
+            matcher, point = self.matcher, self.point if probe == "flip" else self.single_point
         if embedder_sha != self.embedder.sha256 or matcher.size == 0:
             return NO_MATCH
         threshold = math.nan if point is None else point.threshold

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from device.contracts import ProbeKind
 from device.identity.gallery import DIM
 from device.privacy.protector import decode_embedding
 from device.privacy.seal import SealError, open_sealed
@@ -49,7 +50,7 @@ QUARANTINE_REASONS = (
 )
 KINDS = ("event/face", "event/access", "status", "health")
 # A central 1:N search: (embedding, embedder sha256) -> the decision and the nearest subject.
-Identify = Callable[[np.ndarray, str | None], CentralMatch]
+Identify = Callable[[np.ndarray, str | None, ProbeKind], CentralMatch]
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ class Ingest:
             found.nearest,
             _finite(found.nearest_score),
         )
-        vector = found.vector if found.subject is None else None  # an unknown face's, to enrol it from here
+        # An unknown face's, to enrol it from here; only a flip average (what templates are), never a single view.
+        vector = found.vector if found.subject is None and bio.probe == "flip" else None
         sha = bio.embedder.sha256 if bio.embedder is not None else None
         return Accepted(record, _thumbnail(bio), raw, note or why, vector, sha)
 
@@ -282,7 +284,7 @@ class Ingest:
             # The terminal's unknown: how near it came, without the nearest subject's id (never sent).
             return Identified("terminal", None, match.score, match.threshold, match.margin), why
         sha = bio.embedder.sha256 if bio.embedder is not None else None
-        central = self.identify(vector, sha)
+        central = self.identify(vector, sha, bio.probe)
         return Identified(
             "backend",
             central.subject,

@@ -55,6 +55,7 @@ class BiometricView(_View):
     embedder: EmbedderView | None = None
     embedding: str | None = None
     thumbnail: str | None = None
+    probe: Literal["single", "flip"] = "flip"  # absent: a terminal from before single-view probes
 
 
 class EventView(_View):

@@ -142,19 +142,67 @@ def pair_results(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dic
     return out
 
 
+def banded_pair_results(
+    pairs: list[Pair], emb: dict[Path, np.ndarray], single: dict[Path, np.ndarray], band: float
+) -> dict[str, float]:
+    """The pairs as the terminal decides a probe (device.identity.probe): img1 the flip-averaged template,
+    img2's single view the probe, its flip average only when the single view's score is within `band` of
+    the single-view threshold. Each fold's two thresholds (single view, flip) are chosen on the other folds,
+    as for the accuracy; TAR at FAR 1e-3 with each kind's threshold where that kind's pooled FAR is 1e-3.
+    The share of pairs that needed the mirror is given with it."""
+    ok = [p for p in pairs if p.img1 in emb and p.img2 in emb]
+    s = np.array([float(np.dot(single[p.img2], emb[p.img1])) for p in ok])
+    f = np.array([float(np.dot(emb[p.img2], emb[p.img1])) for p in ok])
+    same = np.array([p.same for p in ok])
+    folds = np.array([p.fold for p in ok])
+    missed = len(pairs) - len(ok)  # detection failures: a mismatch with everything, as in pair_results
+    correct, mirrored = 0, 0
+    for fold in sorted(set(folds.tolist())):
+        train, test = folds != fold, folds == fold
+        if not train.any():
+            train = test
+        t_single, t_flip = best_threshold(s[train], same[train]), best_threshold(f[train], same[train])
+        near = np.abs(s[test] - t_single) <= band
+        decided = np.where(near, f[test] >= t_flip, s[test] >= t_single)
+        correct += int(np.sum(decided == same[test]))
+        mirrored += int(near.sum())
+    t_single = threshold_at_far(s[~same], 1e-3)
+    t_flip = threshold_at_far(f[~same], 1e-3)
+    near = np.abs(s - t_single) <= band
+    accepted = np.where(near, f > t_flip, s > t_single)
+    return {
+        "lfw_banded_accuracy": correct / (len(ok) + missed),
+        "lfw_banded_tar_at_far_0.001": float(np.mean(accepted[same])),
+        "lfw_banded_far_at_far_0.001": float(np.mean(accepted[~same])),
+        "lfw_banded_mirror_share": mirrored / max(len(ok), 1),
+        "lfw_banded_mirror_share_same": float(np.mean(near[same])),
+        "lfw_banded_mirror_share_different": float(np.mean(near[~same])),
+        "lfw_single_view_accuracy": float(np.mean(fold_accuracies(s, same, folds))),
+    }
+
+
 def verification(
-    pairs: list[Pair], detector, encoder, progress: Progress, scores_out: dict | None = None
+    pairs: list[Pair],
+    detector,
+    encoder,
+    progress: Progress,
+    scores_out: dict | None = None,
+    band: float | None = None,
 ) -> tuple[dict, Calibration]:
     """(results, calibration) of the terminal's own path (detect, mesh, 5-point chip, flip embed, cosine): the
     pairs' figures, and the shipped threshold recipe on every image (faceonly_lab.thresholdcurves: bound
-    curves for single photos and mean templates, thresholds per FAR target). `scores_out`, when given,
-    receives the raw scores for plots (pair scores and labels, cross-identity genuine and impostor scores).
+    curves for single photos and mean templates, for flip-averaged and for single-view probes, thresholds per
+    FAR target). `scores_out`, when given, receives the raw scores for plots (pair scores and labels,
+    cross-identity genuine and impostor scores) and the embeddings (paths, embeddings, singles). With `band`
+    (the shipped mirror band) the pairs are also decided as the terminal decides a probe
+    (`banded_pair_results`).
 
     `encoder` is a device.vision.embed.FaceEncoder. An image without a detected face counts as a detection
     failure and scores as a mismatch with everything.
     """
     images = sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
     emb: dict[Path, np.ndarray] = {}
+    single: dict[Path, np.ndarray] = {}
     alignments: Counter[str] = Counter()
     for i, path in enumerate(images):
         if i % 500 == 0:
@@ -166,22 +214,80 @@ def verification(
         encoding = encoder.encode(image, face)
         alignments[encoding.alignment] += 1
         emb[path] = encoding.embedding
+        if encoding.single is not None:
+            single[path] = encoding.single
+    found = {
+        "lfw_images": float(len(images)),
+        "lfw_detection_failures": float(len(images) - len(emb)),
+        "lfw_detection_rate": len(emb) / len(images),
+        "lfw_aligned_by_mesh": alignments["mesh_5point"] / max(len(emb), 1),
+    }
+    return _figures(pairs, emb, single, found, progress, scores_out, band)
+
+
+def _figures(
+    pairs: list[Pair],
+    emb: dict[Path, np.ndarray],
+    single: dict[Path, np.ndarray],
+    found_figures: dict[str, float],
+    progress: Progress,
+    scores_out: dict | None,
+    band: float | None = None,
+) -> tuple[dict, Calibration]:
     scores = np.array(
         [float(np.dot(emb[p.img1], emb[p.img2])) if p.img1 in emb and p.img2 in emb else -1.0 for p in pairs]
     )
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    results = {
-        "lfw_images": float(len(images)),
-        "lfw_detection_failures": float(len(images) - len(emb)),
-        "lfw_detection_rate": len(emb) / len(images),
-        "lfw_aligned_by_mesh": alignments["mesh_5point"] / max(len(emb), 1),
-        **pair_results(scores, same, folds),
-    }
+    results = {**found_figures, **pair_results(scores, same, folds)}
+    if band is not None and len(single) == len(emb):
+        results.update(banded_pair_results(pairs, emb, single, band))
     found = sorted(emb)
     x, identities = np.stack([emb[p] for p in found]), [p.parent.name for p in found]
+    singles = np.stack([single[p] for p in found]) if len(single) == len(emb) else None
     if scores_out is not None:
         genuine, impostor = cross_identity_scores(x, identities)
         scores_out.update(pair_scores=scores, pair_same=same, genuine=genuine, impostor=impostor)
-    progress("lfw: threshold curves (identity bootstrap bound)")
-    return results, calibrate(x, identities)
+        scores_out.update(paths=found, embeddings=x, singles=singles, found_figures=found_figures)
+    progress("lfw: threshold curves (identity bootstrap bound), flip-averaged and single-view probes")
+    return results, calibrate(x, identities, singles=singles)
+
+
+def save_embeddings(path: Path, scores_out: dict, results: dict, embedder_sha256: str) -> None:
+    """The LFW pass's embeddings (flip-averaged and single-view) for `verification_from_file`: a cache
+    outside the repository, tied to the embedder that made it."""
+    found = scores_out["found_figures"]
+    np.savez(
+        path,
+        paths=np.array([str(p) for p in scores_out["paths"]]),
+        embeddings=scores_out["embeddings"],
+        singles=scores_out["singles"],
+        figures=np.array([found[k] for k in sorted(found)]),
+        figure_names=np.array(sorted(found)),
+        embedder_sha256=np.array(embedder_sha256),
+    )
+
+
+def load_embeddings(path: Path, embedder_sha256: str) -> tuple[dict, dict, dict]:
+    """(flip-averaged, single-view, found figures) of `save_embeddings`' file; ValueError for another embedder."""
+    data = np.load(path, allow_pickle=False)
+    if str(data["embedder_sha256"]) != embedder_sha256:
+        raise ValueError(f"{path} was made by another embedder")
+    paths = [Path(p) for p in data["paths"]]
+    emb = dict(zip(paths, data["embeddings"], strict=True))
+    single = dict(zip(paths, data["singles"], strict=True))
+    found = {str(k): float(v) for k, v in zip(data["figure_names"], data["figures"], strict=True)}
+    return emb, single, found
+
+
+def verification_from_file(
+    pairs: list[Pair],
+    path: Path,
+    embedder_sha256: str,
+    progress: Progress,
+    scores_out: dict | None = None,
+    band: float | None = None,
+) -> tuple[dict, Calibration]:
+    """`verification` from the embeddings a previous pass saved (the same figures, no image read)."""
+    emb, single, found = load_embeddings(path, embedder_sha256)
+    return _figures(pairs, emb, single, found, progress, scores_out, band)

@@ -15,7 +15,7 @@ bound for reference: they are what the pre-bound curves were made of, and what a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -122,65 +122,124 @@ def mean_templates(
 
 
 def mean_template_impostors(
-    embeddings: np.ndarray, identities: list[str], averaged: int, keep_far: float = CURVE_TOP_FAR
+    embeddings: np.ndarray,
+    identities: list[str],
+    averaged: int,
+    keep_far: float = CURVE_TOP_FAR,
+    probes: np.ndarray | None = None,
 ) -> farbound.Impostors:
-    """Every mean-of-`averaged` template against every image of another identity (the top `keep_far`)."""
+    """Every mean-of-`averaged` template against every image of another identity (the top `keep_far`); the
+    images as `probes` when given (their single views), else as themselves."""
     templates, owners = mean_templates(embeddings, identities, averaged)
     images = np.unique(np.asarray(identities), return_inverse=True)[1]
-    return farbound.cross_impostors(templates, owners, embeddings, images, keep_far)
+    right = embeddings if probes is None else probes
+    return farbound.cross_impostors(templates, owners, right, images, keep_far)
 
 
 def mean_template_curves(
-    embeddings: np.ndarray, identities: list[str], counts: tuple[int, ...] = MEAN_TEMPLATE_PHOTOS
+    embeddings: np.ndarray,
+    identities: list[str],
+    counts: tuple[int, ...] = MEAN_TEMPLATE_PHOTOS,
+    probes: np.ndarray | None = None,
 ) -> dict[int, Curve]:
-    """{photos per template: bound curve} for mean templates (counts the data cannot support are absent)."""
+    """{photos per template: bound curve} for mean templates (counts the data cannot support are absent).
+    `probes`: each image's probe embedding when it differs from its template embedding (single-view probes
+    against flip-averaged templates); by default the images' own embeddings."""
     curves = {}
     for k in counts:
-        imp = mean_template_impostors(embeddings, identities, k)
+        imp = mean_template_impostors(embeddings, identities, k, probes=probes)
         if len(imp.scores):
             curves[k] = threshold_curve(imp)
     return {k: c for k, c in curves.items() if len(c) >= 2}
 
 
+def single_view_impostors(
+    templates: np.ndarray, probes: np.ndarray, identities: list[str], keep_far: float = CURVE_TOP_FAR
+) -> farbound.Impostors:
+    """Every image's single-view probe against every other identity's image as a (flip-averaged) template:
+    ordered, both ways (a probe and a template are not the same kind of embedding)."""
+    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
+    return farbound.cross_impostors(templates, ids, probes, ids, keep_far)
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Everything the shipped recipe makes from one set of embeddings."""
+    """Everything the shipped recipe makes from one set of embeddings. The `single_*` family is for
+    single-view probes (the chip alone, no mirror) against the same flip-averaged templates; empty when the
+    set has no single views."""
 
     curve: Curve  # single photos, bound
     mean_curves: dict[int, Curve]  # mean templates, bound
     thresholds: dict[str, float]  # per FAR target: bound and point-estimate thresholds, genuine accept
+    single_curve: Curve = field(default_factory=list)
+    single_mean_curves: dict[int, Curve] = field(default_factory=dict)
+    single_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def calibrate(
-    embeddings: np.ndarray, identities: list[str], targets: tuple[float, ...] = FAR_TARGETS
+    embeddings: np.ndarray,
+    identities: list[str],
+    targets: tuple[float, ...] = FAR_TARGETS,
+    singles: np.ndarray | None = None,
 ) -> Calibration:
     """The shipped recipe on a set of face embeddings (identity = label): the curves, and for each FAR
     target the bound threshold (`far_1e-3`, what the curve gives), the genuine acceptance there
     (`tar_at_far_1e-3`, every same-identity pair), and the point-estimate threshold (`point_far_1e-3`).
-    Targets below the smallest bound the data supports are left out; their absence is the answer."""
+    Targets below the smallest bound the data supports are left out; their absence is the answer.
+    `singles` (each image's single-view embedding, same order): the same for single-view probes against
+    the images' flip-averaged embeddings as templates."""
     x = np.asarray(embeddings, np.float32)
     imp = farbound.pair_impostors(x, identities, CURVE_TOP_FAR)
     table = farbound.bound_table(imp, MIN_IMPOSTORS_ABOVE)
     genuine = same_identity_scores(x, identities)
-    thresholds: dict[str, float] = {"impostor_pairs": float(imp.total), "genuine_pairs": float(len(genuine))}
+    thresholds = _targets(table, imp, genuine, targets)
+    if singles is None:
+        return Calibration(curve_from_table(table), mean_template_curves(x, identities), thresholds)
+    s = np.asarray(singles, np.float32)
+    if s.shape != x.shape:
+        raise ValueError(f"{len(s)} single views for {len(x)} embeddings")
+    simp = single_view_impostors(x, s, identities)
+    stable = farbound.bound_table(simp, MIN_IMPOSTORS_ABOVE)
+    return Calibration(
+        curve_from_table(table),
+        mean_template_curves(x, identities),
+        thresholds,
+        curve_from_table(stable),
+        mean_template_curves(x, identities, probes=s),
+        _targets(stable, simp, same_identity_scores(x, identities, probes=s), targets),
+    )
+
+
+def _targets(
+    table: farbound.BoundTable, imp: farbound.Impostors, genuine: np.ndarray, targets: tuple[float, ...]
+) -> dict[str, float]:
+    out: dict[str, float] = {"impostor_pairs": float(imp.total), "genuine_pairs": float(len(genuine))}
     for far in targets:
         bound = table.threshold(far) if len(table.bounds) else None
         point_count = int(np.floor(far * imp.total))
         if bound is None or point_count >= len(imp.scores):
             continue
-        thresholds[far_key(far)] = bound
-        thresholds[f"tar_at_{far_key(far)}"] = float(np.mean(genuine > bound))
-        thresholds[f"point_{far_key(far)}"] = float(imp.scores[point_count])
-    return Calibration(curve_from_table(table), mean_template_curves(x, identities), thresholds)
+        out[far_key(far)] = bound
+        out[f"tar_at_{far_key(far)}"] = float(np.mean(genuine > bound))
+        out[f"point_{far_key(far)}"] = float(imp.scores[point_count])
+    return out
 
 
-def same_identity_scores(embeddings: np.ndarray, identities: list[str]) -> np.ndarray:
-    """Cosine of every same-identity pair (each once)."""
+def same_identity_scores(
+    embeddings: np.ndarray, identities: list[str], probes: np.ndarray | None = None
+) -> np.ndarray:
+    """Cosine of every same-identity pair (each once; with `probes`, every ordered pair of a probe and
+    another image of the same identity as the template)."""
     x = np.asarray(embeddings, np.float32)
     ids = np.unique(np.asarray(identities), return_inverse=True)[1]
     out = []
     for identity in range(int(ids.max()) + 1 if len(ids) else 0):
         rows = x[ids == identity]
-        i, j = np.triu_indices(len(rows), 1)
-        out.append((rows @ rows.T)[i, j])
+        if probes is None:
+            i, j = np.triu_indices(len(rows), 1)
+            out.append((rows @ rows.T)[i, j])
+        else:
+            p = np.asarray(probes, np.float32)[ids == identity]
+            scores = p @ rows.T
+            out.append(scores[~np.eye(len(rows), dtype=bool)])
     return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -70,9 +70,15 @@ def main() -> int:
         action="store_true",
         help="recompute the embedder's LFW figures and threshold curves from the shipped files, nothing else",
     )
+    ap.add_argument(
+        "--lfw-embeddings",
+        type=Path,
+        help="with --thresholds-only: keep the LFW embeddings (flip-averaged and single-view) in this .npz, "
+        "and reuse it when it exists and names the shipped embedder (outside the repository)",
+    )
     args = ap.parse_args()
     if args.thresholds_only:
-        return thresholds_only(args.out.resolve())
+        return thresholds_only(args.out.resolve(), args.lfw_embeddings)
     return build(args.cache.resolve(), args.out.resolve())
 
 
@@ -177,8 +183,10 @@ def build(cache: Path, out: Path) -> int:
     return 0
 
 
-def thresholds_only(models_dir: Path) -> int:
-    """The embedder's `accuracy` and `thresholds` again from the shipped files, by the build's own recipe."""
+def thresholds_only(models_dir: Path, embeddings_file: Path | None = None) -> int:
+    """The embedder's `accuracy` and `thresholds` again from the shipped files, by the build's own recipe.
+    The mirror band (thresholds.single_view.mirror_band, chosen on other data by scripts/mirror_band.py) is
+    kept as it is."""
     import json
 
     from modelbuild.data import LFW_PAIRS
@@ -195,11 +203,25 @@ def thresholds_only(models_dir: Path) -> int:
     store, vision = ModelStore(models_dir), VisionConfig()  # every file checked against its sha256
     detector = FaceDetector(store, vision.detector, vision.detector_min_score, vision.nms_iou)
     encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
-    log("LFW folds 1-5 through the terminal's own path with the shipped files")
-    results, calibration = lfw.verification(lfw.read_pairs(LFW_PAIRS), detector, encoder, log)
+    pairs = lfw.read_pairs(LFW_PAIRS)
+    sha = store.entry("embedder").sha256
     path = models_dir / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["models"]["embedder"].update(emb.lfw_sections(results, calibration, log))
+    entry = manifest["models"]["embedder"]
+    band = ((entry.get("thresholds") or {}).get("single_view") or {}).get("mirror_band")
+    width = band["value"] if isinstance(band, dict) else None
+    if embeddings_file is not None and embeddings_file.exists():
+        log(f"LFW embeddings from {embeddings_file}")
+        results, calibration = lfw.verification_from_file(pairs, embeddings_file, sha, log, band=width)
+    else:
+        log("LFW folds 1-5 through the terminal's own path with the shipped files")
+        scores: dict = {}
+        results, calibration = lfw.verification(pairs, detector, encoder, log, scores, band=width)
+        if embeddings_file is not None:
+            lfw.save_embeddings(embeddings_file, scores, results, sha)
+    entry.update(emb.lfw_sections(results, calibration, log))
+    if band is not None:
+        entry["thresholds"]["single_view"]["mirror_band"] = band
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log(f"done: {path} (embedder accuracy and thresholds; model files untouched)")
     return 0

@@ -249,7 +249,8 @@ def _signer() -> Signer:
 
 
 def embedding_of(store: Any, frames: list[tuple[float, np.ndarray]]) -> np.ndarray:
-    """The template the terminal makes of the person in these frames (liveness off: the best frame)."""
+    """The template the terminal makes of the person in these frames (liveness off: the best frame; flip-
+    averaged, as templates are)."""
     pipeline = build_pipeline(VisionConfig(liveness=LivenessConfig(policy="off")), store)
     out = []
     for i, (t, image) in enumerate(frames):
@@ -257,4 +258,4 @@ def embedding_of(store: Any, frames: list[tuple[float, np.ndarray]]) -> np.ndarr
     out += pipeline.flush()
     accepted = [o for o in out if o.embedding is not None]
     assert accepted, "no face to enrol"
-    return np.asarray(accepted[0].embedding, np.float32)
+    return np.asarray(accepted[0].with_flip().embedding, np.float32)

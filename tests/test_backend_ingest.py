@@ -107,25 +107,29 @@ def test_accepted_event_takes_the_terminals_match_and_fails_closed(keys) -> None
     assert isinstance(verdict, Accepted) and verdict.record.subject is None
 
 
-def _sealed_event(signer: Signer, backend: PrivateKey, vector: np.ndarray, sha: str = SHA) -> dict:
+def _sealed_event(
+    signer: Signer, backend: PrivateKey, vector: np.ndarray, sha: str = SHA, probe: str | None = None
+) -> dict:
     event = face_event("t1", None)
     thumb = base64.b64encode(b"\xff\xd8 jpeg bytes").decode()
+    content = {"embedding": encode_embedding(vector), "thumbnail": thumb}
+    if probe is not None:
+        content["probe"] = probe  # beside the embedding, inside the sealed blob
     event["biometric"] = {
         "template_key_id": None,
         "embedder": {"name": "embedder", "file": "e.tflite", "sha256": sha},
-        "sealed": seal(
-            bytes(backend.public_key), {"embedding": encode_embedding(vector), "thumbnail": thumb}
-        ),
+        "sealed": seal(bytes(backend.public_key), content),
     }
     return signer.sign(event)
 
 
 def test_sealed_event_is_opened_and_matched_centrally_only_for_the_same_embedder(keys) -> None:
     signer, backend = keys
-    seen = []
+    seen, kinds = [], []
 
-    def identify(vector: np.ndarray, sha: str | None) -> CentralMatch:
+    def identify(vector: np.ndarray, sha: str | None, probe: str) -> CentralMatch:
         seen.append(sha)
+        kinds.append(probe)
         return CentralMatch("emp-2", 0.99, 0.2, 0.94, "emp-2", 0.99) if sha == SHA else NO_MATCH
 
     vector = np.ones(128, np.float32) / math.sqrt(128)
@@ -143,6 +147,20 @@ def test_sealed_event_is_opened_and_matched_centrally_only_for_the_same_embedder
     blind = _judge(_ingest(signer, None, identify), _sealed_event(signer, backend, vector))
     assert isinstance(blind, Accepted) and blind.record.subject is None and "private key" in blind.note
     assert blind.thumbnail is None
+    # The probe's kind (sealed with the embedding) picks the threshold family; absent (older terminals): flip.
+    assert set(kinds) == {"flip"}
+    single = _judge(
+        _ingest(signer, backend, identify), _sealed_event(signer, backend, vector, probe="single")
+    )
+    assert isinstance(single, Accepted) and kinds[-1] == "single"
+    # An unknown's flip average is kept (in the live view) to enrol from; a single view never becomes one.
+    nobody = _judge(_ingest(signer, backend, identify), _sealed_event(signer, backend, vector, "cd" * 32))
+    assert isinstance(nobody, Accepted) and nobody.embedding is not None
+    single_unknown = _judge(
+        _ingest(signer, backend, identify), _sealed_event(signer, backend, vector, "cd" * 32, "single")
+    )
+    assert isinstance(single_unknown, Accepted) and single_unknown.record.subject is None
+    assert single_unknown.embedding is None
 
 
 def test_signature_fast_path_falls_back_to_full_jcs(keys) -> None:
@@ -230,7 +248,7 @@ def test_any_event_body_gives_a_verdict_and_every_record_is_storable(
     signer, backend = keys
     identify_calls = []
 
-    def identify(vector: np.ndarray, sha: str | None) -> CentralMatch:
+    def identify(vector: np.ndarray, sha: str | None, probe: str) -> CentralMatch:
         identify_calls.append(vector.shape)
         return NO_MATCH
 

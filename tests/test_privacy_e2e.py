@@ -390,10 +390,12 @@ def _decrypted_embedding_is_the_terminals(run: Run, backend: PrivateKey, replay:
             source.release(frame)
     observations += pipeline.flush()
     source.close()
-    local = [o.embedding for o in observations if o.embedding is not None]
+    # Without a gallery the backend decides, so what leaves is the flip average (the chip and its mirror).
+    local = [o.with_flip().embedding for o in observations if o.embedding is not None]
     transform = TemplateTransform(load_secret(run.state_dir / "template.key", 32))
-    sent = [decode_embedding(open_sealed(backend, e)["embedding"]) for e in event_payloads(run)]
-    assert local and sent
+    opened = [open_sealed(backend, e) for e in event_payloads(run)]
+    sent = [decode_embedding(content["embedding"]) for content in opened]
+    assert local and sent and all(content["probe"] == "flip" for content in opened)
     assert np.allclose(sent[0], transform.apply(local[0]), atol=1e-6)
 
 

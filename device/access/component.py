@@ -221,6 +221,8 @@ class AccessComponent:
                 score=match.score if match is not None else math.nan,
                 threshold=match.threshold if match is not None else math.nan,
                 embedding=obs.embedding,
+                probe=obs.probe,
+                mirror=obs.mirror,
             )
             if self.decider is None:
                 self._handle(self._no_policy(face))
@@ -280,12 +282,18 @@ class AccessComponent:
             track_id=face.track_id if face is not None else None, wall=self._wall(), decided_at=self._clock(),
         )  # fmt: skip
 
-    def _face_check(self, subject: str, embedding: Any) -> ClaimCheck | None:
+    def _face_check(self, subject: str, face: Face | None) -> ClaimCheck | None:
+        """1:1 of the face against the claimed subject (None: no such subject); a single-view probe at its
+        own threshold, its mirror image embedded only on a close call (device.identity.claim)."""
         gallery = self.identity.gallery if self.identity is not None else None
         found = gallery.subject(subject) if gallery is not None else None
         if found is None or self.identity is None:
             return None
-        return check_claim(self.identity.curves, found, embedding, self.per_claim)
+        if face is None:
+            return check_claim(self.identity.curves, found, None, self.per_claim)
+        return check_claim(
+            self.identity.curves, found, face.embedding, self.per_claim, face.probe, face.mirror
+        )
 
     # ---- outputs -----------------------------------------------------------------------------------
     def _handle(self, outcome: Outcome, face: Face | None = None) -> None:

@@ -31,11 +31,12 @@ from device.access.antipassback import Passages
 from device.access.passes import PassRefused, Token, UsedPasses, check_window
 from device.access.policy import CREDENTIAL_ALONE, AccessPolicy, Door
 from device.access.schedule import is_open, local_time
+from device.contracts import ProbeKind
 from device.identity.claim import ClaimCheck
 
 CredentialKind = Literal["pin", "badge", "qr", "pass"]
 CHOICE_S = 30.0  # how long In / Out chosen on the screen of a `both` door holds for the next attempt
-FaceCheck = Callable[[str, np.ndarray | None], ClaimCheck | None]  # subject, probe -> 1:1 (None: no template)
+FaceCheck = Callable[[str, "Face | None"], ClaimCheck | None]  # subject, face -> 1:1 (None: no template)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class Face:
     score: float
     threshold: float
     embedding: np.ndarray | None = field(default=None, repr=False)
+    probe: ProbeKind = "flip"  # what `embedding` is
+    mirror: Callable[[], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )  # its flip average
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,7 @@ class DoorDecider:
         factors = {cred.kind: "passed", "face": "failed"}
         if not face.live:
             return self._face_refused(face.reason or "access.face_mismatch", face, cred, factors)
-        check = self._face_check(cred.subject, face.embedding)
+        check = self._face_check(cred.subject, face)
         if check is None:
             return self._face_refused("access.no_face_template", face, cred, factors)
         if not check.matched:

@@ -214,6 +214,21 @@ class LivenessConfig(Section):
         "much at most: a photo pitched on cue squashes them with the eyes (real blinks: <= 3% on the blink "
         "video).",
     )
+    iris_every: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description="While the blink step waits, the iris model (2 invokes) runs on every n-th steady frame, "
+        "and on every frame while the eye opening dips (the mesh's eyelids, or the blink detector's own dip) "
+        "and until the blink detector has its open-eye baseline; 1 = every frame.",
+    )
+    iris_mesh_dip: float = Field(
+        0.97,
+        gt=0.5,
+        le=1,
+        description="The mesh's eyelid opening below this share of its recent median counts as a dip (the mesh "
+        "moves far less than the iris model in a blink: 0.81-0.99 of baseline on the developers' clips).",
+    )
     steady_max_yaw_deg: float = Field(20.0, gt=0, le=60, description="Blink frames must be this frontal.")
     steady_max_motion: float = Field(
         0.08, gt=0, le=1, description="Blink frames: largest nose shift per frame, in inter-ocular distances."

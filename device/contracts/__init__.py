@@ -7,7 +7,7 @@ service loop and the tools can depend on it without depending on each other.
 
 from device.contracts.errors import SourceError
 from device.contracts.frames import Detection, Frame
-from device.contracts.observation import FaceObservation, ModelRef
+from device.contracts.observation import FaceObservation, ModelRef, ProbeKind
 from device.contracts.prompts import (
     ENROL_REASON_CODES,
     PROMPT_CODES,
@@ -37,6 +37,7 @@ __all__ = [
     "FrameSource",
     "GuideSink",
     "ModelRef",
+    "ProbeKind",
     "Prompt",
     "PromptSink",
     "PromptState",

@@ -6,7 +6,8 @@ which only the privacy stage turns into anything that leaves the terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -21,6 +22,12 @@ class ModelRef:
     name: str
     file: str
     sha256: str
+
+
+# What an embedding is: "flip" the normalised sum of the chip's and its mirror image's descriptors (what
+# templates are, two embedder invokes), "single" the chip alone (one invoke). They score differently, so each
+# is matched off its own threshold curves.
+ProbeKind = Literal["single", "flip"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +50,13 @@ class FaceObservation:
     alignment: str | None = (
         None  # which landmarks aligned the embedder's chip (mesh_5point, keypoints_3point)
     )
+    probe: ProbeKind = "flip"  # what `embedding` is
+    # While `probe` is "single": the flip-averaged embedding of the same chip (one more embedder invoke, paid
+    # on the first call only). Whoever needs the flip average (a close decision, a template) asks for it.
+    mirror: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def with_flip(self) -> FaceObservation:
+        """This observation with the flip-averaged embedding (itself when it has it already, or cannot)."""
+        if self.probe == "flip" or self.mirror is None or self.embedding is None:
+            return self
+        return replace(self, embedding=self.mirror(), probe="flip", mirror=None)

@@ -131,16 +131,24 @@ class IdentityComponent:
 
     def observe(self, observations: list[FaceObservation]) -> list[MatchResult | None]:
         """The match of each observation (None: no gallery or not accepted); feedback and gate as a side
-        effect; an enrolment in progress takes its face first (and that face is not identified)."""
+        effect; an enrolment in progress takes its face first (and that face is not identified).
+
+        An observation whose decision needed the flip-averaged probe (a close call, or a template for an
+        enrolment) is replaced IN the list by its flip-averaged form, so what is sent is what decided."""
         if self._enrolment is not None:
             enrolment, handle = self._enrolment
+            observations[:] = [o.with_flip() if o.decision == "accepted" else o for o in observations]
             outcome = enrolment.offer(observations)
             if outcome is not None:
                 self._finish_enrolment(outcome, handle)
                 return [None for _ in observations]
         out: list[MatchResult | None] = []
-        for obs in observations:
-            match = self.identity.identify(obs.embedding) if obs.decision == "accepted" else None
+        for i, obs in enumerate(observations):
+            match = None
+            if obs.decision == "accepted":
+                match = self.identity.identify(obs.embedding, obs.probe, obs.mirror)
+                if match is not None and match.probe == "flip" and obs.probe != "flip":
+                    obs = observations[i] = obs.with_flip()  # the mirror ran already: no second invoke
             out.append(match)
             if match is not None and match.subject is None:
                 self.counts["unknown"] += 1

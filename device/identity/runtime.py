@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from device.contracts import ModelRef
+from device.contracts import ModelRef, ProbeKind
 from device.identity import gallery as gal
 from device.identity.matcher import Matcher
+from device.identity.probe import decide as decide_probe
 from device.identity.store import GalleryStore, open_box
 from device.identity.thresholds import CurveError, CurveSet, OperatingPoint, gallery_operating_point
 from device.identity.transfer import Incoming, TransferError, chunk_count
@@ -77,6 +78,7 @@ class MatchResult:
     threshold: float
     gallery_version: int
     display_name: str | None  # for the person at the gate only; never in an event
+    probe: ProbeKind = "flip"  # the kind of probe the score and threshold are of
 
     def as_event(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
@@ -88,6 +90,7 @@ class MatchResult:
             "margin": num(self.margin),
             "threshold": num(self.threshold),
             "gallery_version": self.gallery_version,
+            "probe": self.probe,
         }
 
 
@@ -135,31 +138,42 @@ class Identity:
     def active(self) -> bool:
         return self.gallery is not None and self.gallery.count > 0
 
-    def operating_point(self) -> OperatingPoint | None:
-        """None (no decision: fail closed) without a curve for every template kind the gallery holds."""
+    def operating_point(self, probe: ProbeKind = "flip") -> OperatingPoint | None:
+        """None (no decision: fail closed) without a curve of the probe's kind for every template kind the
+        gallery holds."""
         if self.curves is None or self.gallery is None or self.matcher.comparisons == 0:
             return None
         try:
             return gallery_operating_point(
-                self.curves, self.per_search, self.matcher.comparisons, self.gallery.averaged
+                self.curves, self.per_search, self.matcher.comparisons, self.gallery.averaged, probe=probe
             )
         except CurveError:
             return None
 
-    def identify(self, embedding: np.ndarray | None) -> MatchResult | None:
-        """None without a gallery; else the open-set decision (no embedding or no threshold: unknown)."""
+    def identify(
+        self,
+        embedding: np.ndarray | None,
+        probe: ProbeKind = "flip",
+        mirror: Callable[[], np.ndarray] | None = None,
+    ) -> MatchResult | None:
+        """None without a gallery; else the open-set decision (no embedding or no threshold: unknown). A
+        single-view probe decides alone unless it is close to its threshold; then `mirror()` (its flip
+        average) decides (device.identity.probe); MatchResult.probe says which did."""
         if not self.active or self.gallery is None:
             return None
-        point = self.operating_point()
         version = self.gallery.version
+        band = self.curves.mirror_band if self.curves is not None else None
+        decided = decide_probe(self.matcher, embedding, probe, mirror, self.operating_point, band, self.top_k)
+        decision, point = decided.decision, decided.point
         if embedding is None or point is None:
-            return MatchResult(None, math.nan, math.nan, math.nan, version, None)
-        decision, _ = self.matcher.decide(embedding, point.threshold, self.top_k)
+            return MatchResult(None, math.nan, math.nan, math.nan, version, None, decided.probe)
         name = None
         if decision.subject is not None:
             subject = self.gallery.subject(decision.subject)
             name = subject.display_name if subject is not None else None
-        return MatchResult(decision.subject, decision.score, decision.margin, point.threshold, version, name)
+        return MatchResult(
+            decision.subject, decision.score, decision.margin, point.threshold, version, name, decided.probe
+        )
 
     def apply_update(self, manifest: Any, body: bytes | bytearray) -> dict[str, Any]:
         """Verify, apply and store one complete update; GalleryRefused (state unchanged) otherwise."""
@@ -273,6 +287,13 @@ class Identity:
         out["threshold"] = point.as_dict() if point is not None else None
         if point is not None:
             out["threshold_meaning"] = point.meaning()
+        single = self.operating_point("single")
+        if single is not None and self.curves is not None and self.curves.mirror_band is not None:
+            # A probe is one view of the face unless it lands within the band of this threshold.
+            out["single_view"] = {
+                "threshold": round(single.threshold, 6),
+                "mirror_band": self.curves.mirror_band,
+            }
         if self.gallery is not None:
             out["templates_averaged"] = sorted(self.gallery.averaged)
         if point is not None and point.clamped:

@@ -19,6 +19,11 @@ A template that is the mean of k photos meets strangers at higher scores than a 
 averages out, the template sits nearer the middle of face space), so the manifest ships one curve per k
 (`thresholds.curve` for k = 1, `thresholds.mean_curves` for k = 2..MAX): a CurveSet. A gallery's threshold
 is the highest of the thresholds its template kinds need, so no kind is under-protected.
+
+Probes come in two kinds (device.contracts.ProbeKind): flip-averaged, as templates are, and single-view (the
+chip alone: the terminal embeds the mirror image only when a decision is close, device.identity.probe). A
+single view scores strangers differently, so it has its own family of curves (`thresholds.single_view`, the
+same recipe); a probe is always matched off its own kind's family, and a kind without one has no threshold.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from device.contracts import ProbeKind
 
 
 class CurveError(ValueError):
@@ -92,36 +99,66 @@ class ThresholdCurve:
 
 @dataclass(frozen=True)
 class CurveSet:
-    """Threshold curves by the number of photos averaged into a template (1 = a single photo)."""
+    """Threshold curves by the number of photos averaged into a template (1 = a single photo), for
+    flip-averaged probes (`by_averaged`) and single-view probes (`single_view`), and the mirror band: how
+    near a single view's score must come to its threshold for the flip average to decide instead."""
 
     by_averaged: dict[int, ThresholdCurve]
+    single_view: dict[int, ThresholdCurve] = field(default_factory=dict)
+    mirror_band: float | None = None
 
     @classmethod
     def from_manifest(cls, info: dict) -> CurveSet:
-        """`thresholds.curve` (k = 1) and `thresholds.mean_curves` {"k": points} of an embedder's entry."""
+        """`thresholds.curve` (k = 1) and `thresholds.mean_curves` {"k": points} of an embedder's entry; the
+        same under `thresholds.single_view` for single-view probes, with its `mirror_band` (both optional:
+        without them every probe is flip-averaged)."""
+        thresholds = info.get("thresholds") or {}
         curves = {1: ThresholdCurve.from_manifest(info)}
-        means = (info.get("thresholds") or {}).get("mean_curves") or {}
-        if not isinstance(means, dict):
-            raise CurveError("thresholds.mean_curves must map a photo count to a curve")
-        for key, points in means.items():
-            if not str(key).isdigit() or int(key) < 2:
-                raise CurveError(f"thresholds.mean_curves: {str(key)[:20]!r} is not a photo count >= 2")
-            curves[int(key)] = ThresholdCurve.from_points(points)
-        return cls(curves)
+        curves.update(_mean_curves(thresholds.get("mean_curves"), "thresholds.mean_curves"))
+        single = thresholds.get("single_view") or {}
+        if not isinstance(single, dict):
+            raise CurveError("thresholds.single_view must be an object")
+        singles: dict[int, ThresholdCurve] = {}
+        if single.get("curve") is not None:
+            singles[1] = ThresholdCurve.from_points(single["curve"])
+            singles.update(_mean_curves(single.get("mean_curves"), "thresholds.single_view.mean_curves"))
+        return cls(curves, singles, _band(single.get("mirror_band")) if singles else None)
 
     @classmethod
     def single(cls, curve: ThresholdCurve, averaged: Sequence[int] = (1,)) -> CurveSet:
         """One curve for the given template kinds (a curve calibrated on another set, for evaluation)."""
         return cls({k: curve for k in averaged})
 
-    def curve(self, averaged: int) -> ThresholdCurve:
-        found = self.by_averaged.get(averaged)
+    def curve(self, averaged: int, probe: ProbeKind = "flip") -> ThresholdCurve:
+        family = self.by_averaged if probe == "flip" else self.single_view
+        found = family.get(averaged)
         if found is None:
+            what = "" if probe == "flip" else "single-view probes against "
             raise CurveError(
-                f"no threshold curve for templates averaged over {averaged} photos "
-                f"(calibrated: {', '.join(map(str, sorted(self.by_averaged)))})"
+                f"no threshold curve for {what}templates averaged over {averaged} photos "
+                f"(calibrated: {', '.join(map(str, sorted(family))) or 'none'})"
             )
         return found
+
+
+def _mean_curves(means: object, where: str) -> dict[int, ThresholdCurve]:
+    means = means or {}
+    if not isinstance(means, dict):
+        raise CurveError(f"{where} must map a photo count to a curve")
+    out = {}
+    for key, points in means.items():
+        if not str(key).isdigit() or int(key) < 2:
+            raise CurveError(f"{where}: {str(key)[:20]!r} is not a photo count >= 2")
+        out[int(key)] = ThresholdCurve.from_points(points)
+    return out
+
+
+def _band(entry: object) -> float | None:
+    """The mirror band's width (a cosine difference); None (always mirror) when it is absent or unusable."""
+    value = entry.get("value") if isinstance(entry, dict) else entry
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0.0 <= value < 1.0 else None
 
 
 # The default false-accept target of a 1:1 claim (a credential names the subject, the face is checked against
@@ -224,19 +261,27 @@ def gallery_operating_point(
     comparisons: int,
     averaged: set[int],
     kind: Literal["search", "claim"] = "search",
+    probe: ProbeKind = "flip",
 ) -> OperatingPoint:
-    """The highest threshold any template kind of the gallery needs (CurveError when a kind has no curve),
-    promising the largest FAR any kind has at it."""
-    points = [operating_point(curves.curve(k), per_search, comparisons, kind) for k in sorted(averaged)]
+    """The highest threshold any template kind of the gallery needs for a `probe` kind of probe (CurveError
+    when a kind has no curve), promising the largest FAR any kind has at it."""
+    points = [
+        operating_point(curves.curve(k, probe), per_search, comparisons, kind) for k in sorted(averaged)
+    ]
     chosen = max(points, key=lambda p: (p.threshold, p.clamped))
-    promised = max(curves.curve(k).far_bound(chosen.threshold) for k in averaged)
+    promised = max(curves.curve(k, probe).far_bound(chosen.threshold) for k in averaged)
     return replace(chosen, promised_per_comparison_far=promised)
 
 
 def claim_point(
-    curves: CurveSet, templates: int, averaged: set[int], per_claim: float = CLAIM_FAR
+    curves: CurveSet,
+    templates: int,
+    averaged: set[int],
+    per_claim: float = CLAIM_FAR,
+    probe: ProbeKind = "flip",
 ) -> OperatingPoint:
     """1:1: the threshold for a face checked against ONE claimed subject's `templates` templates (of the
     photo counts in `averaged`) at a false-accept target `per_claim` per claim (default CLAIM_FAR, 1e-4),
-    read off the same curves as 1:N. CurveError when a kind has no curve; `clamped` as for a search."""
-    return gallery_operating_point(curves, per_claim, templates, averaged, kind="claim")
+    read off the same curves as 1:N, of the probe's own kind. CurveError when a kind has no curve;
+    `clamped` as for a search."""
+    return gallery_operating_point(curves, per_claim, templates, averaged, kind="claim", probe=probe)

@@ -58,6 +58,16 @@ def releases(policy: SendPolicy, matched: bool) -> bool:
     return policy == "always" or (policy == "unknown_only" and not matched)
 
 
+def as_sent(obs: FaceObservation, send_embedding: SendPolicy, matched: bool) -> FaceObservation:
+    """The observation whose embedding leaves. An unknown face's embedding may become a template at the back
+    office (enrolment from its event), and templates are flip-averaged: it leaves as the flip average (the
+    mirror image embedded now if the decision did not need it). A matched face's leaves as it decided, its
+    kind stated (biometric.probe)."""
+    if releases(send_embedding, matched) and not matched:
+        return obs.with_flip()
+    return obs
+
+
 def observation_fields(obs: FaceObservation, time_source: TimeSource) -> dict[str, Any]:
     """The metadata half of an event: what happened, never what it looked like."""
     return dump(
@@ -112,6 +122,7 @@ class PayloadProtector:
             content["embedding"] = encode_embedding(vector)
             content["embedding_dim"] = int(vector.size)
             content["embedding_encoding"] = EMBEDDING_ENCODING
+            content["probe"] = obs.probe  # which threshold curves a backend must match it with
         if (
             send_thumbnail
             and self.thumbnails is not None
@@ -148,7 +159,7 @@ class PayloadProtector:
         """The enroll reply's biometric: the template as the gallery holds it (the raw embedding, which is
         what the terminal matches probes against) and the thumbnail if the policy allows; sealed to the
         backend when sealing is on."""
-        fields = self.biometric_fields(obs, True, True, transform=False)
+        fields = self.biometric_fields(obs.with_flip(), True, True, transform=False)
         fields["template_key_id"] = None
         return fields
 
@@ -156,6 +167,7 @@ class PayloadProtector:
         """The event body; with a gallery loaded `match` is the 1:N decision, and identity.send_embedding /
         send_thumbnail decide whether the biometric goes with it."""
         matched = match is not None and match.subject is not None
+        observation = as_sent(observation, self.send_embedding, matched)
         body: dict[str, Any] = {
             "observation": observation_fields(observation, self.time_source),
             "biometric": self.biometric_fields(

@@ -239,6 +239,8 @@ class Service:
                 self.faults.record("match", exc, f"{len(observations)} observation(s)")
                 return
         else:
+            # No decision here: the backend's is the one that counts, and it cannot ask for the mirror image.
+            observations = [obs.with_flip() for obs in observations]
             matches = [None] * len(observations)
             if self.access is not None:
                 self.access.faces(observations, matches)

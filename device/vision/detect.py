@@ -60,11 +60,8 @@ def ssd_anchors(spec: DetectorSpec) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
-    """RGB size x size image with the frame scaled to fit and centred; returns (image, scale, pad_x, pad_y).
-
-    A point p in the letterboxed image maps back to the frame as (p - pad) / scale.
-    """
+def _fitted(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
+    """The frame scaled to fit a size x size square, still BGR: (image, scale, pad_x, pad_y)."""
     h, w = frame_bgr.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -76,10 +73,29 @@ def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, floa
             frame_bgr, (nw * PRE_SUBSAMPLE, nh * PRE_SUBSAMPLE), interpolation=cv2.INTER_NEAREST
         )
     resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
+    return resized, scale, (size - nw) // 2, (size - nh) // 2
+
+
+def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """RGB size x size image with the frame scaled to fit and centred; returns (image, scale, pad_x, pad_y).
+
+    A point p in the letterboxed image maps back to the frame as (p - pad) / scale.
+    """
+    resized, scale, pad_x, pad_y = _fitted(frame_bgr, size)
+    nh, nw = resized.shape[:2]
     out = np.zeros((size, size, 3), np.uint8)
     out[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized[..., ::-1]
     return out, scale, float(pad_x), float(pad_y)
+
+
+def fill_letterboxed(buffer: np.ndarray, resized_bgr: np.ndarray, pad_x: int, pad_y: int) -> None:
+    """The model input of `letterbox` (RGB, x / 127.5 - 1, black borders at -1) written into `buffer`
+    (1, size, size, 3) float32 directly: the same values, without the letterboxed copy."""
+    nh, nw = resized_bgr.shape[:2]
+    buffer.fill(-1.0)
+    region = buffer[0, pad_y : pad_y + nh, pad_x : pad_x + nw]
+    np.divide(cv2.cvtColor(resized_bgr, cv2.COLOR_BGR2RGB), np.float32(127.5), out=region)
+    np.subtract(region, np.float32(1.0), out=region)
 
 
 def decode(
@@ -155,9 +171,11 @@ class FaceDetector:
         """Decoded, un-suppressed candidates scoring at least `min_score`, in frame pixels: boxes (N,4),
         keypoints (N,6,2), scores (N,)."""
         size = self.spec.input_size
-        image, scale, pad_x, pad_y = letterbox(frame_bgr, size)
-        x = image.astype(np.float32)[None] / 127.5 - 1.0  # int8 models: the runner quantizes
-        outputs = self._runner.run(x)
+        resized, scale, pad_x, pad_y = _fitted(frame_bgr, size)
+        if self._runner.input_dtype == np.float32:
+            outputs = self._runner.run_filled(lambda buffer: fill_letterboxed(buffer, resized, pad_x, pad_y))
+        else:  # int8 models: the runner quantizes
+            outputs = self._runner.run(letterbox(frame_bgr, size)[0].astype(np.float32)[None] / 127.5 - 1.0)
         boxes, kps, scores = decode(
             outputs[self._box_index], outputs[self._score_index], self._anchors, size, min_score
         )

@@ -41,7 +41,8 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Embedder:
-    """`embed_chip(chip_bgr)` -> float32 (128,) L2-normalised, flip-averaged embedding."""
+    """`embed_chip(chip_bgr)` -> float32 (128,) L2-normalised, flip-averaged embedding; `probe(chip_bgr)`:
+    the single view first, the flip average only when asked."""
 
     def __init__(
         self, store: Any, num_threads: int = 1, interpreter: Any = None, model: ModelRef | None = None
@@ -71,15 +72,49 @@ class Embedder:
     def dim(self) -> int:
         return int(self._runner.outputs[0]["shape"][-1])
 
-    def descriptor(self, chip_bgr: np.ndarray) -> np.ndarray:
-        """The model's raw descriptor of a BGR uint8 chip."""
-        x = np.ascontiguousarray(chip_bgr, np.uint8)[None]
-        x = (x ^ np.uint8(0x80)).view(np.int8) if self._flip_top_bit else x.astype(np.float32)
-        return self._runner.run(x)[0].reshape(-1)
+    def descriptor(self, chip_bgr: np.ndarray, mirrored: bool = False) -> np.ndarray:
+        """The model's raw descriptor of a BGR uint8 chip (of its mirror image with `mirrored`)."""
+        chip = np.ascontiguousarray(chip_bgr, np.uint8)
+        if self._flip_top_bit:
+            view = chip[:, ::-1] if mirrored else chip
+
+            def fill(buffer: np.ndarray) -> None:
+                np.bitwise_xor(view, np.uint8(0x80), out=buffer[0].view(np.uint8))
+
+            return self._runner.run_filled(fill)[0].reshape(-1)
+        x = (chip[:, ::-1] if mirrored else chip)[None]
+        return self._runner.run(x.astype(np.float32))[0].reshape(-1)
 
     def embed_chip(self, chip_bgr: np.ndarray) -> np.ndarray:
-        mirrored = np.ascontiguousarray(chip_bgr[:, ::-1])
-        return flip_average(self.descriptor(chip_bgr), self.descriptor(mirrored))
+        """The flip-averaged embedding (two invokes): what templates are made of."""
+        return self.probe(chip_bgr).flip()
+
+    def probe(self, chip_bgr: np.ndarray) -> Probe:
+        """The chip's single-view embedding now (one invoke); its flip average on demand (one more)."""
+        return Probe(self, np.ascontiguousarray(chip_bgr, np.uint8))
+
+
+class Probe:
+    """A chip's embeddings: `single` (the chip alone, L2-normalised) at once, `flip()` (normalised sum with
+    its mirror image's, what templates are) computed on the first call and kept. A single-view probe scores
+    differently from a flip-averaged one, so it is matched with its own threshold curves
+    (device.identity.thresholds: the "single" probe family)."""
+
+    def __init__(self, embedder: Embedder, chip_bgr: np.ndarray) -> None:
+        self._embedder, self._chip = embedder, chip_bgr
+        self._descriptor = embedder.descriptor(chip_bgr)
+        self.single = l2_normalise(self._descriptor)
+        self._flip: np.ndarray | None = None
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the mirror image has been embedded (the second invoke was paid)."""
+        return self._flip is not None
+
+    def flip(self) -> np.ndarray:
+        if self._flip is None:
+            self._flip = flip_average(self._descriptor, self._embedder.descriptor(self._chip, mirrored=True))
+        return self._flip
 
 
 def aligned_chip(frame_bgr: np.ndarray, detection: Detection, mesh: FaceMesh | None) -> AlignedChip:
@@ -89,8 +124,9 @@ def aligned_chip(frame_bgr: np.ndarray, detection: Detection, mesh: FaceMesh | N
 
 @dataclass(frozen=True)
 class Encoding:
-    embedding: np.ndarray
+    embedding: np.ndarray  # flip-averaged
     alignment: str
+    single: np.ndarray | None = None  # the chip alone (single-view probe), when asked for
 
 
 class FaceEncoder:
@@ -109,5 +145,7 @@ class FaceEncoder:
         return aligned_chip(frame_bgr, detection, mesh)
 
     def encode(self, frame_bgr: np.ndarray, detection: Detection) -> Encoding:
+        """The flip-averaged embedding; `single` holds the single view too (no extra invoke)."""
         chip = self.chip(frame_bgr, detection)
-        return Encoding(self.embedder.embed_chip(chip.image), chip.alignment)
+        probe = self.embedder.probe(chip.image)
+        return Encoding(probe.flip(), chip.alignment, probe.single)

@@ -99,9 +99,23 @@ def _crop(frame_bgr: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 
 
 def _rgb01(crop: np.ndarray, mirror: bool = False) -> np.ndarray:
+    """The model input as an array (RGB, 0..1, batch of one): for a model whose input is not float32."""
     if mirror:
         crop = crop[:, ::-1]
     return (crop[..., ::-1].astype(np.float32) / 255.0)[None]
+
+
+def _run_rgb01(runner: TfliteRunner, crop_bgr: np.ndarray, mirror: bool = False) -> list[np.ndarray]:
+    """Invoke on a BGR uint8 crop: RGB 0..1 written straight into a float32 input buffer (the same values
+    `_rgb01` makes, without its strided copy), else through `_rgb01`."""
+    if runner.input_dtype != np.float32:
+        return runner.run(_rgb01(crop_bgr, mirror))
+    rgb = cv2.cvtColor(cv2.flip(crop_bgr, 1) if mirror else crop_bgr, cv2.COLOR_BGR2RGB)
+
+    def fill(buffer: np.ndarray) -> None:
+        np.divide(rgb, np.float32(255.0), out=buffer[0])
+
+    return runner.run_filled(fill)
 
 
 def _to_frame(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -130,7 +144,7 @@ class FaceMeshModel:
         matrix = self.roi_transform(detection)
         crop = _crop(frame_bgr, matrix, self.size)
         gamma = exposure_gamma(central_mean(crop, 1.0 / MESH_ROI_SCALE))
-        outputs = self._runner.run(_rgb01(apply_gamma(crop, gamma)))
+        outputs = _run_rgb01(self._runner, apply_gamma(crop, gamma))
         raw = outputs[self._points_index].reshape(NUM_MESH_POINTS, 3).astype(np.float64)
         scale = 1.0 / math.sqrt(abs(np.linalg.det(matrix[:, :2])))
         points = np.empty_like(raw)
@@ -160,7 +174,7 @@ class IrisModel:
         side_px = IRIS_ROI_SCALE * float(np.linalg.norm(p1 - p0))
         matrix = square_roi_transform(tuple(centre), side_px, _angle_deg(p0, p1), self.size)
         mirror = side == "left"
-        outputs = self._runner.run(_rgb01(apply_gamma(_crop(frame_bgr, matrix, self.size), gamma), mirror))
+        outputs = _run_rgb01(self._runner, apply_gamma(_crop(frame_bgr, matrix, self.size), gamma), mirror)
         pts = []
         for index, count in ((self._contour_index, NUM_CONTOUR_POINTS), (self._iris_index, 5)):
             xy = outputs[index].reshape(count, 3)[:, :2].astype(np.float64)

@@ -12,6 +12,22 @@ NOSE_TIP = 1
 SUBNASAL = 2
 
 
+# Upper and lower eyelid points facing each other (outer to inner), per eye: the mesh's own eye opening.
+RIGHT_EYELIDS = ((160, 144), (159, 145), (158, 153))
+LEFT_EYELIDS = ((385, 380), (386, 374), (387, 373))
+
+
+def eyelid_opening(mesh_xy: np.ndarray) -> float:
+    """Mean eyelid gap over eye width, both eyes: the mesh's (coarse) eye opening. It moves far less than
+    the iris model's contour in a blink, so it only says when that model is worth running."""
+    total = 0.0
+    for lids, corners in ((RIGHT_EYELIDS, RIGHT_EYE_CORNERS), (LEFT_EYELIDS, LEFT_EYE_CORNERS)):
+        upper, lower = mesh_xy[[u for u, _ in lids]], mesh_xy[[lo for _, lo in lids]]
+        gap = float(np.linalg.norm(upper - lower, axis=1).mean())
+        total += gap / max(float(np.linalg.norm(mesh_xy[corners[0]] - mesh_xy[corners[1]])), 1e-6)
+    return total / 2
+
+
 def eye_centres(mesh_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(subject's right eye, subject's left eye): the midpoints of each eye's corners."""
     right = mesh_xy[list(RIGHT_EYE_CORNERS)].mean(axis=0)

@@ -55,8 +55,9 @@ from device.vision.landmarks import FaceMesh, FaceMeshModel, IrisModel, trusted_
 from device.vision.liveness.calibration import CueCalibration, CueSample
 from device.vision.liveness.cues import edge_cue, high_frequency_share
 from device.vision.liveness.features import eye_openness, mesh_motion
+from device.vision.liveness.irisgate import IrisGate
 from device.vision.liveness.session import Clock, LiveFrame, LivenessSession
-from device.vision.meshpoints import GUIDE_POINTS
+from device.vision.meshpoints import GUIDE_POINTS, eyelid_opening
 from device.vision.quality import QualityGate, QualityResult, face_patch
 from device.vision.tracker import Tracker
 from device.vision.window import RecentWindow
@@ -99,6 +100,7 @@ class _Best:
 @dataclass
 class _Track:
     session: LivenessSession
+    iris_gate: IrisGate
     first_seen: float  # frame timestamps: what the observation says
     last_seen: float
     started: float  # frame.monotonic of the first frame: the track's age runs on it
@@ -254,7 +256,7 @@ class VisionPipeline:
                 self.config.max_decision_s,
                 self.calibration.calibrated,
             )
-            tr = _Track(session, t, t, frame.monotonic)
+            tr = _Track(session, IrisGate(self.config.liveness), t, t, frame.monotonic)
             self._tracks[tid] = tr
         tr.last_seen, tr.frames = t, tr.frames + 1
         tr.last_box = _box_tuple(det.box)
@@ -353,7 +355,12 @@ class VisionPipeline:
         moved = mesh_motion(mesh.xy, tr.prev_nose, self.config.liveness)
         tr.prev_nose, yaw, steady = moved.nose, moved.yaw, moved.steady
         openness = None
-        if self._iris is not None and steady and tr.session.wants_eyes:
+        if (
+            self._iris is not None
+            and steady
+            and tr.session.wants_eyes
+            and tr.iris_gate.due(eyelid_opening(mesh.xy), tr.session.eyes_urgent)
+        ):
             openness = eye_openness(self._iris, frame.image, mesh)
         return LiveFrame(
             frame.timestamp,
@@ -396,13 +403,16 @@ class VisionPipeline:
         reasons = list(live.reasons)
         if self.policy != self.config.liveness.policy:
             reasons.append(NO_CHANNEL)
-        embedding = None
+        embedding = probe = None
         best = tr.best
         accepted = decision == "accepted" and best is not None
         if accepted and best is not None:
             t0 = time.perf_counter()
             self._stage = "embed"
-            embedding = self._encoder.embedder.embed_chip(best.chip.image)
+            # One invoke: the chip alone. Its mirror image is embedded only if a decision needs it (identity
+            # on a close call, a template, a backend that decides): FaceObservation.with_flip.
+            probe = self._encoder.embedder.probe(best.chip.image)
+            embedding = probe.single
             self._timed("embed", t0)
         self._counts[decision] += 1
         tr.done = True  # only now: a stage that failed above leaves the track to _dropped
@@ -422,6 +432,8 @@ class VisionPipeline:
             crop_face_outline=best.face_crop.outline if accepted and best else None,
             embedding_model=self._encoder.embedder.model if accepted else None,
             alignment=best.chip.alignment if accepted and best else None,
+            probe="single" if probe is not None else "flip",
+            mirror=probe.flip if probe is not None else None,
         )
 
     @property

@@ -83,12 +83,17 @@ def face_patch(frame_bgr: np.ndarray, box: np.ndarray, shrink: float = 0.0) -> n
 
 def sharpness(grey_face: np.ndarray) -> float:
     norm = cv2.resize(grey_face, (NORM_SIZE, NORM_SIZE), interpolation=cv2.INTER_AREA)
-    return float(cv2.Laplacian(norm, cv2.CV_32F).var())
+    return float(cv2.meanStdDev(cv2.Laplacian(norm, cv2.CV_32F))[1][0, 0] ** 2)
 
 
 def contrast(grey_face: np.ndarray) -> float:
     """Standard deviation of the grey levels: what is left for the models to see."""
-    return float(grey_face.std())
+    return float(cv2.meanStdDev(grey_face)[1][0, 0])
+
+
+def clipped_share(grey_face: np.ndarray) -> float:
+    """Share of pixels at black (<= 2) or white (>= 253)."""
+    return 1.0 - cv2.countNonZero(cv2.inRange(grey_face, 3, 252)) / grey_face.size
 
 
 class QualityGate:
@@ -156,8 +161,8 @@ class QualityGate:
         if patch is None:
             reasons.append(Reason("quality.outside_frame", "face outside the frame"))
             return QualityResult(False, 0.0, metrics, tuple(reasons))
-        brightness = float(patch.mean())
-        clipped = float(np.mean((patch <= 2) | (patch >= 253)))
+        brightness = float(cv2.mean(patch)[0])
+        clipped = clipped_share(patch)
         gamma = exposure_gamma(brightness)
         normalised = apply_gamma(patch, gamma)
         sharp = sharpness(normalised)

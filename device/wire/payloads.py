@@ -122,6 +122,13 @@ class Biometric(_Part):
     )
     embedding_dim: int | None = Field(None, ge=1)
     embedding_encoding: Literal["float32-le-base64"] | None = None
+    probe: Literal["single", "flip"] | None = Field(
+        None,
+        description="what the embedding is: flip = the normalised sum of the face chip's and its mirror "
+        "image's descriptors (as templates are); single = the chip alone. They score differently: match each "
+        "with its own threshold curves (models/manifest.json: thresholds, thresholds.single_view). Beside the "
+        "embedding (inside the sealed blob when it is sealed); absent from terminals before it existed (flip)",
+    )
     thumbnail: str | None = Field(
         None,
         json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/png"},
@@ -150,6 +157,12 @@ class Match(_Part):
         description="the threshold in force (per-search false-accept target over the gallery size)"
     )
     gallery_version: int = Field(ge=0)
+    probe: Literal["single", "flip"] | None = Field(
+        None,
+        description="the probe the score and threshold are of: single = the face chip alone, flip = averaged "
+        "with its mirror image (embedded only when the single view's score came within the mirror band of "
+        "its threshold); each has its own threshold curve",
+    )
 
 
 EVENT_FACE_PARTS: dict[str, type[_Part]] = {

@@ -21,6 +21,7 @@ class Samples:
         self.models: dict[str, list[float]] = defaultdict(list)
         self.frame_stage_ms = 0.0
         self.frame_model_ms = 0.0
+        self.frame_invokes: list[str] = []  # the models invoked in the current frame, in order
 
     def stage(self, name: str, ms: float) -> None:
         self.stages[name].append(ms)
@@ -29,9 +30,11 @@ class Samples:
     def model(self, name: str, ms: float) -> None:
         self.models[name].append(ms)
         self.frame_model_ms += ms
+        self.frame_invokes.append(name)
 
     def start_frame(self) -> None:
         self.frame_stage_ms = self.frame_model_ms = 0.0
+        self.frame_invokes = []
 
 
 class _TimedInterpreter:
@@ -50,16 +53,20 @@ class _TimedInterpreter:
 
 
 class Probe:
-    """Where timing samples go; `samples` is swapped per pass so passes do not mix."""
+    """Where timing samples go; `samples` is swapped per pass so passes do not mix. `floors` keeps each
+    model's fastest invoke over the whole run (after the warm-up): what that model costs at best in this
+    pipeline, on this machine, in this run."""
 
     def __init__(self) -> None:
         self.samples = Samples()
+        self.floors: dict[str, float] = {}
 
     def stage(self, name: str, ms: float) -> None:
         self.samples.stage(name, ms)
 
     def model(self, name: str, ms: float) -> None:
         self.samples.model(name, ms)
+        self.floors[name] = min(ms, self.floors.get(name, ms))
 
     def new_pass(self) -> Samples:
         self.samples = Samples()
@@ -101,3 +108,20 @@ def peak_rss_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def floor_comparison(frames: list[tuple[float, list[str]]], floors: dict[str, float]) -> dict[str, Any]:
+    """Each reference steady frame against the sum of the floors of the models it invoked (the iris model
+    runs on some frames only): the frame's time, that sum, and their ratio, as percentiles."""
+    sums = [sum(floors[m] for m in invokes) for _, invokes in frames]
+    ratios = [ms / s for (ms, _), s in zip(frames, sums, strict=True) if s > 0]
+    invokes: dict[str, int] = {}
+    for _, names in frames:
+        for name in names:
+            invokes[name] = invokes.get(name, 0) + 1
+    return {
+        "frame_ms": percentiles([ms for ms, _ in frames]),
+        "floor_sum_ms": percentiles(sums),
+        "ratio": percentiles(ratios),
+        "invokes_per_frame": {m: round(n / max(len(frames), 1), 3) for m, n in sorted(invokes.items())},
+    }

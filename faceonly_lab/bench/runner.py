@@ -18,7 +18,7 @@ import numpy as np
 
 from device.config.vision import VisionConfig
 from device.contracts import Frame
-from device.identity.matcher import Matcher
+from device.identity.thresholds import CurveSet
 from device.infra.modelstore import ModelError, ModelStore
 from device.vision.detect import FaceDetector
 from device.vision.embed import Embedder, FaceEncoder
@@ -27,11 +27,11 @@ from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
 from device.vision.sources import iter_frames, open_source
 from faceonly_lab.bench import frames as scenes
+from faceonly_lab.bench.identification import BenchGallery, enrol_template
 from faceonly_lab.bench.peer import FaceRecognitionPeer, load_peer
-from faceonly_lab.bench.probe import Probe, Samples, TimedStore, peak_rss_mb, percentiles
+from faceonly_lab.bench.probe import Probe, Samples, TimedStore, floor_comparison, peak_rss_mb, percentiles
 from faceonly_lab.bench.publish import PublishPath
 
-GALLERY_SIZE = 1000  # synthetic random templates: what a 1:N search of a mid-size site costs
 WARMUP_FRAMES = 5
 STEADY_FPS = 15.0
 
@@ -71,11 +71,13 @@ class _FrameCost:
     model_ms: float
     face: bool
     observations: list[Any]
+    invokes: list[str]  # the models this frame invoked
 
 
 def steady_config() -> VisionConfig:
-    """The challenge held at its blink step (a still face never blinks): mesh + iris on every frame. The
-    prompt comes on the first good frame (no random pause), so even a short run measures the held step."""
+    """The challenge held at its blink step (a still face never blinks): mesh on every frame, iris as the
+    terminal runs it while a blink is awaited. The prompt comes on the first good frame (no random pause), so
+    even a short run measures the held step."""
     liveness = {"steps": ["blink"], "blink_time_s": 20, "prompt_delay_min_s": 0.0, "prompt_delay_max_s": 0.0}
     return VisionConfig.model_validate({"max_decision_s": 120, "liveness": liveness})
 
@@ -95,10 +97,10 @@ class Bench:
         self.detector = FaceDetector(timed, vision.detector, vision.detector_min_score, vision.nms_iou, t)
         self.encoder = FaceEncoder(Embedder(timed, num_threads=t), FaceMeshModel(timed, num_threads=t))
         self.iris = IrisModel(timed, num_threads=t)
-        rng = np.random.default_rng(0)
-        templates = rng.normal(size=(GALLERY_SIZE, self.encoder.embedder.dim)).astype(np.float32)
-        self.matcher = Matcher([f"s{i}" for i in range(GALLERY_SIZE)], list(templates[:, None, :]))
+        curves = CurveSet.from_manifest(store.entry("embedder").info)
+        self.gallery = BenchGallery(self.encoder.embedder.dim, curves, self.probe.stage)
         self.peer: FaceRecognitionPeer | None = None
+        self.steady_frames: list[tuple[float, list[str]]] = []  # (ms, invokes) of the reference steady pass
 
     def pipeline(self, config: VisionConfig) -> tuple[VisionPipeline, CountingSink]:
         sink = CountingSink()
@@ -116,14 +118,7 @@ class Bench:
         ms = (time.perf_counter() - t0) * 1000.0
         cpu = (time.process_time() - c0) * 1000.0
         face = len(samples.stages["quality"]) > faces_before
-        return _FrameCost(ms, cpu, samples.frame_model_ms, face, observations)
-
-    def _match(self, observation: Any) -> None:
-        if observation.embedding is None:
-            return
-        t0 = time.perf_counter()
-        self.matcher.search(observation.embedding)
-        self.probe.stage("match", (time.perf_counter() - t0) * 1000.0)
+        return _FrameCost(ms, cpu, samples.frame_model_ms, face, observations, list(samples.frame_invokes))
 
     def _peer(self, image: np.ndarray) -> tuple[float, int] | None:
         return None if self.peer is None else self.peer.run(image)
@@ -232,21 +227,61 @@ class Bench:
         """Match and send each observation; ms spent. A broker ack's latency is taken from frame start."""
         t0 = time.perf_counter()
         for obs in observations:
-            self._match(obs)
+            obs = self.gallery.match(obs)
             if publisher.send(obs, None, self.probe.stage):
                 acks.append((time.perf_counter() - start) * 1000.0)
         return (time.perf_counter() - t0) * 1000.0
 
-    def steady(self, scene: np.ndarray, frames: int, label: dict[str, Any]) -> dict[str, Any]:
-        """The same scene frame after frame with the challenge pending: the liveness path's cost."""
+    def identification(self, spec: str) -> dict[str, Any]:
+        """What an accepted face costs in embedder invokes: the replay once more with passive liveness (a
+        recording cannot answer the challenge's random prompts, so under it nothing is accepted), every
+        accepted face matched as the terminal matches it, the replay's own person enrolled."""
+        samples = self.probe.new_pass()
+        config = VisionConfig.model_validate({"replay_pace": "fast", "liveness": {"policy": "passive"}})
+        pipeline = VisionPipeline(config, self.detector, self.encoder, self.iris, None)
+        source = open_source(spec, config)
+        observations: list[Any] = []
+        try:
+            with iter_frames(source) as frames:
+                for n, frame in enumerate(frames):
+                    if self.options.max_frames is not None and n >= self.options.max_frames:
+                        break
+                    observations += pipeline.process(frame)
+            observations += pipeline.flush()
+        finally:
+            source.close()
+        accepted = [o for o in observations if o.decision == "accepted"]
+        invokes = len(samples.models.get("embedder", []))  # the pipeline's: one per accepted face
+        enrolled = enrol_template(spec, self.detector, self.encoder, [o.best_frame_time for o in accepted])
+        self.gallery.enrol(enrolled)
+        mark = len(samples.models.get("embedder", []))  # the enrolment's invokes are not the faces'
+        sent = [self.gallery.match(o) for o in accepted]
+        invokes += len(samples.models.get("embedder", [])) - mark
+        self.gallery.enrol(None)
+        return {
+            "accepted": len(accepted),
+            "embedder_invokes": invokes,
+            "mirrored": sum(o.probe == "flip" for o in sent),
+            "enrolled": int(enrolled is not None),
+        }
+
+    def steady(
+        self, scene: np.ndarray, frames: int, label: dict[str, Any], keep: bool = False
+    ) -> dict[str, Any]:
+        """The same scene frame after frame with the challenge pending: the liveness path's cost. `keep`:
+        this is the reference pass whose frames the acceptance compares with the models' floors."""
         samples = self.probe.new_pass()
         pipeline, sink = self.pipeline(steady_config())
         ours, cpu, model, peer_ms, peer_faces = [], [], [], [], 0
+        if keep:
+            self.steady_frames = []
         for frame in scenes.stream(scene, frames, STEADY_FPS):
             cost = self._frame(pipeline, frame)
             ours.append(cost.ms)
             cpu.append(cost.cpu_ms)
             model.append(cost.model_ms)
+            if keep:
+                self.steady_frames.append((cost.ms, cost.invokes))
             peer = self._peer(frame.image)
             if peer is not None:
                 peer_ms.append(peer[0])
@@ -298,13 +333,16 @@ class Bench:
         self.warm_up(one_face)
         self.progress("bench: our pipeline alone (idle, steady)")
         idle = self.idle(o.idle_frames)
-        steady_alone = self.steady(one_face, o.steady_frames, {"resolution": "720p", "faces": 1})
+        label = {"resolution": "720p", "faces": 1}
+        # Alone, the reference for the models' floors: nothing else runs between its frames.
+        steady_alone = self.steady(one_face, o.steady_frames, label, keep=True)
         rss = peak_rss_mb()  # before the peer's models are loaded: the terminal's own footprint
         self.peer = load_peer(o.peer)
         report: dict[str, Any] = {"peak_rss_mb": rss, "idle": idle}
         if self.peer is not None:
             self.progress(f"bench: steady, interleaved with {self.peer.name}")
-            report["steady"] = self.steady(one_face, o.steady_frames, {"resolution": "720p", "faces": 1})
+            report["steady"] = self.steady(one_face, o.steady_frames, label)
+            report["steady_alone"] = steady_alone
         else:
             report["steady"] = steady_alone
         publisher = PublishPath(o.broker, o.protocol)
@@ -312,11 +350,16 @@ class Bench:
             report["replays"] = []
             for spec in o.sources:
                 self.progress(f"bench: replay {spec}")
-                report["replays"].append(self.replay(spec, publisher))
+                replayed = self.replay(spec, publisher)
+                self.progress(f"bench: identification on {spec} (passive liveness, its person enrolled)")
+                replayed["identification"] = self.identification(spec)
+                report["replays"].append(replayed)
         finally:
             publisher.close()
         if o.scaling:
             report["scaling"] = self.scaling(tile)
+        report["floors_ms"] = {m: round(v, 3) for m, v in sorted(self.probe.floors.items())}
+        report["face_frame_floor"] = floor_comparison(self.steady_frames, self.probe.floors)
         return report
 
     def scaling(self, tile: np.ndarray) -> dict[str, list[dict[str, Any]]]:

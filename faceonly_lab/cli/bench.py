@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--json", type=Path, help="also write the figures as JSON here (faceonly_lab/bench/schema.json)"
     )
+    b.add_argument(
+        "--acceptance",
+        action="store_true",
+        help="judge each acceptance figure against issue 25's target (holds / MISSED); without it the "
+        "figures and the targets are printed, no verdict",
+    )
     b.add_argument("--plots", type=Path, help="write PNG plots to this folder (needs the plots extra)")
     b.set_defaults(func=_bench)
 
@@ -95,7 +101,8 @@ def _bench(args: argparse.Namespace) -> int:
         return 1
     document = {"schema": 1, "machine": rep.machine(args.threads, args.pin), **body}
     document["acceptance"] = rep.acceptance(document)
-    print(rep.text(document))
+    document["figures"] = rep.figures(document)
+    print(rep.text(document, judge=args.acceptance))
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(document, indent=2), encoding="utf-8")

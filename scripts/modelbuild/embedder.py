@@ -222,7 +222,10 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
             "how": "../shared/data/verification/lfw pairs_view2_local.csv through faceonly_lab.lfw.verification "
             "(what `faceonly evaluate --lfw` runs) with the shipped short-range detector, face mesh and int8 "
             "embedder. Nothing is fitted on LFW except each fold's decision threshold, chosen on the other 4 "
-            "folds; TAR@FAR pooled over the 3000 pair scores",
+            "folds; TAR@FAR pooled over the 3000 pair scores. lfw_banded_*: the pairs decided as the terminal "
+            "decides a probe (img2's single view, its flip average only within the mirror band of the "
+            "single-view threshold: faceonly_lab.lfw.banded_pair_results), with the share of pairs that "
+            "needed the mirror; lfw_single_view_accuracy: the single view alone",
         },
         "thresholds": {
             # What the curve gives at each target: the threshold at which the FAR's upper bound is the target.
@@ -256,6 +259,7 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
             "an identity's images, sorted by file name, the mean L2-normalised) against every image of another "
             "identity (faceonly_lab.thresholdcurves.mean_template_curves); `faceonly gallery build` makes such "
             "templates and the terminal applies the highest threshold its gallery's template kinds need",
+            "single_view": single_view_section(calibration, points),
             "impostor_pairs": int(thresholds["impostor_pairs"]),
             "genuine_pairs": int(thresholds["genuine_pairs"]),
             "how": "over EVERY cross-identity pair of the 3811 LFW folds 1-5 images (identity = folder), so that "
@@ -272,4 +276,36 @@ def lfw_sections(results: dict, calibration: thresholdcurves.Calibration, log) -
             "same-identity pair of those images at the per_comparison thresholds (harder than pairs.txt's "
             "same pairs)",
         },
+    }
+
+
+def single_view_section(calibration: thresholdcurves.Calibration, points) -> dict:
+    """The curves for single-view probes (the chip alone: the terminal embeds its mirror image only when the
+    decision is close, device.identity.probe), made by the same recipe."""
+    thresholds = calibration.single_thresholds
+    curve = calibration.single_curve
+    if not curve:
+        raise ValueError("no single-view curve: the LFW pass must keep each image's single view")
+
+    def by_target(prefix: str, digits: int = 5) -> dict[str, float]:
+        return {
+            k.removeprefix(prefix): round(v, digits)
+            for k, v in thresholds.items()
+            if k.startswith(prefix + "far_")
+        }
+
+    return {
+        "curve": points(curve),
+        "curve_smallest_far": _up(curve[-1][0], 4),
+        "mean_curves": {str(k): points(c) for k, c in sorted(calibration.single_mean_curves.items())},
+        "per_comparison": {k: _threshold_up(thresholds[k]) for k in by_target("")},
+        "per_comparison_point_estimate": by_target("point_"),
+        "genuine_accept_at_threshold": by_target("tar_at_", 4),
+        "impostor_comparisons": int(thresholds["impostor_pairs"]),
+        "genuine_comparisons": int(thresholds["genuine_pairs"]),
+        "how": "the same recipe and bound over the cosine of each image's SINGLE-VIEW embedding (the chip "
+        "alone, one invoke, L2-normalised) against every image of another identity as a flip-averaged "
+        "template, both ways (3811 x 3810 ordered comparisons less same-identity ones), and against every "
+        "mean-of-k template (mean_curves); genuine: each image's single view against every other image of its "
+        "identity. A probe states its kind (events: biometric.probe) and is matched off its own family",
     }

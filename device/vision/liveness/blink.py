@@ -41,6 +41,16 @@ class BlinkDetector:
         self._window.clear()
         self._dip = None
 
+    @property
+    def ready(self) -> bool:
+        """An open-eye baseline exists: a dip can be told from it."""
+        return len(self._window) >= MIN_BASELINE_FRAMES
+
+    @property
+    def dipping(self) -> bool:
+        """A dip is under way (every frame until it reopens counts)."""
+        return self._dip is not None
+
     def baseline(self) -> float | None:
         if len(self._window) < MIN_BASELINE_FRAMES:
             return None

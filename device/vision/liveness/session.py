@@ -161,6 +161,11 @@ class LivenessSession:
             return self._current.step == "blink"
         return len(self._done_steps) < len(self._steps) and self._steps[len(self._done_steps)] == "blink"
 
+    @property
+    def eyes_urgent(self) -> bool:
+        """Every eye frame counts now: the blink detector has no baseline yet, or a dip is under way."""
+        return not self._blink.ready or self._blink.dipping
+
     # ---- per frame -------------------------------------------------------------------------------------
     def update(self, f: LiveFrame) -> LivenessResult:
         now = self._clock()
