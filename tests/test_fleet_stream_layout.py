@@ -144,7 +144,8 @@ def test_a_qos1_subscription_of_a_persistent_session_is_a_replicated_consumer(tm
         at_qos1 = Client311(cluster.mqtt_urls[2], "t-qos1", clean=False)
         for topic in ("faceonly/v1/dev/t-qos1/cmd/req/+", "faceonly/v1/dev/t-qos1/config/desired"):
             at_qos1.subscribe(topic, qos=1)
-        assert wait_for(lambda: consumers() == base + 2, 20)
+        # Each consumer is a Raft group to elect: on a loaded 2-core machine that has taken over 20 s.
+        assert wait_for(lambda: consumers() == base + 2, 60), [n.monitor("jsz") for n in cluster.nodes]
         jsz = cluster.nodes[0].monitor("jsz?consumers=true&accounts=true")
         assert int(jsz["ha_assets"]) >= 2 + 3  # each consumer a Raft group of its own, besides the streams'
         # A command published at QoS 1 reaches the QoS 0 subscriber (delivered at QoS 0) while it is online.

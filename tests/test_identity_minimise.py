@@ -42,6 +42,7 @@ def test_matched_face_leaves_without_biometric(tmp_path, observation):  # noqa: 
         "margin": 0.05,
         "threshold": 0.95,
         "gallery_version": 3,
+        "probe": "flip",  # which threshold curves the score is of; not personal
     }
     bio = body["biometric"]
     assert "embedding" not in bio and "thumbnail" not in bio and "sealed" not in bio and "embedder" not in bio

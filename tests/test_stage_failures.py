@@ -88,7 +88,7 @@ def _pipeline(store, **vision):
 def test_a_failing_embedder_drops_that_track_only(store, caplog) -> None:
     pipeline = _pipeline(store)
     embedder = pipeline._encoder.embedder
-    embedder.embed_chip = failing(embedder.embed_chip, {0})  # type: ignore[method-assign]
+    embedder.probe = failing(embedder.probe, {0})  # type: ignore[method-assign]
     events = _run(pipeline, _frames(3))
     assert [e.decision for e in events] == ["rejected", "accepted", "accepted"]
     dropped = events[0]
@@ -182,7 +182,7 @@ def test_the_service_keeps_running_and_health_raises_the_alarm(tmp_path: Path) -
         stages = compose.vision(cfg)
         pipeline = stages[2]
         embedder = pipeline._encoder.embedder  # type: ignore[attr-defined]
-        embedder.embed_chip = failing(embedder.embed_chip, set(range(1000)))
+        embedder.probe = failing(embedder.probe, set(range(1000)))
         lifecycle = Lifecycle({})
         service = Service(RuntimeConfig(cfg), compose.build(cfg, stages=stages), lifecycle, lambda: cfg)
         watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="faults-watch")
