@@ -111,7 +111,7 @@ def eye_openness_series(
                 gate is None
                 or blink is None
                 or not moved.steady
-                or gate.due(eyelid_opening(mesh.xy), not blink.ready or blink.dipping)
+                or gate.due(frame.monotonic, eyelid_opening(mesh.xy), not blink.ready or blink.dipping)
             ):
                 openness = eye_openness(iris_model, frame.image, mesh)
             yield frame.index, frame.timestamp, openness, moved.steady, moved.aspect

@@ -214,13 +214,15 @@ class LivenessConfig(Section):
         "much at most: a photo pitched on cue squashes them with the eyes (real blinks: <= 3% on the blink "
         "video).",
     )
-    iris_every: int = Field(
-        2,
-        ge=1,
-        le=4,
-        description="While the blink step waits, the iris model (2 invokes) runs on every n-th steady frame, "
-        "and on every frame while the eye opening dips (the mesh's eyelids, or the blink detector's own dip) "
-        "and until the blink detector has its open-eye baseline; 1 = every frame.",
+    iris_max_gap_s: float = Field(
+        0.1,
+        gt=0,
+        le=0.5,
+        description="While the blink step waits on open eyes, the iris model (2 invokes) may skip frames but "
+        "never leaves a gap longer than this between two of its reads: the shortest blinks last about 0.1 s, "
+        "so a longer gap can fall between a blink's closed frames. It runs on every frame while the eye "
+        "opening dips (the mesh's eyelids, or the blink detector's own dip) and until the blink detector has "
+        "its open-eye baseline. At the terminal's 15 fps this is every frame; at 24-30 fps every 2nd-3rd.",
     )
     iris_mesh_dip: float = Field(
         0.97,

@@ -359,7 +359,7 @@ class VisionPipeline:
             self._iris is not None
             and steady
             and tr.session.wants_eyes
-            and tr.iris_gate.due(eyelid_opening(mesh.xy), tr.session.eyes_urgent)
+            and tr.iris_gate.due(frame.monotonic, eyelid_opening(mesh.xy), tr.session.eyes_urgent)
         ):
             openness = eye_openness(self._iris, frame.image, mesh)
         return LiveFrame(
