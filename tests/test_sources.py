@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from device.config.vision import VisionConfig
 from device.contracts import SourceError
-from device.vision.framering import FrameRing, RingFull
+from device.vision.framering import FrameOwnershipError, FrameRing, RingFull
 from device.vision.replay import ReplayError, ReplaySource, parse_manifest
 from device.vision.sources import open_source
 
@@ -36,6 +36,36 @@ def test_ring_zeroes_on_release_and_reuses_buffers():
     assert ring.acquire((4, 4, 3)) is a
     ring.release(b)
     assert ring.in_use() == 1
+
+
+def test_a_frame_released_twice_or_a_foreign_array_fails_loudly():
+    ring = FrameRing(2)
+    a = ring.acquire((4, 4, 3))
+    b = ring.acquire((4, 4, 3))
+    ring.release(a)
+    with pytest.raises(FrameOwnershipError, match="twice"):
+        ring.release(a)  # silently freeing it again could zero a newer frame in the same buffer
+    with pytest.raises(FrameOwnershipError, match="not one of"):
+        ring.release(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(FrameOwnershipError, match="not one of"):
+        ring.release(b.copy())  # a copy is not the frame: releasing it would leave b's pixels alive
+    ring.release(b[1:3])  # a view of the frame is the frame
+    assert ring.in_use() == 0
+
+
+def test_a_frame_held_when_the_source_closes_is_released_once_and_never_frees_a_newer_one():
+    ring = FrameRing(1)
+    held = ring.acquire((4, 4, 3))
+    held[:] = 7
+    ring.clear()
+    assert held.max() == 0  # closing zeroes it under the holder
+    newer = ring.acquire((4, 4, 3))  # the ring starts afresh
+    assert newer is not held
+    ring.release(held)
+    with pytest.raises(FrameOwnershipError):
+        ring.release(held)
+    assert ring.in_use() == 1  # the late release did not free the newer frame
+    ring.release(newer)
 
 
 def test_folder_replay_is_deterministic_and_frames_are_zeroed(tmp_path):

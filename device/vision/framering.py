@@ -3,6 +3,11 @@
 Sources decode straight into a free slot; `release` zeroes the slot and returns it, so a frame's pixels do
 not outlive its processing and no new buffer is allocated per frame. When every slot is in use the source
 drops the new frame (counted) instead of growing memory.
+
+Ownership fails loudly, as picamera2's reference-counted requests do: a frame released twice, or an array
+that never came from the ring, raises FrameOwnershipError. A second release could otherwise zero a buffer a
+newer frame already occupies, and a foreign one would leave the real frame's pixels alive. A frame still
+held when the source closes (the ring is cleared under it) may be released once afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ class RingFull(Exception):
     """Every buffer is still held by the consumer (it has not released its frames)."""
 
 
+class FrameOwnershipError(RuntimeError):
+    """A frame released twice, or an array that is not one of the ring's frames: a bug in the caller."""
+
+
 class FrameRing:
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -24,6 +33,7 @@ class FrameRing:
         self._shape: tuple[int, ...] | None = None
         self._buffers: list[np.ndarray] = []
         self._free: list[int] = []
+        self._orphans: list[np.ndarray] = []  # held when the ring was cleared: each may be released once
         self._lock = threading.Lock()  # release() may come from another thread than acquire()
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
@@ -44,18 +54,25 @@ class FrameRing:
                 raise RingFull(f"all {self.size} frame buffers are in use")
             return self._buffers[self._free.pop()]
 
-    def _slot(self, buffer: np.ndarray) -> int | None:
-        for i, buf in enumerate(self._buffers):
+    @staticmethod
+    def _find(buffers: list[np.ndarray], buffer: np.ndarray) -> int | None:
+        for i, buf in enumerate(buffers):
             if buf is buffer or (buffer.base is not None and buffer.base is buf):
                 return i
         return None
 
     def release(self, buffer: np.ndarray) -> None:
-        """Zero the buffer and make it free again. Releasing twice or a foreign array is a no-op."""
+        """Zero the buffer and make it free again; FrameOwnershipError if it is free already or not ours."""
         with self._lock:
-            slot = self._slot(buffer)
-            if slot is None or slot in self._free:
+            orphan = self._find(self._orphans, buffer)
+            if orphan is not None:
+                del self._orphans[orphan]  # zeroed when the ring was cleared
                 return
+            slot = self._find(self._buffers, buffer)
+            if slot is None:
+                raise FrameOwnershipError("released an array that is not one of this source's frames")
+            if slot in self._free:
+                raise FrameOwnershipError("a frame was released twice")
             self._buffers[slot].fill(0)
             self._free.append(slot)
 
@@ -64,8 +81,10 @@ class FrameRing:
             return self.size - len(self._free) if self._shape is not None else 0
 
     def clear(self) -> None:
-        """Zero every buffer (on close)."""
+        """Zero every buffer (on close). Frames still held become orphans, each released at most once more;
+        the next acquire allocates afresh, so an orphan's late release never frees a newer frame."""
         with self._lock:
             for buf in self._buffers:
                 buf.fill(0)
-            self._free = list(range(len(self._buffers)))
+            self._orphans += [b for i, b in enumerate(self._buffers) if i not in self._free]
+            self._buffers, self._free, self._shape = [], [], None
