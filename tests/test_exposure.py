@@ -89,7 +89,9 @@ def _face_brightness(detector, image) -> float | None:
         2.2,  # a bright window behind the camera: much of the face clips at 255 (the PAD report's x1.4 case)
     ],
 )
-def test_the_loop_brings_a_dim_or_a_clipped_face_to_its_target_through_the_camera_interface(face_scene, light):
+def test_the_loop_brings_a_dim_or_a_clipped_face_to_its_target_through_the_camera_interface(
+    face_scene, light
+):
     from device.vision.detect import FaceDetector
 
     store = model_store()
@@ -112,7 +114,7 @@ def test_the_loop_brings_a_dim_or_a_clipped_face_to_its_target_through_the_camer
     assert seen[0] is not None and (seen[0] < 60 if light < 1 else seen[0] > 190), seen[:3]
     final = [b for b in seen[-5:] if b is not None]
     assert final and all(abs(np.log2(115.0 / b)) <= 0.45 for b in final), seen
-    assert (0 < loop.ev <= 3.0 if light < 1 else -3.0 <= loop.ev < 0)
+    assert 0 < loop.ev <= 3.0 if light < 1 else -3.0 <= loop.ev < 0
     assert module.history[-1] == pytest.approx(loop.ev)
     assert len(module.history) < 12, module.history  # damped steps, then it holds inside the dead band
 
