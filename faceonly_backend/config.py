@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from device.config import ConfigError, deep_merge, read_toml
 from device.config.base import Section
-from device.transport.client import BrokerUrl, ClientOptions, parse_broker_url
+from device.config.mqtt import MqttConnection
 from device.wire.bounded import DEFAULT_MAX_DEPTH
 from faceonly_backend.natsconfig import NatsSection
 
@@ -37,23 +37,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class MqttSection(Section):
-    broker: str | list[str] | None = Field(
-        None,
-        description="mqtt://host:port or mqtts://host:port (required to run), or a cluster's nodes as a list "
-        "(commands and gallery pushes go through the first that answers).",
-    )
-    protocol: Literal["5", "3.1.1"] = Field(
-        "5",
-        description="MQTT protocol: 5 (shared-subscription ingest), or 3.1.1 on a NATS cluster (ingest from [nats]).",
-    )
-    subscription_qos: Literal[0, 1] = Field(
-        1,
-        description="QoS of the subscriptions for command replies; 0 on a NATS cluster (no JetStream consumer each).",
-    )
-    topic_prefix: str = Field(
-        "faceonly", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Root of every topic."
-    )
+class MqttSection(MqttConnection):
+    """The backend's `[mqtt]`: the shared connection model, plus its shared-subscription group and session."""
+
     group: str = Field(
         "faceonly-backend",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
@@ -64,11 +50,6 @@ class MqttSection(Section):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",  # no '.': NATS refuses it in client ids
         description="MQTT client id; default: one made once and kept in the state dir (a stable session).",
     )
-    username: str | None = Field(None, max_length=256, description="MQTT user name.")
-    password_file: Path | None = Field(None, description="File holding the MQTT password.")
-    tls_ca: Path | None = Field(None, description="CA certificate (PEM) of the broker.")
-    tls_cert: Path | None = Field(None, description="Client certificate (PEM).")
-    tls_key: Path | None = Field(None, description="Key of the client certificate (PEM).")
     session_expiry_s: int = Field(
         7 * 24 * 3600,
         ge=60,
@@ -81,45 +62,6 @@ class MqttSection(Section):
         le=65535,
         description="Unacknowledged events in flight to this instance (bounds its queue; acked after commit).",
     )
-
-    @field_validator("broker")
-    @classmethod
-    def _broker_url(cls, value: str | list[str] | None) -> str | list[str] | None:
-        for url in value if isinstance(value, list) else [value] if value is not None else []:
-            parse_broker_url(url)
-        if isinstance(value, list) and not value:
-            raise ValueError("an empty list of brokers: give at least one URL")
-        return value
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> MqttSection:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
-        return self
-
-    @property
-    def brokers(self) -> list[BrokerUrl]:
-        if self.broker is None:
-            raise ValueError("no broker: give --broker or [mqtt] broker")
-        return [
-            parse_broker_url(u) for u in (self.broker if isinstance(self.broker, list) else [self.broker])
-        ]
-
-    @property
-    def address(self) -> BrokerUrl:
-        return self.brokers[0]
-
-    def client_options(self) -> list[ClientOptions]:
-        """One ClientOptions per broker (the password file read now)."""
-        password = (
-            self.password_file.read_text(encoding="utf-8").rstrip("\r\n") if self.password_file else None
-        )
-        return [
-            ClientOptions(
-                url, self.protocol, self.username, password, self.tls_ca, self.tls_cert, self.tls_key
-            )
-            for url in self.brokers
-        ]
 
 
 class HttpSection(Section):

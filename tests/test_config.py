@@ -54,7 +54,7 @@ def test_toml_loading(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('terminal_id = "gate-7"\n[mqtt]\nbroker = "mqtts://b.example:8883"\n')
     cfg = load_config(path)
-    assert (cfg.terminal_id, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.use_tls) == (
+    assert (cfg.terminal_id, cfg.mqtt.address.host, cfg.mqtt.address.port, cfg.mqtt.address.tls) == (
         "gate-7",
         "b.example",
         8883,
@@ -117,3 +117,34 @@ def test_validate_config_checks_every_file_the_config_names(tmp_path: Path) -> N
             line = next(ln for ln in res.stderr.splitlines() if "config error" in ln or "cannot start" in ln)
             assert setting in line and what in line, line
             assert "Traceback" not in res.stderr and "codec" not in res.stderr
+
+
+def test_terminal_and_backend_reach_the_broker_through_one_connection_model(tmp_path, monkeypatch):
+    """The same [mqtt] connection keys give the terminal and the backend the same client options."""
+    from faceonly_backend.config import MqttSection
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "pw").write_text("s3cret\n")
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("-")
+    connection = {
+        "broker": ["mqtts://a.example:8883", "mqtts://b.example"],
+        "protocol": "3.1.1",
+        "subscription_qos": 0,
+        "username": "site-1",
+        "password_file": tmp_path / "pw",
+        "tls_ca": tmp_path / "ca.pem",
+        "tls_cert": tmp_path / "c.pem",
+        "tls_key": tmp_path / "k.pem",
+    }
+    terminal, backend = MqttConfig(**connection), MqttSection(**connection)
+    assert terminal.client_options() == backend.client_options()
+    assert [o.broker.port for o in backend.client_options()] == [8883, 8883]
+    assert backend.client_options()[0].password == "s3cret"
+    for bad in ({"broker": ["mqtt://a", "mqtts://b"]}, {"broker": []}, {"tls_cert": tmp_path / "c.pem"}):
+        for model in (MqttConfig, MqttSection):
+            with pytest.raises(ValueError):
+                model(**bad)
+    assert MqttConfig().address.host == "127.0.0.1"  # a terminal without a broker: the demo broker
+    with pytest.raises(ValueError, match="no broker"):
+        _ = MqttSection().brokers

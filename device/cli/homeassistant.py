@@ -33,12 +33,12 @@ def _remove(args: argparse.Namespace) -> int:
     from device.cli.run import base_config
     from device.config import ConfigError
     from device.runtime.homeassistant import Discovery
-    from device.transport.client import BrokerError, BrokerUrlError, ClientOptions, connect_tool
+    from device.transport.client import BrokerError, BrokerUrlError, connect_tool
     from device.transport.topics import Topics
 
     try:
         cfg = base_config(args)
-        options = ClientOptions.from_config(cfg.mqtt)
+        options = cfg.mqtt.client_options()[0]
     except (ConfigError, BrokerUrlError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,43 +1,50 @@
-"""MQTT connection and durable outbox settings."""
+"""MQTT connection (shared by the terminal and the backend) and the terminal's durable outbox settings."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from device.config.base import LIVE_FROM_FILE, Section
-from device.transport.client import BrokerUrl, parse_broker_url
+from device.transport.client import BrokerUrl, ClientOptions, parse_broker_url
 
 # systemd LoadCredential= puts secrets here; a password can be read from it without touching the config file.
 CREDENTIAL_NAME = "mqtt_password"
 
 
-class MqttConfig(Section):
+class MqttConnection(Section):
+    """How a client reaches the broker, one model for the terminal's `[mqtt]` and the backend's: the broker
+    (one URL or a cluster's nodes), protocol, topic root, subscription QoS, credentials and TLS. Each side
+    adds its own settings; both build their paho clients from `client_options()`."""
+
+    # Without a broker: the terminal talks to the embedded demo broker on loopback; a backend must be told.
+    default_broker: ClassVar[str | None] = None
+
     broker: str | list[str] | None = Field(
         None,
         title="Broker URL or a cluster's URLs",
         description="mqtt://host:port or mqtts://host:port, or a list of a cluster's nodes (tried in turn, with "
-        "backoff and jitter); none: the embedded demo broker.",
+        "backoff and jitter). A terminal without one uses the embedded demo broker; a backend needs one.",
     )
     topic_prefix: str = Field(
         "faceonly",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Root of every topic; the API version follows it.",
     )
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT protocol version: 5, or 3.1.1 on a NATS cluster (docs/fleet.md)."
+    )
     subscription_qos: Literal[0, 1] = Field(
         1,
-        description="QoS of the terminal's subscriptions (commands, desired config, its own status). 1: the broker "
-        "queues commands while the terminal is away. 0 on a NATS cluster: there each QoS 1 subscription of a "
-        "persistent session is a replicated JetStream consumer (see docs/fleet.md).",
+        description="QoS of this client's subscriptions (a terminal's commands, desired config and own status; "
+        "a backend's command replies). 1: the broker queues them while the client is away. 0 on a NATS "
+        "cluster: there each QoS 1 subscription of a persistent session is a replicated JetStream consumer "
+        "(see docs/fleet.md).",
     )
     username: str | None = Field(None, max_length=256, description="MQTT user name (default: none).")
-    password: str | None = Field(
-        None, max_length=1024, repr=False, description="MQTT password (secret; redacted when reported)."
-    )
     password_file: Path | None = Field(
         None,
         description=f"File holding the password; default: $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME} if present.",
@@ -45,8 +52,71 @@ class MqttConfig(Section):
     tls_ca: Path | None = Field(
         None, description="CA certificate (PEM) that signed the broker's certificate."
     )
-    tls_cert: Path | None = Field(None, description="This terminal's client certificate (PEM).")
+    tls_cert: Path | None = Field(None, description="This client's certificate (PEM).")
     tls_key: Path | None = Field(None, description="Key of the client certificate (PEM).")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of brokers: give at least one URL")
+            urls = [parse_broker_url(v) for v in value]
+            if len({u.tls for u in urls}) > 1:
+                raise ValueError("the nodes of one cluster are all mqtt:// or all mqtts://")
+            if len(set(urls)) != len(urls):
+                raise ValueError("a broker URL is listed twice")
+        elif value is not None:
+            parse_broker_url(value)  # the one parser: a URL without a scheme is refused, never guessed
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @property
+    def brokers(self) -> list[BrokerUrl]:
+        """Every configured broker (one, or a cluster's nodes); ValueError without one and no default."""
+        urls = self.broker if isinstance(self.broker, list) else [self.broker or self.default_broker]
+        if urls == [None]:
+            raise ValueError("no broker: give --broker or [mqtt] broker")
+        return [parse_broker_url(u) for u in urls if u is not None]
+
+    @property
+    def address(self) -> BrokerUrl:
+        return self.brokers[0]
+
+    def read_password(self) -> str | None:
+        """The password from password_file or the systemd credential; read when connecting."""
+        path = self.password_file
+        if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+            path = candidate if candidate.is_file() else None
+        if path is None:
+            return None
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+    def client_options(self) -> list[ClientOptions]:
+        """One ClientOptions per broker; the password is read now (MQTT sends one only with a user name)."""
+        password = self.read_password() if self.username is not None else None
+        return [
+            ClientOptions(
+                url, self.protocol, self.username, password, self.tls_ca, self.tls_cert, self.tls_key
+            )
+            for url in self.brokers
+        ]
+
+
+class MqttConfig(MqttConnection):
+    """The terminal's `[mqtt]`: the connection, its session and will, and the outbox's flow to the broker."""
+
+    default_broker: ClassVar[str | None] = "mqtt://127.0.0.1"
+
+    password: str | None = Field(
+        None, max_length=1024, repr=False, description="MQTT password (secret; redacted when reported)."
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     session_expiry_s: int = Field(
         7 * 24 * 3600,
@@ -79,65 +149,17 @@ class MqttConfig(Section):
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Longest reconnect delay.")
 
-    @field_validator("broker")
-    @classmethod
-    def _broker_url(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list):
-            if not value:
-                raise ValueError("an empty list of brokers: give at least one URL")
-            urls = [parse_broker_url(v) for v in value]
-            if len({u.tls for u in urls}) > 1:
-                raise ValueError("the nodes of one cluster are all mqtt:// or all mqtts://")
-            if len(set(urls)) != len(urls):
-                raise ValueError("a broker URL is listed twice")
-        elif value is not None:
-            parse_broker_url(value)  # the one parser: a URL without a scheme is refused, never guessed
-        return value
-
     @model_validator(mode="after")
-    def _tls_pairs(self) -> MqttConfig:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
+    def _terminal_pairs(self) -> MqttConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("set password or password_file, not both")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self
 
-    @property
-    def brokers(self) -> list[BrokerUrl]:
-        """Every configured broker (one, or a cluster's nodes); the loopback default without one."""
-        if isinstance(self.broker, list):
-            return [parse_broker_url(v) for v in self.broker]
-        return [parse_broker_url(self.broker or "mqtt://127.0.0.1")]
-
-    @property
-    def address(self) -> BrokerUrl:
-        return self.brokers[0]
-
-    @property
-    def host(self) -> str:
-        return self.address.host
-
-    @property
-    def port(self) -> int:
-        return self.address.port
-
-    @property
-    def use_tls(self) -> bool:
-        return self.address.tls
-
     def read_password(self) -> str | None:
         """The password: inline, from password_file, or from the systemd credential. Read when connecting."""
-        if self.password is not None:
-            return self.password
-        path = self.password_file
-        if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-            candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
-            path = candidate if candidate.is_file() else None
-        if path is None:
-            return None
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        return self.password if self.password is not None else super().read_password()
 
 
 class OutboxConfig(Section):

@@ -35,7 +35,7 @@ def broker(cfg: Config) -> list[Check]:
             Check("broker", "warn", "no broker configured: `faceonly run` starts a demo broker", _URL_FIX)
         ]
     try:
-        options = ClientOptions.from_config(cfg.mqtt)
+        options = cfg.mqtt.client_options()[0]
     except (BrokerUrlError, OSError) as exc:
         return [Check("broker", "fail", str(exc), _URL_FIX)]
     url = options.broker

@@ -16,13 +16,10 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-
-if TYPE_CHECKING:
-    from device.config.mqtt import MqttConfig
 
 Protocol = Literal["5", "3.1.1"]
 PROTOCOLS: tuple[Protocol, ...] = ("5", "3.1.1")
@@ -80,19 +77,6 @@ class ClientOptions:
     @property
     def v5(self) -> bool:
         return self.protocol == "5"
-
-    @classmethod
-    def from_config(cls, config: MqttConfig) -> ClientOptions:
-        """The terminal's options; the password is read now (file or systemd credential)."""
-        return cls(
-            config.address,
-            config.protocol,
-            config.username,
-            config.read_password() if config.username is not None else None,
-            config.tls_ca,
-            config.tls_cert,
-            config.tls_key,
-        )
 
 
 def new_client(

@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config.mqtt import MqttConfig
 from device.transport.buffered_client import BufferedClient
-from device.transport.client import ClientOptions, new_client
+from device.transport.client import new_client
 from device.transport.envelope import CONTENT_TYPE, SCHEMA_VERSION, Meta
 from device.transport.failover import Backoff, BrokerRing, aim
 from device.transport.linkevents import (
@@ -139,7 +139,7 @@ class Link:
         self.ring = BrokerRing(config.brokers, client_id)
         self.backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         client: BufferedClient = new_client(  # type: ignore[assignment]
-            ClientOptions.from_config(config),
+            config.client_options()[0],
             client_id,
             client_class=BufferedClient,
             shed=self._shed,
