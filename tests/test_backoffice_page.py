@@ -215,6 +215,21 @@ def _card(browser, event_id: str):
     return browser.find_element(By.CSS_SELECTOR, f'.event[data-event="{event_id}"]')
 
 
+def _press(browser, event_id: str, button: str) -> None:
+    """Click a button on an event's card; the live page may redraw the card between finding and clicking it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def pressed() -> bool:
+        try:
+            _card(browser, event_id).find_element(By.CSS_SELECTOR, button).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    _until(browser, pressed)
+
+
 def _shot(browser, name: str) -> Path:
     path = artefacts() / f"{name}.png"
     browser.save_screenshot(str(path))
@@ -273,7 +288,7 @@ def test_hr_enrols_with_consent_is_refused_a_duplicate_corrects_a_match_reads_an
         )
         _shot(browser, "02-hr-live-events")
         # Enrol the stranger from their event, with consent.
-        _card(browser, stranger).find_element(By.CSS_SELECTOR, "button.enrol-event").click()
+        _press(browser, stranger, "button.enrol-event")
         form = browser.find_element(By.ID, "enrol")
         assert "2026-1" in browser.find_element(By.ID, "consent-version").text
         form.find_element(By.NAME, "subject").send_keys("emp-0001")
@@ -289,7 +304,7 @@ def test_hr_enrols_with_consent_is_refused_a_duplicate_corrects_a_match_reads_an
         _until(browser, lambda: not browser.find_element(By.ID, "enrol-dialog").get_attribute("open"))
         # The same face at the other door, under another id: refused, naming her; no override for HR.
         _until(browser, lambda: _card(browser, again).find_element(By.CSS_SELECTOR, "button.enrol-event"))
-        _card(browser, again).find_element(By.CSS_SELECTOR, "button.enrol-event").click()
+        _press(browser, again, "button.enrol-event")
         form.find_element(By.NAME, "subject").send_keys("emp-0042")
         form.find_element(By.NAME, "person_name").send_keys("Ana Silva")
         form.find_element(By.NAME, "consent_given").click()
@@ -302,7 +317,7 @@ def test_hr_enrols_with_consent_is_refused_a_duplicate_corrects_a_match_reads_an
         _shot(browser, "04-hr-duplicate-refused")
         browser.find_element(By.CSS_SELECTOR, '#enrol button[value="cancel"]').click()
         # "Not this person" on the match: corrected to unknown, with a reason.
-        _card(browser, match).find_element(By.CSS_SELECTOR, "button.not-this-person").click()
+        _press(browser, match, "button.not-this-person")
         correct = browser.find_element(By.ID, "correct")
         assert "Bo Berg (emp-0007)" in browser.find_element(By.ID, "correct-text").text
         correct.find_element(By.NAME, "reason").send_keys("a delivery driver, not Bo")
@@ -404,7 +419,7 @@ def test_an_admin_overrides_a_duplicate_with_a_reason_and_verifies_the_audit_log
     try:
         _login(browser, backend.url, "ada")
         _until(browser, lambda: _card(browser, again).find_element(By.CSS_SELECTOR, "button.enrol-event"))
-        _card(browser, again).find_element(By.CSS_SELECTOR, "button.enrol-event").click()
+        _press(browser, again, "button.enrol-event")
         form = browser.find_element(By.ID, "enrol")
         form.find_element(By.NAME, "subject").send_keys("emp-0042")
         form.find_element(By.NAME, "person_name").send_keys("Hana Silva")

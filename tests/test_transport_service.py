@@ -1,6 +1,6 @@
 """End to end: `python -m device run` as a real subprocess against real mosquitto.
 
-Broker killed and restarted >= 5 times, the service SIGKILLed twice: every event id the service
+Broker stopped and restarted >= 5 times, the service SIGKILLed twice: every event id the service
 queued reaches a persistent subscriber; every published payload validates against the shipped
 schemas; then >= 2,000 hostile command requests each get exactly one error reply.
 """
@@ -135,7 +135,12 @@ class Terminal:
 
 
 class Chaos(threading.Thread):
-    """Kills and restarts the broker every `period` seconds until stopped."""
+    """Stops and restarts the broker every `period` seconds until halted.
+
+    With SIGTERM, not SIGKILL: mosquitto sends PUBACK before it saves the message, so a SIGKILL in between
+    loses an event the terminal was right to drop from its outbox (seen: the last PUBACK before a kill,
+    then "Saving in-memory database", then nothing). That is the broker's gap (docs/fleet.md), which no
+    client can close; this test is about the terminal's, whose connection drops the same way either way."""
 
     def __init__(self, broker: Broker, period: float = 2.0, down: float = 0.7) -> None:
         super().__init__(daemon=True)
@@ -145,7 +150,7 @@ class Chaos(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(self.period):
-            self.broker.kill()
+            self.broker.stop()
             self.kills += 1
             time.sleep(self.down)
             self.broker.start()
@@ -173,7 +178,7 @@ def test_no_event_lost_across_broker_and_service_kills(tmp_path: Path) -> None:
         # Run 2: the whole part is queued, then SIGKILL while the broker is down (a backlog on disk).
         t = Terminal(tmp_path, broker, parts[1])
         assert t.wait_for(lambda: len(t.queued()) >= 180 and "source finished" in t.text(), 90)
-        broker.kill()
+        broker.stop()
         t.kill()
         queued += t.queued()
         # Run 3: drains the backlog of run 2 and its own part, then stops cleanly.
