@@ -164,7 +164,12 @@ class NatsCluster:
             self._write_config(node)
 
     def __enter__(self) -> NatsCluster:
-        self.start()
+        # __exit__ does not run when __enter__ raises: nodes that did start must not outlive a failed start.
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -214,10 +219,27 @@ mqtt {{
 
     # ---- life cycle -------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> None:
+        """Start every node. A port found free can be taken before the node binds it (a cluster started by
+        another process at the same moment): then every node gets fresh ports and the start is tried again."""
+        for attempt in range(1, attempts + 1):
+            for node in self.nodes:
+                self.start_node(node.name, wait=False)
+            try:
+                self.wait_ready(timeout)
+                return
+            except ClusterError as exc:
+                self.stop()
+                if attempt == attempts or "address already in use" not in str(exc):
+                    raise
+                self._pick_new_ports()
+
+    def _pick_new_ports(self) -> None:
         for node in self.nodes:
-            self.start_node(node.name, wait=False)
-        self.wait_ready(timeout)
+            node.client_port, node.cluster_port = free_port(), free_port()
+            node.mqtt_port, node.http_port = free_port(), free_port()
+        for node in self.nodes:
+            self._write_config(node)
 
     def start_node(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
         node = self.node(name)
@@ -267,23 +289,30 @@ mqtt {{
                 node.proc.wait(10)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            self._wait_node(node, max(1.0, deadline - time.monotonic()))
+        self._wait_nodes(self.nodes, timeout)
 
     def _wait_node(self, node: NatsNode, timeout: float) -> None:
-        """Until the node answers healthz with JetStream current (a meta leader known, caught up)."""
+        self._wait_nodes([node], timeout)
+
+    def _wait_nodes(self, nodes: list[NatsNode], timeout: float) -> None:
+        """Until every node answers healthz with JetStream current (a meta leader known, caught up). All are
+        watched together: a node waiting for its quorum must not hide a peer that exited."""
         deadline = time.monotonic() + timeout
+        pending = list(nodes)
         last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            if node.proc is not None and node.proc.poll() is not None:
-                raise ClusterError(f"nats node {node.name} exited: {self.log_tail(node.name)}")
-            with contextlib.suppress(OSError, ValueError):
-                last = node.monitor("healthz", timeout=2.0)
-                if last.get("status") == "ok":
-                    return
-            time.sleep(0.2)
-        raise ClusterError(f"nats node {node.name} not ready within {timeout:.0f} s: {last}")
+        while pending and time.monotonic() < deadline:
+            for node in list(pending):
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise ClusterError(f"nats node {node.name} exited: {self.log_tail(node.name)}")
+                with contextlib.suppress(OSError, ValueError):
+                    last = node.monitor("healthz", timeout=2.0)
+                    if last.get("status") == "ok":
+                        pending.remove(node)
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            names = ", ".join(node.name for node in pending)
+            raise ClusterError(f"nats node(s) {names} not ready within {timeout:.0f} s: {last}")
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.node(name).log_path

@@ -133,3 +133,55 @@ def test_handoff_accounts_for_every_live_frame(ops) -> None:
                 taken += 1
     waiting = slot.take(0) is not None
     assert produced == taken + dropped + waiting
+
+
+class StandInPicamera2Module:
+    """The slice of picamera2 the terminal uses. Every request hands out fresh arrays, as make_array does
+    (XBGR main, YUV420 lores with the Y plane on top); they are kept here to be looked at afterwards."""
+
+    def __init__(self) -> None:
+        self.handed_out: list[np.ndarray] = []
+        self._n = 0
+
+    def Picamera2(self) -> StandInPicamera2Module:
+        return self
+
+    def create_video_configuration(self, **config: object) -> dict[str, object]:
+        return config
+
+    def configure(self, config: object) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+    def set_controls(self, controls: object) -> None: ...
+
+    def captured_request(self):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        self._n += 1
+        main = np.full((120, 160, 4), 40 + self._n, np.uint8)
+        lores = np.full((90, 80), 100 + self._n, np.uint8)  # 60 rows of Y, then the chroma planes
+        self.handed_out += [main, lores]
+
+        class Request:
+            def make_array(self, name: str) -> np.ndarray:
+                return main if name == "main" else lores
+
+        return contextlib.nullcontext(Request())
+
+
+def test_the_pi_cameras_arrays_are_copied_on_and_zeroed() -> None:
+    from device.vision.camera import Picamera2Camera
+
+    module = StandInPicamera2Module()
+    config = CameraConfig(width=160, height=120, lores_width=80, lores_height=60)
+    camera = Picamera2Camera(config, 4, module)
+    frames = camera.frames()
+    for n in (1, 2):
+        frame = next(frames)
+        assert frame.image.shape == (120, 160, 3) and (frame.image == 40 + n).all()
+        assert frame.detect_image is not None and frame.detect_image.shape == (60, 80, 3)
+        assert (frame.detect_image == 100 + n).all()
+        camera.release(frame)
+    camera.close()
+    assert len(module.handed_out) == 4 and all(not array.any() for array in module.handed_out)

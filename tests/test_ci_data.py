@@ -15,7 +15,7 @@ NEEDS_DATA = "tests/test_quality.py"  # a fast module with a test on ../shared/d
 def _pytest(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": ci, "FACEONLY_SHARED_DATA": str(tmp_path / "absent")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", NEEDS_DATA],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", NEEDS_DATA],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

@@ -263,16 +263,18 @@ class Picamera2Camera(RetryingCamera):
             raise CameraError(f"capture failed: {exc.__class__.__name__}") from None
         if image.ndim != 3 or image.shape[2] < 3:
             raise CameraError("corrupt frame (unexpected shape)")
-        detect = None
-        if lores is not None:
-            h = self.config.lores_height
-            detect = cv2.cvtColor(
-                np.ascontiguousarray(lores[:h, : self.config.lores_width]), cv2.COLOR_GRAY2BGR
-            )
+        # Both arrays are copies picamera2 made for us: copied on into the ring and the detector's image, then
+        # zeroed, so no frame outlives its use in memory the ring does not own.
         try:
-            return self._store(np.ascontiguousarray(image[..., :3]), detect)
+            detect = None
+            if lores is not None:
+                y_plane = lores[: self.config.lores_height, : self.config.lores_width]
+                detect = cv2.cvtColor(y_plane, cv2.COLOR_GRAY2BGR)
+            return self._store(image[..., :3], detect)
         finally:
             image.fill(0)
+            if lores is not None:
+                lores.fill(0)
 
     def _close_device(self) -> None:
         if self._cam is not None:
