@@ -48,6 +48,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class Broker:
         self.users = dict(users or {})
         self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
+        # Chaos threads stop and start the broker while the test's own thread may stop it too.
+        self._lifecycle = threading.RLock()
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self.data = self.workdir / "data"
@@ -159,6 +162,10 @@ class Broker:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        with self._lifecycle:
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         if self.running:
             return
         self.proc = subprocess.Popen(
@@ -195,6 +202,10 @@ class Broker:
         self.start()
 
     def _signal(self, sig: int) -> None:
+        with self._lifecycle:
+            self._signal_locked(sig)
+
+    def _signal_locked(self, sig: int) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
