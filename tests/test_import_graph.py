@@ -183,3 +183,21 @@ def test_the_rule_sees_a_crossing() -> None:
     names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert {_resolve(n) for n in names} == {"faceonly_lab.bench", "faceonly_backend.store"}
+
+
+def test_the_command_line_loads_only_the_other_rooms_command_modules() -> None:
+    """`faceonly run` registers every subcommand; the backend's and the lab's must not bring their code
+    (database drivers, web server, plots) into the terminal's process, where it costs memory (about 9 MB
+    for the backend's database drivers, measured by scripts/benchmark_terminal_rss.py)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from device.cli import build_parser; build_parser(); "
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith(('faceonly_backend', 'faceonly_lab', "
+        "'psycopg', 'starlette', 'uvicorn', 'nats', 'matplotlib')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    assert loaded, "the probe found not even the command modules"
+    assert all(".cli" in m or m in ("faceonly_backend", "faceonly_lab") for m in loaded), sorted(loaded)

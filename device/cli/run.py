@@ -110,9 +110,11 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(redact(cfg), indent=2))
         print("config OK", file=sys.stderr)
         return 0
+    from device.infra.heap import cap_heap_arenas
     from device.privacy.hardening import disable_core_dumps
 
     disable_core_dumps()
+    cap_heap_arenas()  # before any thread starts
     held = _hold_state_dir(cfg)
     if held is not None:
         return held

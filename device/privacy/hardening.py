@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
+
+from device.infra.libc import load_libc
 
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
 
 
 def disable_core_dumps() -> dict[str, bool]:
@@ -31,7 +22,7 @@ def disable_core_dumps() -> dict[str, bool]:
         done["rlimit_core_zero"] = True
     except (ValueError, OSError):
         pass
-    libc = _libc()
+    libc = load_libc()
     if libc is not None and hasattr(libc, "prctl"):
         libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
         if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:

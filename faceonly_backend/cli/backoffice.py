@@ -26,15 +26,25 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.config import ConfigError
-from faceonly_backend.audit import command_line_actor
+
+if TYPE_CHECKING:
+    from faceonly_backend.audit import Actor
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 Config = Callable[[argparse.Namespace], Any]
+
+
+def _actor() -> Actor:
+    # Imported when a command runs: the database drivers it brings (psycopg) would otherwise load in every
+    # `faceonly` process, the terminal's too, since the CLI registers every subcommand.
+    from faceonly_backend.audit import command_line_actor
+
+    return command_line_actor()
 
 
 def register(
@@ -191,7 +201,7 @@ def _subjects_add(args: argparse.Namespace) -> int:
     details = Details(group=args.group, end_date=args.end_date, override=override)
 
     def work(office) -> int:
-        outcome = office.enrolment.from_photos(args.photos, command_line_actor(), details)
+        outcome = office.enrolment.from_photos(args.photos, _actor(), details)
         for subject, why in sorted(outcome.refused.items()):
             print(f"refused: {subject}: {why}", file=sys.stderr)
         if not outcome.added:
@@ -227,13 +237,11 @@ def _receipt(receipt: dict[str, Any]) -> int:
 
 
 def _subjects_deactivate(args: argparse.Namespace) -> int:
-    return _run(
-        args, lambda o: _receipt(o.removal.deactivate(args.subject, command_line_actor(), args.reason)), True
-    )
+    return _run(args, lambda o: _receipt(o.removal.deactivate(args.subject, _actor(), args.reason)), True)
 
 
 def _subjects_erase(args: argparse.Namespace) -> int:
-    return _run(args, lambda o: _receipt(o.removal.erase(args.subject, command_line_actor())), True)
+    return _run(args, lambda o: _receipt(o.removal.erase(args.subject, _actor())), True)
 
 
 def _consent_record(args: argparse.Namespace) -> int:
@@ -241,7 +249,7 @@ def _consent_record(args: argparse.Namespace) -> int:
         given = None
         if args.given_at:
             given = dt.datetime.fromisoformat(args.given_at).replace(tzinfo=office.cfg.site.zone).timestamp()
-        actor = command_line_actor()
+        actor = _actor()
         made = office.consents.record(args.subject, args.name, args.method, given, actor)
         office.audit.append(
             actor,
@@ -273,7 +281,7 @@ def _password(path: Path | None) -> str:
 
 def _users_add(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = command_line_actor()
+        actor = _actor()
         office.accounts.add_staff(args.username, _password(args.password_file), args.role, actor)
         office.audit.append(actor, "staff.add", args.username, role=args.role)
         print(f"staff account {args.username} ({args.role}) added")
@@ -295,7 +303,7 @@ def _users_list(args: argparse.Namespace) -> int:
 
 def _users_set_role(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = command_line_actor()
+        actor = _actor()
         before = office.accounts.set_role(args.username, args.role)
         office.audit.append(actor, "staff.role", args.username, role=args.role, before=before)
         print(f"{args.username}: {before} -> {args.role}")
@@ -307,7 +315,7 @@ def _users_set_role(args: argparse.Namespace) -> int:
 def _users_disable(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.disable(args.username)
-        office.audit.append(command_line_actor(), "staff.disable", args.username)
+        office.audit.append(_actor(), "staff.disable", args.username)
         print(f"{args.username} disabled")
         return 0
 
@@ -317,7 +325,7 @@ def _users_disable(args: argparse.Namespace) -> int:
 def _users_passwd(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.set_password(args.username, _password(args.password_file))
-        office.audit.append(command_line_actor(), "staff.password", args.username)
+        office.audit.append(_actor(), "staff.password", args.username)
         print(f"{args.username}: new password set")
         return 0
 
@@ -326,7 +334,7 @@ def _users_passwd(args: argparse.Namespace) -> int:
 
 def _tokens_add(args: argparse.Namespace) -> int:
     def work(office) -> int:
-        actor = command_line_actor()
+        actor = _actor()
         token = office.accounts.add_token(args.name, args.role, actor)
         office.audit.append(actor, "token.add", args.name, role=args.role)
         print(token)
@@ -348,7 +356,7 @@ def _tokens_list(args: argparse.Namespace) -> int:
 def _tokens_revoke(args: argparse.Namespace) -> int:
     def work(office) -> int:
         office.accounts.revoke_token(args.name)
-        office.audit.append(command_line_actor(), "token.revoke", args.name)
+        office.audit.append(_actor(), "token.revoke", args.name)
         print(f"token {args.name} revoked")
         return 0
 

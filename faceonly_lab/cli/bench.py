@@ -62,6 +62,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.steady_frames < 1 or args.scaling_frames < 0:
         print("bench: --threads and --steady-frames must be >= 1, --scaling-frames >= 0", file=sys.stderr)
         return 2
+    from device.infra.heap import cap_heap_arenas
+
+    cap_heap_arenas()  # the terminal's heap, so that the RSS measured is the terminal's
     if args.pin is not None:
         try:
             os.sched_setaffinity(0, {args.pin})
