@@ -135,9 +135,31 @@ def test_handoff_accounts_for_every_live_frame(ops) -> None:
     assert produced == taken + dropped + waiting
 
 
+def picamera2_yuv420(image: np.ndarray, stride: int) -> np.ndarray:
+    """`image` as picamera2's make_array("lores") gives a YUV420 stream: rows of `stride` bytes (padding
+    after the pixels), the Y plane, then the U and V planes with rows of stride / 2."""
+    import cv2
+
+    h, w = image.shape[:2]
+    i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    y, u, v = i420[: h * w], i420[h * w : h * w * 5 // 4], i420[h * w * 5 // 4 :]
+    out = np.zeros((h * 3 // 2, stride), np.uint8)
+    out[:h, :w] = y.reshape(h, w)
+    chroma = out[h:].reshape(-1)
+    plane = (h // 2) * (stride // 2)
+    chroma[:plane].reshape(h // 2, stride // 2)[:, : w // 2] = u.reshape(h // 2, w // 2)
+    chroma[plane:].reshape(h // 2, stride // 2)[:, : w // 2] = v.reshape(h // 2, w // 2)
+    return out
+
+
 class StandInPicamera2Module:
     """The slice of picamera2 the terminal uses. Every request hands out fresh arrays, as make_array does
-    (XBGR main, YUV420 lores with the Y plane on top); they are kept here to be looked at afterwards."""
+    (XBGR main; YUV420 lores, rows padded to a stride of 96 bytes); they are kept here to be looked at
+    afterwards."""
+
+    LORES = np.zeros((60, 80, 3), np.uint8)
+    LORES[:, :40] = (40, 60, 200)  # a red left half, a blue right half (BGR): a swap would show
+    LORES[:, 40:] = (190, 90, 30)
 
     def __init__(self) -> None:
         self.handed_out: list[np.ndarray] = []
@@ -160,7 +182,7 @@ class StandInPicamera2Module:
 
         self._n += 1
         main = np.full((120, 160, 4), 40 + self._n, np.uint8)
-        lores = np.full((90, 80), 100 + self._n, np.uint8)  # 60 rows of Y, then the chroma planes
+        lores = picamera2_yuv420(self.LORES, stride=96)
         self.handed_out += [main, lores]
 
         class Request:
@@ -180,8 +202,10 @@ def test_the_pi_cameras_arrays_are_copied_on_and_zeroed() -> None:
     for n in (1, 2):
         frame = next(frames)
         assert frame.image.shape == (120, 160, 3) and (frame.image == 40 + n).all()
+        # The detector's image is the lores stream in colour (its chroma planes too), stride padding left out.
         assert frame.detect_image is not None and frame.detect_image.shape == (60, 80, 3)
-        assert (frame.detect_image == 100 + n).all()
+        error = np.abs(frame.detect_image.astype(int) - module.LORES.astype(int))
+        assert error[:, 2:38].max() <= 3 and error[:, 42:78].max() <= 3, error.max()
         camera.release(frame)
     camera.close()
     assert len(module.handed_out) == 4 and all(not array.any() for array in module.handed_out)

@@ -148,3 +148,17 @@ def test_terminal_and_backend_reach_the_broker_through_one_connection_model(tmp_
     assert MqttConfig().address.host == "127.0.0.1"  # a terminal without a broker: the demo broker
     with pytest.raises(ValueError, match="no broker"):
         _ = MqttSection().brokers
+
+
+@pytest.mark.parametrize(
+    ("lores", "says"),
+    [
+        ((640, 0), "both be 0 or both be set"),
+        ((1920, 360), "not be larger than the main stream"),
+        ((641, 360), "must be even"),
+    ],
+)
+def test_a_lores_stream_the_camera_cannot_deliver_is_refused(lores: tuple[int, int], says: str) -> None:
+    camera = {"width": 1280, "height": 720, "lores_width": lores[0], "lores_height": lores[1]}
+    with pytest.raises(ConfigError, match=says):
+        parse_config({"vision": {"camera": camera}})

@@ -59,6 +59,8 @@ class CameraConfig(Section):
             raise ValueError("lores_width and lores_height must both be 0 or both be set")
         if self.lores_width > self.width or self.lores_height > self.height:
             raise ValueError("the lores stream must not be larger than the main stream")
+        if self.lores_width % 2 or self.lores_height % 2:
+            raise ValueError("lores_width and lores_height must be even (the stream is YUV420)")
         if self.retry_initial_s > self.retry_max_s:
             raise ValueError("retry_initial_s must not exceed retry_max_s")
         return self

@@ -220,6 +220,29 @@ class V4l2Exposure:
             self.cap.set(cv2.CAP_PROP_GAIN, self.base_gain * max(1.0, factor / 4.0))
 
 
+def yuv420_to_bgr(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    """picamera2's YUV420 array (`height * 3 / 2` rows of `stride` bytes: the Y plane, then the U and V
+    planes with rows of `stride / 2`) as a BGR image. The colour matters: on the developers' frames the
+    detector found 96% of the faces on the Y plane alone and 99% with the chroma planes
+    (scripts/lores_detection_report.py)."""
+    import cv2
+
+    stride, w2, h2 = array.shape[1], width // 2, height // 2
+    chroma = array[height:].reshape(-1)
+    plane = h2 * (stride // 2)
+    u = chroma[:plane].reshape(h2, stride // 2)[:, :w2]
+    v = chroma[plane : 2 * plane].reshape(h2, stride // 2)[:, :w2]
+    # Packed into one zeroed-after-use buffer, without copies of its own on the way.
+    i420 = np.empty(height * width + 2 * h2 * w2, np.uint8)
+    i420[: height * width].reshape(height, width)[:] = array[:height, :width]
+    i420[height * width : height * width + h2 * w2].reshape(h2, w2)[:] = u
+    i420[height * width + h2 * w2 :].reshape(h2, w2)[:] = v
+    try:
+        return cv2.cvtColor(i420.reshape(height * 3 // 2, width), cv2.COLOR_YUV2BGR_I420)
+    finally:
+        i420.fill(0)
+
+
 class Picamera2Camera(RetryingCamera):
     """Raspberry Pi camera. picamera2's "RGB888" arrays are B,G,R in memory: OpenCV's order, no swap."""
 
@@ -253,8 +276,6 @@ class Picamera2Camera(RetryingCamera):
         self._cam = cam
 
     def _read(self) -> Frame:
-        import cv2
-
         try:
             with self._cam.captured_request() as request:
                 image = request.make_array("main")
@@ -268,8 +289,7 @@ class Picamera2Camera(RetryingCamera):
         try:
             detect = None
             if lores is not None:
-                y_plane = lores[: self.config.lores_height, : self.config.lores_width]
-                detect = cv2.cvtColor(y_plane, cv2.COLOR_GRAY2BGR)
+                detect = yuv420_to_bgr(lores, self.config.lores_width, self.config.lores_height)
             return self._store(image[..., :3], detect)
         finally:
             image.fill(0)
