@@ -213,8 +213,22 @@ def _rising(pin) -> int:
     return sum(1 for a, b in itertools.pairwise(states) if not a and b)
 
 
+@pytest.fixture
+def subscribed(monkeypatch) -> list[tuple[str, int]]:
+    """(topic, qos) of every subscription made in this process, through the real client."""
+    made: list[tuple[str, int]] = []
+    real_subscribe = mqtt.Client.subscribe
+
+    def subscribe(client, topic, qos=0, *args, **kwargs):
+        made.append((topic, qos))
+        return real_subscribe(client, topic, qos, *args, **kwargs)
+
+    monkeypatch.setattr(mqtt.Client, "subscribe", subscribe)
+    return made
+
+
 @pytest.mark.slow
-def test_push_enroll_match_unknown_and_gate(rig, shared_data):
+def test_push_enroll_match_unknown_and_gate(rig, shared_data, subscribed):  # noqa: PLR0915 - one terminal walked through push, enrol, match and gate
     tmp, broker, backend, pin = rig
     pub = tmp / "gallery.key.pub"
     key = CommandKey.generate(tmp / "ops")
@@ -226,7 +240,8 @@ def test_push_enroll_match_unknown_and_gate(rig, shared_data):
         push = ["gallery", "push", "--broker", broker.url, "--id", TID, "--file", str(tmp / "v1.fog"),
                 "--terminal-key", base64.b64encode(_terminal_key(tmp)).decode()]  # fmt: skip
         assert main(push) == 1  # not signed by the command key: refused, whatever the gallery's own signature
-        assert main([*push, "--sign-key", str(key.private_file)]) == 0
+        assert main([*push, "--sign-key", str(key.private_file), "--reply-qos", "0"]) == 0  # as on NATS
+        assert [qos for topic, qos in subscribed if "/cmd/res/push-" in topic] == [1, 0]
         backend.send("gallery.list", {"ids": True})
         listed = backend.replies.get(timeout=30)
         assert (

@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from device.transport.client import add_broker_flags, new_client, options_from_args
+from device.transport.client import add_broker_flags, add_reply_qos_flag, new_client, options_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_build)
     p = s.add_parser("push", help="send a signed door policy to a terminal (chunked, resumable)")
     add_broker_flags(p)
+    add_reply_qos_flag(p)
     p.add_argument("--id", dest="terminal_id", required=True)
     p.add_argument("--file", type=Path, required=True)
     p.add_argument(
@@ -124,7 +125,9 @@ def _push(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         client = new_client(options, f"access-push-{args.terminal_id}"[:60])
         client.connect(options.broker.host, options.broker.port)
-        requester = Requester(client, Topics(args.prefix, args.terminal_id), args.timeout, key)
+        requester = Requester(
+            client, Topics(args.prefix, args.terminal_id), args.timeout, key, args.reply_qos
+        )
     except (OSError, ValueError) as exc:
         print(f"access push failed: {exc}", file=sys.stderr)
         return 1

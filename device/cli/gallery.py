@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from device.transport.client import add_broker_flags, new_client, options_from_args
+from device.transport.client import add_broker_flags, add_reply_qos_flag, new_client, options_from_args
 
 if TYPE_CHECKING:
     from device.identity.templates import TemplateMode
@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_delta)
     p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
     add_broker_flags(p)
+    add_reply_qos_flag(p)
     p.add_argument("--id", dest="terminal_id", required=True)
     p.add_argument("--file", type=Path, required=True)
     p.add_argument(
@@ -179,10 +180,7 @@ def _push(args: argparse.Namespace) -> int:
         client = new_client(options, f"gallery-push-{args.terminal_id}"[:60])
         client.connect(options.broker.host, options.broker.port)
         requester = Requester(
-            client,
-            Topics(args.prefix, args.terminal_id),
-            args.timeout,
-            key,
+            client, Topics(args.prefix, args.terminal_id), args.timeout, key, args.reply_qos
         )
     except (OSError, ValueError) as exc:
         print(f"gallery push failed: {exc}", file=sys.stderr)

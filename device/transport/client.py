@@ -139,6 +139,18 @@ def add_broker_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_reply_qos_flag(parser: argparse.ArgumentParser) -> None:
+    """--reply-qos for a tool that waits for replies on a topic of its own (a NATS cluster's MQTT makes a
+    JetStream consumer for every QoS 1 subscription: 0 there)."""
+    parser.add_argument(
+        "--reply-qos",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="QoS of the reply subscription (default 1; 0 on a NATS cluster)",
+    )
+
+
 def options_from_args(args: argparse.Namespace) -> ClientOptions:
     """The options the flags give (OSError if the password file cannot be read)."""
     password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n") if args.password_file else None

@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 
 from device.infra.stopsignals import interrupt_on_stop_signals
-from device.transport.client import BrokerError, BrokerUrlError, ClientOptions, parse_broker_url
+from device.transport.client import (
+    BrokerError,
+    BrokerUrlError,
+    ClientOptions,
+    add_reply_qos_flag,
+    parse_broker_url,
+)
 
 EXIT_SOME_FAILED, EXIT_USAGE, EXIT_BROKER = 1, 2, 3
 
@@ -34,9 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--broker", default=None, help="mqtt://host:port, or a cluster's nodes separated by commas"
     )
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol (NATS: 3.1.1)")
-    p.add_argument(
-        "--reply-qos", type=int, choices=(0, 1), default=1, help="QoS of the reply subscription (NATS: 0)"
-    )
+    add_reply_qos_flag(p)
     p.add_argument("--username", default=None)
     p.add_argument("--password-file", type=Path, default=None)
     p.add_argument("--prefix", default="faceonly", help="topic prefix")
