@@ -5,11 +5,13 @@ from /proc every 0.1 s until it logs that the source is finished.
 
 Each replay runs twice, in turn: with the terminal's heap (at most two malloc arenas, device/infra/heap.py)
 and with glibc's own default (MALLOC_ARENA_MAX = 8 per core). Printed per run: the frame size, the peak
-resident set (VmHWM), the median over the second half of the run (steady), and the run's length; the
-machine's load first. `faceonly bench` reports the pipeline's own peak on a synthetic 720p scene; this is
+resident set (VmHWM), the median over the second half of the run (steady), its anonymous and file-backed
+parts at the end (RssAnon: heap, frames, tensors; RssFile: the mapped libraries, whose count depends on what
+the page cache holds), and the run's length; the machine's load first. `faceonly bench` reports the pipeline's own peak on a synthetic 720p scene; this is
 the whole terminal (service, outbox, MQTT, door screen) on the real clips.
 
     python scripts/benchmark_terminal_rss.py [--broker mqtt://127.0.0.1:1883] [--source replay:PATH ...] \
+        [--embedder-runtime onnxruntime] \
         [--height 720]
 
 With --height, each replay is first rescaled to that frame height (aspect kept; 720: the terminal's default
@@ -92,8 +94,10 @@ def rescaled(path: str, height: int, workdir: Path) -> str:
     return str(out)
 
 
-def measure(source: str, broker: str, workdir: Path, heap: str, timeout_s: float) -> dict[str, float]:
-    """One terminal run on `source`: peak and steady RSS (MB), and its length (s)."""
+def measure(
+    source: str, broker: str, workdir: Path, heap: str, timeout_s: float, runtime: str
+) -> dict[str, float]:
+    """One terminal run on `source` with the embedder on `runtime`: peak and steady RSS (MB), its length (s)."""
     env = dict(os.environ)
     env.pop("MALLOC_ARENA_MAX", None)
     if heap == "glibc default":
@@ -102,6 +106,10 @@ def measure(source: str, broker: str, workdir: Path, heap: str, timeout_s: float
     log_path = state / "terminal.log"
     command = [str(Path(sys.executable).with_name("faceonly")), "run", "--broker", broker, "--source", source]
     command += ["--state-dir", str(state), "--id", f"rss-{state.name[6:]}"]
+    if runtime != "litert":
+        config = state / "config.toml"
+        config.write_text(f'[vision]\nembedder_runtime = "{runtime}"\n', encoding="utf-8")
+        command += ["--config", str(config)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     samples: list[int] = []
@@ -116,6 +124,7 @@ def measure(source: str, broker: str, workdir: Path, heap: str, timeout_s: float
                 samples.append(rss)
             if FINISHED in log_path.read_text(errors="replace"):
                 peak = _status_kb(proc.pid, "VmHWM") or max(samples)
+                anon, file = _status_kb(proc.pid, "RssAnon") or 0, _status_kb(proc.pid, "RssFile") or 0
                 break
         else:
             raise RuntimeError(f"no '{FINISHED}' within {timeout_s:.0f} s")
@@ -124,7 +133,13 @@ def measure(source: str, broker: str, workdir: Path, heap: str, timeout_s: float
         proc.wait(30)
     elapsed = time.monotonic() - start
     steady = statistics.median(samples[len(samples) // 2 :])
-    return {"peak_mb": peak / 1024, "steady_mb": steady / 1024, "seconds": elapsed}
+    return {
+        "peak_mb": peak / 1024,
+        "steady_mb": steady / 1024,
+        "anon_mb": anon / 1024,
+        "file_mb": file / 1024,
+        "seconds": elapsed,
+    }
 
 
 def main() -> int:
@@ -135,6 +150,12 @@ def main() -> int:
     parser.add_argument("--source", action="append", default=None, help="replay:PATH (repeatable)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--height", type=int, default=None, help="rescale each replay to this frame height")
+    parser.add_argument(
+        "--embedder-runtime",
+        choices=("litert", "onnxruntime"),
+        default="litert",
+        help="what runs the embedder ([vision] embedder_runtime)",
+    )
     args = parser.parse_args()
     data = Path(os.environ.get("FACEONLY_SHARED_DATA", ROOT.parent / "shared" / "data"))
     sources = args.source or [f"replay:{data / 'video' / clip}" for clip in CLIPS]
@@ -142,7 +163,9 @@ def main() -> int:
     if missing:
         print(f"benchmark_terminal_rss: no such replay: {', '.join(missing)}", file=sys.stderr)
         return 2
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; the embedder on {args.embedder_runtime}"
+    )
     with tempfile.TemporaryDirectory(prefix="terminal-rss-") as tmp:
         workdir = Path(tmp)
         broker_proc = None
@@ -156,17 +179,20 @@ def main() -> int:
             broker = f"mqtt://127.0.0.1:{port}"
             time.sleep(0.5)
         try:
-            print(f"{'replay':<34} {'frame':>9} {'heap':<18} {'peak MB':>8} {'steady MB':>10} {'s':>6}")
+            print(
+                f"{'replay':<34} {'frame':>9} {'heap':<18} {'peak MB':>8} {'steady MB':>10} {'anon':>6} "
+                f"{'file':>6} {'s':>6}"
+            )
             for source in sources:
                 path = source.removeprefix("replay:")
                 if args.height is not None:
                     path = rescaled(path, args.height, workdir)
                     source = f"replay:{path}"
                 for heap in ("terminal (2 arenas)", "glibc default"):
-                    m = measure(source, broker, workdir, heap, args.timeout)
+                    m = measure(source, broker, workdir, heap, args.timeout, args.embedder_runtime)
                     print(
                         f"{Path(path).name[:34]:<34} {_frame_size(path):>9} {heap:<18} {m['peak_mb']:>8.1f} "
-                        f"{m['steady_mb']:>10.1f} {m['seconds']:>6.1f}",
+                        f"{m['steady_mb']:>10.1f} {m['anon_mb']:>6.1f} {m['file_mb']:>6.1f} {m['seconds']:>6.1f}",
                         flush=True,
                     )
         finally:

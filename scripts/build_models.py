@@ -3,12 +3,16 @@
 
     python scripts/build_models.py [--cache .cache/modelbuild] [--out models]
     python scripts/build_models.py --thresholds-only [--out models]
+    python scripts/build_models.py --onnx-only [--out models]
 
 Run it with the project's venv python (it uses `device` for the runtime pre/post-processing it validates).
 TensorFlow and ai-edge-quantizer run only inside a separate converter venv the script creates under the cache
 dir, and node runs @vladmandic/face-api itself as the embedder's reference (npm packages in the cache); none
 of them becomes a runtime dependency. Real faces for calibration and evaluation come from
 ../shared/data when present (scikit-image's samples otherwise; LFW numbers then are skipped). Takes minutes.
+
+--onnx-only writes only the embedder's ONNX Runtime file from the shipped (sha256-checked) TFLite embedder, checks
+that its outputs equal LiteRT's on real faces, and adds its manifest entry; every other file stays as it is.
 
 --thresholds-only recomputes only the embedder's LFW figures and threshold curves from the shipped model files
 (sha256-checked against the manifest, left byte-identical) and rewrites those two sections of its manifest
@@ -30,6 +34,7 @@ from modelbuild import detectors as dets
 from modelbuild import embedder as emb
 from modelbuild import manifest as mf
 from modelbuild import mediapipe as mp
+from modelbuild import onnx_embedder
 from modelbuild.data import SHARED_DATA, calibration_frames, have_shared_data
 from modelbuild.evaluate import latency_ms
 from modelbuild.fetch import FACE_API, converter_python, extract, fetch, run_in_converter
@@ -76,7 +81,14 @@ def main() -> int:
         help="with --thresholds-only: keep the LFW embeddings (flip-averaged and single-view) in this .npz, "
         "and reuse it when it exists and names the shipped embedder (outside the repository)",
     )
+    ap.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="write the embedder's ONNX Runtime file from the shipped TFLite embedder, nothing else",
+    )
     args = ap.parse_args()
+    if args.onnx_only:
+        return onnx_only(args.out.resolve())
     if args.thresholds_only:
         return thresholds_only(args.out.resolve(), args.lfw_embeddings)
     return build(args.cache.resolve(), args.out.resolve())
@@ -149,6 +161,16 @@ def build(cache: Path, out: Path) -> int:
         log,
     )
 
+    log("   embedder for ONNX Runtime: the same network, outputs checked against LiteRT's")
+    entries["embedder_onnx"] = onnx_embedder.build_entry(
+        entries["embedder"],
+        Path(entries["embedder"]["_path"]),
+        Path(entries["detector_short_range"]["_path"]),
+        shipped_mesh,
+        work,
+        log,
+    )
+
     log("7/7 writing models/, manifest, licences")
     for entry in entries.values():
         src = Path(entry.pop("_path"))
@@ -162,7 +184,7 @@ def build(cache: Path, out: Path) -> int:
             entry["ops"] = mf.op_names(out / entry["file"])
     shipped = {e["file"] for e in entries.values()} | {"manifest.json", "LICENSES.md"}
     for stale in out.iterdir():
-        if stale.is_file() and stale.name not in shipped and stale.suffix in (".tflite", ".npz"):
+        if stale.is_file() and stale.name not in shipped and stale.suffix in (".tflite", ".onnx", ".npz"):
             stale.unlink()
     total = sum(e["size_bytes"] for e in entries.values())
     if total > 25_000_000:
@@ -175,11 +197,46 @@ def build(cache: Path, out: Path) -> int:
     }
     mf.write(out, entries, not_shipped(), build)
     mf.write_licences(out, entries)
+    entries["embedder_onnx"].update(onnx_embedder.lfw_sections(out, log))
+    mf.write(out, entries, not_shipped(), build)
     for name, e in entries.items():
         log(
             f"  {name:22s} {e['file']:36s} {e['size_bytes'] / 1e6:6.2f} MB  {e.get('quantization', {}).get('kind', '')}"
         )
     log(f"done: {len(entries)} files, {total / 1e6:.2f} MB in {out}")
+    return 0
+
+
+def onnx_only(models_dir: Path) -> int:
+    """The embedder's ONNX file and manifest entry from the shipped files (each checked against its sha256)."""
+    import json
+
+    from device.infra.modelstore import ModelStore
+
+    store = ModelStore(models_dir)
+    for name in ("embedder", "detector_short_range", "face_landmark"):
+        store.read_verified(name)
+    path = models_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    models = manifest["models"]
+    log("embedder for ONNX Runtime: the same network, outputs checked against LiteRT's")
+    entry = onnx_embedder.build_entry(
+        models["embedder"],
+        models_dir / models["embedder"]["file"],
+        models_dir / models["detector_short_range"]["file"],
+        models_dir / models["face_landmark"]["file"],
+        models_dir,
+        log,
+    )
+    entry.pop("_path")
+    entry.update(mf.file_entry(models_dir / entry["file"], "onnx"))
+    models["embedder_onnx"] = entry
+    manifest["build"]["total_bytes"] = sum(e["size_bytes"] for e in models.values())
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    mf.write_licences(models_dir, models)
+    entry.update(onnx_embedder.lfw_sections(models_dir, log))
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    log(f"done: {models_dir / entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB) and its manifest entry")
     return 0
 
 

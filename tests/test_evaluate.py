@@ -49,12 +49,14 @@ def test_evaluate_prints_a_table_and_json(shared_data, tmp_path, capsys):
     assert results["blink"]["blink_matched"] >= 11
 
 
-@pytest.fixture(scope="module")
-def lfw_results(shared_data, tmp_path_factory):
+@pytest.fixture(scope="module", params=["litert", "onnxruntime"])
+def lfw_results(request, shared_data, tmp_path_factory):
+    """Both runtimes of the embedder: each must keep the accuracy bars and give the shipped thresholds."""
     model_store()
     out = tmp_path_factory.mktemp("lfw") / "lfw.json"
     pairs = shared_data / "verification/lfw/pairs_view2_local.csv"
-    assert main(["evaluate", "--lfw", str(pairs), "--json", str(out)]) == 0
+    runtime = ["--embedder-runtime", request.param]
+    assert main(["evaluate", "--lfw", str(pairs), *runtime, "--json", str(out)]) == 0
     return json.loads(out.read_text())["results"]
 
 

@@ -99,13 +99,27 @@ def test_embedder_manifest_records_what_the_issue_asks(store):
     assert "LFW excluded" in info["quantization"]["calibration"]["set"]  # LFW is the test set
 
 
+def test_the_embedder_for_onnx_runtime_records_its_agreement_speed_and_accuracy(store):
+    """Its own accuracy bars, measured with it, beside how close its outputs are to LiteRT's."""
+    info = store.entry("embedder_onnx").info
+    assert info["kind"] == "onnx" and info["licence"] == store.entry("embedder").info["licence"]
+    agreement = info["agreement"]
+    assert agreement["chips"] >= 1000 and agreement["max_difference_in_output_steps"] <= 2
+    assert agreement["cosine_min"] >= 0.9995 and agreement["identical"] >= 0.99 * agreement["chips"]
+    assert info["latency_ms_1thread"]["onnxruntime"] > 0 and info["latency_ms_1thread"]["litert"] > 0
+    lfw = info["accuracy"]["lfw_view2_folds_1_5"]
+    assert lfw["lfw_accuracy"] >= 0.99 and lfw["lfw_tar_at_far_0.001"] >= 0.96
+    assert lfw["lfw_detection_failures"] == 0
+    assert max(abs(v) for v in info["thresholds_moved"]["per_comparison"].values()) < 2e-4
+
+
 def _flip_one_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("name", ["embedder", "detector_short_range", "face_landmark"])
+@pytest.mark.parametrize("name", ["embedder", "embedder_onnx", "detector_short_range", "face_landmark"])
 def test_tampered_model_is_refused_naming_the_file(tmp_path, name):
     copy = tmp_path / "models"
     shutil.copytree(MODELS, copy)

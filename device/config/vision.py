@@ -302,6 +302,13 @@ class VisionConfig(Section):
         "None = the detector variant's own default.",
     )
     nms_iou: float = Field(0.3, gt=0, lt=1, description="Weighted-NMS IoU threshold.")
+    embedder_runtime: Literal["litert", "onnxruntime"] = Field(
+        "litert",
+        description="What runs the face embedder: LiteRT, or ONNX Runtime on the same network exported bit for "
+        "bit (models/embedder_dlib_resnet_u8.onnx; the same embeddings, so galleries and thresholds hold). "
+        "ONNX Runtime needs the onnx extra and about 30 MB more memory; measured faster on x86_64 "
+        "(docs/models.md), not yet on a Raspberry Pi.",
+    )
     crop_margin: float = Field(
         0.25, ge=0, le=1, description="Margin around the face box of the crop handed to the privacy stage."
     )

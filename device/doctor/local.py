@@ -76,8 +76,27 @@ def models(cfg: Config) -> Check:
     if failed:
         problems = "; ".join(f"{r.name}: {r.problem}" for r in failed)
         return Check("models", "fail", problems, "reinstall the models (scripts/install.sh copies them)")
+    runtime = cfg.vision.embedder_runtime
+    if runtime == "onnxruntime":
+        from device.vision.embed import onnx_link_problem
+
+        problem = onnx_link_problem(store)
+        try:
+            import onnxruntime  # noqa: F401 - only whether it is there
+        except ImportError:
+            problem = problem or "vision.embedder_runtime is onnxruntime, which is not installed"
+        if problem is not None:
+            return Check(
+                "models",
+                "fail",
+                problem,
+                "pip install 'faceonly[onnx]', or set vision.embedder_runtime = litert",
+            )
     return Check(
-        "models", "ok", f"{len(results)}/{len(results)} verified against the manifest in {store.root}"
+        "models",
+        "ok",
+        f"{len(results)}/{len(results)} verified against the manifest in {store.root}; the embedder runs on "
+        f"{runtime}",
     )
 
 

@@ -1,4 +1,5 @@
-"""A thin runner over a LiteRT interpreter that hides int8/float input and output handling.
+"""Thin runners over a LiteRT interpreter (int8/float input and output handling hidden) and over an ONNX Runtime
+session, with one interface.
 
 `run` takes finished input arrays (one copy into the interpreter); `run_filled` lets the caller write the
 input straight into the interpreter's own buffer (no intermediate array, no copy), which is what the
@@ -46,6 +47,52 @@ class TfliteRunner:
 
     def _outputs(self) -> list[np.ndarray]:
         return [_dequantize(self._interp.get_tensor(d["index"]), d) for d in self.outputs]
+
+
+class OnnxRunner:
+    """An ONNX Runtime session behind TfliteRunner's interface: one input buffer of the model's own dtype,
+    reused for every run (ONNX Runtime reads it, the caller fills it); its outputs are already real-valued."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        (first,) = session.get_inputs()
+        if first.type not in _ONNX_TYPES or not all(isinstance(d, int) for d in first.shape):
+            raise ValueError(
+                f"ONNX input {first.name}: {first.type} {first.shape} (a fixed-size uint8 or float input)"
+            )
+        dtype = _ONNX_TYPES[first.type]
+        self._name = first.name
+        self._buffer = np.zeros(tuple(int(d) for d in first.shape), dtype=dtype)
+        self.inputs = [
+            {"name": first.name, "shape": np.array(first.shape), "dtype": dtype, "quantization": (0.0, 0)}
+        ]
+        self.outputs = [{"name": o.name, "shape": np.array(o.shape)} for o in session.get_outputs()]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._buffer.shape)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self._buffer.dtype
+
+    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        (array,) = arrays
+        np.copyto(self._buffer, array, casting="unsafe")
+        return self._run()
+
+    def run_filled(self, fill: Callable[[np.ndarray], None]) -> list[np.ndarray]:
+        fill(self._buffer)
+        return self._run()
+
+    def _run(self) -> list[np.ndarray]:
+        return [np.asarray(o, np.float32) for o in self._session.run(None, {self._name: self._buffer})]
+
+
+_ONNX_TYPES: dict[str, np.dtype[Any]] = {
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(float)": np.dtype(np.float32),
+}
 
 
 def _quantize(array: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

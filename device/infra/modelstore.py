@@ -40,7 +40,7 @@ class ModelEntry:
     file: str
     sha256: str
     size_bytes: int
-    kind: str  # "tflite" or "data"
+    kind: str  # "tflite", "onnx" or "data"
     info: dict[str, Any]
 
 
@@ -92,22 +92,34 @@ class ModelStore:
 
     def read_verified(self, name: str) -> bytes:
         """The file's bytes, only if they match the manifest's size and sha256."""
+        data = self._verified(name, keep=True)
+        assert data is not None
+        return data
+
+    def _verified(self, name: str, keep: bool) -> bytes | None:
+        """Check a file against the manifest; its bytes with `keep`, else it is hashed in chunks, so that
+        verifying a model the terminal does not load leaves no model-sized block in its heap."""
         entry = self.entry(name)
         path = self.root / entry.file
         self._good.pop(name, None)
+        data = None
         try:
-            # Taken before the read: a change during or after it makes the next verify() hash again.
-            st = path.stat()
-            data = path.read_bytes()
+            with path.open("rb") as f:
+                # Taken before the read: a change during or after it makes the next verify() hash again.
+                st = os.fstat(f.fileno())
+                if keep:
+                    data = f.read()
+                    size, digest = len(data), hashlib.sha256(data).hexdigest()
+                else:
+                    size, digest = st.st_size, hashlib.file_digest(f, "sha256").hexdigest()
         except FileNotFoundError as exc:
             raise ModelError(f"model file missing: {path}") from exc
         except OSError as exc:
             raise ModelError(f"model file unreadable: {path}: {exc}") from exc
-        if len(data) != entry.size_bytes:
+        if size != entry.size_bytes:
             raise ModelError(
-                f"model file {path} is {len(data)} bytes, manifest says {entry.size_bytes} (truncated or replaced)"
+                f"model file {path} is {size} bytes, manifest says {entry.size_bytes} (truncated or replaced)"
             )
-        digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
             raise ModelError(f"model file {path} sha256 {digest} does not match manifest {entry.sha256}")
         now = time.time()
@@ -124,7 +136,7 @@ class ModelStore:
                 results.append(VerifyResult(name, entry.file, True, rehashed=False, hashed_at=reused))
                 continue
             try:
-                self.read_verified(name)
+                self._verified(name, keep=False)
             except ModelError as exc:
                 results.append(VerifyResult(name, entry.file, False, str(exc)))
             else:
@@ -155,6 +167,27 @@ class ModelStore:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"model {entry.file} could not be loaded by LiteRT: {exc}") from exc
         return interp
+
+    def onnx_session(self, name: str, num_threads: int = 1) -> Any:
+        """An ONNX Runtime session (CPU) for a verified model; onnxruntime is an optional package."""
+        entry = self.entry(name)
+        if entry.kind != "onnx":
+            raise ModelError(f"{name!r} is {entry.kind!r}, not an onnx model")
+        content = self.read_verified(name)
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ModelError(
+                f"{entry.file} needs onnxruntime, which is not installed (pip install 'faceonly[onnx]')"
+            ) from exc
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # its warnings go to stderr, not to the terminal's log
+        try:
+            return onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share only Exception
+            raise ModelError(f"model {entry.file} could not be loaded by ONNX Runtime: {exc}") from exc
 
     def array(self, name: str) -> dict[str, Any]:
         """A verified .npz data file (for example the embedder's fitted scoring statistics)."""

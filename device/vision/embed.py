@@ -10,16 +10,21 @@ subtracted: for this model it costs about a point on LFW (../shared/MODELS.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from device.contracts import Detection, ModelRef
-from device.infra.inference import TfliteRunner
+from device.infra.inference import OnnxRunner, TfliteRunner
+from device.infra.modelstore import ModelError
 from device.vision.align import CHIP_SIZE, AlignedChip, align_face
 from device.vision.landmarks import FaceMesh, FaceMeshModel, trusted_xy
 
 MODEL_NAME = "embedder"
+# The same network for ONNX Runtime, written from the TFLite file (faceonly_lab.modelexport): its manifest entry
+# names the file it was exported from and whose outputs it was checked to reproduce bit for bit.
+ONNX_MODEL_NAME = "embedder_onnx"
+Runtime = Literal["litert", "onnxruntime"]
 
 
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
@@ -40,33 +45,73 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
+def onnx_link_problem(store: Any) -> str | None:
+    """Why the embedder's ONNX file may not stand in for the shipped embedder, or None. Only a file exported
+    from the very TFLite file the manifest ships gives its outputs, and so the gallery's templates and
+    thresholds."""
+    try:
+        onnx, tflite = store.entry(ONNX_MODEL_NAME), store.entry(MODEL_NAME)
+    except ModelError as exc:
+        return str(exc)
+    source = onnx.info.get("same_outputs_as", {})
+    if source.get("model") != MODEL_NAME or source.get("sha256") != tflite.sha256:
+        return (
+            f"{onnx.file} was exported from {source.get('sha256', 'an unnamed file')}, not from the shipped "
+            f"embedder {tflite.sha256}: rebuild it (python scripts/build_models.py --onnx-only)"
+        )
+    return None
+
+
+def _onnx_runner(store: Any, num_threads: int) -> OnnxRunner:
+    problem = onnx_link_problem(store)
+    if problem is not None:
+        raise ModelError(problem)
+    return OnnxRunner(store.onnx_session(ONNX_MODEL_NAME, num_threads))
+
+
 class Embedder:
     """`embed_chip(chip_bgr)` -> float32 (128,) L2-normalised, flip-averaged embedding; `probe(chip_bgr)`:
-    the single view first, the flip average only when asked."""
+    the single view first, the flip average only when asked.
+
+    `runtime`: LiteRT, or ONNX Runtime on the same network exported bit for bit. Either way the model's identity
+    (what galleries and events name) is the TFLite file's, as the outputs are the same numbers."""
 
     def __init__(
-        self, store: Any, num_threads: int = 1, interpreter: Any = None, model: ModelRef | None = None
+        self,
+        store: Any,
+        num_threads: int = 1,
+        interpreter: Any = None,
+        model: ModelRef | None = None,
+        runtime: Runtime = "litert",
     ) -> None:
         thresholds: dict[str, float] = {}
+        runner: TfliteRunner | OnnxRunner
         if interpreter is None:
-            interpreter = store.interpreter(MODEL_NAME, num_threads)
             entry = store.entry(MODEL_NAME)
+            if runtime == "onnxruntime":
+                runner = _onnx_runner(store, num_threads)
+            else:
+                runner = TfliteRunner(store.interpreter(MODEL_NAME, num_threads))
             model = ModelRef(MODEL_NAME, entry.file, entry.sha256)
             thresholds = dict(entry.info.get("thresholds", {}).get("per_comparison", {}))
+        else:
+            runner = TfliteRunner(interpreter)
         self.model = model
+        self.runtime = runtime
         # Per-comparison cosine thresholds by false-accept target ("far_1e-3": ...), calibrated by the build.
         self.thresholds = thresholds
-        self._runner = TfliteRunner(interpreter)
+        self._runner = runner
         size = self._runner.input_shape[1:3]
         if size != (CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"embedder input is {size}, the aligned chip is {CHIP_SIZE}x{CHIP_SIZE}")
         detail = self._runner.inputs[0]
         # int8 with scale 1 and zero point -128 is pixel - 128, which is the uint8 byte with its top bit
-        # flipped: no float round trip per pixel.
+        # flipped; a uint8 input (ONNX Runtime's) is the byte itself: no float round trip per pixel.
         self._flip_top_bit = np.dtype(detail["dtype"]) == np.int8 and tuple(detail["quantization"]) == (
             1.0,
             -128,
         )
+        self._bytes_in = np.dtype(detail["dtype"]) == np.uint8
 
     @property
     def dim(self) -> int:
@@ -75,13 +120,19 @@ class Embedder:
     def descriptor(self, chip_bgr: np.ndarray, mirrored: bool = False) -> np.ndarray:
         """The model's raw descriptor of a BGR uint8 chip (of its mirror image with `mirrored`)."""
         chip = np.ascontiguousarray(chip_bgr, np.uint8)
+        view = chip[:, ::-1] if mirrored else chip
         if self._flip_top_bit:
-            view = chip[:, ::-1] if mirrored else chip
 
             def fill(buffer: np.ndarray) -> None:
                 np.bitwise_xor(view, np.uint8(0x80), out=buffer[0].view(np.uint8))
 
             return self._runner.run_filled(fill)[0].reshape(-1)
+        if self._bytes_in:
+
+            def copy(buffer: np.ndarray) -> None:
+                np.copyto(buffer[0], view)
+
+            return self._runner.run_filled(copy)[0].reshape(-1)
         x = (chip[:, ::-1] if mirrored else chip)[None]
         return self._runner.run(x.astype(np.float32))[0].reshape(-1)
 

@@ -505,9 +505,12 @@ def build_pipeline(
     detector = FaceDetector(
         model_store, vision.detector, vision.detector_min_score, vision.nms_iou, num_threads=num_threads
     )
+    if vision.embedder_runtime != "litert":
+        log.info("the face embedder runs on %s (vision.embedder_runtime)", vision.embedder_runtime)
     # The mesh aligns the embedder's chip under every policy; the iris model serves only the blink challenge.
     encoder = FaceEncoder(
-        Embedder(model_store, num_threads=num_threads), FaceMeshModel(model_store, num_threads=num_threads)
+        Embedder(model_store, num_threads=num_threads, runtime=vision.embedder_runtime),
+        FaceMeshModel(model_store, num_threads=num_threads),
     )
     iris = IrisModel(model_store, num_threads=num_threads) if vision.liveness.policy == "challenge" else None
     return VisionPipeline(vision, detector, encoder, iris, prompt_sink, calibration)

@@ -53,7 +53,7 @@ class ModelFile(Wire):
     file: Annotated[str, AfterValidator(_plain_file_name)] = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=1, strict=True)
-    kind: Literal["tflite", "data"] = "tflite"
+    kind: Literal["tflite", "onnx", "data"] = "tflite"
 
 
 class ModelManifest(Wire):

@@ -28,7 +28,7 @@ TARGETS: dict[str, tuple[float, str]] = {
 TARGETS_FROM = "issue 25"
 
 
-def machine(threads: int, pin: int | None) -> dict[str, Any]:
+def machine(threads: int, pin: int | None, embedder_runtime: str = "litert") -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -39,6 +39,7 @@ def machine(threads: int, pin: int | None) -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count() or 0,
         "threads": threads,
+        "embedder_runtime": embedder_runtime,
         "pinned_core": -1 if pin is None else pin,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
@@ -108,7 +109,7 @@ def text(report: dict[str, Any], judge: bool = False) -> str:
     """The printed tables; `judge`: a verdict beside each acceptance figure (the user asked for one)."""
     m = report["machine"]
     lines = [
-        f"faceonly bench: {m['cpu']}, {m['threads']} thread(s), "
+        f"faceonly bench: {m['cpu']}, {m['threads']} thread(s), embedder on {m['embedder_runtime']}, "
         f"{'pinned to core ' + str(m['pinned_core']) if m['pinned_core'] >= 0 else 'not pinned'}, "
         f"load {m['load_avg_1m']} on {m['cores']} cores; peak RSS {report['peak_rss_mb']:.0f} MB (ours)",
     ]

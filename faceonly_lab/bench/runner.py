@@ -21,7 +21,7 @@ from device.contracts import Frame
 from device.identity.thresholds import CurveSet
 from device.infra.modelstore import ModelError, ModelStore
 from device.vision.detect import FaceDetector
-from device.vision.embed import Embedder, FaceEncoder
+from device.vision.embed import Embedder, FaceEncoder, Runtime
 from device.vision.landmarks import FaceMeshModel, IrisModel
 from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
@@ -53,6 +53,7 @@ class CountingSink:
 class BenchOptions:
     sources: tuple[str, ...] = ("replay:demo",)
     threads: int = 1
+    embedder_runtime: Runtime = "litert"
     broker: str | None = None
     protocol: str = "5"
     peer: str | None = None
@@ -95,7 +96,10 @@ class Bench:
         vision = VisionConfig()
         t = options.threads
         self.detector = FaceDetector(timed, vision.detector, vision.detector_min_score, vision.nms_iou, t)
-        self.encoder = FaceEncoder(Embedder(timed, num_threads=t), FaceMeshModel(timed, num_threads=t))
+        self.encoder = FaceEncoder(
+            Embedder(timed, num_threads=t, runtime=options.embedder_runtime),
+            FaceMeshModel(timed, num_threads=t),
+        )
         self.iris = IrisModel(timed, num_threads=t)
         curves = CurveSet.from_manifest(store.entry("embedder").info)
         self.gallery = BenchGallery(self.encoder.embedder.dim, curves, self.probe.stage)

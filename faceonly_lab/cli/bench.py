@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=1, help="model and OpenCV threads (1 = the reference, ~ one Pi core)"
     )
     b.add_argument("--pin", type=int, metavar="CORE", help="pin the process to this CPU core")
+    b.add_argument(
+        "--embedder-runtime",
+        choices=("litert", "onnxruntime"),
+        default="litert",
+        help="what runs the embedder (as [vision] embedder_runtime; default litert)",
+    )
     b.add_argument("--broker", help="mqtt://host:port: also outbox + publish each event and wait for its ack")
     b.add_argument("--protocol", choices=PROTOCOLS, default="5", help="MQTT protocol version (default 5)")
     b.add_argument("--peer", choices=("face_recognition",), help="run this peer on the same frames")
@@ -87,6 +93,7 @@ def _bench(args: argparse.Namespace) -> int:
     options = BenchOptions(
         sources=tuple(args.source or ("replay:demo",)),
         threads=args.threads,
+        embedder_runtime=args.embedder_runtime,
         broker=args.broker,
         protocol=args.protocol,
         peer=args.peer,
@@ -102,7 +109,7 @@ def _bench(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ModelError, SourceError, PeerUnavailable) as exc:
         print(f"bench failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    document = {"schema": 1, "machine": rep.machine(args.threads, args.pin), **body}
+    document = {"schema": 1, "machine": rep.machine(args.threads, args.pin, args.embedder_runtime), **body}
     document["acceptance"] = rep.acceptance(document)
     document["figures"] = rep.figures(document)
     print(rep.text(document, judge=args.acceptance))

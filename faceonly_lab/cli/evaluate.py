@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data-root", type=Path, help="folder the spoof CSV's paths are relative to")
     ev.add_argument("--identification", type=Path, help="CSV path,subject,role (gallery|probe)")
     ev.add_argument(
+        "--embedder-runtime",
+        choices=("litert", "onnxruntime"),
+        default="litert",
+        help="--lfw and --identification: what runs the embedder (as [vision] embedder_runtime)",
+    )
+    ev.add_argument(
         "--per-search",
         type=float,
         default=IdentityConfig().false_accept_per_search,
@@ -123,7 +129,7 @@ def run_evaluation(  # noqa: C901 - one branch per evaluation set the command of
         from faceonly_lab import lfw
         from faceonly_lab.thresholdcurves import curve_summary
 
-        encoder = FaceEncoder(Embedder(store), FaceMeshModel(store))
+        encoder = FaceEncoder(Embedder(store, runtime=args.embedder_runtime), FaceMeshModel(store))
         lfw_scores = None if scores is None else scores.setdefault("lfw", {})
         results["verification"], calibration = lfw.verification(
             lfw.read_pairs(args.lfw), detector, encoder, progress, lfw_scores
@@ -163,7 +169,7 @@ def _identification(
     from faceonly_lab import identification as idev
     from faceonly_lab.farbound import BOUND_NAME
 
-    embedder = Embedder(store)
+    embedder = Embedder(store, runtime=args.embedder_runtime)
     encoder = FaceEncoder(embedder, FaceMeshModel(store))
     rows = idev.read_identification_csv(args.identification)
     calib_rows = idev.read_identification_csv(args.calibration, any_role=True) if args.calibration else []
