@@ -21,6 +21,7 @@ from device.vision.detect import FaceDetector
 from device.vision.embed import ONNX_MODEL_NAME, Embedder, FaceEncoder, similarity
 from device.vision.landmarks import FaceMeshModel
 from device.vision.pipeline import build_pipeline
+from tests.vision_helpers import deepface_faces
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -83,22 +84,12 @@ def test_both_runtimes_give_the_same_embeddings(store, chips):
 def test_a_litert_template_matches_an_onnxruntime_probe_of_the_same_person(shared_data, store):
     """Real photos of the same people years apart (deepface's test set): templates made by LiteRT, probes by ONNX
     Runtime, scored against the shipped threshold, as a terminal switched to ONNX Runtime would score them."""
-    import csv
-
-    from faceonly_lab.lfw import central_face
-
     detector, mesh = FaceDetector(store, "short_range"), FaceMeshModel(store)
     by_runtime = {r: FaceEncoder(Embedder(store, runtime=r), mesh) for r in ("litert", "onnxruntime")}
-    folder = shared_data / "verification" / "deepface"
-    with (folder / "identities_derived.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    items = []
-    for row in rows:
-        frame = cv2.imread(str(folder / row["file"]))
-        face = central_face(detector.detect(frame), frame.shape)
-        if face is not None:
-            encoded = {r: e.encode(frame, face).embedding for r, e in by_runtime.items()}
-            items.append((row["identity_id"], encoded["litert"], encoded["onnxruntime"]))
+    items = [
+        (who, *(by_runtime[r].encode(frame, face).embedding for r in ("litert", "onnxruntime")))
+        for who, frame, face in deepface_faces(shared_data, detector)
+    ]
     threshold = by_runtime["litert"].embedder.thresholds["far_1e-3"]
     same, diff, moved = [], [], []
     for i, (id_a, template, _) in enumerate(items):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from device.vision.boxes import box_iou
 from device.vision.detect import VARIANTS, FaceDetector
 from device.vision.embed import Embedder, FaceEncoder, similarity
 from device.vision.landmarks import FaceMeshModel, IrisModel, eye_aspect_ratio
+from tests.vision_helpers import deepface_faces
 
 # Hand-labelled face region of scikit-image's astronaut (Eileen Collins), 512x512: hairline to chin.
 ASTRONAUT_FACE = np.array([175.0, 75.0, 275.0, 180.0])
@@ -160,24 +159,12 @@ def test_a_different_person_scores_below_the_shipped_threshold(encoder, detector
     assert max(scores) < encoder.embedder.thresholds["far_1e-4"], max(scores)
 
 
-def _deepface_embeddings(shared_data, encoder, detector):
-    from faceonly_lab.lfw import central_face
-
-    folder = shared_data / "verification" / "deepface"
-    with (folder / "identities_derived.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for row in rows:
-        frame = cv2.imread(str(folder / row["file"]))
-        face = central_face(detector.detect(frame), frame.shape)
-        if face is not None:
-            out.append((row["identity_id"], encoder.encode(frame, face).embedding))
-    return out
-
-
 def test_same_person_above_and_different_people_below_the_shipped_threshold(shared_data, encoder, detector):
     """Real photos of the same people taken years apart (deepface's test set, not LFW, nothing fitted on it)."""
-    items = _deepface_embeddings(shared_data, encoder, detector)
+    items = [
+        (who, encoder.encode(frame, face).embedding)
+        for who, frame, face in deepface_faces(shared_data, detector)
+    ]
     threshold = encoder.embedder.thresholds["far_1e-3"]
     same, diff = [], []
     for i, (id_a, a) in enumerate(items):
