@@ -47,11 +47,18 @@ class Client311:
         self.client.loop_start()
         self.result = self.connack.get(timeout=15)
 
-    def subscribe(self, topic: str, qos: int = 0) -> None:
-        done: queue.Queue[bool] = queue.Queue()
-        self.client.on_subscribe = lambda *a: done.put(True)
-        self.client.subscribe(topic, qos)
-        done.get(timeout=15)
+    def subscribe(self, topic: str, qos: int = 0, attempts: int = 5) -> None:
+        """Subscribe until the broker grants it, as a terminal's link does: on a loaded machine NATS may refuse
+        a QoS 1 subscription (SUBACK 0x80) when its JetStream consumer is not made in time."""
+        done: queue.Queue[list[mqtt.ReasonCode]] = queue.Queue()
+        self.client.on_subscribe = lambda c, u, mid, codes, p: done.put(codes)
+        for _ in range(attempts):
+            self.client.subscribe(topic, qos)
+            codes = done.get(timeout=15)
+            if not any(code.is_failure for code in codes):
+                return
+            time.sleep(1.0)
+        raise AssertionError(f"{topic} at QoS {qos}: refused {attempts} times ({codes})")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
