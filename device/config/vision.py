@@ -304,8 +304,9 @@ class VisionConfig(Section):
     nms_iou: float = Field(0.3, gt=0, lt=1, description="Weighted-NMS IoU threshold.")
     embedder_runtime: Literal["litert", "onnxruntime"] = Field(
         "litert",
-        description="What runs the face embedder: LiteRT, or ONNX Runtime on the same network exported bit for "
-        "bit (models/embedder_dlib_resnet_u8.onnx; the same embeddings, so galleries and thresholds hold). "
+        description="What runs the face embedder: LiteRT, or ONNX Runtime on the same network, its weights "
+        "exported bit for bit (models/embedder_dlib_resnet_u8.onnx; the embeddings match LiteRT's to an output "
+        "step or two, so galleries and thresholds hold). "
         "ONNX Runtime needs the onnx extra and about 30 MB more memory; measured faster on x86_64 "
         "(docs/models.md), not yet on a Raspberry Pi.",
     )
