@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,13 +139,43 @@ class Database:
             self._conn.close()
 
 
+SQLITE_BUSY_WAIT_S = 30.0
+
+
 def _open_sqlite(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=SQLITE_BUSY_WAIT_S)
+    try:
+        _use_wal(conn)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for other connections as long as the busy timeout.
+
+    SQLite answers this switch with "database is locked" at once, without calling its busy handler, while
+    another connection holds the file: several backends opening a new or pre-WAL database at once race for
+    it. Once the file is WAL the statement changes nothing and takes no lock."""
+    deadline = time.monotonic() + SQLITE_BUSY_WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        else:
+            if mode == "wal":
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"cannot switch the database to WAL: it stays in {mode} mode")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _open_postgres(url: str) -> Any:

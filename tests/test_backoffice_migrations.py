@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from faceonly_backend.audit import Actor
 from faceonly_backend.db import Database
 from faceonly_backend.migrations import LATEST, applied
@@ -84,20 +86,7 @@ def test_an_old_database_is_migrated_and_keeps_everything(database: str, tmp_pat
 
 def test_two_instances_opening_an_old_database_at_once_migrate_it_once(database: str) -> None:
     _make_old(database)
-    errors: list[BaseException] = []
-    opened: list[Database] = []
-
-    def open_it() -> None:
-        try:
-            opened.append(Store(database))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    opened, errors = _open_at_once(database, 3)
     assert not errors, errors
     rows = opened[0].query("SELECT version FROM schema_migrations ORDER BY version")
     assert rows == [(v,) for v in range(1, LATEST + 1)]
@@ -112,3 +101,40 @@ def test_a_fresh_database_gets_the_whole_schema(database: str, tmp_path: Path) -
     assert office.people.get("emp-1").status == "active"
     assert face_template().shape == (128,)
     office.store.close()
+
+
+def _open_at_once(path: str, backends: int) -> tuple[list[Database], list[BaseException]]:
+    """`backends` Stores opening `path` at the same moment, each on its own thread."""
+    opened: list[Database] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(backends)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(Store(path))
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(backends)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return opened, errors
+
+
+@pytest.mark.parametrize("kind", ["new", "old"])
+def test_backends_opening_one_sqlite_file_at_once_all_open_it(kind: str, tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once, without waiting, while another connection holds the file:
+    every backend opening a new or pre-WAL file at the same moment must still open it, many times over."""
+    for attempt in range(30):
+        path = str(tmp_path / f"{kind}-{attempt}.sqlite")
+        if kind == "old":
+            _make_old(path)
+        opened, errors = _open_at_once(path, 4)
+        assert not errors, (attempt, errors)
+        assert opened[0].query("PRAGMA journal_mode") == [("wal",)]
+        assert applied(opened[0]) == LATEST
+        for db in opened:
+            db.close()
