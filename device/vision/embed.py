@@ -95,8 +95,8 @@ class Embedder:
                 runner = TfliteRunner(store.interpreter(MODEL_NAME, num_threads))
             model = ModelRef(MODEL_NAME, entry.file, entry.sha256)
             thresholds = dict(entry.info.get("thresholds", {}).get("per_comparison", {}))
-        else:
-            runner = TfliteRunner(interpreter)
+        else:  # a LiteRT interpreter, or an ONNX Runtime session's runner (tests, the model build)
+            runner = interpreter if isinstance(interpreter, OnnxRunner) else TfliteRunner(interpreter)
         self.model = model
         self.runtime = runtime
         # Per-comparison cosine thresholds by false-accept target ("far_1e-3": ...), calibrated by the build.

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.infra.inference import OnnxRunner, TfliteRunner
+from device.infra.inference import OnnxRunner
+from device.vision.embed import Embedder
 from device.vision.landmarks import FaceMeshModel
 from faceonly_lab.modelexport import export_embedder
 
@@ -35,17 +36,6 @@ def _session(path: Path, threads: int = 1):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _litert(runner: TfliteRunner, chip: np.ndarray) -> np.ndarray:
-    def fill(buffer: np.ndarray) -> None:
-        np.bitwise_xor(chip, np.uint8(0x80), out=buffer[0].view(np.uint8))  # int8 pixel - 128
-
-    return runner.run_filled(fill)[0].reshape(-1)
-
-
-def _onnx(runner: OnnxRunner, chip: np.ndarray) -> np.ndarray:
-    return runner.run(chip[None])[0].reshape(-1)
 
 
 def _output_step(tflite) -> float:
@@ -79,14 +69,14 @@ def build_entry(
     onnx_path = out / FILE
     onnx_path.write_bytes(export_embedder(tflite_path.read_bytes()))
     tflite = interpreter(tflite_path)
-    litert = TfliteRunner(tflite)
-    onnx = OnnxRunner(_session(onnx_path))
+    litert = Embedder(None, interpreter=tflite)
+    onnx = Embedder(None, interpreter=OnnxRunner(_session(onnx_path)))
     chips, chips_set = _chips(detector_path, mesh_path)
     chips = np.concatenate([chips, chips[:, :, ::-1]])
     diffs, cosines = [], []
     for chip in chips:
         chip = np.ascontiguousarray(chip)
-        a, b = _onnx(onnx, chip), _litert(litert, chip)
+        a, b = onnx.descriptor(chip), litert.descriptor(chip)
         diffs.append(float(np.max(np.abs(a - b))))
         cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
     step = _output_step(tflite)
@@ -104,11 +94,11 @@ def build_entry(
     times: dict[str, list[float]] = {"litert": [], "onnxruntime": []}
     chip = np.ascontiguousarray(chips[0])
     for _ in range(5):
-        _litert(litert, chip), _onnx(onnx, chip)
+        litert.descriptor(chip), onnx.descriptor(chip)
     for _ in range(LATENCY_RUNS):  # interleaved: both see the same machine
         for name, run in (
-            ("litert", lambda: _litert(litert, chip)),
-            ("onnxruntime", lambda: _onnx(onnx, chip)),
+            ("litert", lambda: litert.descriptor(chip)),
+            ("onnxruntime", lambda: onnx.descriptor(chip)),
         ):
             t0 = time.perf_counter()
             run()
