@@ -150,13 +150,9 @@ def text(report: dict[str, Any], judge: bool = False) -> str:
         ident = r["identification"]
         lines.append(
             f"  identification (passive liveness): {ident['accepted']} accepted, {ident['embedder_invokes']} "
-            f"embedder invokes ({ident['mirrored']} with the mirror: a close call, or an unknown face sent); its "
-            "person "
-            + (
-                "enrolled from another moment of the clip"
-                if ident["enrolled"]
-                else "not enrolled (no good face)"
-            )
+            f"embedder invokes ({ident['mirrored']} with the mirror: a close call, or an unknown face sent); "
+            f"{ident['enrolled']} enrolled from another moment of their own track, {ident['matched']} matched "
+            f"to them, {ident['false_matches']} to a stranger"
         )
         if r["face_frames"]:
             lines.append(

@@ -27,7 +27,7 @@ from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
 from device.vision.sources import iter_frames, open_source
 from faceonly_lab.bench import frames as scenes
-from faceonly_lab.bench.identification import BenchGallery, enrol_template
+from faceonly_lab.bench.identification import ENROLLED, BenchGallery, TrackLog, enrol_templates
 from faceonly_lab.bench.peer import FaceRecognitionPeer, load_peer
 from faceonly_lab.bench.probe import Probe, Samples, TimedStore, floor_comparison, peak_rss_mb, percentiles
 from faceonly_lab.bench.publish import PublishPath
@@ -243,6 +243,7 @@ class Bench:
         samples = self.probe.new_pass()
         config = VisionConfig.model_validate({"replay_pace": "fast", "liveness": {"policy": "passive"}})
         pipeline = VisionPipeline(config, self.detector, self.encoder, self.iris, None)
+        tracks = pipeline.faces_hook = TrackLog(config.tracker)
         source = open_source(spec, config)
         observations: list[Any] = []
         try:
@@ -256,17 +257,21 @@ class Bench:
             source.close()
         accepted = [o for o in observations if o.decision == "accepted"]
         invokes = len(samples.models.get("embedder", []))  # the pipeline's: one per accepted face
-        enrolled = enrol_template(spec, self.detector, self.encoder, [o.best_frame_time for o in accepted])
-        self.gallery.enrol(enrolled)
-        mark = len(samples.models.get("embedder", []))  # the enrolment's invokes are not the faces'
-        sent = [self.gallery.match(o) for o in accepted]
-        invokes += len(samples.models.get("embedder", [])) - mark
+        templates = enrol_templates(spec, tracks, accepted, self.encoder)
+        mark = len(samples.models.get("embedder", []))  # the enrolments' invokes are not the faces'
+        decided = []
+        for obs, template in zip(accepted, templates, strict=True):
+            self.gallery.enrol(template)
+            decided.append(self.gallery.identify(obs))
         self.gallery.enrol(None)
+        invokes += len(samples.models.get("embedder", [])) - mark
         return {
             "accepted": len(accepted),
             "embedder_invokes": invokes,
-            "mirrored": sum(o.probe == "flip" for o in sent),
-            "enrolled": int(enrolled is not None),
+            "mirrored": sum(sent.probe == "flip" for sent, _ in decided),
+            "enrolled": sum(t is not None for t in templates),
+            "matched": sum(subject == ENROLLED for _, subject in decided),
+            "false_matches": sum(subject not in (None, ENROLLED) for _, subject in decided),
         }
 
     def steady(
