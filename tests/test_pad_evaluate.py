@@ -4,6 +4,7 @@ print attack, one seed; the manifest reader and the presenter's promises on thei
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -35,6 +36,58 @@ def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -
     manifest.write_text("path,label\na.mp4,maybe\n")
     with pytest.raises(ValueError, match=r"m\.csv:2: unknown label"):
         read_manifest(manifest)
+    # No motions column, or `auto`: the clip's motions are to be proposed; an empty cell says "none".
+    assert not read_manifest(derived)[0].annotated
+    manifest.write_text("path,label,motions\na.mp4,bona_fide,auto\nb.mp4,bona_fide,\n")
+    auto, empty = read_manifest(manifest)
+    assert (auto.annotated, auto.motions, empty.annotated, empty.motions) == (False, (), True, ())
+
+
+def _features(yaw: list[float], openness: list[float]) -> list:
+    return [None if y != y else (None, y, o, True, 1.0) for y, o in zip(yaw, openness, strict=True)]
+
+
+def test_motions_are_proposed_from_the_traces_by_looser_rules_than_the_decision() -> None:
+    from device.config.vision import LivenessConfig
+    from faceonly_lab.pad.motions import agreement, propose
+
+    config, fps = LivenessConfig(), 30.0
+    rng = random.Random(3)
+    yaw = [rng.uniform(-1.0, 1.0) for _ in range(300)]
+    openness = [0.3 + rng.uniform(-0.005, 0.005) for _ in range(300)]
+    for i in range(40, 61):  # a turn to the subject's left, 25 deg, with a two-frame detector miss in it
+        yaw[i] = 25.0 * math.sin(math.pi * (i - 40) / 20)
+    yaw[50] = yaw[51] = math.nan
+    for i in range(120, 141):  # a sway to 12 deg: less than the prompt asks for, not a turn
+        yaw[i] = -12.0 * math.sin(math.pi * (i - 120) / 20)
+    # A blink: 0.13 s at 0.55 of the baseline (the decision's 0.72 would see it too).
+    for i in range(200, 204):
+        openness[i] = 0.3 * 0.55
+    for i in range(230, 233):  # a shallow one at 0.77: under the proposal's 0.80, over the decision's 0.72
+        openness[i] = 0.3 * 0.77
+    for i in range(260, 296):  # eyes closed 1.2 s: not a blink
+        openness[i] = 0.05
+    proposed = propose(_features(yaw, openness), fps, config)
+    assert [m.kind for m in proposed] == ["turn_left", "blink", "blink"]
+    turn, blink, shallow = proposed
+    # From the last frame at rest to the last one 5 deg (turn_onset_deg) away.
+    assert (turn.onset, turn.end) == (41, 58) and blink.onset == 200 and shallow.onset == 230
+    mirrored = propose(_features([-y for y in yaw], openness), fps, config)
+    assert [m.kind for m in mirrored] == ["turn_right", "blink", "blink"]
+    assert agreement(proposed, (Motion("turn_left", 42, 58), Motion("blink", 201, 203))) == {
+        "blink": {"annotated": 1, "proposed": 2, "agreeing": 1},
+        "turn": {"annotated": 1, "proposed": 1, "agreeing": 1},
+    }
+    assert propose(_features([math.nan] * 50, [math.nan] * 50), fps, config) == ()
+
+
+def test_the_presenter_waits_where_the_head_is_stillest() -> None:
+    # A blink at 100 splits the clip: 0-87 restless (yaw swinging 20 deg), 113-149 still but shorter.
+    yaw = [20.0 * math.sin(i / 3) if i < 100 else 0.5 for i in range(150)]
+    motions = (Motion("blink", 100, 100),)
+    still = ClipPresenter(150, 30.0, motions, random.Random(1), yaw=yaw)
+    assert min(still.neutral) >= 113
+    assert max(ClipPresenter(150, 30.0, motions, random.Random(1)).neutral) <= 88  # no yaw: the longest
 
 
 def _prompt(step: str) -> Prompt:
@@ -69,6 +122,7 @@ def test_pad_evaluation_end_to_end(shared_data, tmp_path: Path) -> None:
         "path,label,camera,split,motions\n"
         "video/blink/repeating_blink_video_v1.mp4,bona_fide,blink_v1,tune,"
         "blink@6-8 blink@32-36 blink@44-46 blink@72-76 blink@106-110 blink@134-136\n"
+        "video/krzysiek354/real_live_headturn.webm,bona_fide,krzysiek354,tune,auto\n"
         "antispoof/silent_face/image_F1.jpg,print_photo,silent_face,test,\n"
         "video/facenet_pytorch/street_walkers.mp4,not_a_presentation,,test,\n",
         encoding="utf-8",
@@ -86,10 +140,22 @@ def test_pad_evaluation_end_to_end(shared_data, tmp_path: Path) -> None:
     payload = json.loads(data.read_text(encoding="utf-8"))["pad"]
     bona = [r for r in payload["summary"]["bpcer"] if r["clip"] == "repeating_blink_video_v1.mp4"]
     assert {r["challenge"] for r in bona} == {"blink"}  # no turn in the clip: turn challenges cannot answer
-    assert {c["challenge"] for c in payload["cannot_answer_by_annotation"]} == {"shipped", "turn"}
+    cannot = {(Path(c["path"]).name, c["challenge"], c["by"]) for c in payload["cannot_answer_by_annotation"]}
+    assert cannot == {
+        ("repeating_blink_video_v1.mp4", "shipped", "annotation"),
+        ("repeating_blink_video_v1.mp4", "turn", "annotation"),
+        ("real_live_headturn.webm", "shipped", "proposal"),
+        ("real_live_headturn.webm", "blink", "proposal"),
+    }
     prints = [r for r in payload["summary"]["apcer"] if r["attack_type"] == "print/photo"]
     assert prints and all(r["accepted"] == 0 for r in prints)
     assert payload["excluded"][0]["path"].endswith("street_walkers.mp4")
+    # The head-turn clip listed with `auto`: its turns proposed from its traces, and its turn challenge run.
+    (proposal,) = payload["motion_proposals"]
+    assert proposal["path"].endswith("real_live_headturn.webm") and proposal["proposed"].count("turn_") == 3
+    turns = [r for r in payload["summary"]["bpcer"] if r["clip"] == "real_live_headturn.webm"]
+    assert {r["challenge"] for r in turns} == {"turn"} and all(r["cannot_answer"] == 0 for r in turns)
+    assert "Motions proposed from the clips' traces" in text
     assert any(x["kind"] == "blink" and x["lag_s"] is not None for x in payload["onset_lags"])
     assert list((tmp_path / "cache").glob("*.npz"))  # per-frame model outputs kept for the next run
     import cv2

@@ -16,7 +16,9 @@
 --pad MANIFEST              presentation-attack evaluation (ISO/IEC 30107-3): every listed clip or still under
                             --seeds seeds of the shipped challenge (+ robustness variants of the bona fide clips),
                             BPCER per camera/clip, APCER per attack type (worst case), failure reasons, tries;
-                            --report FILE writes the Markdown report (format: faceonly_lab/pad/manifest.py)
+                            --report FILE writes the Markdown report (format: faceonly_lab/pad/manifest.py);
+                            a clip listed without motions has them proposed from its own traces
+                            (--propose-motions: every clip, compared with the annotations)
 --plots DIR                 PNGs: LFW ROC and same/different histograms with the shipped thresholds, known vs
                             unknown identification scores, replay-risk scores per attack type (plots extra)
 """
@@ -77,6 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--tries", type=int, default=2, help="--pad: walk-ups per person (default 2)")
     ev.add_argument("--no-variants", action="store_true", help="--pad: skip the robustness variants")
+    ev.add_argument(
+        "--propose-motions",
+        action="store_true",
+        help="--pad: propose every video's motions from its traces (eye opening, head yaw), even where the "
+        "manifest annotates them, and compare the two in the report (without it: only where the manifest "
+        "has no motions column, or says auto)",
+    )
     ev.add_argument(
         "--pad-cache",
         type=Path,
@@ -243,7 +252,7 @@ def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
 
     from device.infra.modelstore import ModelStore
     from device.infra.paths import cache_root
-    from faceonly_lab.pad.evaluate import evaluate_pad, summarise
+    from faceonly_lab.pad.evaluate import PadOptions, evaluate_pad, summarise
     from faceonly_lab.pad.manifest import read_manifest
     from faceonly_lab.pad.report import markdown as pad_markdown
 
@@ -254,9 +263,8 @@ def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
     if missing:
         raise ValueError(f"{len(missing)} manifest file(s) missing, first: {missing[0]}")
     cache = args.pad_cache if args.pad_cache is not None else cache_root() / "pad"
-    result = evaluate_pad(
-        items, ModelStore(args.models_dir), args.seeds, cache, _progress, args.tries, not args.no_variants
-    )
+    options = PadOptions(args.seeds, args.tries, not args.no_variants, args.propose_motions)
+    result = evaluate_pad(items, ModelStore(args.models_dir), options, cache, _progress)
     summary = summarise(result)
     command = (
         "faceonly " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceonly evaluate"

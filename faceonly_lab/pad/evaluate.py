@@ -4,7 +4,8 @@ attack instruments of that type), the reason codes of every failure and the trie
 
 Which runs are made:
 - a bona fide clip runs each challenge whose motions it has (shipped = turn + blink, and each step alone);
-  a clip without any prompted motion is reported "cannot answer" from its annotations, without a run;
+  a clip without any prompted motion is reported "cannot answer" from its annotations, without a run; a clip
+  the manifest does not annotate has its motions proposed from its traces (faceonly_lab/pad/motions.py);
 - an attack video runs under two attacker models: it PLAYS (ignores prompts) or is SCRUBBED to the motion;
 - a still (print, photo, a screen showing a still) is held up by a responsive attacker (shipped challenge);
 - each under the cue UNCALIBRATED (as shipped) and, where the camera has live material, CALIBRATED on it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from device.vision.liveness.cues import edge_cue, high_frequency_share
 from device.vision.liveness.features import eye_openness, mesh_motion
 from device.vision.quality import face_patch
 from device.vision.stills import load_image
-from faceonly_lab.pad import variants
+from faceonly_lab.pad import motions, variants
 from faceonly_lab.pad.manifest import ATTACK_NAMES, Item
 from faceonly_lab.pad.run import CHALLENGES, Clip, Evaluator, Run
 
@@ -143,12 +145,16 @@ def _chunk_samples(features, fps: float) -> list[CueSample]:
 
 
 class _Plan:
-    """Collects what evaluate_pad learns per camera before the runs: calibration material and onset lags."""
+    """Collects what evaluate_pad learns per camera before the runs: calibration material, onset lags, and
+    the motions of clips whose motions are proposed (`propose_all`: every video's, annotated or not)."""
 
-    def __init__(self, ev: Evaluator, items: list[Item], progress: Progress) -> None:
+    def __init__(
+        self, ev: Evaluator, items: list[Item], progress: Progress, propose_all: bool = False
+    ) -> None:
         self.samples: dict[str, list[CueSample]] = defaultdict(list)
         self.source: dict[str, str] = {}
         self.lags: list[dict[str, Any]] = []
+        self.proposals: list[dict[str, Any]] = []
         for item in items:
             if item.role == "calibrate" and (sample := still_cue_sample(ev, item.path)) is not None:
                 self.samples[item.camera].append(sample)
@@ -161,13 +167,29 @@ class _Plan:
             clip = ev.clip(item)
             features = clip_features(ev, clip)
             clip.save()
-            self.lags += onset_lags(item, features, clip.fps, ev.config.liveness)
+            if item.annotated:
+                self.lags += onset_lags(item, features, clip.fps, ev.config.liveness)
+            if propose_all or not item.annotated:
+                item = self.videos[k] = self._proposed(item, features, clip.fps, ev.config.liveness)
             if item.bona_fide:
                 self.samples[item.camera] += _chunk_samples(features, clip.fps)
                 self.source.setdefault(
                     item.camera, "this camera's bona fide clip (original frames, 1 s chunks)"
                 )
         self.calibrations = {cam: _calibration(s) for cam, s in self.samples.items()}
+
+    def _proposed(self, item: Item, features, fps: float, config) -> Item:
+        proposed = motions.propose(features, fps, config)
+        row: dict[str, Any] = {
+            "path": str(item.path),
+            "label": item.label,
+            "split": item.split,
+            "proposed": " ".join(f"{m.kind}@{m.onset}-{m.end}" for m in proposed),
+        }
+        if item.annotated:
+            row["agreement"] = motions.agreement(proposed, item.motions)
+        self.proposals.append(row)
+        return replace(item, motions=proposed, annotated=False)
 
     def conditions(self, camera: str) -> list[CueCalibration | None]:
         cal = self.calibrations.get(camera)
@@ -177,8 +199,11 @@ class _Plan:
 def _bona_fide_runs(ev, clip, plan, seeds, names, cannot) -> list[Run]:
     item = clip.item
     todo = [c for c, steps in CHALLENGES.items() if all(_answerable(item, s) for s in steps)]
+    by = "annotation" if item.annotated else "proposal"
     cannot += [
-        {"path": str(item.path), "camera": item.camera, "challenge": c} for c in CHALLENGES if c not in todo
+        {"path": str(item.path), "camera": item.camera, "challenge": c, "by": by}
+        for c in CHALLENGES
+        if c not in todo
     ]
     runs = []
     for variant in names:
@@ -203,22 +228,28 @@ def _attack_runs(ev, clip, plan, seeds) -> list[Run]:
     return runs
 
 
+@dataclass(frozen=True)
+class PadOptions:
+    seeds: int = 10
+    tries: int = 2  # walk-ups per person
+    with_variants: bool = True  # the robustness variants of every bona fide clip
+    # Every video's motions proposed from its traces, even where the manifest annotates them (the report then
+    # compares the two); otherwise only where it does not.
+    propose_motions: bool = False
+
+
 def evaluate_pad(
-    items: list[Item],
-    store: Any,
-    seeds: int,
-    cache_dir: Path | None,
-    progress: Progress,
-    tries: int = 2,
-    with_variants: bool = True,
+    items: list[Item], store: Any, options: PadOptions, cache_dir: Path | None, progress: Progress
 ) -> dict[str, Any]:
+    seeds, tries, with_variants = options.seeds, options.tries, options.with_variants
     ev = Evaluator(store, cache_dir, progress, tries)
-    plan = _Plan(ev, items, progress)
+    plan = _Plan(ev, items, progress, options.propose_motions)
     names = list(variants.VARIANTS) if with_variants else ["original"]
     runs: list[Run] = []
     cannot: list[dict[str, Any]] = []
     for item in plan.videos:
         clip = ev.clip(item)
+        clip.yaw = [np.nan if f is None else f[1] for f in clip_features(ev, clip)]
         if item.bona_fide:
             runs += _bona_fide_runs(ev, clip, plan, seeds, names, cannot)
         else:
@@ -234,6 +265,7 @@ def evaluate_pad(
         "runs": [r.as_dict() for r in runs],
         "onset_lags": plan.lags,
         "cannot_answer_by_annotation": cannot,
+        "motion_proposals": plan.proposals,
         "excluded": [{"path": str(i.path), "note": i.note} for i in items if i.label == "not_a_presentation"],
         "calibration": {
             cam: {
@@ -249,6 +281,7 @@ def evaluate_pad(
             "tries": tries,
             "liveness": ev.config.liveness.model_dump(mode="json"),
             "variants": names,
+            "motion_rules": motions.rules(ev.config.liveness),
         },
     }
 

@@ -8,7 +8,8 @@ CSV (or TSV) with a header; columns (only `path` and `label` are required):
   person   who is shown (tries per person); default: the file name
   split    tune | test: clips whose timing set the onset window are `tune` (their figures are reported apart)
   motions  annotated motions in the clip, frame ranges onset-end: "turn_left@36-48 blink@6-8 ..."
-           (turn_left = towards the subject's left); a still has none
+           (turn_left = towards the subject's left); a still has none. Without the column, or with
+           `auto`, a video's motions are proposed from its own traces (faceonly_lab/pad/motions.py)
   role     present (default) | calibrate: stills of a camera's live faces used only to calibrate its cue
   note     free text (why a clip is excluded, who annotated what)
 A `file` column is read as `path`, and labels_derived.csv's `real`/`spoof` + `attack_type` are understood.
@@ -50,6 +51,7 @@ class Item:
     motions: tuple[Motion, ...] = field(default_factory=tuple)
     role: str = "present"
     note: str = ""
+    annotated: bool = True  # False: the manifest leaves the motions to be proposed from the clip's traces
 
     @property
     def still(self) -> bool:
@@ -102,7 +104,9 @@ def read_manifest(path: Path, data_root: Path | None = None) -> list[Item]:
             raise ValueError(f"{path}:{n}: no path")
         try:
             label = _label(row)
-            motions = parse_motions(row.get("motions", ""))
+            cell = row.get("motions")
+            annotated = cell is not None and cell.lower() != "auto"
+            motions = parse_motions(cell) if annotated and cell else ()
         except ValueError as exc:
             raise ValueError(f"{path}:{n}: {exc}") from None
         file = root / rel
@@ -116,6 +120,7 @@ def read_manifest(path: Path, data_root: Path | None = None) -> list[Item]:
                 motions=motions,
                 role=row.get("role") or "present",
                 note=row.get("note", ""),
+                annotated=annotated,
             )
         )
     return items

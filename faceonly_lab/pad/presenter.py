@@ -2,7 +2,9 @@
 just plays, or a photo held up and tilted on cue.
 
 A recording cannot react to a random prompt, so the bona fide presenter is simulated the only honest way we
-found: the person WAITS on the clip's own neutral frames (no annotated motion nearby, played back and forth),
+found: the person WAITS on the clip's own neutral frames (no annotated motion nearby, played back and forth;
+of the stretches at least MIN_NEUTRAL_S long, the one where the head is stillest, as a person waiting for a
+prompt holds still),
 and when the terminal shows a prompt, the presenter reacts after a human reaction time (drawn from the seed)
 by playing one of the clip's own annotated segments of exactly that motion, starting a short lead-in before
 the annotated onset, then waits again. What the presenter uses is what a person has: the prompt it saw and
@@ -35,6 +37,8 @@ REACTION_MEDIAN_S, REACTION_SIGMA, REACTION_RANGE_S = 0.55, 0.35, (0.25, 1.6)
 SCRUB_RANGE_S = (1.2, 4.0)
 LEAD_IN_S = 0.25  # a segment starts this long before its annotated onset (the person still at rest)
 GUARD_S = 0.4  # neutral frames keep this far from any annotated motion
+MIN_NEUTRAL_S = 1.0  # a stretch of neutral frames at least this long (else the longest there is)
+REST_WINDOW_S = 0.6  # how still a stretch is: the median yaw range over windows this long (the rest rule's)
 
 
 def reaction_time(rng: random.Random) -> float:
@@ -60,7 +64,9 @@ class ClipPresenter:
         rng: random.Random,
         mode: str = "answer",
         step: int = 1,
+        yaw: Sequence[float] | None = None,
     ) -> None:
+        """`yaw`: the clip's head yaw per frame (NaN: no face), to wait where the head is stillest."""
         self.fps, self.step, self.mode = fps, step, mode
         self.dt = step / fps
         self.n = n_frames
@@ -73,22 +79,38 @@ class ClipPresenter:
         for m in self.motions:
             busy[max(0, m.onset - guard) : min(n_frames, m.end + guard + 1)] = True
         free = [i for i in range(0, n_frames) if not busy[i]]
-        self.neutral = self._longest_run(free) or list(range(n_frames))
+        self.neutral = self._stillest_run(free, yaw) or list(range(n_frames))
         self._pos = self.rng.randrange(len(self.neutral))
         self._dir = 1
         self._plan: _Plan | None = None
         self._playing: int | None = None
         self._linear = self.rng.randrange(n_frames) if mode == "play" else 0
 
-    @staticmethod
-    def _longest_run(free: list[int]) -> list[int]:
+    def _stillest_run(self, free: list[int], yaw: Sequence[float] | None) -> list[int]:
         runs: list[list[int]] = []
         for i in free:
             if runs and i == runs[-1][-1] + 1:
                 runs[-1].append(i)
             else:
                 runs.append([i])
-        return max(runs, key=len) if runs else []
+        if not runs:
+            return []
+        longest = max(runs, key=len)
+        if yaw is None:
+            return longest
+        candidates = [r for r in runs if len(r) >= round(MIN_NEUTRAL_S * self.fps)] or [longest]
+        return min(candidates, key=lambda r: self._restlessness(r, yaw))
+
+    def _restlessness(self, run: list[int], yaw: Sequence[float]) -> float:
+        """The median yaw range (deg) over REST_WINDOW_S windows of `run` (inf: no face in it)."""
+        values = np.asarray([yaw[i] for i in run], np.float64)
+        width = max(2, round(REST_WINDOW_S * self.fps))
+        ranges = [
+            float(np.nanmax(w) - np.nanmin(w))
+            for k in range(0, max(1, len(values) - width + 1))
+            if np.isfinite(w := values[k : k + width]).sum() >= 2
+        ]
+        return float(np.median(ranges)) if ranges else math.inf
 
     def prompt(self, prompt: Prompt, t: float) -> None:
         if self.mode == "play" or prompt.state != "prompt" or prompt.step is None:

@@ -34,7 +34,9 @@ METHOD = """## How it was measured
 - **Annotations.** The blink video's blinks are the manual annotations shipped with it; the other clips'
   motions were proposed from the mesh-yaw and eye-opening traces and checked by eye on contact sheets (the
   manifest says which). Proposals from the models' own traces can miss what the models miss, so the blink
-  video is the independent check of blink detection (`faceonly evaluate --blink`).
+  video is the independent check of blink detection (`faceonly evaluate --blink`). A clip listed without
+  motions (a held-out set listed by label) has them proposed by looser rules than the decision's, unchecked
+  (faceonly_lab/pad/motions.py; see "Motions proposed" below when any were).
 - **Attacks.** A still (print, photo, a screen showing a still) is held up by a responsive attacker: it
   sways, is tilted about its vertical axis by 40 deg on a turn prompt and flicked forward on a blink prompt,
   after a reaction time. A replayed video either PLAYS from a random point ignoring the prompts, or is
@@ -119,12 +121,12 @@ def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> s
         )
     lines += [
         "",
-        "Clips that cannot answer a challenge at all (no annotated motion of a kind it asks for): "
+        "Clips that cannot answer a challenge at all (no annotated or proposed motion of a kind it asks for): "
         + (
             ", ".join(
                 sorted(
                     {
-                        f"{c['path'].split('/')[-1]} ({c['challenge']})"
+                        f"{c['path'].split('/')[-1]} ({c['challenge']}{', proposed' if c.get('by') == 'proposal' else ''})"
                         for c in result["cannot_answer_by_annotation"]
                     }
                 )
@@ -132,6 +134,7 @@ def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> s
             or "none"
         ),
         "",
+        *_proposals(result),
         "## Attacks: APCER per attack type (worst case over the instruments of that type)",
         "",
         "| attack type | cue | instruments | runs | accepted | APCER pooled | APCER worst case | worst instrument | "
@@ -163,3 +166,46 @@ def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> s
     lines += ["", "## Not presentations (excluded)", ""]
     lines += [f"- {x['path']}: {x['note']}" for x in result["excluded"]]
     return "\n".join(lines) + "\n"
+
+
+def _proposals(result: dict[str, Any]) -> list[str]:
+    """The motions proposed from the clips' traces, and where the manifest annotates them too, how the two
+    agree."""
+    rows = result.get("motion_proposals", [])
+    if not rows:
+        return []
+    lines = [
+        "## Motions proposed from the clips' traces",
+        "",
+        f"Clips the manifest lists without motions (or all, with `--propose-motions`) answer with motions "
+        f"proposed from the shipped models' traces, not checked by eye. Rules: {result['config']['motion_rules']}.",
+        "",
+        "| clip | label | split | proposed | blinks: annotated / proposed / agreeing | turns: annotated / proposed / agreeing |",
+        "|---|---|---|---|---|---|",
+    ]
+    totals = {k: [0, 0, 0] for k in ("blink", "turn")}
+    for r in rows:
+        cells = []
+        for kind in ("blink", "turn"):
+            a = r.get("agreement", {}).get(kind)
+            if a is None:
+                cells.append("not annotated")
+                continue
+            counts = (a["annotated"], a["proposed"], a["agreeing"])
+            totals[kind] = [t + c for t, c in zip(totals[kind], counts, strict=True)]
+            cells.append(" / ".join(map(str, counts)))
+        lines.append(
+            f"| {r['path'].split('/')[-1]} | {r['label']} | {r['split']} | {r['proposed'] or '-'} | "
+            f"{cells[0]} | {cells[1]} |"
+        )
+    if any("agreement" in r for r in rows):
+        lines += [
+            "",
+            "All clips with annotations: "
+            + "; ".join(
+                f"{kind}s {t[2]} of {t[0]} annotated proposed too, {t[1] - t[2]} proposed beyond them"
+                for kind, t in totals.items()
+            )
+            + ".",
+        ]
+    return [*lines, ""]

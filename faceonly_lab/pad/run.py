@@ -104,6 +104,7 @@ class Clip:
     fps: float
     evaluator: Evaluator
     memos: dict[str, ModelMemo] = field(default_factory=dict)
+    yaw: list[float] | None = None  # head yaw per original frame (NaN: no face): where its presenter waits
 
     def memo(self, variant: str) -> ModelMemo:
         pixels = variants.pixels_variant(variant)
@@ -228,7 +229,9 @@ class Evaluator:
 
         for attempt in range(self.tries):
             rng = random.Random(f"{clip.item.path.name}|{variant}|{challenge}|{attacker}|{seed}|{attempt}")
-            presenter = ClipPresenter(len(clip.frames), clip.fps, clip.item.motions, rng, attacker, step)
+            presenter = ClipPresenter(
+                len(clip.frames), clip.fps, clip.item.motions, rng, attacker, step, clip.yaw
+            )
             outcome = self._try(
                 memo, presenter, image_of, CHALLENGES[challenge], seed * 10 + attempt, calibration
             )
