@@ -4,7 +4,7 @@ just plays, or a photo held up and tilted on cue.
 A recording cannot react to a random prompt, so the bona fide presenter is simulated the only honest way we
 found: the person WAITS on the clip's own neutral frames (no annotated motion nearby, played back and forth;
 of the stretches at least MIN_NEUTRAL_S long, the one where the head is stillest, as a person waiting for a
-prompt holds still),
+prompt holds still; an attacker's recording waits on the longest stretch),
 and when the terminal shows a prompt, the presenter reacts after a human reaction time (drawn from the seed)
 by playing one of the clip's own annotated segments of exactly that motion, starting a short lead-in before
 the annotated onset, then waits again. What the presenter uses is what a person has: the prompt it saw and
@@ -66,7 +66,8 @@ class ClipPresenter:
         step: int = 1,
         yaw: Sequence[float] | None = None,
     ) -> None:
-        """`yaw`: the clip's head yaw per frame (NaN: no face), to wait where the head is stillest."""
+        """`yaw`: the clip's head yaw per frame (NaN: no face), to wait where the head is stillest (else on
+        the longest stretch)."""
         self.fps, self.step, self.mode = fps, step, mode
         self.dt = step / fps
         self.n = n_frames

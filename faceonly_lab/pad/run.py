@@ -229,8 +229,11 @@ class Evaluator:
 
         for attempt in range(self.tries):
             rng = random.Random(f"{clip.item.path.name}|{variant}|{challenge}|{attacker}|{seed}|{attempt}")
+            # A person waits holding still; an attacker parks the recording where it always did (the longest
+            # stretch), so that this choice never weakens an attack.
+            still = clip.yaw if attacker == "answer" else None
             presenter = ClipPresenter(
-                len(clip.frames), clip.fps, clip.item.motions, rng, attacker, step, clip.yaw
+                len(clip.frames), clip.fps, clip.item.motions, rng, attacker, step, still
             )
             outcome = self._try(
                 memo, presenter, image_of, CHALLENGES[challenge], seed * 10 + attempt, calibration
