@@ -66,6 +66,21 @@ class BenchGallery:
         default, unknown_only)."""
         return self.identify(observation)[0]
 
+    def identify_each(self, accepted: list[Any], templates: list[np.ndarray | None]) -> dict[str, int]:
+        """Each accepted face matched with its own person enrolled (its template; None: a stranger to the
+        gallery): how many needed the mirror image, were enrolled, matched them, or matched a stranger."""
+        decided = []
+        for observation, template in zip(accepted, templates, strict=True):
+            self.enrol(template)
+            decided.append(self.identify(observation))
+        self.enrol(None)
+        return {
+            "mirrored": sum(sent.probe == "flip" for sent, _ in decided),
+            "enrolled": sum(t is not None for t in templates),
+            "matched": sum(subject == ENROLLED for _, subject in decided),
+            "false_matches": sum(subject not in (None, ENROLLED) for _, subject in decided),
+        }
+
     def identify(self, observation: Any) -> tuple[Any, str | None]:
         """The terminal's 1:N decision: the observation as it is then sent, and whom it matched."""
         if observation.embedding is None or observation.decision != "accepted":

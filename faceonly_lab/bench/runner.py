@@ -27,7 +27,7 @@ from device.vision.pipeline import VisionPipeline
 from device.vision.quality import QualityGate
 from device.vision.sources import iter_frames, open_source
 from faceonly_lab.bench import frames as scenes
-from faceonly_lab.bench.identification import ENROLLED, BenchGallery, TrackLog, enrol_templates
+from faceonly_lab.bench.identification import BenchGallery, TrackLog, enrol_templates
 from faceonly_lab.bench.peer import FaceRecognitionPeer, load_peer
 from faceonly_lab.bench.probe import Probe, Samples, TimedStore, floor_comparison, peak_rss_mb, percentiles
 from faceonly_lab.bench.publish import PublishPath
@@ -259,20 +259,9 @@ class Bench:
         invokes = len(samples.models.get("embedder", []))  # the pipeline's: one per accepted face
         templates = enrol_templates(spec, tracks, accepted, self.encoder)
         mark = len(samples.models.get("embedder", []))  # the enrolments' invokes are not the faces'
-        decided = []
-        for obs, template in zip(accepted, templates, strict=True):
-            self.gallery.enrol(template)
-            decided.append(self.gallery.identify(obs))
-        self.gallery.enrol(None)
+        outcome = self.gallery.identify_each(accepted, templates)
         invokes += len(samples.models.get("embedder", [])) - mark
-        return {
-            "accepted": len(accepted),
-            "embedder_invokes": invokes,
-            "mirrored": sum(sent.probe == "flip" for sent, _ in decided),
-            "enrolled": sum(t is not None for t in templates),
-            "matched": sum(subject == ENROLLED for _, subject in decided),
-            "false_matches": sum(subject not in (None, ENROLLED) for _, subject in decided),
-        }
+        return {"accepted": len(accepted), "embedder_invokes": invokes, **outcome}
 
     def steady(
         self, scene: np.ndarray, frames: int, label: dict[str, Any], keep: bool = False
