@@ -159,23 +159,22 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 
     SQLite answers this switch with "database is locked" at once, without calling its busy handler, while
     another connection holds the file: several backends opening a new or pre-WAL database at once race for
-    it. Once the file is WAL the statement changes nothing and takes no lock."""
+    it. Once the file is WAL the statement changes nothing and takes no lock. A file that cannot be WAL at all
+    (SQLite then answers with its old mode) is refused at once."""
     deadline = time.monotonic() + SQLITE_BUSY_WAIT_S
     pause = 0.005
     while True:
         try:
             mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            break
         except sqlite3.OperationalError as exc:
             busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             if not busy or time.monotonic() >= deadline:
                 raise
-        else:
-            if mode == "wal":
-                return
-            if time.monotonic() >= deadline:
-                raise sqlite3.OperationalError(f"cannot switch the database to WAL: it stays in {mode} mode")
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
+    if mode != "wal":
+        raise sqlite3.OperationalError(f"cannot switch the database to WAL: it stays in {mode} mode")
 
 
 def _open_postgres(url: str) -> Any:

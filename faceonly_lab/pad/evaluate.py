@@ -155,6 +155,7 @@ class _Plan:
         self.source: dict[str, str] = {}
         self.lags: list[dict[str, Any]] = []
         self.proposals: list[dict[str, Any]] = []
+        self.yaw: dict[Path, list[float]] = {}  # per video, its head yaw per frame: where its presenter waits
         for item in items:
             if item.role == "calibrate" and (sample := still_cue_sample(ev, item.path)) is not None:
                 self.samples[item.camera].append(sample)
@@ -167,6 +168,7 @@ class _Plan:
             clip = ev.clip(item)
             features = clip_features(ev, clip)
             clip.save()
+            self.yaw[item.path] = [np.nan if f is None else f[1] for f in features]
             if item.annotated:
                 self.lags += onset_lags(item, features, clip.fps, ev.config.liveness)
             if propose_all or not item.annotated:
@@ -249,7 +251,7 @@ def evaluate_pad(
     cannot: list[dict[str, Any]] = []
     for item in plan.videos:
         clip = ev.clip(item)
-        clip.yaw = [np.nan if f is None else f[1] for f in clip_features(ev, clip)]
+        clip.yaw = plan.yaw[item.path]
         if item.bona_fide:
             runs += _bona_fide_runs(ev, clip, plan, seeds, names, cannot)
         else:
