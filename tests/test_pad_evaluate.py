@@ -31,6 +31,26 @@ def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -
         "file,label,attack_type,media\nx.jpg,spoof,print,image\ny.jpg,spoof,replay(tablet),image\n"
     )
     assert [i.label for i in read_manifest(derived)] == ["print_photo", "screen_replay"]
+    # A spoof that replays a video is a replayed video with motion (by its file, or labels_derived's media).
+    derived.write_text(
+        "file,label,attack_type,media\nr.mp4,spoof,replay(phone),video\nr.jpg,spoof,replay(phone),video\n"
+    )
+    assert [i.label for i in read_manifest(derived)] == ["video_replay_motion"] * 2
+    # The issue's own words, and the usual synonyms, in any case and spacing.
+    words = {
+        "Bona fide": "bona_fide",
+        "bona-fide": "bona_fide",
+        "live": "bona_fide",
+        "print/photo": "print_photo",
+        "Photo": "print_photo",
+        "screen replay": "screen_replay",
+        "replayed video with motion": "video_replay_motion",
+        "video replay": "video_replay_motion",
+    }
+    manifest.write_text("path,label\n" + "".join(f"a.mp4,{w}\n" for w in words))
+    assert [i.label for i in read_manifest(manifest)] == list(words.values())
+    manifest.write_text("path,label\na.jpg,replay\na.mp4,replay\n")
+    assert [i.label for i in read_manifest(manifest)] == ["screen_replay", "video_replay_motion"]
     with pytest.raises(ValueError, match="KIND@ONSET-END"):
         parse_motions("nod@1-2")
     manifest.write_text("path,label\na.mp4,maybe\n")

@@ -3,7 +3,9 @@ type), from which camera, and where in each clip the person performs which motio
 
 CSV (or TSV) with a header; columns (only `path` and `label` are required):
   path     file, relative to the manifest's folder unless --data-root is given
-  label    bona_fide | print_photo | screen_replay | video_replay_motion | not_a_presentation
+  label    bona_fide | print_photo | screen_replay | video_replay_motion | not_a_presentation; the issue's
+           words ("bona fide", "print/photo", "screen replay", "replayed video with motion") and common
+           synonyms (real, live, genuine; print, photo; replay, video replay) are read as these
   camera   the capture device (cue calibration and BPCER are per camera); default: the file's folder
   person   who is shown (tries per person); default: the file name
   split    tune | test: clips whose timing set the onset window are `tune` (their figures are reported apart)
@@ -12,7 +14,9 @@ CSV (or TSV) with a header; columns (only `path` and `label` are required):
            `auto`, a video's motions are proposed from its own traces (faceonly_lab/pad/motions.py)
   role     present (default) | calibrate: stills of a camera's live faces used only to calibrate its cue
   note     free text (why a clip is excluded, who annotated what)
-A `file` column is read as `path`, and labels_derived.csv's `real`/`spoof` + `attack_type` are understood.
+A `file` column is read as `path`, and labels_derived.csv's `real`/`spoof` + `attack_type` are understood: a
+spoof that replays a video (a video file, or `media` = video) is a replayed video with motion, whether the clip
+really has the motions is then found out per prompt ("cannot answer").
 """
 
 from __future__ import annotations
@@ -78,18 +82,44 @@ def parse_motions(text: str) -> tuple[Motion, ...]:
     return tuple(sorted(out, key=lambda m: m.onset))
 
 
-def _label(row: dict[str, str]) -> str:
-    label = (row.get("label") or "").strip().lower().replace(" ", "_")
-    if label in LABELS:
-        return label
-    attack = (row.get("attack_type") or "").lower()
-    if label.startswith("real"):
+# Words a manifest may use for a label, normalised (lower case; spaces, '-' and '/' as '_').
+SYNONYMS = {
+    "bonafide": "bona_fide",
+    "live": "bona_fide",
+    "genuine": "bona_fide",
+    "print": "print_photo",
+    "photo": "print_photo",
+    "printed_photo": "print_photo",
+    "screen": "screen_replay",
+    "replayed_video_with_motion": "video_replay_motion",
+    "replayed_video": "video_replay_motion",
+    "video_replay": "video_replay_motion",
+}
+# Words that say "an attack" without its type: `attack_type`, else the file, says which.
+GENERIC_ATTACKS = ("spoof", "attack", "fake", "replay", "deepfake")
+
+
+def _words(text: str) -> str:
+    return re.sub(r"[\s/-]+", "_", text.strip().lower())
+
+
+def _label(row: dict[str, str], video: bool) -> str:
+    word = _words(row.get("label") or "")
+    if word in LABELS:
+        return word
+    if word in SYNONYMS:
+        return SYNONYMS[word]
+    if word.startswith("real"):  # labels_derived.csv writes "real?" where it is unsure
         return "bona_fide"
-    if label in ("spoof", "deepfake"):
-        if "print" in attack or "mask" in attack or label == "deepfake":
+    if word in GENERIC_ATTACKS:
+        attack = (row.get("attack_type") or "").lower()
+        if "print" in attack or "mask" in attack or word == "deepfake":
             return "print_photo"
-        return "screen_replay"
-    raise ValueError(f"unknown label {row.get('label')!r} (expected one of {', '.join(LABELS)})")
+        return "video_replay_motion" if video else "screen_replay"
+    raise ValueError(
+        f"unknown label {row.get('label')!r} (expected one of {', '.join(LABELS)}, "
+        f"or {', '.join(sorted(SYNONYMS))}, or {', '.join(GENERIC_ATTACKS)} with an attack_type)"
+    )
 
 
 def read_manifest(path: Path, data_root: Path | None = None) -> list[Item]:
@@ -102,8 +132,9 @@ def read_manifest(path: Path, data_root: Path | None = None) -> list[Item]:
         rel = row.get("path") or row.get("file") or row.get("local_path")
         if not rel:
             raise ValueError(f"{path}:{n}: no path")
+        video = Path(rel).suffix.lower() not in STILL_SUFFIXES or _words(row.get("media", "")) == "video"
         try:
-            label = _label(row)
+            label = _label(row, video)
             cell = row.get("motions")
             annotated = cell is not None and cell.lower() != "auto"
             motions = parse_motions(cell) if annotated and cell else ()
