@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from device.transport.client import add_broker_flags, add_reply_qos_flag, new_client, options_from_args
+from device.cli.pushing import add_push_flags, open_push
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,19 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", type=Path, required=True)
     b.set_defaults(func=_build)
     p = s.add_parser("push", help="send a signed door policy to a terminal (chunked, resumable)")
-    add_broker_flags(p)
-    add_reply_qos_flag(p)
-    p.add_argument("--id", dest="terminal_id", required=True)
-    p.add_argument("--file", type=Path, required=True)
-    p.add_argument(
-        "--terminal-key",
-        required=True,
-        help="the terminal's public key (base64, or its file): the policy is sealed to it, so people's ids, "
-        "keypad numbers and credential hashes never cross the broker readable",
-    )
-    p.add_argument("--prefix", default="faceonly")
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--sign-key", type=Path, default=None, help="command key file: sign requests")
+    add_push_flags(p, "people's ids, keypad numbers and credential hashes")
     p.set_defaults(func=_push)
     q = s.add_parser("pass", help="a signed QR code: a visitor pass, or a member's code (--member)")
     q.add_argument("--key", type=Path, required=True, help="a pass key (access pass-keygen)")
@@ -112,22 +100,10 @@ def _build(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     from device.access.push import push
-    from device.cli.audit import read_key
-    from device.identity.operator import read_update
-    from device.identity.push import PushError, Requester
-    from device.transport.auth import read_signing_key
-    from device.transport.topics import Topics
+    from device.identity.push import PushError
 
     try:
-        update = read_update(args.file)
-        terminal_key = read_key(args.terminal_key)
-        key = read_signing_key(args.sign_key) if args.sign_key is not None else None
-        options = options_from_args(args)
-        client = new_client(options, f"access-push-{args.terminal_id}"[:60])
-        client.connect(options.broker.host, options.broker.port)
-        requester = Requester(
-            client, Topics(args.prefix, args.terminal_id), args.timeout, key, args.reply_qos
-        )
+        update, terminal_key, requester = open_push(args, "access")
     except (OSError, ValueError) as exc:
         print(f"access push failed: {exc}", file=sys.stderr)
         return 1

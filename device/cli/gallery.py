@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from device.transport.client import add_broker_flags, add_reply_qos_flag, new_client, options_from_args
+from device.cli.pushing import add_push_flags, open_push
 
 if TYPE_CHECKING:
     from device.identity.templates import TemplateMode
@@ -53,29 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _templates_flag(d)
     d.set_defaults(func=_delta)
     p = gs.add_parser("push", help="send a signed update file to a terminal (chunked, resumable)")
-    add_broker_flags(p)
-    add_reply_qos_flag(p)
-    p.add_argument("--id", dest="terminal_id", required=True)
-    p.add_argument("--file", type=Path, required=True)
-    p.add_argument(
-        "--terminal-key",
-        required=True,
-        help="the terminal's public key (base64, or its file; `faceonly doctor` on the terminal prints it): the "
-        "update is sealed to it, so names and templates never cross the broker readable",
-    )
-    p.add_argument("--prefix", default="faceonly")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    add_push_flags(p, "names and templates")
     p.add_argument(
         "--window",
         type=int,
         default=8,
         help="chunks in flight at once (the terminal queues up to 64 requests)",
-    )
-    p.add_argument(
-        "--sign-key",
-        type=Path,
-        default=None,
-        help="command key file (`faceonly keys generate`): sign requests",
     )
     p.set_defaults(func=_push)
 
@@ -166,22 +149,10 @@ def _delta(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from device.cli.audit import read_key
-    from device.identity.operator import read_update
-    from device.identity.push import PushError, Requester, push
-    from device.transport.auth import read_signing_key
-    from device.transport.topics import Topics
+    from device.identity.push import PushError, push
 
     try:
-        update = read_update(args.file)
-        terminal_key = read_key(args.terminal_key)
-        key = read_signing_key(args.sign_key) if args.sign_key is not None else None
-        options = options_from_args(args)
-        client = new_client(options, f"gallery-push-{args.terminal_id}"[:60])
-        client.connect(options.broker.host, options.broker.port)
-        requester = Requester(
-            client, Topics(args.prefix, args.terminal_id), args.timeout, key, args.reply_qos
-        )
+        update, terminal_key, requester = open_push(args, "gallery")
     except (OSError, ValueError) as exc:
         print(f"gallery push failed: {exc}", file=sys.stderr)
         return 1
