@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,12 +34,13 @@ from device.identity.operator import UpdateFile
 from device.identity.transfer import chunk_count, chunk_proofs
 from device.privacy.terminalseal import seal_for_terminal
 from device.transport.auth import sign_command
-from device.transport.client import ClientOptions, connect_first
+from device.transport.client import ClientOptions, connect_first, subscribe_confirmed
 from device.transport.topics import API_VERSION, Topics
 from device.wire.bounded import PayloadError, loads_bounded
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 BUSY_RETRY_S = 0.2
+SUBSCRIBE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -92,15 +92,15 @@ class FleetRequester:
         self.token = uuid.uuid4().hex[:12]
         self.v5 = options[0].v5
         self._replies: queue.Queue[bytes] = queue.Queue()
-        subscribed = threading.Event()
         self.client = connect_first(options, client_id or f"fleet-{self.token}")
-        self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.on_message = lambda c, u, msg: self._replies.put(bytes(msg.payload))
         self.client.loop_start()
-        self.client.subscribe(f"{prefix}/{API_VERSION}/dev/+/cmd/res/fleet-{self.token}", qos=reply_qos)
-        if not subscribed.wait(30):
+        topic = f"{prefix}/{API_VERSION}/dev/+/cmd/res/fleet-{self.token}"
+        try:
+            subscribe_confirmed(self.client, topic, reply_qos, SUBSCRIBE_TIMEOUT_S)
+        except ConnectionError:
             self.close()
-            raise ConnectionError("the broker did not acknowledge the reply subscription within 30 s")
+            raise
 
     def close(self) -> None:
         self.client.disconnect()

@@ -72,8 +72,8 @@ class Pusher:
         try:
             client = connect_first(self.options, f"backend-cmd-{uuid.uuid4().hex[:12]}")
             requester = Requester(client, topics, timeout_s, key, self.cfg.mqtt.subscription_qos)
-        except (OSError, queue.Empty) as exc:
-            raise TerminalError(f"cannot reach the broker: {exc or 'no subscription'}") from None
+        except OSError as exc:
+            raise TerminalError(f"cannot reach the broker: {exc}") from None
         try:
             reply = requester.request(name, args)
         except PushError as exc:

@@ -29,6 +29,7 @@ from device.identity.operator import UpdateFile
 from device.identity.transfer import chunk_count, chunk_proofs
 from device.privacy.terminalseal import seal_for_terminal
 from device.transport.auth import sign_command
+from device.transport.client import subscribe_confirmed
 from device.transport.topics import Topics
 from device.wire.bounded import PayloadError, loads_bounded
 
@@ -59,12 +60,13 @@ class Requester:
         self.reply_topic = f"{topics.cmd_res}/push-{uuid.uuid4().hex[:12]}"
         self._replies: queue.Queue[bytes] = queue.Queue()
         self._early: dict[str, dict[str, Any]] = {}  # replies collected while waiting for another
-        subscribed: queue.Queue[bool] = queue.Queue()
-        client.on_subscribe = lambda *a: subscribed.put(True)
         client.on_message = lambda c, u, msg: self._replies.put(bytes(msg.payload))
-        client.subscribe(self.reply_topic, qos=reply_qos)
         client.loop_start()
-        subscribed.get(timeout=timeout_s)
+        try:
+            subscribe_confirmed(client, self.reply_topic, reply_qos, timeout_s)
+        except ConnectionError:
+            self.close()
+            raise
 
     def send(self, name: str, args: dict[str, Any]) -> str:
         """Publish one request; returns its correlation token (wait for the reply with `reply`)."""

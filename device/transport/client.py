@@ -102,6 +102,22 @@ def new_client(
     return client
 
 
+def subscribe_confirmed(client: mqtt.Client, topic: str, qos: int, timeout_s: float) -> None:
+    """Subscribe and wait for the broker's SUBACK (the client's network loop must run). ConnectionError when
+    the broker refuses the subscription or does not confirm it in time: replies sent there would never come."""
+    granted: queue.Queue[list[Any]] = queue.Queue()
+    client.on_subscribe = lambda c, u, mid, codes, props: granted.put(list(codes))
+    client.subscribe(topic, qos=qos)
+    try:
+        refused = [str(code) for code in granted.get(timeout=timeout_s) if code.is_failure]
+    except queue.Empty:
+        raise ConnectionError(
+            f"the reply subscription {topic}: the broker did not confirm it in {timeout_s:g} s"
+        ) from None
+    if refused:
+        raise ConnectionError(f"the reply subscription {topic}: the broker refused it: {', '.join(refused)}")
+
+
 def connect_first(options: Sequence[ClientOptions], client_id: str, **kwargs: Any) -> mqtt.Client:
     """A client connected (blocking, network loop not started) to the first of `options` that accepts the
     TCP connection, trying a cluster's nodes in turn; BrokerError naming them all when none does."""
