@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device.contracts import Prompt
-from faceonly_lab.pad.manifest import Motion, parse_motions, read_manifest
+from faceonly_lab.pad.manifest import LABELS, Motion, parse_motions, read_manifest
 from faceonly_lab.pad.presenter import LEAD_IN_S, REACTION_RANGE_S, ClipPresenter
 
 
@@ -61,6 +63,25 @@ def test_manifest_reads_labels_motions_and_labels_derived_rows(tmp_path: Path) -
     manifest.write_text("path,label,motions\na.mp4,bona_fide,auto\nb.mp4,bona_fide,\n")
     auto, empty = read_manifest(manifest)
     assert (auto.annotated, auto.motions, empty.annotated, empty.motions) == (False, (), True, ())
+
+
+CELL = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=',"\r\n\x00'), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(label=CELL, attack=CELL, motions=CELL)
+def test_any_manifest_cell_gives_an_item_or_an_error_naming_its_line(label, attack, motions) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = Path(folder) / "m.csv"
+        manifest.write_text(f"path,label,attack_type,motions\na.mp4,{label},{attack},{motions}\n")
+        try:
+            (item,) = read_manifest(manifest)
+        except ValueError as exc:
+            assert str(exc).startswith(f"{manifest}:2: "), exc
+        else:
+            assert item.label in LABELS and all(m.end >= m.onset for m in item.motions)
 
 
 def _features(yaw: list[float], openness: list[float]) -> list:
