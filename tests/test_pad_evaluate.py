@@ -204,3 +204,23 @@ def test_pad_evaluation_end_to_end(shared_data, tmp_path: Path) -> None:
     for name in ("pad_bpcer.png", "pad_apcer.png"):
         image = cv2.imread(str(tmp_path / "plots" / name))
         assert image is not None and min(image.shape[:2]) >= 300, name
+    # A terminal's own config is evaluated as set: its challenge steps and retries (the cache is warm now).
+    config = tmp_path / "terminal.toml"
+    config.write_text('[vision.liveness]\nsteps = ["blink"]\nstep_retries = 0\n', encoding="utf-8")
+    manifest.write_text("\n".join(manifest.read_text(encoding="utf-8").splitlines()[:2]) + "\n")
+    res = subprocess.run([*cmd, "--config", str(config)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    payload = json.loads(data.read_text(encoding="utf-8"))["pad"]
+    assert payload["config"]["changed"] == {
+        "vision.liveness.steps": ["blink"],
+        "vision.liveness.step_retries": 0,
+    }
+    bona = [r for r in payload["summary"]["bpcer"] if r["clip"] == "repeating_blink_video_v1.mp4"]
+    assert {r["challenge"] for r in bona} == {"shipped", "blink"}  # the terminal's challenge is a blink now
+    assert all(t["step_tries"] == 1 for r in payload["runs"] for t in r["tries"])  # no retry within a try
+    text = report.read_text(encoding="utf-8")
+    assert "The terminal's challenge: blink; settings other than the shipped ones: " in text
+    assert "vision.liveness.step_retries = 0" in text
+    config.write_text("[vision.liveness]\nstep_retries = -1\n", encoding="utf-8")
+    res = subprocess.run([*cmd, "--config", str(config)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 1 and "step_retries" in res.stderr, res.stderr[-3000:]

@@ -80,6 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--tries", type=int, default=2, help="--pad: walk-ups per person (default 2)")
     ev.add_argument("--no-variants", action="store_true", help="--pad: skip the robustness variants")
     ev.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="--pad: a terminal config (TOML, as `faceonly run --config`) whose [vision] settings are "
+        "evaluated: the challenge's steps, retries and thresholds (default: the shipped ones)",
+    )
+    ev.add_argument(
         "--propose-motions",
         action="store_true",
         help="--pad: propose every video's motions from its traces (eye opening, head yaw), even where the "
@@ -250,6 +257,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
     import shlex
 
+    from device.config import load_config
     from device.infra.modelstore import ModelStore
     from device.infra.paths import cache_root
     from faceonly_lab.pad.evaluate import PadOptions, evaluate_pad, summarise
@@ -263,7 +271,8 @@ def _evaluate_pad(args: argparse.Namespace, started: float) -> int:
     if missing:
         raise ValueError(f"{len(missing)} manifest file(s) missing, first: {missing[0]}")
     cache = args.pad_cache if args.pad_cache is not None else cache_root() / "pad"
-    options = PadOptions(args.seeds, args.tries, not args.no_variants, args.propose_motions)
+    vision = load_config(args.config).vision if args.config is not None else None
+    options = PadOptions(args.seeds, args.tries, not args.no_variants, args.propose_motions, vision)
     result = evaluate_pad(items, ModelStore(args.models_dir), options, cache, _progress)
     summary = summarise(result)
     command = (

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from device.config.vision import VisionConfig
 from device.vision.liveness.blink import BlinkDetector
 from device.vision.liveness.calibration import CueCalibration, CueSample
 from device.vision.liveness.cues import edge_cue, high_frequency_share
@@ -29,7 +30,7 @@ from device.vision.quality import face_patch
 from device.vision.stills import load_image
 from faceonly_lab.pad import motions, variants
 from faceonly_lab.pad.manifest import ATTACK_NAMES, Item
-from faceonly_lab.pad.run import CHALLENGES, Clip, Evaluator, Run
+from faceonly_lab.pad.run import Clip, Evaluator, Run
 
 Progress = Callable[[str], None]
 CALIBRATION_CHUNK_S = 1.0  # one calibration "pass" per second of a bona fide clip
@@ -200,11 +201,11 @@ class _Plan:
 
 def _bona_fide_runs(ev, clip, plan, seeds, names, cannot) -> list[Run]:
     item = clip.item
-    todo = [c for c, steps in CHALLENGES.items() if all(_answerable(item, s) for s in steps)]
+    todo = [c for c, steps in ev.challenges.items() if all(_answerable(item, s) for s in steps)]
     by = "annotation" if item.annotated else "proposal"
     cannot += [
         {"path": str(item.path), "camera": item.camera, "challenge": c, "by": by}
-        for c in CHALLENGES
+        for c in ev.challenges
         if c not in todo
     ]
     runs = []
@@ -238,13 +239,16 @@ class PadOptions:
     # Every video's motions proposed from its traces, even where the manifest annotates them (the report then
     # compares the two); otherwise only where it does not.
     propose_motions: bool = False
+    # The terminal config whose vision settings (challenge steps, retries, thresholds) are evaluated; None: the
+    # shipped defaults.
+    vision: VisionConfig | None = None
 
 
 def evaluate_pad(
     items: list[Item], store: Any, options: PadOptions, cache_dir: Path | None, progress: Progress
 ) -> dict[str, Any]:
     seeds, tries, with_variants = options.seeds, options.tries, options.with_variants
-    ev = Evaluator(store, cache_dir, progress, tries)
+    ev = Evaluator(store, cache_dir, progress, tries, options.vision)
     plan = _Plan(ev, items, progress, options.propose_motions)
     names = list(variants.VARIANTS) if with_variants else ["original"]
     runs: list[Run] = []
@@ -282,10 +286,22 @@ def evaluate_pad(
             "still_seeds": min(seeds, STILL_SEEDS),
             "tries": tries,
             "liveness": ev.config.liveness.model_dump(mode="json"),
+            "changed": _changed(VisionConfig().model_dump(mode="json"), ev.config.model_dump(mode="json")),
             "variants": names,
             "motion_rules": motions.rules(ev.config.liveness),
         },
     }
+
+
+def _changed(shipped: dict[str, Any], evaluated: dict[str, Any], prefix: str = "vision") -> dict[str, Any]:
+    """The evaluated config's settings that differ from the shipped ones, by dotted key."""
+    out: dict[str, Any] = {}
+    for key, value in evaluated.items():
+        if isinstance(value, dict) and isinstance(shipped.get(key), dict):
+            out.update(_changed(shipped[key], value, f"{prefix}.{key}"))
+        elif value != shipped.get(key):
+            out[f"{prefix}.{key}"] = value
+    return out
 
 
 def _answerable(item: Item, step: str) -> bool:

@@ -96,7 +96,9 @@ def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> s
         f"Seeds per clip: {cfg['seeds']} (stills: {cfg['still_seeds']}); tries per person: {cfg['tries']}; "
         f"in-challenge retries per failed step: {live['step_retries']}; onset window "
         f"{live['onset_min_s']}-{live['onset_max_s']} s; pause before each prompt "
-        f"{live['prompt_delay_min_s']}-{live['prompt_delay_max_s']} s.",
+        f"{live['prompt_delay_min_s']}-{live['prompt_delay_max_s']} s. The terminal's challenge: "
+        f"{', '.join(live['steps'])}; settings other than the shipped ones: "
+        f"{', '.join(f'{k} = {v}' for k, v in cfg.get('changed', {}).items()) or 'none'}.",
         "",
         "Simulated presenter: waits on the clip's own neutral frames; on a prompt it plays one of the clip's "
         f"annotated segments of that motion, {LEAD_IN_S} s before the annotated onset, after a reaction time "

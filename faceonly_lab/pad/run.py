@@ -30,11 +30,9 @@ from faceonly_lab.pad.manifest import Item
 from faceonly_lab.pad.presenter import ClipPresenter, PhotoPresenter
 
 WALL_EPOCH = 1_800_000_000.0  # frames carry a wall-clock stamp; durations run on the virtual clock
-CHALLENGES: dict[str, tuple[str, ...]] = {
-    "shipped": ("turn", "blink"),
-    "turn": ("turn",),
-    "blink": ("blink",),
-}
+# The challenges a bona fide clip is run under: the terminal's own steps ("shipped": [vision.liveness] steps of
+# the evaluated config), and each step alone.
+SINGLE_STEP_CHALLENGES: dict[str, tuple[str, ...]] = {"turn": ("turn",), "blink": ("blink",)}
 Progress = Callable[[str], None]
 
 
@@ -149,6 +147,7 @@ class Evaluator:
             store.entry(n).sha256[:4] for n in (f"detector_{c.detector}", "face_landmark", "iris_landmark")
         )
         self.cache_dir, self.progress, self.tries = cache_dir, progress, tries
+        self.challenges = {"shipped": tuple(c.liveness.steps), **SINGLE_STEP_CHALLENGES}
 
     # ---- frames --------------------------------------------------------------------------------------------
     @staticmethod
@@ -236,7 +235,7 @@ class Evaluator:
                 len(clip.frames), clip.fps, clip.item.motions, rng, attacker, step, still
             )
             outcome = self._try(
-                memo, presenter, image_of, CHALLENGES[challenge], seed * 10 + attempt, calibration
+                memo, presenter, image_of, self.challenges[challenge], seed * 10 + attempt, calibration
             )
             run.tries.append(outcome)
             if outcome.decision == "accepted":
@@ -255,7 +254,7 @@ class Evaluator:
             rng = random.Random(f"{item.path.name}|{challenge}|photo|{seed}|{attempt}")
             presenter = PhotoPresenter(still, rng)
             outcome = self._try(
-                memo, presenter, image_of, CHALLENGES[challenge], seed * 10 + attempt, calibration
+                memo, presenter, image_of, self.challenges[challenge], seed * 10 + attempt, calibration
             )
             run.tries.append(outcome)
             if outcome.decision == "accepted":
