@@ -26,7 +26,7 @@ from device.identity.gallery import Subject, check_subject
 from device.privacy.terminalseal import seal_for_terminal
 from faceonly_backend.accounts import allowed
 from faceonly_backend.audit import Actor
-from faceonly_backend.consent import ConsentError
+from faceonly_backend.consent import Consent, ConsentError
 from faceonly_backend.gallery_authority import GalleryError
 
 if TYPE_CHECKING:
@@ -88,6 +88,23 @@ class Enrolment:
 
     # ---- consent ---------------------------------------------------------------------------------
 
+    def record_consent(
+        self, subject: str, person_name: str, method: str, given_at: float | None, actor: Actor
+    ) -> Consent:
+        """A person's consent to the configured text, recorded and audited (page, CLI and enrolment)."""
+        consent = self.office.consents.record(subject, person_name, method, given_at, actor)
+        self.office.audit.append(
+            actor,
+            "consent.record",
+            subject,
+            consent_id=consent.id,
+            text_version=consent.text_version,
+            text_sha256=consent.text_sha256,
+            method=consent.method,
+            given_at=consent.given_at,
+        )
+        return consent
+
     def _consent(self, subject: str, details: Details, actor: Actor) -> str | None:
         """Record the consent given with the request (if any), then the consent in force: its id."""
         office = self.office
@@ -95,22 +112,12 @@ class Enrolment:
             if not allowed(actor.role, "consent.record"):
                 raise EnrolError(f"{actor.name} may not record consent")
             given = details.consent
-            consent = office.consents.record(
+            self.record_consent(
                 subject,
                 str(given.get("person_name") or ""),
                 str(given.get("method") or ""),
                 given.get("given_at"),
                 actor,
-            )
-            office.audit.append(
-                actor,
-                "consent.record",
-                subject,
-                consent_id=consent.id,
-                text_version=consent.text_version,
-                text_sha256=consent.text_sha256,
-                method=consent.method,
-                given_at=consent.given_at,
             )
         try:
             found = office.consents.require(subject)

@@ -136,22 +136,12 @@ def routes(service: BackendService) -> list[Route]:  # noqa: C901, PLR0915 - one
         subject, body = _subject(request), await json_body(request)
 
         def record() -> dict[str, Any]:
-            made = office.consents.record(
+            made = office.enrolment.record_consent(
                 subject,
                 str(body.get("person_name") or ""),
                 str(body.get("method") or ""),
                 body.get("given_at"),
                 actor,
-            )
-            office.audit.append(
-                actor,
-                "consent.record",
-                subject,
-                consent_id=made.id,
-                text_version=made.text_version,
-                text_sha256=made.text_sha256,
-                method=made.method,
-                given_at=made.given_at,
             )
             return made.as_json()
 

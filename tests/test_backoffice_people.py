@@ -147,6 +147,41 @@ def test_no_template_without_consent_under_gdpr_and_consent_is_recorded_first(
     office.store.close()
 
 
+def test_a_consent_recorded_from_the_command_line_is_audited_as_on_the_page(tmp_path: Path) -> None:
+    """`faceonly backend consent record`, the page and an enrolment's own consent take one path: the consent
+    to the configured text's version, and its audit entry naming who collected it."""
+    db = str(tmp_path / "backend.sqlite")
+    cfg = office_config(tmp_path, db)
+    conf = tmp_path / "backend.toml"
+    conf.write_text(
+        f'[store]\ndb = "{db}"\n[identity]\ngallery_key_file = "{cfg.identity.gallery_key_file}"\n'
+        f'[site]\nconsent_text_file = "{cfg.site.consent_text_file}"\nconsent_version = "v1"\n'
+    )
+    recorded = _faceonly(
+        "backend", "consent", "record", "--config", str(conf), "--id", "emp-0042", "--name", "Ana  Silva",
+        "--method", "paper", "--given-at", "2026-12-01T09:30",
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    assert "recorded for emp-0042 (text version v1)" in recorded.stdout
+    refused = _faceonly(
+        "backend", "consent", "record", "--config", str(conf), "--id", "emp-0043", "--name", "Bo",
+        "--method", "paper", "--given-at", "2099-01-01T00:00",
+    )  # fmt: skip
+    assert refused.returncode == 1 and "refused: the consent cannot be dated in the future" in refused.stderr
+    office = make_office(tmp_path, db)
+    consent = office.consents.active("emp-0042")
+    assert (
+        consent is not None
+        and consent.person_name == "Ana Silva"
+        and office.consents.active("emp-0043") is None
+    )
+    entry = next(e for e in office.audit.entries(10) if e.action == "consent.record")
+    assert entry.target == "emp-0042" and entry.actor.startswith("cli:")
+    assert entry.details["consent_id"] == consent.id and entry.details["text_version"] == "v1"
+    assert [e.action for e in office.audit.entries(10)] == ["consent.record"] and office.audit.verify().ok
+    office.store.close()
+
+
 def test_config_profiles(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bipa profile allows at most 1095"):
         office_config(

@@ -249,18 +249,7 @@ def _consent_record(args: argparse.Namespace) -> int:
         given = None
         if args.given_at:
             given = dt.datetime.fromisoformat(args.given_at).replace(tzinfo=office.cfg.site.zone).timestamp()
-        actor = _actor()
-        made = office.consents.record(args.subject, args.name, args.method, given, actor)
-        office.audit.append(
-            actor,
-            "consent.record",
-            args.subject,
-            consent_id=made.id,
-            text_version=made.text_version,
-            text_sha256=made.text_sha256,
-            method=made.method,
-            given_at=made.given_at,
-        )
+        made = office.enrolment.record_consent(args.subject, args.name, args.method, given, _actor())
         print(f"consent {made.id} recorded for {args.subject} (text version {made.text_version})")
         return 0
 
