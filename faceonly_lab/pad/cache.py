@@ -22,7 +22,7 @@ from device.vision.landmarks import NUM_CONTOUR_POINTS, EyeContour, FaceMesh
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when what a model is fed changes (crop, exposure normalisation)
+CACHE_VERSION = 3  # bump when what a model is fed changes (crop, exposure normalisation, detector resize)
 
 
 def file_digest(path: Path) -> str:
