@@ -39,7 +39,7 @@ from device.vision.landmarks import FaceMeshModel  # noqa: E402
 from device.vision.quality import QualityGate  # noqa: E402
 from faceonly_lab.lfw import central_face, read_pairs  # noqa: E402
 
-BINS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.4), (0.4, 0.55), (0.55, 0.7), (0.7, 1.01))
+BINS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.4), (0.4, 0.55), (0.55, 0.7), (0.7, 1.0))
 
 
 @dataclass
@@ -52,7 +52,6 @@ class Probe:
 
 @dataclass
 class Row:
-    probes: int = 0
     brightness: list[float] = field(default_factory=list)
     refused: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -91,8 +90,9 @@ def embed_all(images: list[Path], gains: list[float], progress: bool) -> dict[fl
     return out
 
 
-def bin_of(clipped: float) -> tuple[float, float]:
-    return next(b for b in BINS if b[0] <= clipped < b[1])
+def bin_label(clipped: float) -> str:
+    low, high = next(b for b in BINS if clipped < b[1] or b is BINS[-1])
+    return f"{low:.2f}-{high:.2f}"
 
 
 def main() -> int:
@@ -120,13 +120,10 @@ def main() -> int:
     paths = sorted(clean)
     templates = np.stack([clean[p].embedding for p in paths])
     people = np.array([p.parent.name for p in paths])
-    rows: dict[str, Row] = {"unaltered": Row(), **{f"{a:.2f}-{min(b, 1.0):.2f}": Row() for a, b in BINS}}
+    rows: dict[str, Row] = {"unaltered": Row(), **{bin_label(low): Row() for low, _ in BINS}}
 
     def row_of(gain: float, probe: Probe) -> Row:
-        if gain == 1.0:
-            return rows["unaltered"]
-        a, b = bin_of(probe.clipped)
-        return rows[f"{a:.2f}-{min(b, 1.0):.2f}"]
+        return rows["unaltered" if gain == 1.0 else bin_label(probe.clipped)]
 
     for gain, found in probes.items():
         for pair in pairs:
@@ -138,7 +135,6 @@ def main() -> int:
                     row_of(gain, found[probe]).genuine.append(score)
         for path, probe in found.items():
             row = row_of(gain, probe)
-            row.probes += 1
             row.brightness.append(probe.brightness)
             row.refused += bool(probe.reasons)
             row.reasons.update(probe.reasons)
@@ -154,12 +150,13 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        if not row.probes:
+        count = len(row.brightness)
+        if not count:
             continue
         genuine = np.array(row.genuine)
         common = ", ".join(f"{code} {n}" for code, n in row.reasons.most_common(3))
         print(
-            f"| {name} | {row.probes} | {np.mean(row.brightness):.0f} | {row.refused / row.probes:.0%} | "
+            f"| {name} | {count} | {np.mean(row.brightness):.0f} | {row.refused / count:.0%} | "
             f"{len(genuine)} | {np.mean(genuine >= t3):.3f} | {np.mean(genuine >= t2):.3f} | "
             f"{row.impostor_accepts / max(row.impostor_comparisons, 1):.5f} ({row.impostor_comparisons:,}) | "
             f"{common} |"
